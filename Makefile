@@ -1,0 +1,34 @@
+# Seshat's two commands:
+#   make run    start a one-node server on 127.0.0.1:6379 (data in ./seshat-data)
+#   make test   run every test
+# Both install missing system packages first (scripts/deps.sh).
+
+CARGO ?= cargo
+SESHAT_ARGS ?=
+# One build profile for everything, so RocksDB compiles once.
+PROFILE_FLAGS := --release
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+.PHONY: deps build run test fmt lint clean
+
+deps:
+	@./scripts/deps.sh
+
+build: deps
+	$(CARGO) build $(PROFILE_FLAGS) --locked -p seshat
+
+run: build
+	$(TARGET_DIR)/release/seshat $(SESHAT_ARGS)
+
+test: deps
+	$(CARGO) test $(PROFILE_FLAGS) --locked --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(PROFILE_FLAGS) --locked --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

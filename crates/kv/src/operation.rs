@@ -1,0 +1,120 @@
+//! The write operations a Raft log entry can carry, and their results.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use seshat_common::{LimitError, Limits};
+
+/// When a `SET` may take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// `NX`: only if the key does not exist.
+    IfAbsent,
+    /// `XX`: only if the key already exists.
+    IfPresent,
+}
+
+/// A state-changing command, as replicated through the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// `SET key value [NX|XX] [GET]`.
+    Set {
+        /// The key to write.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+        /// Optional `NX` / `XX` condition.
+        condition: Option<SetCondition>,
+        /// `GET`: reply with the previous value.
+        return_old: bool,
+    },
+    /// `DEL key [key ...]`: replies with the number of keys removed.
+    Del {
+        /// Keys to remove; duplicates count once.
+        keys: Vec<Bytes>,
+    },
+    /// `FLUSHALL` / `FLUSHDB`: removes every key.
+    FlushAll,
+}
+
+impl Operation {
+    /// A plain `SET key value`.
+    pub fn set(key: Bytes, value: Bytes) -> Self {
+        Operation::Set {
+            key,
+            value,
+            condition: None,
+            return_old: false,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::Set { key, value, .. } => {
+                write!(f, "SET {:?} ({} bytes)", key, value.len())
+            }
+            Operation::Del { keys } => write!(f, "DEL {} keys", keys.len()),
+            Operation::FlushAll => write!(f, "FLUSHALL"),
+        }
+    }
+}
+
+/// The outcome of applying an [`Operation`]; the server turns it into a
+/// RESP reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// `+OK`.
+    Ok,
+    /// A null reply (e.g. `SET ... NX` on an existing key).
+    Nil,
+    /// A bulk string (e.g. the old value for `SET ... GET`).
+    Value(Bytes),
+    /// An integer (e.g. the count for `DEL`).
+    Integer(i64),
+}
+
+impl fmt::Display for OpResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpResult::Ok => write!(f, "OK"),
+            OpResult::Nil => write!(f, "nil"),
+            OpResult::Value(v) => write!(f, "value ({} bytes)", v.len()),
+            OpResult::Integer(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Checks an operation against the size limits before it is proposed, so an
+/// over-large write is refused without touching the log.
+pub fn validate(op: &Operation, limits: &Limits) -> Result<(), LimitError> {
+    match op {
+        Operation::Set { key, value, .. } => {
+            limits.check_key(key)?;
+            limits.check_value(value)
+        }
+        Operation::Del { keys } => keys.iter().try_for_each(|k| limits.check_key(k)),
+        Operation::FlushAll => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_key_or_value_is_refused_before_proposal() {
+        let limits = Limits::default();
+        let big = Bytes::from(vec![0u8; limits.max_value_bytes + 1]);
+        let op = Operation::set(Bytes::from("k"), big);
+        assert_eq!(validate(&op, &limits), Err(LimitError::ValueTooLarge));
+        let long_key = Bytes::from(vec![b'k'; limits.max_key_bytes + 1]);
+        let op = Operation::Del {
+            keys: vec![Bytes::from("ok"), long_key],
+        };
+        assert_eq!(validate(&op, &limits), Err(LimitError::KeyTooLarge));
+        assert_eq!(validate(&Operation::FlushAll, &limits), Ok(()));
+    }
+}

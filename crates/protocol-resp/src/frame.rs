@@ -1,0 +1,496 @@
+//! RESP2/RESP3 frames and their encoder.
+//!
+//! [`Frame`] models every RESP3 type plus the RESP2 null array. [`encode`]
+//! writes a frame in either dialect; in RESP2 the RESP3-only types are
+//! downgraded exactly the way Redis downgrades its own replies.
+
+use std::fmt::{self, Write as _};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Which RESP dialect a connection speaks (switched by `HELLO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ProtocolVersion {
+    /// RESP2, the default for every new connection.
+    #[default]
+    Resp2,
+    /// RESP3, negotiated with `HELLO 3`.
+    Resp3,
+}
+
+impl ProtocolVersion {
+    /// Maps a `HELLO` protocol version number (2 or 3) to a version.
+    pub fn from_protover(protover: i64) -> Option<Self> {
+        match protover {
+            2 => Some(Self::Resp2),
+            3 => Some(Self::Resp3),
+            _ => None,
+        }
+    }
+
+    /// The protocol version number as `HELLO` reports it.
+    pub fn protover(self) -> i64 {
+        match self {
+            Self::Resp2 => 2,
+            Self::Resp3 => 3,
+        }
+    }
+}
+
+/// One RESP value, RESP2 or RESP3. Strings are binary-safe [`Bytes`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// Simple string (`+OK`). CR and LF are replaced by spaces on encode.
+    Simple(Bytes),
+    /// Simple error (`-ERR ...`). CR and LF are replaced by spaces on encode.
+    Error(Bytes),
+    /// Signed 64-bit integer (`:42`).
+    Integer(i64),
+    /// Bulk string (`$3\r\nfoo`).
+    Bulk(Bytes),
+    /// Null: `$-1` in RESP2, `_` in RESP3.
+    Null,
+    /// RESP2 null array `*-1` (`_` in RESP3).
+    NullArray,
+    /// Array (`*N`).
+    Array(Vec<Frame>),
+    /// RESP3 map (`%N`); a flat array of 2N items in RESP2.
+    Map(Vec<(Frame, Frame)>),
+    /// RESP3 set (`~N`); an array in RESP2.
+    Set(Vec<Frame>),
+    /// RESP3 double (`,1.5`); a bulk string in RESP2.
+    Double(f64),
+    /// RESP3 boolean (`#t`); the integer 1 or 0 in RESP2.
+    Boolean(bool),
+    /// RESP3 big number (`(123...`); a bulk string in RESP2.
+    BigNumber(Bytes),
+    /// RESP3 verbatim string (`=N\r\ntxt:...`); a bulk of `text` in RESP2.
+    Verbatim {
+        /// Three-byte format such as `txt` or `mkd`.
+        format: [u8; 3],
+        /// The text itself, without the `fmt:` prefix.
+        text: Bytes,
+    },
+    /// RESP3 blob error (`!N`); a simple error in RESP2.
+    BlobError(Bytes),
+    /// RESP3 out-of-band push (`>N`); an array in RESP2.
+    Push(Vec<Frame>),
+}
+
+impl Frame {
+    /// The `+OK` reply.
+    pub fn ok() -> Self {
+        Self::Simple(Bytes::from_static(b"OK"))
+    }
+
+    /// The `+PONG` reply.
+    pub fn pong() -> Self {
+        Self::Simple(Bytes::from_static(b"PONG"))
+    }
+
+    /// A simple string reply.
+    pub fn simple(text: impl Into<Bytes>) -> Self {
+        Self::Simple(text.into())
+    }
+
+    /// A simple error reply; `msg` should start with an error code such as `ERR`.
+    pub fn error(msg: impl Into<Bytes>) -> Self {
+        Self::Error(msg.into())
+    }
+
+    /// A bulk string reply.
+    pub fn bulk(data: impl Into<Bytes>) -> Self {
+        Self::Bulk(data.into())
+    }
+
+    /// An integer reply.
+    pub fn integer(n: i64) -> Self {
+        Self::Integer(n)
+    }
+
+    /// An array reply.
+    pub fn array(items: Vec<Frame>) -> Self {
+        Self::Array(items)
+    }
+
+    /// A verbatim string with the `txt` format.
+    pub fn verbatim_text(text: impl Into<Bytes>) -> Self {
+        Self::Verbatim {
+            format: *b"txt",
+            text: text.into(),
+        }
+    }
+
+    /// Appends the wire form of this frame to `out`; see [`encode`].
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        encode(self, version, out);
+    }
+
+    /// Returns the wire form of this frame as a fresh buffer.
+    pub fn to_bytes(&self, version: ProtocolVersion) -> Bytes {
+        let mut out = BytesMut::new();
+        encode(self, version, &mut out);
+        out.freeze()
+    }
+}
+
+/// Appends the wire form of `frame` in `version` to `out`.
+///
+/// In RESP2 the RESP3-only types are downgraded as Redis does: `Null` →
+/// `$-1`, `Map` → flat array, `Set`/`Push` → array, `Boolean` → `:1`/`:0`,
+/// `Double`/`BigNumber` → bulk string, `Verbatim` → bulk of its text and
+/// `BlobError` → simple error. In RESP3 both nulls are written as `_`.
+pub fn encode(frame: &Frame, version: ProtocolVersion, out: &mut BytesMut) {
+    let resp3 = version == ProtocolVersion::Resp3;
+    match frame {
+        Frame::Simple(text) => put_line(out, b'+', text),
+        Frame::Error(text) => put_line(out, b'-', text),
+        Frame::Integer(n) => put_integer_line(out, b':', *n),
+        Frame::Bulk(data) => put_blob(out, b'$', data),
+        Frame::Null if resp3 => out.put_slice(b"_\r\n"),
+        Frame::Null => out.put_slice(b"$-1\r\n"),
+        Frame::NullArray if resp3 => out.put_slice(b"_\r\n"),
+        Frame::NullArray => out.put_slice(b"*-1\r\n"),
+        Frame::Array(items) => put_aggregate(out, b'*', items, version),
+        Frame::Map(pairs) => encode_map(pairs, version, out),
+        Frame::Set(items) => put_aggregate(out, if resp3 { b'~' } else { b'*' }, items, version),
+        Frame::Push(items) => put_aggregate(out, if resp3 { b'>' } else { b'*' }, items, version),
+        Frame::Double(d) => encode_double(*d, resp3, out),
+        Frame::Boolean(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+        Frame::Boolean(b) => put_integer_line(out, b':', i64::from(*b)),
+        Frame::BigNumber(n) if resp3 => put_line(out, b'(', n),
+        Frame::BigNumber(n) => put_blob(out, b'$', n),
+        Frame::Verbatim { format, text } if resp3 => encode_verbatim(format, text, out),
+        Frame::Verbatim { text, .. } => put_blob(out, b'$', text),
+        Frame::BlobError(text) if resp3 => put_blob(out, b'!', text),
+        Frame::BlobError(text) => put_line(out, b'-', text),
+    }
+}
+
+/// Writes `prefix`, `text` with CR/LF replaced by spaces, and CRLF.
+///
+/// Replacing line breaks keeps user-supplied text (echoed in error
+/// messages) from injecting extra replies, as Redis does.
+fn put_line(out: &mut BytesMut, prefix: u8, text: &[u8]) {
+    out.reserve(text.len().saturating_add(3));
+    out.put_u8(prefix);
+    if text.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(
+            text.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        out.put_slice(text);
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Writes a length-prefixed blob: `prefix`, length, CRLF, data, CRLF.
+fn put_blob(out: &mut BytesMut, prefix: u8, data: &[u8]) {
+    put_length_line(out, prefix, data.len());
+    out.reserve(data.len().saturating_add(2));
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes an aggregate header and then each item.
+fn put_aggregate(out: &mut BytesMut, prefix: u8, items: &[Frame], version: ProtocolVersion) {
+    put_length_line(out, prefix, items.len());
+    for item in items {
+        encode(item, version, out);
+    }
+}
+
+/// Writes a map as `%N` (RESP3) or as a flat `*2N` array (RESP2).
+fn encode_map(pairs: &[(Frame, Frame)], version: ProtocolVersion, out: &mut BytesMut) {
+    match version {
+        ProtocolVersion::Resp3 => put_length_line(out, b'%', pairs.len()),
+        ProtocolVersion::Resp2 => put_length_line(out, b'*', pairs.len().saturating_mul(2)),
+    }
+    for (key, value) in pairs {
+        encode(key, version, out);
+        encode(value, version, out);
+    }
+}
+
+/// Writes a double as `,text` (RESP3) or as a bulk string (RESP2).
+fn encode_double(d: f64, resp3: bool, out: &mut BytesMut) {
+    let text = DoubleText::new(d);
+    if resp3 {
+        put_line(out, b',', text.as_bytes());
+    } else {
+        put_blob(out, b'$', text.as_bytes());
+    }
+}
+
+/// Writes `=len\r\nfmt:text\r\n`.
+fn encode_verbatim(format: &[u8; 3], text: &[u8], out: &mut BytesMut) {
+    put_length_line(out, b'=', text.len().saturating_add(4));
+    out.reserve(text.len().saturating_add(6));
+    out.put_slice(format);
+    out.put_u8(b':');
+    out.put_slice(text);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes `prefix`, a non-negative length and CRLF.
+fn put_length_line(out: &mut BytesMut, prefix: u8, len: usize) {
+    out.put_u8(prefix);
+    put_u64(out, u64::try_from(len).unwrap_or(u64::MAX));
+    out.put_slice(b"\r\n");
+}
+
+/// Writes `prefix`, a signed integer and CRLF.
+fn put_integer_line(out: &mut BytesMut, prefix: u8, n: i64) {
+    out.put_u8(prefix);
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    put_u64(out, n.unsigned_abs());
+    out.put_slice(b"\r\n");
+}
+
+/// Writes the decimal digits of `n` without allocating.
+fn put_u64(out: &mut BytesMut, mut n: u64) {
+    // u64::MAX has 20 decimal digits.
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start = start.saturating_sub(1);
+        if let Some(slot) = digits.get_mut(start) {
+            // `n % 10` is below 10, so the cast cannot truncate.
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    out.put_slice(digits.get(start..).unwrap_or_default());
+}
+
+/// A double's RESP text (`inf`, `-inf`, `nan` or the shortest decimal that
+/// round-trips), formatted on the stack.
+struct DoubleText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl DoubleText {
+    /// Formats `d`; `{:?}` prints the shortest round-tripping form and
+    /// switches to exponent notation for very large or small magnitudes.
+    fn new(d: f64) -> Self {
+        let mut text = Self {
+            buf: [0; 48],
+            len: 0,
+        };
+        let written = if d.is_nan() {
+            text.write_str("nan")
+        } else if d.is_infinite() {
+            text.write_str(if d > 0.0 { "inf" } else { "-inf" })
+        } else {
+            write!(text, "{d:?}")
+        };
+        if written.is_err() {
+            // Unreachable: a finite f64 prints in at most 24 bytes. Fall
+            // back to exponent form, which is just as short.
+            text.len = 0;
+            let _ = write!(text, "{d:e}");
+        }
+        text
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for DoubleText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn wire(frame: &Frame, version: ProtocolVersion) -> Vec<u8> {
+        frame.to_bytes(version).to_vec()
+    }
+
+    fn both(frame: &Frame) -> (Vec<u8>, Vec<u8>) {
+        (
+            wire(frame, ProtocolVersion::Resp2),
+            wire(frame, ProtocolVersion::Resp3),
+        )
+    }
+
+    #[test]
+    fn scalars_encode_identically_in_both_versions() {
+        let cases: Vec<(Frame, &[u8])> = vec![
+            (Frame::ok(), b"+OK\r\n"),
+            (Frame::pong(), b"+PONG\r\n"),
+            (Frame::error("ERR bad"), b"-ERR bad\r\n"),
+            (Frame::integer(0), b":0\r\n"),
+            (Frame::integer(-42), b":-42\r\n"),
+            (Frame::integer(i64::MIN), b":-9223372036854775808\r\n"),
+            (Frame::integer(i64::MAX), b":9223372036854775807\r\n"),
+            (Frame::bulk("foo"), b"$3\r\nfoo\r\n"),
+            (Frame::bulk(""), b"$0\r\n\r\n"),
+            (
+                Frame::array(vec![Frame::integer(1), Frame::bulk("a")]),
+                b"*2\r\n:1\r\n$1\r\na\r\n",
+            ),
+            (Frame::array(vec![]), b"*0\r\n"),
+        ];
+        for (frame, expected) in cases {
+            let (r2, r3) = both(&frame);
+            assert_eq!(r2, expected, "{frame:?}");
+            assert_eq!(r3, expected, "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn nulls() {
+        assert_eq!(both(&Frame::Null), (b"$-1\r\n".to_vec(), b"_\r\n".to_vec()));
+        assert_eq!(
+            both(&Frame::NullArray),
+            (b"*-1\r\n".to_vec(), b"_\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn map_is_flattened_in_resp2() {
+        let map = Frame::Map(vec![(Frame::bulk("k"), Frame::integer(1))]);
+        let (r2, r3) = both(&map);
+        assert_eq!(r2, b"*2\r\n$1\r\nk\r\n:1\r\n");
+        assert_eq!(r3, b"%1\r\n$1\r\nk\r\n:1\r\n");
+    }
+
+    #[test]
+    fn set_and_push_become_arrays_in_resp2() {
+        let set = Frame::Set(vec![Frame::simple("a")]);
+        assert_eq!(
+            both(&set),
+            (b"*1\r\n+a\r\n".to_vec(), b"~1\r\n+a\r\n".to_vec())
+        );
+        let push = Frame::Push(vec![Frame::simple("a")]);
+        assert_eq!(
+            both(&push),
+            (b"*1\r\n+a\r\n".to_vec(), b">1\r\n+a\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn boolean() {
+        assert_eq!(
+            both(&Frame::Boolean(true)),
+            (b":1\r\n".to_vec(), b"#t\r\n".to_vec())
+        );
+        assert_eq!(
+            both(&Frame::Boolean(false)),
+            (b":0\r\n".to_vec(), b"#f\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn double() {
+        assert_eq!(
+            both(&Frame::Double(1.5)),
+            (b"$3\r\n1.5\r\n".to_vec(), b",1.5\r\n".to_vec())
+        );
+        assert_eq!(
+            wire(&Frame::Double(f64::INFINITY), ProtocolVersion::Resp3),
+            b",inf\r\n"
+        );
+        assert_eq!(
+            wire(&Frame::Double(f64::NEG_INFINITY), ProtocolVersion::Resp3),
+            b",-inf\r\n"
+        );
+        assert_eq!(
+            wire(&Frame::Double(f64::NAN), ProtocolVersion::Resp3),
+            b",nan\r\n"
+        );
+        assert_eq!(
+            wire(&Frame::Double(1e300), ProtocolVersion::Resp3),
+            b",1e300\r\n"
+        );
+        assert_eq!(
+            wire(&Frame::Double(f64::MIN_POSITIVE), ProtocolVersion::Resp3),
+            b",2.2250738585072014e-308\r\n"
+        );
+    }
+
+    #[test]
+    fn big_number() {
+        let n = Frame::BigNumber(Bytes::from_static(b"-12345678901234567890"));
+        assert_eq!(
+            both(&n),
+            (
+                b"$21\r\n-12345678901234567890\r\n".to_vec(),
+                b"(-12345678901234567890\r\n".to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn verbatim() {
+        let v = Frame::verbatim_text("hi");
+        assert_eq!(
+            both(&v),
+            (b"$2\r\nhi\r\n".to_vec(), b"=6\r\ntxt:hi\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn blob_error() {
+        let e = Frame::BlobError(Bytes::from_static(b"ERR x\r\ny"));
+        assert_eq!(
+            both(&e),
+            (b"-ERR x  y\r\n".to_vec(), b"!8\r\nERR x\r\ny\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn line_frames_cannot_inject_replies() {
+        let e = Frame::error("ERR a\r\n+OK");
+        assert_eq!(wire(&e, ProtocolVersion::Resp2), b"-ERR a  +OK\r\n");
+        let s = Frame::simple("a\nb");
+        assert_eq!(wire(&s, ProtocolVersion::Resp3), b"+a b\r\n");
+    }
+
+    #[test]
+    fn protover_mapping() {
+        assert_eq!(
+            ProtocolVersion::from_protover(2),
+            Some(ProtocolVersion::Resp2)
+        );
+        assert_eq!(
+            ProtocolVersion::from_protover(3),
+            Some(ProtocolVersion::Resp3)
+        );
+        assert_eq!(ProtocolVersion::from_protover(4), None);
+        assert_eq!(ProtocolVersion::Resp3.protover(), 3);
+        assert_eq!(ProtocolVersion::default(), ProtocolVersion::Resp2);
+    }
+
+    #[test]
+    fn put_u64_formats_all_digit_counts() {
+        let mut n = 1u64;
+        for _ in 0..19 {
+            let mut out = BytesMut::new();
+            put_u64(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+            n *= 10;
+        }
+        let mut out = BytesMut::new();
+        put_u64(&mut out, u64::MAX);
+        assert_eq!(out, u64::MAX.to_string().as_bytes());
+    }
+}

@@ -1,0 +1,416 @@
+//! Conversions between openraft's types and Seshat's protobuf records.
+//!
+//! Decoding never trusts its input: a missing field, an unknown version or
+//! a bad enum value is a [`CodecError`], never a default.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use prost::Message;
+use seshat_kv::{Operation, SetCondition};
+
+use crate::pb;
+use crate::types::{CommittedLeaderId, Entry, LogId, Membership, SeshatNode, Vote};
+
+/// Version written into every persisted record.
+pub const RECORD_VERSION: u32 = 1;
+
+/// A record that cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Protobuf decoding failed.
+    #[error("cannot decode {what}: {source}")]
+    Protobuf {
+        /// Which record.
+        what: &'static str,
+        /// prost's error.
+        source: prost::DecodeError,
+    },
+    /// A record carries a version this build does not understand.
+    #[error("{what} has unsupported version {version} (this build reads {RECORD_VERSION})")]
+    Version {
+        /// Which record.
+        what: &'static str,
+        /// The version found.
+        version: u32,
+    },
+    /// A required field is absent.
+    #[error("{what} is missing field {field}")]
+    Missing {
+        /// Which record.
+        what: &'static str,
+        /// Which field.
+        field: &'static str,
+    },
+    /// A field holds a value outside its domain.
+    #[error("{what} has invalid {field}: {detail}")]
+    Invalid {
+        /// Which record.
+        what: &'static str,
+        /// Which field.
+        field: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl From<CodecError> for std::io::Error {
+    fn from(e: CodecError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+}
+
+fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, CodecError> {
+    M::decode(bytes).map_err(|source| CodecError::Protobuf { what, source })
+}
+
+fn check_version(what: &'static str, version: u32) -> Result<(), CodecError> {
+    if version == RECORD_VERSION {
+        Ok(())
+    } else {
+        Err(CodecError::Version { what, version })
+    }
+}
+
+fn required<T>(what: &'static str, field: &'static str, v: Option<T>) -> Result<T, CodecError> {
+    v.ok_or(CodecError::Missing { what, field })
+}
+
+/// openraft log id → protobuf.
+pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
+    pb::LogId {
+        term: id.leader_id.term,
+        leader_node_id: id.leader_id.node_id,
+        index: id.index,
+    }
+}
+
+/// protobuf → openraft log id.
+pub fn log_id_from_pb(id: &pb::LogId) -> LogId {
+    LogId::new(
+        CommittedLeaderId {
+            term: id.term,
+            node_id: id.leader_node_id,
+        },
+        id.index,
+    )
+}
+
+/// openraft vote → protobuf.
+pub fn vote_to_pb(v: &Vote) -> pb::Vote {
+    pb::Vote {
+        term: v.leader_id.term,
+        node_id: v.leader_id.node_id,
+        committed: v.committed,
+    }
+}
+
+/// protobuf → openraft vote.
+pub fn vote_from_pb(v: &pb::Vote) -> Vote {
+    let mut vote = Vote::new(v.term, v.node_id);
+    vote.committed = v.committed;
+    vote
+}
+
+/// openraft membership → protobuf.
+pub fn membership_to_pb(m: &Membership) -> pb::Membership {
+    pb::Membership {
+        configs: m
+            .get_joint_config()
+            .iter()
+            .map(|c| pb::NodeIdSet {
+                node_ids: c.iter().copied().collect(),
+            })
+            .collect(),
+        nodes: m
+            .nodes()
+            .map(|(id, n)| {
+                (
+                    *id,
+                    pb::Node {
+                        raft_addr: n.raft_addr.clone(),
+                        client_addr: n.client_addr.clone(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// protobuf → openraft membership, checked by openraft's own validation.
+pub fn membership_from_pb(
+    what: &'static str,
+    m: &pb::Membership,
+) -> Result<Membership, CodecError> {
+    let configs: Vec<BTreeSet<u64>> = m
+        .configs
+        .iter()
+        .map(|c| c.node_ids.iter().copied().collect())
+        .collect();
+    let nodes: BTreeMap<u64, SeshatNode> = m
+        .nodes
+        .iter()
+        .map(|(id, n)| {
+            (
+                *id,
+                SeshatNode {
+                    raft_addr: n.raft_addr.clone(),
+                    client_addr: n.client_addr.clone(),
+                },
+            )
+        })
+        .collect();
+    Membership::new(configs, nodes).map_err(|e| CodecError::Invalid {
+        what,
+        field: "membership",
+        detail: e.to_string(),
+    })
+}
+
+/// KV operation → protobuf.
+pub fn operation_to_pb(op: &Operation) -> pb::Operation {
+    use pb::operation::Op;
+    let op = match op {
+        Operation::Set {
+            key,
+            value,
+            condition,
+            return_old,
+        } => Op::Set(pb::SetOp {
+            key: key.clone(),
+            value: value.clone(),
+            condition: match condition {
+                None => 0,
+                Some(SetCondition::IfAbsent) => 1,
+                Some(SetCondition::IfPresent) => 2,
+            },
+            return_old: *return_old,
+        }),
+        Operation::Del { keys } => Op::Del(pb::DelOp { keys: keys.clone() }),
+        Operation::FlushAll => Op::FlushAll(pb::FlushAllOp {}),
+    };
+    pb::Operation { op: Some(op) }
+}
+
+/// protobuf → KV operation.
+pub fn operation_from_pb(op: pb::Operation) -> Result<Operation, CodecError> {
+    use pb::operation::Op;
+    const WHAT: &str = "operation";
+    Ok(match required(WHAT, "op", op.op)? {
+        Op::Set(s) => Operation::Set {
+            key: s.key,
+            value: s.value,
+            condition: match s.condition {
+                0 => None,
+                1 => Some(SetCondition::IfAbsent),
+                2 => Some(SetCondition::IfPresent),
+                n => {
+                    return Err(CodecError::Invalid {
+                        what: WHAT,
+                        field: "condition",
+                        detail: n.to_string(),
+                    })
+                }
+            },
+            return_old: s.return_old,
+        },
+        Op::Del(d) => Operation::Del { keys: d.keys },
+        Op::FlushAll(_) => Operation::FlushAll,
+    })
+}
+
+/// openraft entry → protobuf entry.
+pub fn entry_to_pb(entry: &Entry) -> pb::LogEntry {
+    use pb::log_entry::Payload;
+    let payload = match &entry.payload {
+        EntryPayload::Blank => Payload::Blank(pb::Blank {}),
+        EntryPayload::Normal(op) => Payload::Normal(operation_to_pb(op)),
+        EntryPayload::Membership(m) => Payload::Membership(membership_to_pb(m)),
+    };
+    pb::LogEntry {
+        version: RECORD_VERSION,
+        log_id: Some(log_id_to_pb(&entry.log_id)),
+        payload: Some(payload),
+    }
+}
+
+/// protobuf entry → openraft entry.
+pub fn entry_from_pb(e: pb::LogEntry) -> Result<Entry, CodecError> {
+    use pb::log_entry::Payload;
+    const WHAT: &str = "log entry";
+    check_version(WHAT, e.version)?;
+    let log_id = log_id_from_pb(&required(WHAT, "log_id", e.log_id)?);
+    let payload = match required(WHAT, "payload", e.payload)? {
+        Payload::Blank(_) => EntryPayload::Blank,
+        Payload::Normal(op) => EntryPayload::Normal(operation_from_pb(op)?),
+        Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(WHAT, &m)?),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+/// Encodes an entry for the log column family.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    entry_to_pb(entry).encode_to_vec()
+}
+
+/// Decodes an entry read from the log column family.
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, CodecError> {
+    entry_from_pb(decode("log entry", bytes)?)
+}
+
+/// Encodes a vote record.
+pub fn encode_vote(vote: &Vote) -> Vec<u8> {
+    pb::VoteRecord {
+        version: RECORD_VERSION,
+        vote: Some(vote_to_pb(vote)),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a vote record.
+pub fn decode_vote(bytes: &[u8]) -> Result<Vote, CodecError> {
+    const WHAT: &str = "vote record";
+    let r: pb::VoteRecord = decode(WHAT, bytes)?;
+    check_version(WHAT, r.version)?;
+    Ok(vote_from_pb(&required(WHAT, "vote", r.vote)?))
+}
+
+/// Encodes a log id record (last purged).
+pub fn encode_log_id(id: &LogId) -> Vec<u8> {
+    pb::LogIdRecord {
+        version: RECORD_VERSION,
+        log_id: Some(log_id_to_pb(id)),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a log id record.
+pub fn decode_log_id(bytes: &[u8]) -> Result<LogId, CodecError> {
+    const WHAT: &str = "log id record";
+    let r: pb::LogIdRecord = decode(WHAT, bytes)?;
+    check_version(WHAT, r.version)?;
+    Ok(log_id_from_pb(&required(WHAT, "log_id", r.log_id)?))
+}
+
+/// Decodes an applied-state record, checking its version.
+pub fn decode_applied(bytes: &[u8]) -> Result<pb::AppliedRecord, CodecError> {
+    const WHAT: &str = "applied record";
+    let r: pb::AppliedRecord = decode(WHAT, bytes)?;
+    check_version(WHAT, r.version)?;
+    Ok(r)
+}
+
+/// The big-endian key of log index `index`, so keys sort by index.
+pub fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// The index in a log key.
+pub fn index_of_log_key(key: &[u8]) -> Result<u64, CodecError> {
+    let arr: [u8; 8] = key.try_into().map_err(|_| CodecError::Invalid {
+        what: "log key",
+        field: "length",
+        detail: format!("{} bytes, expected 8", key.len()),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Turns raw bytes into `Bytes` without copying when possible.
+pub fn to_bytes(v: Vec<u8>) -> Bytes {
+    Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_op() -> impl Strategy<Value = Operation> {
+        let bytes = prop::collection::vec(any::<u8>(), 0..32).prop_map(Bytes::from);
+        prop_oneof![
+            (bytes.clone(), bytes.clone(), 0u8..3, any::<bool>()).prop_map(|(k, v, c, g)| {
+                Operation::Set {
+                    key: k,
+                    value: v,
+                    condition: match c {
+                        0 => None,
+                        1 => Some(SetCondition::IfAbsent),
+                        _ => Some(SetCondition::IfPresent),
+                    },
+                    return_old: g,
+                }
+            }),
+            prop::collection::vec(bytes, 0..4).prop_map(|keys| Operation::Del { keys }),
+            Just(Operation::FlushAll),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn entry_round_trips(term in 0u64..1000, node in 0u64..10, index in any::<u64>(), op in arb_op()) {
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId { term, node_id: node }, index),
+                payload: EntryPayload::Normal(op),
+            };
+            let decoded = decode_entry(&encode_entry(&entry)).unwrap();
+            prop_assert_eq!(decoded, entry);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_entry(&bytes);
+            let _ = decode_vote(&bytes);
+            let _ = decode_log_id(&bytes);
+            let _ = decode_applied(&bytes);
+        }
+    }
+
+    #[test]
+    fn membership_and_vote_round_trip() {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            1,
+            SeshatNode {
+                raft_addr: "a:1".into(),
+                client_addr: "a:2".into(),
+            },
+        );
+        nodes.insert(
+            2,
+            SeshatNode {
+                raft_addr: "b:1".into(),
+                client_addr: "b:2".into(),
+            },
+        );
+        let m = Membership::new(vec![[1, 2].into_iter().collect()], nodes).unwrap();
+        let back = membership_from_pb("test", &membership_to_pb(&m)).unwrap();
+        assert_eq!(back, m);
+        let mut vote = Vote::new(5, 2);
+        vote.committed = true;
+        assert_eq!(decode_vote(&encode_vote(&vote)).unwrap(), vote);
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let rec = pb::LogIdRecord {
+            version: 99,
+            log_id: Some(pb::LogId::default()),
+        };
+        let err = decode_log_id(&rec.encode_to_vec()).unwrap_err();
+        assert!(matches!(err, CodecError::Version { version: 99, .. }));
+    }
+
+    #[test]
+    fn entry_without_payload_is_refused() {
+        let rec = pb::LogEntry {
+            version: RECORD_VERSION,
+            log_id: Some(pb::LogId::default()),
+            payload: None,
+        };
+        assert!(matches!(
+            decode_entry(&rec.encode_to_vec()),
+            Err(CodecError::Missing { .. })
+        ));
+    }
+}

@@ -1,0 +1,222 @@
+//! The server half of the node-to-node transport: a tonic service that
+//! hands each RPC to the local Raft instance.
+//!
+//! Incoming snapshots are written chunk by chunk to a file under
+//! `snapshots/incoming/`, then **validated completely** (sizes, record
+//! framing, versions, key prefix, and that the header matches the
+//! announced metadata) before openraft is asked to install them: an
+//! install error would stop the node, so bad data is refused here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec::{log_id_from_pb, membership_from_pb, vote_from_pb};
+use crate::pb;
+use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
+use crate::rpc_codec;
+use crate::snapshot::{self, SnapshotFile};
+use crate::types::{Raft, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// Largest snapshot accepted from a peer, in bytes.
+pub const MAX_INCOMING_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+
+/// The Raft gRPC service of one node.
+pub struct RaftGrpc {
+    raft: Raft,
+    snapshot_dir: PathBuf,
+}
+
+impl RaftGrpc {
+    /// A service for `raft`, storing incoming snapshots under
+    /// `snapshot_dir`.
+    pub fn new(raft: Raft, snapshot_dir: PathBuf) -> Self {
+        Self { raft, snapshot_dir }
+    }
+
+    /// Wraps the service for tonic with Seshat's message-size limits.
+    pub fn into_server(self) -> RaftServiceServer<Self> {
+        RaftServiceServer::new(self)
+            .max_decoding_message_size(crate::network::MAX_RPC_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::network::MAX_RPC_MESSAGE_BYTES)
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn stopped(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpc {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = rpc_codec::append_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let resp = self.raft.append_entries(req).await.map_err(stopped)?;
+        Ok(Response::new(rpc_codec::append_response_to_pb(&resp)))
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = rpc_codec::vote_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let resp = self.raft.vote(req).await.map_err(stopped)?;
+        Ok(Response::new(rpc_codec::vote_response_to_pb(&resp)))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = rpc_codec::vote_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let resp = self.raft.pre_vote(req).await.map_err(stopped)?;
+        Ok(Response::new(rpc_codec::vote_response_to_pb(&resp)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotReply>, Status> {
+        let mut stream = request.into_inner();
+        let start = match stream.next().await {
+            Some(Ok(pb::SnapshotChunk {
+                payload: Some(pb::snapshot_chunk::Payload::Start(s)),
+            })) => s,
+            Some(Ok(_)) => return Err(bad_request("snapshot stream must begin with its metadata")),
+            Some(Err(s)) => return Err(s),
+            None => return Err(bad_request("empty snapshot stream")),
+        };
+        if start.size_bytes > MAX_INCOMING_SNAPSHOT_BYTES {
+            return Err(bad_request(format!(
+                "snapshot of {} bytes exceeds {MAX_INCOMING_SNAPSHOT_BYTES}",
+                start.size_bytes
+            )));
+        }
+        let vote = vote_from_pb(
+            &start
+                .vote
+                .ok_or_else(|| bad_request("snapshot without vote"))?,
+        );
+        let meta = SnapshotMeta {
+            last_log_id: start.last_log_id.as_ref().map(log_id_from_pb),
+            last_membership: StoredMembership::new(
+                start.membership_log_id.as_ref().map(log_id_from_pb),
+                membership_from_pb(
+                    "snapshot start",
+                    &start.membership.clone().unwrap_or_default(),
+                )
+                .map_err(bad_request)?,
+            ),
+        };
+        let path = self.receive_file(&start, &mut stream).await?;
+        let checked = {
+            let path = path.clone();
+            let meta = meta.clone();
+            tokio::task::spawn_blocking(move || snapshot::validate_file(&path, &meta))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+        };
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&path);
+            return Err(bad_request(format!("invalid snapshot: {e}")));
+        }
+        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
+            meta,
+            snapshot: SnapshotFile { path: path.clone() },
+        };
+        let result = self.raft.install_full_snapshot(vote, snapshot).await;
+        let _ = std::fs::remove_file(&path);
+        let resp = result.map_err(stopped)?;
+        Ok(Response::new(pb::SnapshotReply {
+            vote: Some(crate::codec::vote_to_pb(&resp.vote)),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderReply>, Status> {
+        let r = request.into_inner();
+        let from = vote_from_pb(
+            &r.from_leader
+                .ok_or_else(|| bad_request("transfer without vote"))?,
+        );
+        let req = openraft::raft::TransferLeaderRequest::new(
+            from,
+            r.to_node_id,
+            r.last_log_id.as_ref().map(log_id_from_pb),
+        );
+        let resp = self
+            .raft
+            .handle_transfer_leader(req)
+            .await
+            .map_err(stopped)?;
+        Ok(Response::new(pb::TransferLeaderReply {
+            error: resp.err().map(|e| e.to_string()).unwrap_or_default(),
+        }))
+    }
+}
+
+impl RaftGrpc {
+    /// Writes the streamed bytes to `snapshots/incoming/<index>-<term>.snap`,
+    /// refusing more bytes than announced.
+    async fn receive_file(
+        &self,
+        start: &pb::SnapshotStart,
+        stream: &mut Streaming<pb::SnapshotChunk>,
+    ) -> Result<PathBuf, Status> {
+        let dir = self.snapshot_dir.join("incoming");
+        std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
+        let index = start.last_log_id.as_ref().map_or(0, |l| l.index);
+        let term = start.last_log_id.as_ref().map_or(0, |l| l.term);
+        let path = dir.join(format!("{index:020}-{term:020}.snap"));
+        let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(e.to_string()))?;
+        let mut received: u64 = 0;
+        while let Some(msg) = stream.next().await {
+            let data = match msg?.payload {
+                Some(pb::snapshot_chunk::Payload::Data(d)) => d,
+                _ => {
+                    return Err(cleanup(
+                        &path,
+                        bad_request("unexpected message in snapshot stream"),
+                    ))
+                }
+            };
+            received = received.saturating_add(data.len() as u64);
+            if received > start.size_bytes {
+                return Err(cleanup(
+                    &path,
+                    bad_request("snapshot stream longer than announced"),
+                ));
+            }
+            // Chunks are ≤ 1 MiB: a blocking write of that size is short.
+            file.write_all(&data)
+                .map_err(|e| cleanup(&path, Status::internal(e.to_string())))?;
+        }
+        if received != start.size_bytes {
+            return Err(cleanup(
+                &path,
+                bad_request(format!(
+                    "snapshot stream ended after {received} of {} bytes",
+                    start.size_bytes
+                )),
+            ));
+        }
+        file.sync_all()
+            .map_err(|e| cleanup(&path, Status::internal(e.to_string())))?;
+        Ok(path)
+    }
+}
+
+fn cleanup(path: &Path, status: Status) -> Status {
+    let _ = std::fs::remove_file(path);
+    status
+}

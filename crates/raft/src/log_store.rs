@@ -1,0 +1,316 @@
+//! The Raft log on RocksDB (`data_raft_log`, `data_raft_state`), with group
+//! commit.
+//!
+//! `append` writes its entries to RocksDB immediately (without fsync) so
+//! they can be read back at once, then queues openraft's "flushed" callback
+//! to the [`Syncer`] thread. The syncer takes every callback queued so far,
+//! issues one WAL fsync, and completes them all in order: one fsync serves
+//! every append that arrived while the previous fsync ran.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use seshat_storage::{Batch, Cf, Store};
+
+use crate::codec::{self, log_key};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+const KEY_COMMITTED: &[u8] = b"committed";
+
+/// Most entries one `try_get_log_entries` call returns; openraft asks for
+/// bounded ranges already, this is a backstop.
+pub const MAX_ENTRIES_PER_READ: usize = 65_536;
+
+/// The Raft log store. Cheap to clone (all clones share one syncer).
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+    syncer: Arc<Syncer>,
+}
+
+impl LogStore {
+    /// Builds the log store on an opened database and starts its syncer.
+    pub fn new(store: Store) -> io::Result<Self> {
+        let syncer = Syncer::start(store.clone())?;
+        Ok(Self {
+            store,
+            syncer: Arc::new(syncer),
+        })
+    }
+
+    fn read_entries(&self, from: u64, to_exclusive: u64) -> io::Result<Vec<Entry>> {
+        if from >= to_exclusive {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
+            .scan(
+                Cf::DataRaftLog,
+                &log_key(from),
+                &log_key(to_exclusive),
+                MAX_ENTRIES_PER_READ,
+            )
+            .map_err(io::Error::other)?;
+        let mut out = Vec::with_capacity(rows.len());
+        // Entries before the first one may be purged; after it there must
+        // be no gap.
+        let mut expected: Option<u64> = None;
+        for (key, value) in rows {
+            let index = codec::index_of_log_key(&key)?;
+            let entry = codec::decode_entry(&value)?;
+            if index != entry.log_id.index {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("log key {index} holds entry {}", entry.log_id),
+                ));
+            }
+            // A hole means the log is corrupt; openraft must not see a gap.
+            if let Some(want) = expected {
+                if index != want {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("log has a hole: expected index {want}, found {index}"),
+                    ));
+                }
+            }
+            expected = Some(index.saturating_add(1));
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn read_meta(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.store
+            .get(Cf::DataRaftState, key)
+            .map_err(io::Error::other)
+    }
+
+    /// Number of log entries on disk and the last purged index, for INFO.
+    pub fn stats(&self) -> io::Result<(u64, Option<u64>)> {
+        let first = self
+            .store
+            .scan(Cf::DataRaftLog, &log_key(0), &log_key(u64::MAX), 1)
+            .map_err(io::Error::other)?;
+        let last = self.store.last(Cf::DataRaftLog).map_err(io::Error::other)?;
+        let purged = match self.read_meta(KEY_LAST_PURGED)? {
+            Some(b) => Some(codec::decode_log_id(&b)?.index),
+            None => None,
+        };
+        let count = match (first.first(), last) {
+            (Some((f, _)), Some((l, _))) => {
+                let f = codec::index_of_log_key(f)?;
+                let l = codec::index_of_log_key(&l)?;
+                l.saturating_sub(f).saturating_add(1)
+            }
+            _ => 0,
+        };
+        Ok((count, purged))
+    }
+}
+
+fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(x) => *x,
+        Bound::Excluded(x) => x.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(x) => x.saturating_add(1),
+        Bound::Excluded(x) => *x,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (from, to) = range_to_bounds(&range);
+        self.read_entries(from, to)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        match self.read_meta(KEY_VOTE)? {
+            Some(b) => Ok(Some(codec::decode_vote(&b)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id = match self.read_meta(KEY_LAST_PURGED)? {
+            Some(b) => Some(codec::decode_log_id(&b)?),
+            None => None,
+        };
+        let last = self.store.last(Cf::DataRaftLog).map_err(io::Error::other)?;
+        let last_log_id = match last {
+            Some((_, v)) => Some(codec::decode_entry(&v)?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let mut batch = Batch::default();
+        batch.put(Cf::DataRaftState, KEY_VOTE, &codec::encode_vote(vote));
+        let store = self.store.clone();
+        // The vote is fsynced before we return: a node must never vote twice
+        // in one term, even across a crash.
+        tokio::task::spawn_blocking(move || store.write(batch, true))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let mut batch = Batch::default();
+        match committed {
+            Some(id) => batch.put(Cf::DataRaftState, KEY_COMMITTED, &codec::encode_log_id(&id)),
+            None => batch.delete(Cf::DataRaftState, KEY_COMMITTED),
+        }
+        // Not synced: the committed index is a hint that speeds up restart;
+        // losing it only means re-learning it from the leader.
+        self.store.write(batch, false).map_err(io::Error::other)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        match self.read_meta(KEY_COMMITTED)? {
+            Some(b) => Ok(Some(codec::decode_log_id(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = Batch::default();
+        for entry in entries {
+            batch.put(
+                Cf::DataRaftLog,
+                &log_key(entry.log_id.index),
+                &codec::encode_entry(&entry),
+            );
+        }
+        // Written now so the entries are readable when we return; durable
+        // only once the syncer's fsync completes the callback.
+        self.store.write(batch, false).map_err(io::Error::other)?;
+        self.syncer.submit(callback)
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index.saturating_add(1));
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::DataRaftLog, &log_key(from), &log_key(u64::MAX));
+        batch.delete(Cf::DataRaftLog, &log_key(u64::MAX));
+        // Ordered in the WAL before any later append, whose fsync makes it
+        // durable too.
+        self.store.write(batch, false).map_err(io::Error::other)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let mut batch = Batch::default();
+        // The purge marker and the deletion commit together.
+        batch.put(
+            Cf::DataRaftState,
+            KEY_LAST_PURGED,
+            &codec::encode_log_id(&log_id),
+        );
+        batch.delete_range(
+            Cf::DataRaftLog,
+            &log_key(0),
+            &log_key(log_id.index.saturating_add(1)),
+        );
+        self.store.write(batch, false).map_err(io::Error::other)
+    }
+}
+
+/// Most callbacks one fsync completes; bounds the latency of the last one.
+pub const MAX_CALLBACKS_PER_SYNC: usize = 4096;
+
+/// A dedicated thread that turns queued "flushed" callbacks into one WAL
+/// fsync per batch.
+struct Syncer {
+    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(store: Store) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let thread = std::thread::Builder::new()
+            .name("seshat-log-sync".into())
+            .spawn(move || sync_loop(store, rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn submit(&self, callback: IOFlushed<TypeConfig>) -> io::Result<()> {
+        self.tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("log sync thread has stopped"))?
+            .send(callback)
+            .map_err(|_| io::Error::other("log sync thread has stopped"))
+    }
+}
+
+impl Drop for Syncer {
+    /// Stops the thread and waits for it, so its handle on the database is
+    /// released before the database is closed.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("log sync thread panicked");
+            }
+        }
+    }
+}
+
+fn sync_loop(store: Store, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    let mut pending = Vec::new();
+    // Ends when every LogStore clone (and so every sender) is dropped.
+    while let Ok(first) = rx.recv() {
+        pending.push(first);
+        while pending.len() < MAX_CALLBACKS_PER_SYNC {
+            match rx.try_recv() {
+                Ok(cb) => pending.push(cb),
+                Err(_) => break,
+            }
+        }
+        let result = store.sync_wal();
+        for cb in pending.drain(..) {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::other(e.to_string())),
+            };
+            cb.io_completed(r);
+        }
+    }
+}

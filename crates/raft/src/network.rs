@@ -1,0 +1,295 @@
+//! The client half of the node-to-node transport: openraft's RPCs over
+//! gRPC (tonic).
+//!
+//! Each peer gets one lazily connected HTTP/2 channel that reconnects by
+//! itself; every call is bounded by [`RPC_TIMEOUT`] (or openraft's own
+//! deadline when shorter), message sizes by [`MAX_RPC_MESSAGE_BYTES`], and
+//! snapshots travel as a stream of [`SNAPSHOT_CHUNK_BYTES`] chunks read
+//! from the snapshot file, so memory stays bounded whatever the data size.
+//! openraft sends one request at a time per peer, which bounds the
+//! requests (and bytes) in flight per peer.
+
+use std::io::Read;
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, RaftNetworkV2};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{log_id_to_pb, membership_to_pb, vote_from_pb, vote_to_pb, CodecError};
+use crate::pb;
+use crate::pb::raft_service_client::RaftServiceClient;
+use crate::rpc_codec;
+use crate::snapshot::SnapshotFile;
+use crate::types::{SeshatNode, TypeConfig, Vote};
+
+/// Default deadline of one RPC.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for establishing a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Largest gRPC message sent or accepted (tonic's default is 4 MiB; an
+/// append batch of openraft's `max_payload_entries` entries of the largest
+/// allowed value must fit).
+pub const MAX_RPC_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Size of one snapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Snapshot chunks buffered between the file reader and the stream.
+pub const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
+/// Longest a whole snapshot transfer may take.
+pub const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Creates clients for peers.
+#[derive(Debug, Clone, Default)]
+pub struct Network;
+
+/// A client for one peer.
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    client: Option<RaftServiceClient<Channel>>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &SeshatNode) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.raft_addr.clone(),
+            client: None,
+        }
+    }
+}
+
+fn unreachable(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::from_string(e.to_string()))
+}
+
+fn network(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(e.to_string()))
+}
+
+fn status_error(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
+    let msg = format!("node {target}: {s}");
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            unreachable(msg)
+        }
+        _ => network(msg),
+    }
+}
+
+fn decode_error(target: u64, e: CodecError) -> RPCError<TypeConfig> {
+    network(format!("bad reply from node {target}: {e}"))
+}
+
+impl PeerClient {
+    fn client(&mut self) -> Result<RaftServiceClient<Channel>, RPCError<TypeConfig>> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| {
+                unreachable(format!(
+                    "bad raft address {} of node {}: {e}",
+                    self.addr, self.target
+                ))
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(RPC_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let client = RaftServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_RPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RPC_MESSAGE_BYTES);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn call<T, F, Fut>(&mut self, option: &RPCOption, f: F) -> Result<T, RPCError<TypeConfig>>
+    where
+        F: FnOnce(RaftServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client()?;
+        let deadline = option.hard_ttl().min(RPC_TIMEOUT);
+        match tokio::time::timeout(deadline, f(client)).await {
+            Err(_) => Err(unreachable(format!(
+                "node {} did not answer within {deadline:?}",
+                self.target
+            ))),
+            Ok(Err(s)) => Err(status_error(self.target, s)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = rpc_codec::append_request_to_pb(&rpc);
+        let reply = self
+            .call(&option, |mut c| async move { c.append_entries(req).await })
+            .await?;
+        rpc_codec::append_response_from_pb(reply).map_err(|e| decode_error(self.target, e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = rpc_codec::vote_request_to_pb(&rpc);
+        let reply = self
+            .call(&option, |mut c| async move { c.vote(req).await })
+            .await?;
+        rpc_codec::vote_response_from_pb(reply).map_err(|e| decode_error(self.target, e))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = rpc_codec::vote_request_to_pb(&rpc);
+        let reply = self
+            .call(&option, |mut c| async move { c.pre_vote(req).await })
+            .await?;
+        rpc_codec::vote_response_from_pb(reply).map_err(|e| decode_error(self.target, e))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let to_streaming = |e: RPCError<TypeConfig>| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+        };
+        let mut client = self.client().map_err(to_streaming)?;
+        let path = snapshot.snapshot.path.clone();
+        let size_bytes = std::fs::metadata(&path)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
+            .len();
+        let meta = &snapshot.meta;
+        let start = pb::SnapshotChunk {
+            payload: Some(pb::snapshot_chunk::Payload::Start(pb::SnapshotStart {
+                vote: Some(vote_to_pb(&vote)),
+                last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
+                membership_log_id: meta.last_membership.log_id().as_ref().map(log_id_to_pb),
+                membership: Some(membership_to_pb(meta.last_membership.membership())),
+                size_bytes,
+            })),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::SnapshotChunk>(SNAPSHOT_CHUNKS_IN_FLIGHT);
+        tx.send(start)
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::from_string(e.to_string())))?;
+        // The file is read in a blocking thread, one bounded chunk at a
+        // time; the channel's capacity bounds what is buffered.
+        let reader = tokio::task::spawn_blocking(move || stream_file(&path, &tx));
+        let stream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let target = self.target;
+        let send = async move { client.install_snapshot(stream).await };
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(SNAPSHOT_TRANSFER_TIMEOUT, send) => r,
+        };
+        let read_result = reader.await;
+        let reply = match reply {
+            Err(_) => {
+                return Err(to_streaming(unreachable(format!(
+                    "snapshot to node {target} timed out"
+                ))))
+            }
+            Ok(Err(s)) => return Err(to_streaming(status_error(target, s))),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        match read_result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StreamingError::Network(NetworkError::new(&e))),
+            Err(e) => {
+                return Err(StreamingError::Network(NetworkError::from_string(
+                    e.to_string(),
+                )))
+            }
+        }
+        let vote = reply.vote.as_ref().map(vote_from_pb).ok_or_else(|| {
+            StreamingError::Network(NetworkError::from_string("snapshot reply without vote"))
+        })?;
+        Ok(SnapshotResponse::new(vote))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let msg = pb::TransferLeaderRequest {
+            from_leader: Some(vote_to_pb(req.from_leader())),
+            to_node_id: *req.to_node_id(),
+            last_log_id: req.last_log_id().map(log_id_to_pb),
+        };
+        let reply = self
+            .call(&option, |mut c| async move { c.transfer_leader(msg).await })
+            .await?;
+        if reply.error.is_empty() {
+            Ok(Ok(()))
+        } else {
+            Err(network(format!(
+                "node {} refused leadership: {}",
+                self.target, reply.error
+            )))
+        }
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        // After a failure, retry a down peer at most every 200 ms instead of
+        // spinning.
+        Some(Backoff::new(std::iter::repeat(Duration::from_millis(200))))
+    }
+}
+
+fn stream_file(
+    path: &std::path::Path,
+    tx: &tokio::sync::mpsc::Sender<pb::SnapshotChunk>,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    loop {
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        buf.truncate(filled);
+        let chunk = pb::SnapshotChunk {
+            payload: Some(pb::snapshot_chunk::Payload::Data(buf.into())),
+        };
+        if tx.blocking_send(chunk).is_err() {
+            // The receiver went away: the transfer was cancelled.
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Conversions between openraft's RPC messages and their protobuf form.
+
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+
+use crate::codec::{
+    entry_from_pb, entry_to_pb, log_id_from_pb, log_id_to_pb, vote_from_pb, vote_to_pb, CodecError,
+};
+use crate::pb;
+use crate::types::TypeConfig;
+
+fn missing(what: &'static str, field: &'static str) -> CodecError {
+    CodecError::Missing { what, field }
+}
+
+/// AppendEntries request → protobuf.
+pub fn append_request_to_pb(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendEntriesRequest {
+    pb::AppendEntriesRequest {
+        vote: Some(vote_to_pb(&r.vote)),
+        prev_log_id: r.prev_log_id.as_ref().map(log_id_to_pb),
+        entries: r.entries.iter().map(entry_to_pb).collect(),
+        leader_commit: r.leader_commit.as_ref().map(log_id_to_pb),
+    }
+}
+
+/// protobuf → AppendEntries request.
+pub fn append_request_from_pb(
+    r: pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
+    const WHAT: &str = "append-entries request";
+    let vote = vote_from_pb(&r.vote.ok_or(missing(WHAT, "vote"))?);
+    let entries = r
+        .entries
+        .into_iter()
+        .map(entry_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AppendEntriesRequest {
+        vote,
+        prev_log_id: r.prev_log_id.as_ref().map(log_id_from_pb),
+        entries,
+        leader_commit: r.leader_commit.as_ref().map(log_id_from_pb),
+    })
+}
+
+/// AppendEntries response → protobuf.
+pub fn append_response_to_pb(r: &AppendEntriesResponse<TypeConfig>) -> pb::AppendEntriesResponse {
+    use pb::append_entries_response::Result as R;
+    let result = match r {
+        AppendEntriesResponse::Success => R::Success(pb::Blank {}),
+        AppendEntriesResponse::PartialSuccess(m) => R::PartialSuccess(pb::PartialSuccess {
+            matching: m.as_ref().map(log_id_to_pb),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
+        AppendEntriesResponse::HigherVote(v) => R::HigherVote(vote_to_pb(v)),
+    };
+    pb::AppendEntriesResponse {
+        result: Some(result),
+    }
+}
+
+/// protobuf → AppendEntries response.
+pub fn append_response_from_pb(
+    r: pb::AppendEntriesResponse,
+) -> Result<AppendEntriesResponse<TypeConfig>, CodecError> {
+    use pb::append_entries_response::Result as R;
+    Ok(
+        match r
+            .result
+            .ok_or(missing("append-entries response", "result"))?
+        {
+            R::Success(_) => AppendEntriesResponse::Success,
+            R::PartialSuccess(p) => {
+                AppendEntriesResponse::PartialSuccess(p.matching.as_ref().map(log_id_from_pb))
+            }
+            R::Conflict(_) => AppendEntriesResponse::Conflict,
+            R::HigherVote(v) => AppendEntriesResponse::HigherVote(vote_from_pb(&v)),
+        },
+    )
+}
+
+/// Vote request → protobuf.
+pub fn vote_request_to_pb(r: &VoteRequest<TypeConfig>) -> pb::VoteRequest {
+    pb::VoteRequest {
+        vote: Some(vote_to_pb(&r.vote)),
+        last_log_id: r.last_log_id.as_ref().map(log_id_to_pb),
+        leadership_transfer: r.leadership_transfer,
+    }
+}
+
+/// protobuf → vote request.
+pub fn vote_request_from_pb(r: pb::VoteRequest) -> Result<VoteRequest<TypeConfig>, CodecError> {
+    let vote = vote_from_pb(&r.vote.ok_or(missing("vote request", "vote"))?);
+    let mut req = VoteRequest::new(vote, r.last_log_id.as_ref().map(log_id_from_pb));
+    req.leadership_transfer = r.leadership_transfer;
+    Ok(req)
+}
+
+/// Vote response → protobuf.
+pub fn vote_response_to_pb(r: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: Some(vote_to_pb(&r.vote)),
+        vote_granted: r.vote_granted,
+        last_log_id: r.last_log_id.as_ref().map(log_id_to_pb),
+    }
+}
+
+/// protobuf → vote response.
+pub fn vote_response_from_pb(r: pb::VoteResponse) -> Result<VoteResponse<TypeConfig>, CodecError> {
+    let vote = vote_from_pb(&r.vote.ok_or(missing("vote response", "vote"))?);
+    Ok(VoteResponse::new(
+        vote,
+        r.last_log_id.as_ref().map(log_id_from_pb),
+        r.vote_granted,
+    ))
+}

@@ -1,0 +1,276 @@
+//! Snapshot files: a consistent copy of `data_kv` plus the applied state.
+//!
+//! Layout: a sequence of length-delimited protobuf messages — one
+//! [`pb::SnapshotHeader`] then [`pb::KvChunk`]s of at most
+//! [`SNAPSHOT_CHUNK_BYTES`] each. A file is written under a temporary name,
+//! fsynced, then renamed, so a crash never leaves a half-written snapshot
+//! under a real name.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use seshat_storage::{Cf, Store};
+
+use crate::codec::{self, CodecError, RECORD_VERSION};
+use crate::pb;
+
+/// Target size of one chunk of keys and values, in bytes.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest message accepted when reading a snapshot file (a chunk plus one
+/// oversized entry), checked before allocating.
+pub const MAX_SNAPSHOT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Prefix of user keys inside `data_kv`; other prefixes are reserved.
+pub const USER_KEY_PREFIX: u8 = b'k';
+const SNAPSHOT_SUFFIX: &str = ".snap";
+
+/// A snapshot on disk, as handed to and from openraft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// The file's path.
+    pub path: PathBuf,
+}
+
+/// Writes a snapshot of `store` as of now into `dir` and returns its header
+/// and path. Reads go through one RocksDB snapshot, so the data and the
+/// applied state match exactly while writes continue.
+pub fn write_snapshot(store: &Store, dir: &Path) -> io::Result<(pb::SnapshotHeader, PathBuf)> {
+    fs::create_dir_all(dir)?;
+    let view = store.snapshot();
+    let applied = match view
+        .get(Cf::DataRaftState, crate::state_machine::KEY_APPLIED)
+        .map_err(io::Error::other)?
+    {
+        Some(b) => codec::decode_applied(&b)?,
+        None => pb::AppliedRecord {
+            version: RECORD_VERSION,
+            ..Default::default()
+        },
+    };
+    let index = applied.last_applied.as_ref().map_or(0, |l| l.index);
+    let term = applied.last_applied.as_ref().map_or(0, |l| l.term);
+    let id = format!("{index:020}-{term:020}");
+    let header = pb::SnapshotHeader {
+        version: RECORD_VERSION,
+        snapshot_id: id.clone(),
+        applied: Some(applied),
+    };
+    let tmp = dir.join(format!("{id}{SNAPSHOT_SUFFIX}.tmp"));
+    let path = dir.join(format!("{id}{SNAPSHOT_SUFFIX}"));
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    write_message(&mut out, &header)?;
+    let mut chunk = pb::KvChunk::default();
+    let mut chunk_bytes = 0usize;
+    let mut write_err: Option<io::Error> = None;
+    view.for_each(
+        Cf::DataKv,
+        &[USER_KEY_PREFIX],
+        &[USER_KEY_PREFIX + 1],
+        |k, v| {
+            chunk.keys.push(bytes::Bytes::copy_from_slice(k));
+            chunk.values.push(bytes::Bytes::copy_from_slice(v));
+            chunk_bytes = chunk_bytes.saturating_add(k.len() + v.len());
+            if chunk_bytes >= SNAPSHOT_CHUNK_BYTES {
+                if let Err(e) = write_message(&mut out, &chunk) {
+                    write_err = Some(e);
+                    return false;
+                }
+                chunk = pb::KvChunk::default();
+                chunk_bytes = 0;
+            }
+            true
+        },
+    )
+    .map_err(io::Error::other)?;
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    if !chunk.keys.is_empty() {
+        write_message(&mut out, &chunk)?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok((header, path))
+}
+
+fn write_message<W: Write, M: Message>(out: &mut W, msg: &M) -> io::Result<()> {
+    let bytes = msg.encode_length_delimited_to_vec();
+    out.write_all(&bytes)
+}
+
+/// Reads a snapshot file message by message, in bounded memory.
+pub struct SnapshotReader {
+    input: BufReader<File>,
+    /// The file's header.
+    pub header: pb::SnapshotHeader,
+}
+
+impl SnapshotReader {
+    /// Opens `path` and reads its header.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let mut input = BufReader::new(File::open(path)?);
+        let header: pb::SnapshotHeader = match read_message(&mut input, "snapshot header")? {
+            Some(h) => h,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "empty snapshot file",
+                ));
+            }
+        };
+        if header.version != RECORD_VERSION {
+            return Err(CodecError::Version {
+                what: "snapshot header",
+                version: header.version,
+            }
+            .into());
+        }
+        Ok(Self { input, header })
+    }
+
+    /// The next chunk of keys and values, or `None` at the end.
+    pub fn next_chunk(&mut self) -> io::Result<Option<pb::KvChunk>> {
+        let chunk: Option<pb::KvChunk> = read_message(&mut self.input, "snapshot chunk")?;
+        if let Some(c) = &chunk {
+            if c.keys.len() != c.values.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "snapshot chunk has {} keys and {} values",
+                        c.keys.len(),
+                        c.values.len()
+                    ),
+                ));
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+fn read_varint<R: Read>(input: &mut R) -> io::Result<Option<u64>> {
+    let mut value: u64 = 0;
+    for i in 0..10u32 {
+        let mut byte = [0u8; 1];
+        match input.read(&mut byte)? {
+            0 if i == 0 => return Ok(None),
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated length",
+                ))
+            }
+            _ => {}
+        }
+        value |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            return Ok(Some(value));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "length varint too long",
+    ))
+}
+
+fn read_message<R: Read, M: Message + Default>(
+    input: &mut R,
+    what: &'static str,
+) -> io::Result<Option<M>> {
+    let Some(len) = read_varint(input)? else {
+        return Ok(None);
+    };
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > MAX_SNAPSHOT_MESSAGE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} of {len} bytes exceeds {MAX_SNAPSHOT_MESSAGE_BYTES}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    input.read_exact(&mut buf)?;
+    M::decode(buf.as_slice())
+        .map(Some)
+        .map_err(|source| CodecError::Protobuf { what, source }.into())
+}
+
+/// The newest complete snapshot file in `dir`, if any.
+pub fn newest_snapshot(dir: &Path) -> io::Result<Option<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut best: Option<PathBuf> = None;
+    for entry in entries {
+        let path = entry?.path();
+        let is_snap = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(SNAPSHOT_SUFFIX));
+        // Names are zero-padded index-term, so the largest name is newest.
+        if is_snap && best.as_ref().is_none_or(|b| path > *b) {
+            best = Some(path);
+        }
+    }
+    Ok(best)
+}
+
+/// Removes snapshot files and leftovers in `dir` other than `keep`.
+pub fn remove_other_snapshots(dir: &Path, keep: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path != keep {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove old snapshot");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole snapshot file and checks it: framing, versions, that
+/// every key is a user key, and that its header describes the state `meta`
+/// announces. Used on snapshots received from peers before they are
+/// installed.
+pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Result<()> {
+    let mut reader = SnapshotReader::open(path)?;
+    let applied = reader.header.applied.clone().unwrap_or_default();
+    let last = applied.last_applied.as_ref().map(codec::log_id_from_pb);
+    if last != meta.last_log_id {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot holds state up to {last:?}, announced {:?}",
+                meta.last_log_id
+            ),
+        ));
+    }
+    let mut keys: u64 = 0;
+    while let Some(chunk) = reader.next_chunk()? {
+        if chunk
+            .keys
+            .iter()
+            .any(|k| k.first() != Some(&USER_KEY_PREFIX))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "snapshot key without the user prefix",
+            ));
+        }
+        keys = keys.saturating_add(chunk.keys.len() as u64);
+    }
+    if keys != applied.key_count {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot holds {keys} keys, its header says {}",
+                applied.key_count
+            ),
+        ));
+    }
+    Ok(())
+}

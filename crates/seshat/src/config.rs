@@ -1,0 +1,535 @@
+//! Command-line flags, environment variables and the TOML file, merged and
+//! validated once into [`Settings`].
+//!
+//! Precedence: flag or `SESHAT_*` variable, then the `--config` file, then
+//! the defaults. Every refusal names the setting and the bad value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use seshat_common::{InvalidSetting, Limits, NodeId};
+
+/// Default client (RESP) address.
+pub const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:6379";
+/// Default internal Raft (gRPC) address.
+pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:7379";
+/// Default metrics/health HTTP address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9090";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./seshat-data";
+/// Default cap on connected clients (Redis's `maxclients` default).
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Default time a proposal may take before the client gets `-TIMEOUT`.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Default Raft heartbeat interval.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// Default election timeout range.
+pub const DEFAULT_ELECTION_TIMEOUT_MS_MIN: u64 = 500;
+/// Default election timeout range, upper end.
+pub const DEFAULT_ELECTION_TIMEOUT_MS_MAX: u64 = 1_000;
+/// Default snapshot interval, in applied entries.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Default number of log entries kept behind a snapshot for lagging
+/// followers.
+pub const DEFAULT_LOG_TAIL_ENTRIES: u64 = 1_000;
+/// Longest time in-flight requests get to finish on shutdown.
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// Seshat: a Raft-replicated key-value store that speaks the Redis protocol.
+#[derive(Debug, Parser)]
+#[command(
+    name = "seshat",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Node settings (when no subcommand is given).
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Optional subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a local N-node cluster for development; Ctrl-C stops it.
+    DevCluster(DevClusterArgs),
+}
+
+/// Flags of `seshat dev-cluster`.
+#[derive(Debug, Args)]
+pub struct DevClusterArgs {
+    /// Number of nodes (1 to 9).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    /// Directory holding each node's data, pid and log (`DIR/node-i/`).
+    #[arg(long, default_value = "./seshat-dev")]
+    pub dir: PathBuf,
+    /// Client port of node 1; node i gets base + i - 1.
+    #[arg(long, default_value_t = 6379)]
+    pub client_port_base: u16,
+    /// Raft port of node 1.
+    #[arg(long, default_value_t = 7379)]
+    pub raft_port_base: u16,
+    /// HTTP port of node 1.
+    #[arg(long, default_value_t = 9090)]
+    pub http_port_base: u16,
+    /// Extra flags passed to every node (e.g. `--log-level=debug`).
+    #[arg(last = true)]
+    pub node_args: Vec<String>,
+}
+
+/// Flags of a node. Every one can also be given as a `SESHAT_*` variable or
+/// in the TOML file (same name with `_` instead of `-`).
+#[derive(Debug, Args, Default)]
+pub struct NodeArgs {
+    /// This node's id (never reused within a cluster).
+    #[arg(long, env = "SESHAT_NODE_ID")]
+    pub node_id: Option<NodeId>,
+    /// Address for Redis clients (RESP).
+    #[arg(long, env = "SESHAT_CLIENT_ADDR")]
+    pub client_addr: Option<String>,
+    /// Address for Raft traffic between nodes (gRPC).
+    #[arg(long, env = "SESHAT_RAFT_ADDR")]
+    pub raft_addr: Option<String>,
+    /// Address for /metrics, /health and /ready.
+    #[arg(long, env = "SESHAT_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Directory for the node's database and snapshots.
+    #[arg(long, env = "SESHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with any of these settings.
+    #[arg(long, env = "SESHAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, env = "SESHAT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Maximum number of connected clients.
+    #[arg(long, env = "SESHAT_MAX_CLIENTS")]
+    pub max_clients: Option<usize>,
+    /// Largest key accepted, in bytes.
+    #[arg(long, env = "SESHAT_MAX_KEY_BYTES")]
+    pub max_key_bytes: Option<usize>,
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "SESHAT_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Time a write or read may wait for Raft before `-TIMEOUT`.
+    #[arg(long, env = "SESHAT_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Raft heartbeat interval.
+    #[arg(long, env = "SESHAT_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Raft election timeout, lower bound.
+    #[arg(long, env = "SESHAT_ELECTION_TIMEOUT_MS_MIN")]
+    pub election_timeout_ms_min: Option<u64>,
+    /// Raft election timeout, upper bound.
+    #[arg(long, env = "SESHAT_ELECTION_TIMEOUT_MS_MAX")]
+    pub election_timeout_ms_max: Option<u64>,
+    /// Build a snapshot after this many applied entries.
+    #[arg(long, env = "SESHAT_SNAPSHOT_EVERY_ENTRIES")]
+    pub snapshot_every_entries: Option<u64>,
+    /// Log entries kept behind a snapshot for lagging followers.
+    #[arg(long, env = "SESHAT_LOG_TAIL_ENTRIES")]
+    pub log_tail_entries: Option<u64>,
+    /// The initial cluster, identical on every initial node:
+    /// `1=RAFT_ADDR/CLIENT_ADDR,2=RAFT_ADDR/CLIENT_ADDR,...`.
+    #[arg(long, env = "SESHAT_INITIAL_MEMBERS")]
+    pub initial_members: Option<String>,
+    /// Join an existing cluster through this member (reserved; not yet
+    /// supported).
+    #[arg(long, env = "SESHAT_JOIN")]
+    pub join: Option<String>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    node_id: Option<NodeId>,
+    client_addr: Option<String>,
+    raft_addr: Option<String>,
+    http_addr: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    max_clients: Option<usize>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+    election_timeout_ms_min: Option<u64>,
+    election_timeout_ms_max: Option<u64>,
+    snapshot_every_entries: Option<u64>,
+    log_tail_entries: Option<u64>,
+    initial_members: Option<String>,
+    join: Option<String>,
+}
+
+/// Validated settings of one node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// RESP listen (and advertised) address.
+    pub client_addr: SocketAddr,
+    /// Raft listen (and advertised) address.
+    pub raft_addr: SocketAddr,
+    /// HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Log filter.
+    pub log_level: String,
+    /// Maximum connected clients.
+    pub max_clients: usize,
+    /// Key and value size limits.
+    pub limits: Limits,
+    /// Time a request may wait on Raft.
+    pub request_timeout: Duration,
+    /// Raft heartbeat interval, ms.
+    pub heartbeat_interval_ms: u64,
+    /// Election timeout range, ms.
+    pub election_timeout_ms: (u64, u64),
+    /// Snapshot interval, entries.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot.
+    pub log_tail_entries: u64,
+    /// The initial members (just this node when not given).
+    pub initial_members: BTreeMap<NodeId, Member>,
+}
+
+/// One member's advertised addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Raft (gRPC) address.
+    pub raft_addr: SocketAddr,
+    /// Client (RESP) address.
+    pub client_addr: SocketAddr,
+}
+
+/// Parses `1=RAFT/CLIENT,2=RAFT/CLIENT,...`.
+pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, Member>, InvalidSetting> {
+    const NAME: &str = "initial-members";
+    let bad = |why: String| InvalidSetting::new(NAME, text, why);
+    let mut out = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addrs) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("'{part}' is not ID=RAFT_ADDR/CLIENT_ADDR")))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("'{id}' is not a node id")))?;
+        if id == 0 {
+            return Err(bad("node ids start at 1".into()));
+        }
+        let (raft, client) = addrs
+            .split_once('/')
+            .ok_or_else(|| bad(format!("'{part}' is not ID=RAFT_ADDR/CLIENT_ADDR")))?;
+        let member = Member {
+            raft_addr: raft
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("'{raft}' is not ip:port")))?,
+            client_addr: client
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("'{client}' is not ip:port")))?,
+        };
+        if out.insert(id, member).is_some() {
+            return Err(bad(format!("node {id} is listed twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no members".into()));
+    }
+    Ok(out)
+}
+
+fn parse_addr(name: &'static str, value: &str) -> Result<SocketAddr, InvalidSetting> {
+    value
+        .parse()
+        .map_err(|e| InvalidSetting::new(name, value, format!("expected ip:port ({e})")))
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl Settings {
+    /// Merges flags, environment and file, then validates.
+    pub fn from_args(args: &NodeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                args.$field
+                    .clone()
+                    .or(file.$field.clone())
+                    .unwrap_or_else(|| $default)
+            };
+        }
+        let node_id = pick!(node_id, 1);
+        if let Some(join) = args.join.clone().or(file.join.clone()) {
+            bail!(InvalidSetting::new("join", join, "joining a running cluster is not supported yet; start every initial node with the same --initial-members"));
+        }
+        let members = match args
+            .initial_members
+            .clone()
+            .or(file.initial_members.clone())
+        {
+            Some(text) => Some(parse_members(&text)?),
+            None => None,
+        };
+        let me = members.as_ref().and_then(|m| m.get(&node_id)).cloned();
+        if members.is_some() && me.is_none() {
+            bail!(InvalidSetting::new(
+                "node-id",
+                node_id,
+                "is not one of --initial-members"
+            ));
+        }
+        let default_client = me.as_ref().map_or(DEFAULT_CLIENT_ADDR.to_string(), |m| {
+            m.client_addr.to_string()
+        });
+        let default_raft = me
+            .as_ref()
+            .map_or(DEFAULT_RAFT_ADDR.to_string(), |m| m.raft_addr.to_string());
+        let client_addr = parse_addr("client-addr", &pick!(client_addr, default_client))?;
+        let raft_addr = parse_addr("raft-addr", &pick!(raft_addr, default_raft))?;
+        let initial_members = members.unwrap_or_else(|| {
+            BTreeMap::from([(
+                node_id,
+                Member {
+                    raft_addr,
+                    client_addr,
+                },
+            )])
+        });
+        let settings = Settings {
+            node_id,
+            client_addr,
+            raft_addr,
+            http_addr: parse_addr("http-addr", &pick!(http_addr, DEFAULT_HTTP_ADDR.into()))?,
+            data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
+            log_level: pick!(log_level, "info".into()),
+            max_clients: pick!(max_clients, DEFAULT_MAX_CLIENTS),
+            limits: Limits {
+                max_key_bytes: pick!(max_key_bytes, seshat_common::DEFAULT_MAX_KEY_BYTES),
+                max_value_bytes: pick!(max_value_bytes, seshat_common::DEFAULT_MAX_VALUE_BYTES),
+            },
+            request_timeout: Duration::from_millis(pick!(
+                request_timeout_ms,
+                DEFAULT_REQUEST_TIMEOUT_MS
+            )),
+            heartbeat_interval_ms: pick!(heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS),
+            election_timeout_ms: (
+                pick!(election_timeout_ms_min, DEFAULT_ELECTION_TIMEOUT_MS_MIN),
+                pick!(election_timeout_ms_max, DEFAULT_ELECTION_TIMEOUT_MS_MAX),
+            ),
+            snapshot_every_entries: pick!(snapshot_every_entries, DEFAULT_SNAPSHOT_EVERY_ENTRIES),
+            log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
+            initial_members,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.limits.validate()?;
+        if self.node_id == 0 {
+            bail!(InvalidSetting::new("node-id", 0, "node ids start at 1"));
+        }
+        if self.max_clients == 0 || self.max_clients > 1_000_000 {
+            bail!(InvalidSetting::new(
+                "max-clients",
+                self.max_clients,
+                "must be between 1 and 1000000"
+            ));
+        }
+        let timeout_ms = self.request_timeout.as_millis();
+        if !(1..=600_000).contains(&timeout_ms) {
+            bail!(InvalidSetting::new(
+                "request-timeout-ms",
+                timeout_ms,
+                "must be between 1 and 600000"
+            ));
+        }
+        let (min, max) = self.election_timeout_ms;
+        if self.heartbeat_interval_ms == 0 {
+            bail!(InvalidSetting::new(
+                "heartbeat-interval-ms",
+                0,
+                "must be at least 1"
+            ));
+        }
+        if min <= self.heartbeat_interval_ms {
+            bail!(InvalidSetting::new(
+                "election-timeout-ms-min",
+                min,
+                format!(
+                    "must be greater than heartbeat-interval-ms ({})",
+                    self.heartbeat_interval_ms
+                )
+            ));
+        }
+        if max <= min {
+            bail!(InvalidSetting::new(
+                "election-timeout-ms-max",
+                max,
+                format!("must be greater than election-timeout-ms-min ({min})")
+            ));
+        }
+        if self.snapshot_every_entries == 0 {
+            bail!(InvalidSetting::new(
+                "snapshot-every-entries",
+                0,
+                "must be at least 1"
+            ));
+        }
+        let addrs = [
+            ("client-addr", self.client_addr),
+            ("raft-addr", self.raft_addr),
+            ("http-addr", self.http_addr),
+        ];
+        for (i, (name, addr)) in addrs.iter().enumerate() {
+            if addrs
+                .iter()
+                .skip(i + 1)
+                .any(|(_, other)| other == addr && addr.port() != 0)
+            {
+                bail!(InvalidSetting::new(
+                    name,
+                    addr,
+                    "is used by another listener of this node"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_design() {
+        let s = Settings::from_args(&NodeArgs::default()).unwrap();
+        assert_eq!(s.node_id, 1);
+        assert_eq!(s.client_addr.to_string(), DEFAULT_CLIENT_ADDR);
+        assert_eq!(s.raft_addr.to_string(), DEFAULT_RAFT_ADDR);
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_name() {
+        let args = NodeArgs {
+            client_addr: Some("nonsense".into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&args).unwrap_err().to_string();
+        assert!(
+            err.contains("client-addr") && err.contains("nonsense"),
+            "{err}"
+        );
+
+        let args = NodeArgs {
+            heartbeat_interval_ms: Some(500),
+            election_timeout_ms_min: Some(400),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("election-timeout-ms-min = 400"), "{err}");
+
+        let args = NodeArgs {
+            max_value_bytes: Some(0),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("max-value-bytes"), "{err}");
+    }
+
+    #[test]
+    fn initial_members_parse_and_fill_in_this_nodes_addresses() {
+        let text = "1=127.0.0.1:7379/127.0.0.1:6379, 2=127.0.0.1:7380/127.0.0.1:6380";
+        let args = NodeArgs {
+            node_id: Some(2),
+            initial_members: Some(text.into()),
+            ..Default::default()
+        };
+        let s = Settings::from_args(&args).unwrap();
+        assert_eq!(s.initial_members.len(), 2);
+        assert_eq!(s.client_addr.port(), 6380);
+        assert_eq!(s.raft_addr.port(), 7380);
+
+        let args = NodeArgs {
+            node_id: Some(3),
+            initial_members: Some(text.into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("node-id = 3"), "{err}");
+
+        for bad in [
+            "1=x/y",
+            "1=127.0.0.1:1",
+            "0=127.0.0.1:1/127.0.0.1:2",
+            "1=127.0.0.1:1/127.0.0.1:2,1=127.0.0.1:3/127.0.0.1:4",
+            "",
+        ] {
+            let err = parse_members(bad).unwrap_err();
+            assert_eq!(err.name, "initial-members", "{bad}");
+        }
+    }
+
+    #[test]
+    fn join_is_refused_until_supported() {
+        let args = NodeArgs {
+            join: Some("127.0.0.1:7379".into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("join"), "{err}");
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_override_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seshat.toml");
+        std::fs::write(
+            &path,
+            "node_id = 7\nmax_clients = 5\nclient_addr = \"127.0.0.1:7000\"\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(path.clone()),
+            max_clients: Some(9),
+            ..Default::default()
+        };
+        let s = Settings::from_args(&args).unwrap();
+        assert_eq!(s.node_id, 7);
+        assert_eq!(s.max_clients, 9);
+        assert_eq!(s.client_addr.port(), 7000);
+
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Settings::from_args(&args).unwrap_err());
+        assert!(err.contains("no_such_setting"), "{err}");
+    }
+}

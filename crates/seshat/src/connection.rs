@@ -1,0 +1,232 @@
+//! One client connection: decodes requests, runs them, writes replies in
+//! order.
+//!
+//! Pipelining: consecutive writes are proposed to Raft one after another
+//! without waiting, so they share log syncs and replication round trips;
+//! their replies are awaited in order. Any other command first waits for
+//! the writes before it, so a client always reads its own writes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use seshat_protocol_resp::{
+    parse_command, CodecError, Command, Frame, ProtocolVersion, ServerCodec,
+};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::Framed;
+
+use crate::commands::{self, Outcome};
+use crate::node::PendingWrite;
+use crate::server::Shared;
+
+/// Most writes a connection keeps in flight before waiting for replies.
+pub const MAX_PIPELINED_WRITES: usize = 1024;
+
+/// Per-client state that commands read and change.
+#[derive(Debug)]
+pub struct ClientState {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// Reply protocol (RESP3 after `HELLO 3`).
+    pub version: ProtocolVersion,
+    /// `CLIENT SETINFO lib-name`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO lib-ver`.
+    pub lib_ver: Option<Bytes>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// A connected client.
+pub struct Connection {
+    framed: Framed<TcpStream, ServerCodec>,
+    shared: Arc<Shared>,
+    state: ClientState,
+    inflight: VecDeque<InflightWrite>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Wraps an accepted socket.
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let id = shared.stats.next_client_id.fetch_add(1, Ordering::Relaxed);
+        Self {
+            framed: Framed::new(socket, ServerCodec::default()),
+            shared,
+            state: ClientState {
+                id,
+                name: None,
+                version: ProtocolVersion::Resp2,
+                lib_name: None,
+                lib_ver: None,
+                peer,
+            },
+            inflight: VecDeque::new(),
+            shutdown,
+        }
+    }
+
+    /// Serves the client until it disconnects, breaks the protocol, sends
+    /// QUIT, or the server shuts down.
+    pub async fn run(mut self) {
+        self.shared
+            .stats
+            .connected_clients
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.serve().await {
+            tracing::debug!(client = self.state.id, error = %e, "connection closed with error");
+        }
+        self.shared
+            .stats
+            .connected_clients
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn serve(&mut self) -> Result<(), CodecError> {
+        loop {
+            // Take whatever is already decodable without waiting; when
+            // nothing is, answer what is pending and then wait.
+            let next = match self.framed.next().now_or_never() {
+                Some(item) => item,
+                None => {
+                    self.drain_writes().await?;
+                    self.flush().await?;
+                    tokio::select! {
+                        item = self.framed.next() => item,
+                        _ = self.shutdown.changed() => return Ok(()),
+                    }
+                }
+            };
+            let request = match next {
+                None => {
+                    self.drain_writes().await?;
+                    return self.flush().await;
+                }
+                Some(Ok(request)) => request,
+                Some(Err(CodecError::Protocol(e))) => {
+                    // Answer what came before, then the error, then close —
+                    // as Redis does.
+                    self.drain_writes().await?;
+                    self.framed.send(Frame::error(format!("ERR {e}"))).await?;
+                    return Ok(());
+                }
+                Some(Err(e @ CodecError::Io(_))) => return Err(e),
+            };
+            self.shared
+                .stats
+                .total_commands
+                .fetch_add(1, Ordering::Relaxed);
+            let command = match parse_command(&request) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.drain_writes().await?;
+                    self.framed.feed(Frame::error(e.to_string())).await?;
+                    continue;
+                }
+            };
+            if self.handle(command).await? == Flow::Close {
+                self.drain_writes().await?;
+                return self.flush().await;
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) -> Result<Flow, CodecError> {
+        let name = commands::metric_name(&command);
+        let started = Instant::now();
+        if let Some((op, slot)) = commands::as_write(&command) {
+            let node = self.shared.node.clone();
+            match node.propose(op, slot).await {
+                Ok(pending) => self.inflight.push_back(InflightWrite {
+                    pending,
+                    name,
+                    started,
+                }),
+                Err(e) => {
+                    self.drain_writes().await?;
+                    self.shared.requests.record(name, false, started.elapsed());
+                    self.framed.feed(Frame::error(e.to_string())).await?;
+                }
+            }
+            if self.inflight.len() >= MAX_PIPELINED_WRITES {
+                self.drain_writes().await?;
+            }
+            return Ok(Flow::Continue);
+        }
+        self.drain_writes().await?;
+        let outcome = {
+            let _in_flight = self.shared.requests.start();
+            commands::execute(command, &mut self.state, &self.shared).await
+        };
+        let ok = !matches!(&outcome, Outcome::Reply(Frame::Error(_)));
+        self.shared.requests.record(name, ok, started.elapsed());
+        match outcome {
+            Outcome::Reply(frame) => {
+                self.framed.feed(frame).await?;
+                Ok(Flow::Continue)
+            }
+            Outcome::ReplyThenSwitch(frame, version) => {
+                // HELLO answers in the protocol it switches to.
+                self.framed.codec_mut().set_version(version);
+                self.state.version = version;
+                self.framed.feed(frame).await?;
+                Ok(Flow::Continue)
+            }
+            Outcome::Close(frame) => {
+                self.framed.feed(frame).await?;
+                Ok(Flow::Close)
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), CodecError> {
+        SinkExt::<Frame>::flush(&mut self.framed).await
+    }
+
+    /// Waits for every in-flight write, in order, and queues its reply.
+    async fn drain_writes(&mut self) -> Result<(), CodecError> {
+        while let Some(write) = self.inflight.pop_front() {
+            let frame = match self.shared.node.finish(write.pending).await {
+                Ok(result) => {
+                    self.shared
+                        .requests
+                        .record(write.name, true, write.started.elapsed());
+                    commands::op_result_frame(result)
+                }
+                Err(e) => {
+                    self.shared
+                        .requests
+                        .record(write.name, false, write.started.elapsed());
+                    Frame::error(e.to_string())
+                }
+            };
+            self.framed.feed(frame).await?;
+        }
+        Ok(())
+    }
+}
+
+struct InflightWrite {
+    pending: PendingWrite,
+    name: &'static str,
+    started: Instant,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}

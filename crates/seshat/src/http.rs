@@ -1,0 +1,252 @@
+//! The operator endpoints on `--http-addr`: `/metrics` (Prometheus text),
+//! `/health` and `/ready`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use openraft::ServerState;
+use seshat_storage::Cf;
+
+use crate::server::Shared;
+
+/// A node is ready when its applied index is within this many entries of
+/// the commit index it knows.
+pub const READY_MAX_LAG_ENTRIES: u64 = 100;
+
+/// The HTTP routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(shared)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render_metrics(&shared),
+    )
+}
+
+/// Why the node is unhealthy, if it is: it must run and its group must
+/// have a leader it can reach (or, as leader, a majority it hears from).
+pub fn health_problem(shared: &Shared) -> Option<String> {
+    let node = &shared.node;
+    if let Some(reason) = node.store.poison_reason() {
+        return Some(format!("storage failure: {reason}"));
+    }
+    let m = node.metrics();
+    if let Err(e) = &m.running_state {
+        return Some(format!("raft stopped: {e}"));
+    }
+    match m.current_leader {
+        None => Some("no raft leader".into()),
+        Some(l) if l == m.id => match crate::node::millis_since_quorum_ack(&m) {
+            Some(ms)
+                if ms > node.settings.election_timeout_ms.1
+                    && m.membership_config.membership().voter_ids().count() > 1 =>
+            {
+                Some(format!("leader has not heard from a majority for {ms} ms"))
+            }
+            _ => None,
+        },
+        Some(_) => None,
+    }
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    match health_problem(&shared) {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if let Some(why) = health_problem(&shared) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+    }
+    let m = shared.node.metrics();
+    let committed = m.local_committed.map_or(0, |l| l.index);
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    let lag = committed.saturating_sub(applied);
+    if lag >= READY_MAX_LAG_ENTRIES {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("catching up: applied {applied}, committed {committed}\n"),
+        );
+    }
+    (StatusCode::OK, "ready\n".to_string())
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, node_id: u64, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name}{{node_id=\"{node_id}\"}} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, node_id: u64, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name}{{node_id=\"{node_id}\"}} {value}");
+}
+
+/// The whole `/metrics` page.
+pub fn render_metrics(shared: &Shared) -> String {
+    let node = &shared.node;
+    let id = node.settings.node_id;
+    let m = node.metrics();
+    let mut out = String::new();
+    gauge(
+        &mut out,
+        "raft_term",
+        "Current Raft term.",
+        id,
+        m.current_term,
+    );
+    gauge(
+        &mut out,
+        "raft_is_leader",
+        "1 if this node leads its group.",
+        id,
+        u8::from(m.state == ServerState::Leader),
+    );
+    gauge(
+        &mut out,
+        "raft_commit_index",
+        "Highest log index known committed.",
+        id,
+        m.local_committed.map_or(0, |l| l.index),
+    );
+    gauge(
+        &mut out,
+        "raft_applied_index",
+        "Highest log index applied.",
+        id,
+        m.last_applied.map_or(0, |l| l.index),
+    );
+    gauge(
+        &mut out,
+        "raft_last_log_index",
+        "Highest log index stored.",
+        id,
+        m.last_log_index.unwrap_or(0),
+    );
+    let prop = |cf: Cf, name: &str| {
+        node.store
+            .property_u64(cf, name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    };
+    let log_bytes = prop(Cf::DataRaftLog, "rocksdb.total-sst-files-size")
+        + prop(Cf::DataRaftLog, "rocksdb.cur-size-all-mem-tables");
+    gauge(
+        &mut out,
+        "raft_log_size_bytes",
+        "Bytes of Raft log in RocksDB (SST files and memtables).",
+        id,
+        log_bytes,
+    );
+    gauge(
+        &mut out,
+        "storage_db_size_bytes",
+        "Bytes of the database directory (SST and WAL files).",
+        id,
+        node.store.disk_size_bytes(),
+    );
+    gauge(
+        &mut out,
+        "storage_num_keys",
+        "User keys stored.",
+        id,
+        node.sm_stats.key_count.load(Ordering::Acquire),
+    );
+    let healthy = cluster_nodes_healthy(&m, node.settings.election_timeout_ms.1);
+    gauge(
+        &mut out,
+        "cluster_nodes_healthy",
+        "Voters this node knows to be reachable (leaders count acknowledged followers).",
+        id,
+        healthy,
+    );
+    gauge(
+        &mut out,
+        "raft_snapshot_index",
+        "Last log index in the newest snapshot.",
+        id,
+        node.sm_stats.snapshot_index.load(Ordering::Acquire),
+    );
+    counter(
+        &mut out,
+        "raft_snapshots_built_total",
+        "Snapshots built by this node.",
+        id,
+        node.sm_stats.snapshots_built.load(Ordering::Acquire),
+    );
+    counter(
+        &mut out,
+        "raft_snapshots_installed_total",
+        "Snapshots installed from a leader.",
+        id,
+        node.sm_stats.snapshots_installed.load(Ordering::Acquire),
+    );
+    let build_secs = node.sm_stats.snapshot_build_micros.load(Ordering::Acquire) as f64 / 1e6;
+    counter_f(
+        &mut out,
+        "raft_snapshot_build_seconds_total",
+        "Time spent building snapshots.",
+        id,
+        build_secs,
+    );
+    counter(
+        &mut out,
+        "connections_received_total",
+        "Client connections accepted.",
+        id,
+        shared.stats.total_connections.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "connected_clients",
+        "Clients connected now.",
+        id,
+        shared.stats.connected_clients.load(Ordering::Relaxed),
+    );
+    shared.requests.render(id, &mut out);
+    out
+}
+
+fn counter_f(out: &mut String, name: &str, help: &str, node_id: u64, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name}{{node_id=\"{node_id}\"}} {value}");
+}
+
+fn cluster_nodes_healthy(
+    m: &openraft::RaftMetrics<seshat_raft::TypeConfig>,
+    _timeout_ms: u64,
+) -> u64 {
+    let voters = m.membership_config.membership().voter_ids().count() as u64;
+    match (&m.replication, m.current_leader) {
+        // A leader counts itself plus followers whose replication is live.
+        (Some(rep), Some(l)) if l == m.id => {
+            1 + rep
+                .iter()
+                .filter(|(id, matched)| **id != m.id && matched.is_some())
+                .count() as u64
+        }
+        // A follower that knows a leader sees at least itself and the leader.
+        (_, Some(_)) => voters.min(2),
+        _ => 1,
+    }
+}

@@ -1,0 +1,193 @@
+//! The `INFO` command's text, section by section, named as Redis names
+//! them, plus `raft` and `storage`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use crate::connection::ClientState;
+use crate::server::Shared;
+
+/// The Redis version Seshat reports for client compatibility checks.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+const SECTIONS: [&str; 7] = [
+    "server",
+    "clients",
+    "stats",
+    "replication",
+    "raft",
+    "storage",
+    "keyspace",
+];
+
+/// Renders the requested sections (all when none or `all`/`everything`
+/// /`default` is asked for).
+pub fn render(requested: &[Bytes], client: &ClientState, shared: &Shared) -> String {
+    let wanted = |name: &str| {
+        requested.is_empty()
+            || requested.iter().any(|r| {
+                r.eq_ignore_ascii_case(name.as_bytes())
+                    || r.eq_ignore_ascii_case(b"all")
+                    || r.eq_ignore_ascii_case(b"everything")
+                    || r.eq_ignore_ascii_case(b"default")
+            })
+    };
+    let mut out = String::new();
+    for section in SECTIONS {
+        if !wanted(section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        match section {
+            "server" => server(&mut out, shared),
+            "clients" => clients(&mut out, shared),
+            "stats" => stats(&mut out, shared),
+            "replication" => replication(&mut out, shared),
+            "raft" => raft(&mut out, shared),
+            "storage" => storage(&mut out, shared),
+            _ => keyspace(&mut out, shared),
+        }
+    }
+    let _ = client;
+    out
+}
+
+fn server(out: &mut String, shared: &Shared) {
+    let s = &shared.node.settings;
+    let uptime = shared.stats.started.elapsed().as_secs();
+    let _ = write!(
+        out,
+        "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nseshat_version:{}\r\nredis_mode:cluster\r\n\
+         os:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\n\
+         uptime_in_days:{}\r\nnode_id:{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::process::id(),
+        s.client_addr.port(),
+        uptime / 86_400,
+        s.node_id,
+    );
+}
+
+fn clients(out: &mut String, shared: &Shared) {
+    let _ = write!(
+        out,
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
+        shared.stats.connected_clients.load(Ordering::Relaxed),
+        shared.node.settings.max_clients,
+    );
+}
+
+fn stats(out: &mut String, shared: &Shared) {
+    let st = &shared.stats;
+    let _ = write!(
+        out,
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n",
+        st.total_connections.load(Ordering::Relaxed),
+        st.total_commands.load(Ordering::Relaxed),
+        st.rejected_connections.load(Ordering::Relaxed),
+    );
+}
+
+fn replication(out: &mut String, shared: &Shared) {
+    let m = shared.node.metrics();
+    let is_leader = m.current_leader == Some(m.id);
+    let role = if is_leader { "master" } else { "slave" };
+    let _ = write!(out, "# Replication\r\nrole:{role}\r\n");
+    let nodes = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.client_addr.clone()))
+        .collect::<Vec<_>>();
+    if is_leader {
+        let replicas: Vec<_> = nodes.iter().filter(|(id, _)| *id != m.id).collect();
+        let _ = write!(out, "connected_slaves:{}\r\n", replicas.len());
+        for (i, (_, addr)) in replicas.iter().enumerate() {
+            let (ip, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
+            let _ = write!(out, "slave{i}:ip={ip},port={port},state=online\r\n");
+        }
+    } else if let Some((_, addr)) = nodes.iter().find(|(id, _)| Some(*id) == m.current_leader) {
+        let (ip, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
+        let _ = write!(
+            out,
+            "master_host:{ip}\r\nmaster_port:{port}\r\nmaster_link_status:up\r\n"
+        );
+    } else {
+        let _ = write!(out, "master_link_status:down\r\n");
+    }
+    let _ = write!(
+        out,
+        "master_repl_offset:{}\r\n",
+        m.last_applied.map_or(0, |l| l.index)
+    );
+}
+
+fn raft(out: &mut String, shared: &Shared) {
+    let node = &shared.node;
+    let m = node.metrics();
+    let (log_entries, purged) = node.log.stats().unwrap_or((0, None));
+    let voters: Vec<String> = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .map(|id| id.to_string())
+        .collect();
+    let learners: Vec<String> = m
+        .membership_config
+        .membership()
+        .learner_ids()
+        .map(|id| id.to_string())
+        .collect();
+    let _ = write!(
+        out,
+        "# Raft\r\nraft_node_id:{}\r\nraft_role:{:?}\r\nraft_term:{}\r\nraft_leader_id:{}\r\n\
+         raft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_last_log_index:{}\r\n\
+         raft_snapshot_index:{}\r\nraft_snapshot_bytes:{}\r\nraft_last_purged_index:{}\r\n\
+         raft_log_entries_on_disk:{log_entries}\r\nraft_voters:{}\r\nraft_learners:{}\r\n",
+        m.id,
+        m.state,
+        m.current_term,
+        m.current_leader
+            .map_or("none".to_string(), |l| l.to_string()),
+        m.local_committed.map_or(0, |l| l.index),
+        m.last_applied.map_or(0, |l| l.index),
+        m.last_log_index.unwrap_or(0),
+        node.sm_stats.snapshot_index.load(Ordering::Acquire),
+        node.sm_stats.snapshot_bytes.load(Ordering::Acquire),
+        purged.map_or("none".to_string(), |p| p.to_string()),
+        voters.join(","),
+        learners.join(","),
+    );
+}
+
+fn storage(out: &mut String, shared: &Shared) {
+    let store = &shared.node.store;
+    let pending = store
+        .property_u64(
+            seshat_storage::Cf::DataKv,
+            "rocksdb.estimate-pending-compaction-bytes",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let _ = write!(
+        out,
+        "# Storage\r\nstorage_engine:rocksdb\r\nstorage_db_dir_bytes:{}\r\nstorage_pending_compaction_bytes:{pending}\r\n\
+         storage_healthy:{}\r\n",
+        store.disk_size_bytes(),
+        if store.poison_reason().is_none() { 1 } else { 0 },
+    );
+}
+
+fn keyspace(out: &mut String, shared: &Shared) {
+    let keys = shared.node.sm_stats.key_count.load(Ordering::Acquire);
+    out.push_str("# Keyspace\r\n");
+    if keys > 0 {
+        let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+    }
+}

@@ -1,0 +1,150 @@
+//! The `seshat` binary: parses settings, starts the node and the RESP
+//! server, and shuts both down cleanly on SIGINT or SIGTERM. `main` only
+//! maps errors to an exit code.
+
+mod cluster;
+mod commands;
+mod config;
+mod connection;
+mod dev_cluster;
+mod http;
+mod info;
+mod metrics;
+mod node;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use std::future::IntoFuture;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Cli, Command, Settings};
+use crate::node::Node;
+use crate::server::{ServerStats, Shared};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("seshat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::DevCluster(args)) = &cli.command {
+        return dev_cluster::run(args);
+    }
+    let settings = Settings::from_args(&cli.node)?;
+    init_tracing(&settings.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("seshat")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(Arc::new(settings)))
+}
+
+fn init_tracing(level: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => tracing_subscriber::EnvFilter::try_new(v),
+        _ => tracing_subscriber::EnvFilter::try_new(format!("{level},openraft=warn")),
+    }
+    .with_context(|| format!("invalid setting log-level = {level}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
+    // Bind first: a busy port fails fast, before storage is opened.
+    let listener = TcpListener::bind(settings.client_addr)
+        .await
+        .with_context(|| format!("cannot listen on client-addr {}", settings.client_addr))?;
+    let raft_listener = TcpListener::bind(settings.raft_addr)
+        .await
+        .with_context(|| format!("cannot listen on raft-addr {}", settings.raft_addr))?;
+    let node = Node::start(settings.clone()).await?;
+    let (raft_stop_tx, raft_stop_rx) = watch::channel(false);
+    let grpc = seshat_raft::grpc_server::RaftGrpc::new(
+        node.raft.clone(),
+        seshat_raft::StorageConfig::new(settings.data_dir.clone()).snapshot_dir(),
+    );
+    let raft_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(grpc.into_server())
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true)),
+                async move {
+                    let mut rx = raft_stop_rx;
+                    let _ = rx.changed().await;
+                },
+            ),
+    );
+    let shared = Arc::new(Shared {
+        node: node.clone(),
+        stats: ServerStats::default(),
+        requests: metrics::RequestMetrics::default(),
+    });
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on http-addr {}", settings.http_addr))?;
+    let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+    let http_server = tokio::spawn(
+        axum::serve(http_listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.changed().await;
+            })
+            .into_future(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve(listener, shared, stop_rx));
+    tracing::info!(
+        node_id = settings.node_id,
+        client_addr = %settings.client_addr,
+        data_dir = %settings.data_dir.display(),
+        "ready to accept connections"
+    );
+    wait_for_stop_signal().await?;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "server task ended abnormally");
+    }
+    let _ = http_stop_tx.send(true);
+    let _ = http_server.await;
+    node.shutdown().await;
+    let _ = raft_stop_tx.send(true);
+    match raft_server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "raft transport ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "raft transport task failed"),
+        Ok(Ok(())) => {}
+    }
+    // Everything acknowledged is already fsynced; this also persists the
+    // unsynced tail (applied state, commit hint) to shorten the next start.
+    if let Err(e) = node.store.sync_wal() {
+        tracing::warn!(error = %e, "final sync failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

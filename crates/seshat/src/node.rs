@@ -1,0 +1,339 @@
+//! A running node: storage, the Raft instance, and the two request paths
+//! the RESP server uses — [`Node::write`] and [`Node::read`] — with every
+//! Raft outcome mapped to a client-facing [`ServeError`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use openraft::alias::OneshotReceiverOf;
+use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::raft::ClientWriteResult;
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{ReadPolicy, SnapshotPolicy};
+use seshat_kv::{OpResult, Operation};
+use seshat_raft::log_store::LogStore;
+use seshat_raft::network::Network;
+use seshat_raft::state_machine::{self, SmStats};
+use seshat_raft::{Raft, SeshatNode, StorageConfig, TypeConfig};
+use seshat_storage::Store;
+
+use crate::config::Settings;
+
+/// Why a request was not served. `Display` is the exact RESP error text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    /// Over a size limit (definite).
+    #[error("{0}")]
+    Limit(#[from] seshat_common::LimitError),
+    /// Another node leads (definite): the client should go there.
+    #[error("MOVED {slot} {addr}")]
+    Moved {
+        /// The key's hash slot (0 for keyless commands).
+        slot: u16,
+        /// The leader's client address.
+        addr: String,
+    },
+    /// No leader is known (definite).
+    #[error("CLUSTERDOWN {0}")]
+    NoLeader(String),
+    /// The leader cannot reach a majority (definite: nothing proposed).
+    #[error("NOQUORUM {0}")]
+    NoQuorum(String),
+    /// Proposed but not confirmed in time (indeterminate).
+    #[error("TIMEOUT {0}")]
+    Timeout(String),
+    /// The node stopped serving (storage failure or shutdown).
+    #[error("ERR {0}")]
+    Stopped(String),
+}
+
+/// A write handed to Raft whose result has not arrived yet.
+pub struct PendingWrite {
+    rx: OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>,
+    slot: u16,
+    deadline: tokio::time::Instant,
+}
+
+/// A started node.
+pub struct Node {
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The node's database.
+    pub store: Store,
+    /// The log store (for INFO figures).
+    pub log: LogStore,
+    /// State machine counters.
+    pub sm_stats: Arc<SmStats>,
+    /// The validated settings.
+    pub settings: Arc<Settings>,
+}
+
+fn raft_config(settings: &Settings) -> anyhow::Result<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "seshat".into(),
+        heartbeat_interval: settings.heartbeat_interval_ms,
+        election_timeout_min: settings.election_timeout_ms.0,
+        election_timeout_max: settings.election_timeout_ms.1,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: settings.log_tail_entries,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    };
+    config.validate().context("invalid raft settings")
+}
+
+impl Node {
+    /// Opens storage, starts Raft and, on first start of a one-node cluster,
+    /// initialises it.
+    pub async fn start(settings: Arc<Settings>) -> anyhow::Result<Arc<Node>> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+        let storage = StorageConfig::new(settings.data_dir.clone());
+        let (store, log, sm) = seshat_raft::open_storage(&storage)
+            .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
+        let sm_stats = sm.stats();
+        let config = Arc::new(raft_config(&settings)?);
+        let raft = Raft::new(settings.node_id, config, Network, log.clone(), sm)
+            .await
+            .context("cannot start raft")?;
+        let node = Arc::new(Node {
+            raft,
+            store,
+            log,
+            sm_stats,
+            settings,
+        });
+        node.initialize_if_new().await?;
+        Ok(node)
+    }
+
+    /// Initialises the cluster on first start. Only the lowest id of the
+    /// initial members does it, once: afterwards the log is not empty and
+    /// `is_initialized` is true, so restarts with the same flags are safe.
+    async fn initialize_if_new(&self) -> anyhow::Result<()> {
+        if self.raft.is_initialized().await.context("raft stopped")? {
+            return Ok(());
+        }
+        let members = &self.settings.initial_members;
+        let lowest = members.keys().next().copied();
+        if lowest != Some(self.settings.node_id) {
+            tracing::info!(
+                node_id = self.settings.node_id,
+                "waiting for node {lowest:?} to initialise the cluster"
+            );
+            return Ok(());
+        }
+        let nodes: BTreeMap<u64, SeshatNode> = members
+            .iter()
+            .map(|(id, m)| {
+                (
+                    *id,
+                    SeshatNode {
+                        raft_addr: m.raft_addr.to_string(),
+                        client_addr: m.client_addr.to_string(),
+                    },
+                )
+            })
+            .collect();
+        tracing::info!(
+            node_id = self.settings.node_id,
+            members = nodes.len(),
+            "initialising a new cluster"
+        );
+        self.raft
+            .initialize(nodes)
+            .await
+            .context("cannot initialise cluster")?;
+        Ok(())
+    }
+
+    /// `-NOQUORUM` when this node leads but has not heard from a majority
+    /// for longer than an election timeout: nothing is proposed then.
+    fn check_quorum(&self) -> Result<(), ServeError> {
+        let m = self.metrics();
+        if m.current_leader != Some(m.id) {
+            return Ok(());
+        }
+        // A lone voter is its own majority; openraft records no quorum
+        // acknowledgements for it.
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return Ok(());
+        }
+        let limit = self.settings.election_timeout_ms.1;
+        match millis_since_quorum_ack(&m) {
+            Some(ms) if ms > limit => Err(ServeError::NoQuorum(format!(
+                "leader has not reached a majority for {ms} ms"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A copy of the latest Raft metrics.
+    pub fn metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Why the node cannot serve at all, if it cannot.
+    fn stopped_reason(&self) -> Option<String> {
+        self.store
+            .poison_reason()
+            .map(|r| format!("storage failure, node refuses requests: {r}"))
+    }
+
+    /// Proposes `op` and waits for it to be committed and applied.
+    pub async fn write(&self, op: Operation, slot: u16) -> Result<OpResult, ServeError> {
+        let pending = self.propose(op, slot).await?;
+        self.finish(pending).await
+    }
+
+    /// Validates `op` and hands it to Raft. Proposals from one connection
+    /// are handed over in the order this is called, so a pipeline of writes
+    /// is applied in the client's order while many are in flight.
+    pub async fn propose(&self, op: Operation, slot: u16) -> Result<PendingWrite, ServeError> {
+        seshat_kv::validate(&op, &self.settings.limits)?;
+        if let Some(reason) = self.stopped_reason() {
+            return Err(ServeError::Stopped(reason));
+        }
+        self.check_quorum()?;
+        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let (responder, rx) = ProgressResponder::complete_only();
+        self.raft
+            .client_write_ff(op, Some(responder))
+            .await
+            .map_err(|f| self.fatal(f))?;
+        Ok(PendingWrite { rx, slot, deadline })
+    }
+
+    /// Waits for a proposed write's result, up to the request timeout.
+    pub async fn finish(&self, pending: PendingWrite) -> Result<OpResult, ServeError> {
+        let timeout_ms = self.settings.request_timeout.as_millis();
+        match tokio::time::timeout_at(pending.deadline, pending.rx).await {
+            Err(_) => Err(ServeError::Timeout(format!(
+                "write not confirmed within {timeout_ms} ms; it may still be applied"
+            ))),
+            // The responder was dropped: Raft stopped after the proposal, so
+            // the write may or may not have committed.
+            Ok(Err(_)) => Err(ServeError::Timeout(
+                "node stopped before the write was confirmed; it may still be applied".into(),
+            )),
+            Ok(Ok(Ok(resp))) => Ok(resp.data),
+            Ok(Ok(Err(e))) => Err(self.write_error(RaftError::APIError(e), pending.slot)),
+        }
+    }
+
+    fn write_error(
+        &self,
+        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+        slot: u16,
+    ) -> ServeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => redirect(&f, slot),
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ServeError::Timeout(
+                "leader changed before the write was confirmed; it may or may not be applied"
+                    .into(),
+            ),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                ServeError::Stopped(e.to_string())
+            }
+            // Only conditional writes (`with_leader`) fail this way; Seshat
+            // does not send them, so it means nothing was proposed.
+            RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+                ServeError::NoLeader(format!("write not proposed: {e}"))
+            }
+            RaftError::Fatal(f) => self.fatal(f),
+        }
+    }
+
+    fn fatal(&self, f: openraft::errors::Fatal<TypeConfig>) -> ServeError {
+        ServeError::Stopped(
+            self.stopped_reason()
+                .unwrap_or_else(|| format!("raft stopped: {f}")),
+        )
+    }
+
+    /// Confirms leadership for a linearizable read and waits until the
+    /// state machine has applied up to the read point.
+    pub async fn read_barrier(&self, slot: u16) -> Result<(), ServeError> {
+        if let Some(reason) = self.stopped_reason() {
+            return Err(ServeError::Stopped(reason));
+        }
+        self.check_quorum()?;
+        let timeout = self.settings.request_timeout;
+        match tokio::time::timeout(
+            timeout,
+            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await
+        {
+            Err(_) => Err(ServeError::Timeout(format!(
+                "read not confirmed within {} ms",
+                timeout.as_millis()
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
+                Err(redirect(&f, slot))
+            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
+                Err(ServeError::NoQuorum(q.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(self.fatal(f)),
+        }
+    }
+
+    /// Reads one key after a read barrier.
+    pub async fn get(&self, key: &[u8], slot: u16) -> Result<Option<Bytes>, ServeError> {
+        self.read_barrier(slot).await?;
+        state_machine::read_value(&self.store, key).map_err(|e| ServeError::Stopped(e.to_string()))
+    }
+
+    /// Counts which of `keys` exist (with repetition, as Redis does).
+    pub async fn exists(&self, keys: &[Bytes], slot: u16) -> Result<i64, ServeError> {
+        self.read_barrier(slot).await?;
+        let mut n: i64 = 0;
+        for key in keys {
+            let found = state_machine::read_value(&self.store, key)
+                .map_err(|e| ServeError::Stopped(e.to_string()))?;
+            if found.is_some() {
+                n = n.saturating_add(1);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Number of keys, after a read barrier.
+    pub async fn dbsize(&self) -> Result<u64, ServeError> {
+        self.read_barrier(0).await?;
+        Ok(self
+            .sm_stats
+            .key_count
+            .load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Stops Raft; the log and state are already durable.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown reported an error");
+        }
+    }
+}
+
+fn redirect(f: &ForwardToLeader<TypeConfig>, slot: u16) -> ServeError {
+    match &f.leader_node {
+        Some(node) => ServeError::Moved {
+            slot,
+            addr: node.client_addr.clone(),
+        },
+        None => ServeError::NoLeader("no raft leader".into()),
+    }
+}
+
+/// How long ago this leader last heard from a majority, if it leads.
+pub fn millis_since_quorum_ack(m: &openraft::RaftMetrics<TypeConfig>) -> Option<u64> {
+    use openraft::type_config::async_runtime::Instant as _;
+    m.last_quorum_acked
+        .as_ref()
+        .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
+}

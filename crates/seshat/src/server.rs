@@ -1,0 +1,122 @@
+//! The RESP listener: accepts clients up to `max_clients`, runs one
+//! [`Connection`](crate::connection::Connection) task per client, and on
+//! shutdown stops accepting, lets in-flight requests finish (bounded by a
+//! grace period), then returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use seshat_protocol_resp::{Frame, ProtocolVersion};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::connection::Connection;
+use crate::node::Node;
+
+/// Redis's reply when `maxclients` is reached.
+pub const MAX_CLIENTS_REPLY: &str = "ERR max number of clients reached";
+
+/// Server-wide counters shown by INFO.
+#[derive(Debug)]
+pub struct ServerStats {
+    /// When the server started.
+    pub started: Instant,
+    /// Connections accepted since start.
+    pub total_connections: AtomicU64,
+    /// Connections refused because of `max_clients`.
+    pub rejected_connections: AtomicU64,
+    /// Commands processed since start.
+    pub total_commands: AtomicU64,
+    /// Clients connected now.
+    pub connected_clients: AtomicU64,
+    /// Source of client ids (`CLIENT ID`).
+    pub next_client_id: AtomicU64,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            total_commands: AtomicU64::new(0),
+            connected_clients: AtomicU64::new(0),
+            next_client_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    /// The node serving the requests.
+    pub node: Arc<Node>,
+    /// Counters.
+    pub stats: ServerStats,
+    /// Per-command counters and latencies.
+    pub requests: crate::metrics::RequestMetrics,
+}
+
+/// Accepts clients until `shutdown` turns true, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.node.settings.max_clients));
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep going.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Reap finished connection tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(refuse(socket));
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        shared
+            .stats
+            .total_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let conn = Connection::new(socket, peer, shared.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            conn.run().await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let grace = Duration::from_millis(crate::config::SHUTDOWN_GRACE_MS);
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still busy after the shutdown grace period; closing them");
+        tasks.abort_all();
+    }
+}
+
+async fn refuse(mut socket: TcpStream) {
+    let mut out = BytesMut::new();
+    Frame::error(MAX_CLIENTS_REPLY).encode(ProtocolVersion::Resp2, &mut out);
+    let _ = socket.write_all(&out).await;
+    let _ = socket.shutdown().await;
+}

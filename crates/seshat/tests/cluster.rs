@@ -1,0 +1,254 @@
+//! Real 3- and 5-node clusters on loopback: formation, MOVED redirects,
+//! failover after kill -9, majority loss, and Redis cluster clients.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use redis::{RedisError, Value};
+
+#[allow(clippy::unwrap_used)]
+fn slot_of(key: &str, c: &mut redis::Connection) -> i64 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(c)
+        .unwrap()
+}
+
+#[test]
+fn three_nodes_form_a_cluster_and_followers_answer_moved() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let leader_port = cluster.nodes[leader].port;
+    let mut lc = cluster.nodes[leader].conn();
+    let _: () = redis::cmd("SET")
+        .arg("foo")
+        .arg("bar")
+        .query(&mut lc)
+        .unwrap();
+    let slot = slot_of("foo", &mut lc);
+    assert_eq!(slot, 12182);
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i == leader {
+            continue;
+        }
+        let mut c = node.conn();
+        for cmd in [
+            redis::cmd("SET").arg("foo").arg("x").clone(),
+            redis::cmd("GET").arg("foo").clone(),
+        ] {
+            let err: RedisError = cmd.query::<Value>(&mut c).unwrap_err();
+            assert_eq!(err.code(), Some("MOVED"), "{err:?}");
+            let (addr, s) = err.redirect_node().expect("MOVED carries slot and address");
+            assert_eq!(
+                (s, addr),
+                (12182, format!("127.0.0.1:{leader_port}").as_str()),
+                "{err:?}"
+            );
+        }
+        // Keyless commands redirect with slot 0; PING is answered locally.
+        let err: RedisError = redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap_err();
+        assert_eq!(err.redirect_node().map(|(_, s)| s), Some(0));
+        let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+        assert_eq!(pong, "PONG");
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap();
+        assert!(info.contains("role:slave"), "{info}");
+        assert!(
+            info.contains(&format!("master_port:{leader_port}")),
+            "{info}"
+        );
+    }
+    let v: String = redis::cmd("GET").arg("foo").query(&mut lc).unwrap();
+    assert_eq!(v, "bar");
+    // CLUSTER SLOTS names the leader first, on every node.
+    for node in &cluster.nodes {
+        let mut c = node.conn();
+        let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        let Value::Array(ranges) = slots else {
+            panic!("{slots:?}")
+        };
+        assert_eq!(ranges.len(), 1);
+        let Value::Array(range) = &ranges[0] else {
+            panic!()
+        };
+        assert_eq!(range[0], Value::Int(0));
+        assert_eq!(range[1], Value::Int(16383));
+        assert_eq!(range.len(), 5, "master + 2 replicas: {range:?}");
+        let Value::Array(master) = &range[2] else {
+            panic!()
+        };
+        assert_eq!(master[1], Value::Int(leader_port as i64));
+    }
+}
+
+#[test]
+fn killing_the_leader_elects_another_and_keeps_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    {
+        let mut c = cluster.nodes[leader].conn();
+        let mut pipe = redis::pipe();
+        for i in 0..300 {
+            pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+        }
+        let _: () = pipe.query(&mut c).unwrap();
+    }
+    let killed_at = Instant::now();
+    cluster.nodes[leader].kill9();
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let took = killed_at.elapsed();
+    eprintln!("new leader after {took:?} (election timeout 500-1000 ms)");
+    assert_ne!(new_leader, leader);
+    let mut c = cluster.nodes[new_leader].conn();
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i, "acknowledged write k{i} lost after failover");
+    }
+    // The cluster keeps accepting writes with one node down.
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    // The old leader rejoins as a follower and catches up.
+    cluster.nodes[leader].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let applied = cluster.nodes[leader].info_field("raft_applied_index");
+        let target = cluster.nodes[new_leader].info_field("raft_applied_index");
+        if applied.is_some() && applied == target {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader did not catch up:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn five_nodes_survive_two_failures() {
+    let mut cluster = Cluster::start(5);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut c = cluster.nodes[leader].conn();
+    let _: () = redis::cmd("SET")
+        .arg("five")
+        .arg("5")
+        .query(&mut c)
+        .unwrap();
+    drop(c);
+    // Kill the leader and one follower: 3 of 5 remain, a majority.
+    let follower = (leader + 1) % 5;
+    cluster.nodes[leader].kill9();
+    cluster.nodes[follower].kill9();
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut c = cluster.nodes[new_leader].conn();
+    let v: String = redis::cmd("GET").arg("five").query(&mut c).unwrap();
+    assert_eq!(v, "5");
+    let _: () = redis::cmd("SET").arg("six").arg("6").query(&mut c).unwrap();
+}
+
+#[test]
+fn without_a_majority_writes_are_never_acknowledged_and_reads_fail() {
+    let mut cluster = Cluster::start_with(3, &["--request-timeout-ms", "3000"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut c = cluster.nodes[leader].conn();
+    let _: () = redis::cmd("SET").arg("m").arg("1").query(&mut c).unwrap();
+    drop(c);
+    for i in 0..3 {
+        if i != leader {
+            cluster.nodes[i].kill9();
+        }
+    }
+    let mut c = cluster.nodes[leader].conn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut kinds = Vec::new();
+    while Instant::now() < deadline {
+        match redis::cmd("SET").arg("m").arg("2").query::<Value>(&mut c) {
+            Ok(v) => panic!("a minority acknowledged a write: {v:?}"),
+            Err(e) => kinds.push(e.code().unwrap_or("?").to_string()),
+        }
+        match redis::cmd("GET").arg("m").query::<Value>(&mut c) {
+            Ok(v) => panic!("a minority served a read: {v:?}"),
+            Err(e) => kinds.push(e.code().unwrap_or("?").to_string()),
+        }
+    }
+    eprintln!("replies without quorum: {kinds:?}");
+    for k in &kinds {
+        assert!(
+            ["NOQUORUM", "TIMEOUT", "CLUSTERDOWN", "MOVED"].contains(&k.as_str()),
+            "unexpected {k}"
+        );
+    }
+}
+
+#[test]
+fn redis_cli_in_cluster_mode_follows_moved_to_the_leader() {
+    if !common::have_tool("redis-cli") {
+        return;
+    }
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let port = cluster.nodes[follower].port.to_string();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    };
+    assert_eq!(run(&["SET", "cli-key", "v1"]), "OK");
+    assert_eq!(run(&["GET", "cli-key"]), "v1");
+    assert_eq!(run(&["DEL", "cli-key"]), "1");
+}
+
+#[test]
+fn redis_py_cluster_client_routes_to_the_leader_and_reroutes_after_failover() {
+    if !common::have_tool("python3") {
+        return;
+    }
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let script = |port: u16, key: &str| {
+        format!(
+            r#"
+import redis
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port={port})
+assert rc.set("{key}", "v") is True
+assert rc.get("{key}") == b"v"
+print("ok")
+"#
+        )
+    };
+    let run = |code: String| {
+        let out = Command::new("python3")
+            .args(["-c", &code])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(script(cluster.nodes[follower].port, "py1"));
+    cluster.nodes[leader].kill9();
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let survivor = (0..3)
+        .find(|i| *i != leader && *i != new_leader)
+        .unwrap_or(new_leader);
+    run(script(cluster.nodes[survivor].port, "py2"));
+}

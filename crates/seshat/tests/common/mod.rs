@@ -1,0 +1,375 @@
+//! Test support: real `seshat` processes on free loopback ports.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a node may take to start answering PING.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A `seshat` process with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub node_id: u64,
+    pub initial_members: Option<String>,
+    pub port: u16,
+    pub raft_port: u16,
+    pub http_port: u16,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub extra_args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a one-node server in a fresh temporary directory.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a one-node server with extra flags.
+    pub fn start_with(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server {
+            child: None,
+            node_id: 1,
+            initial_members: None,
+            port: free_port(),
+            raft_port: free_port(),
+            http_port: free_port(),
+            dir,
+            _tmp: Some(tmp),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s.wait_ready();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("seshat.log"))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seshat"));
+        if let Some(members) = &self.initial_members {
+            cmd.arg("--node-id")
+                .arg(self.node_id.to_string())
+                .arg("--initial-members")
+                .arg(members);
+        }
+        let child = cmd
+            .arg("--client-addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--raft-addr")
+            .arg(format!("127.0.0.1:{}", self.raft_port))
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra_args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn seshat");
+        self.child = Some(child);
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("seshat.log")).unwrap_or_default()
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// INFO's `name:value` field, if the node answers.
+    pub fn info_field(&self, name: &str) -> Option<String> {
+        let mut c = redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()?;
+        let info: String = redis::cmd("INFO").arg("raft").query(&mut c).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+    }
+
+    /// Waits until the server answers PING.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("seshat exited during start ({status}):\n{}", self.log());
+                }
+            }
+            if let Ok(reply) = raw_roundtrip(self.port, b"PING\r\n") {
+                if reply == b"+PONG\r\n" {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "seshat did not answer PING in time:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "seshat ignored SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A synchronous redis-crate connection (RESP2).
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection()
+            .expect("connect")
+    }
+
+    /// A synchronous redis-crate connection speaking RESP3.
+    pub fn conn_resp3(&self) -> redis::Connection {
+        redis::Client::open(format!("{}?protocol=resp3", self.url()))
+            .expect("client")
+            .get_connection()
+            .expect("connect")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends `signal` (e.g. "TERM") to `pid` with kill(1).
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Writes `request` to a new connection and reads the reply until the
+/// server pauses (200 ms) or closes.
+pub fn raw_roundtrip(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    s.write_all(request)?;
+    read_available(&mut s)
+}
+
+/// Reads until the peer closes or is quiet for the read timeout.
+pub fn read_available(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Ok(out)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads exactly `n` bytes (or fails after 10 s).
+pub fn read_exact_timeout(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut out = vec![0u8; n];
+    s.read_exact(&mut out).expect("read reply");
+    out
+}
+
+/// True when `tool` is on PATH. In CI a missing tool is a failure; on a
+/// developer machine the test says it was skipped.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{tool} is required in CI (scripts/deps.sh installs it)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (run scripts/deps.sh)");
+    }
+    found
+}
+
+/// Path helper for readability.
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+/// A cluster of real `seshat` processes on loopback.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes bootstrapped with the same `--initial-members`.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` nodes with extra flags on every node.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let mut nodes: Vec<Server> = (1..=n)
+            .map(|i| {
+                let tmp = tempfile::tempdir().expect("tempdir");
+                Server {
+                    child: None,
+                    node_id: i as u64,
+                    initial_members: None,
+                    port: free_port(),
+                    raft_port: free_port(),
+                    http_port: free_port(),
+                    dir: tmp.path().to_path_buf(),
+                    _tmp: Some(tmp),
+                    extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                }
+            })
+            .collect();
+        let members = nodes
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}=127.0.0.1:{}/127.0.0.1:{}",
+                    s.node_id, s.raft_port, s.port
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        for s in nodes.iter_mut() {
+            s.initial_members = Some(members.clone());
+            s.spawn();
+        }
+        for s in nodes.iter_mut() {
+            s.wait_ready();
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_for_leader(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The index of the node every running node agrees leads, waiting up to
+    /// `timeout`.
+    pub fn wait_for_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.agreed_leader() {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {timeout:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The leader index if every running node names the same leader and
+    /// that node says it leads.
+    pub fn agreed_leader(&self) -> Option<usize> {
+        let mut leader: Option<u64> = None;
+        for s in self.nodes.iter().filter(|s| s.is_running()) {
+            let l: u64 = s.info_field("raft_leader_id")?.parse().ok()?;
+            if leader.is_some_and(|x| x != l) {
+                return None;
+            }
+            leader = Some(l);
+        }
+        let idx = self.nodes.iter().position(|s| Some(s.node_id) == leader)?;
+        let node = &self.nodes[idx];
+        (node.is_running() && node.info_field("raft_role").as_deref() == Some("Leader"))
+            .then_some(idx)
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|s| format!("---- node {} ----\n{}", s.node_id, tail(&s.log(), 40)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

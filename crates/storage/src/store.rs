@@ -1,0 +1,519 @@
+//! The [`Store`] handle: RocksDB with typed column families and poisoning.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
+
+/// The column families of a node's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cf {
+    /// Raft log of the system group (sharding, later phases).
+    SystemRaftLog,
+    /// Vote and metadata of the system group.
+    SystemRaftState,
+    /// Cluster metadata kept by the system group.
+    SystemData,
+    /// Raft log of the data group: big-endian index → entry.
+    DataRaftLog,
+    /// Vote, last purged id, applied state of the data group.
+    DataRaftState,
+    /// User keys and values.
+    DataKv,
+}
+
+impl Cf {
+    /// Every column family, in creation order.
+    pub const ALL: [Cf; 6] = [
+        Cf::SystemRaftLog,
+        Cf::SystemRaftState,
+        Cf::SystemData,
+        Cf::DataRaftLog,
+        Cf::DataRaftState,
+        Cf::DataKv,
+    ];
+
+    /// The column family's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::SystemRaftLog => "system_raft_log",
+            Cf::SystemRaftState => "system_raft_state",
+            Cf::SystemData => "system_data",
+            Cf::DataRaftLog => "data_raft_log",
+            Cf::DataRaftState => "data_raft_state",
+            Cf::DataKv => "data_kv",
+        }
+    }
+}
+
+/// Errors from the storage layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB reported an error for this operation.
+    #[error("rocksdb {op} failed: {message}")]
+    Rocks {
+        /// What was being done (open, write, sync, read, ...).
+        op: &'static str,
+        /// RocksDB's message.
+        message: String,
+    },
+    /// An earlier write or sync failed; no further writes are accepted.
+    #[error("storage is poisoned after an earlier failure ({0}); restart the node once the disk is healthy")]
+    Poisoned(String),
+    /// A column family is missing from an opened database.
+    #[error("column family {0} is missing")]
+    MissingColumnFamily(&'static str),
+}
+
+impl StorageError {
+    fn rocks(op: &'static str, e: rocksdb::Error) -> Self {
+        StorageError::Rocks {
+            op,
+            message: e.into_string(),
+        }
+    }
+}
+
+/// Tunables for opening the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Size of the shared block cache, in bytes.
+    pub block_cache_bytes: usize,
+    /// Size of each memtable, in bytes.
+    pub write_buffer_bytes: usize,
+}
+
+/// Default block cache: bounded so several nodes fit on one small machine.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Default memtable size.
+pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
+        }
+    }
+}
+
+/// A key and its value, as read from a column family.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A set of changes committed atomically by [`Store::write`].
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<BatchOp>,
+    bytes: usize,
+}
+
+enum BatchOp {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
+}
+
+impl Batch {
+    /// Adds a put of `key` → `value` in `cf`.
+    pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.bytes = self.bytes.saturating_add(key.len() + value.len());
+        self.ops
+            .push(BatchOp::Put(cf, key.to_vec(), value.to_vec()));
+    }
+
+    /// Adds a delete of `key` in `cf`.
+    pub fn delete(&mut self, cf: Cf, key: &[u8]) {
+        self.bytes = self.bytes.saturating_add(key.len());
+        self.ops.push(BatchOp::Delete(cf, key.to_vec()));
+    }
+
+    /// Adds a delete of every key in `[from, to)` in `cf`.
+    pub fn delete_range(&mut self, cf: Cf, from: &[u8], to: &[u8]) {
+        self.bytes = self.bytes.saturating_add(from.len() + to.len());
+        self.ops
+            .push(BatchOp::DeleteRange(cf, from.to_vec(), to.to_vec()));
+    }
+
+    /// Number of operations in the batch.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Approximate payload size, in bytes.
+    pub fn size_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// A node's database. Cheap to clone; clones share the handle and the
+/// poisoned flag.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    path: PathBuf,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+}
+
+/// A consistent read-only view of the whole database at one instant.
+pub struct DbSnapshot<'a> {
+    store: &'a Store,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` with all column
+    /// families of [`Cf::ALL`].
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StorageError> {
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+
+        let mut cf_opts = Options::default();
+        cf_opts.set_block_based_table_factory(&table);
+        cf_opts.set_write_buffer_size(options.write_buffer_bytes);
+        cf_opts.set_compression_type(DBCompressionType::Lz4);
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_max_total_wal_size(256 * 1024 * 1024);
+        // Keep RocksDB's own info log small: the node logs what matters.
+        db_opts.set_keep_log_file_num(3);
+        db_opts.set_max_log_file_size(8 * 1024 * 1024);
+
+        let cfs = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts.clone()));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
+            .map_err(|e| StorageError::rocks("open", e))?;
+        for cf in Cf::ALL {
+            if db.cf_handle(cf.name()).is_none() {
+                return Err(StorageError::MissingColumnFamily(cf.name()));
+            }
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_path_buf(),
+                poisoned: AtomicBool::new(false),
+                poison_reason: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
+        self.inner
+            .db
+            .cf_handle(cf.name())
+            .ok_or(StorageError::MissingColumnFamily(cf.name()))
+    }
+
+    /// The reason the store was poisoned, if it was.
+    pub fn poison_reason(&self) -> Option<String> {
+        if !self.inner.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.inner.poison_reason.lock() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Refuses the operation if the store is poisoned.
+    pub fn check_healthy(&self) -> Result<(), StorageError> {
+        match self.poison_reason() {
+            Some(reason) => Err(StorageError::Poisoned(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the store poisoned with `reason` (first reason wins).
+    pub fn poison(&self, reason: &str) {
+        let mut guard = match self.inner.poison_reason.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if guard.is_none() {
+            tracing::error!(reason, "storage poisoned: refusing further writes");
+            *guard = Some(reason.to_string());
+        }
+        self.inner.poisoned.store(true, Ordering::Release);
+    }
+
+    fn failed(&self, op: &'static str, e: rocksdb::Error) -> StorageError {
+        let err = StorageError::rocks(op, e);
+        self.poison(&err.to_string());
+        err
+    }
+
+    /// Commits `batch` atomically. With `sync` the WAL is fsynced before
+    /// returning. A failure poisons the store.
+    pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+        self.check_healthy()?;
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(cf)?, k, v),
+                BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(cf)?, k),
+                BatchOp::DeleteRange(cf, from, to) => wb.delete_range_cf(self.cf(cf)?, from, to),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.inner
+            .db
+            .write_opt(wb, &opts)
+            .map_err(|e| self.failed("write", e))
+    }
+
+    /// Fsyncs everything written so far to the WAL. Many writers can share
+    /// one call (group commit). A failure poisons the store.
+    pub fn sync_wal(&self) -> Result<(), StorageError> {
+        self.check_healthy()?;
+        self.inner
+            .db
+            .flush_wal(true)
+            .map_err(|e| self.failed("sync", e))
+    }
+
+    /// Reads one key.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner
+            .db
+            .get_pinned_cf(self.cf(cf)?, key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| StorageError::rocks("read", e))
+    }
+
+    /// Reads the entries of `cf` with keys in `[from, to)`, in key order,
+    /// stopping after `limit` entries.
+    pub fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(to.to_vec());
+        let iter = self.inner.db.iterator_cf_opt(
+            self.cf(cf)?,
+            opts,
+            IteratorMode::From(from, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(|e| StorageError::rocks("scan", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last entry of `cf` (largest key), if any.
+    pub fn last(&self, cf: Cf) -> Result<Option<KeyValue>, StorageError> {
+        let mut iter = self.inner.db.iterator_cf(self.cf(cf)?, IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(|e| StorageError::rocks("scan", e))?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+
+    /// A point-in-time view of the whole database.
+    pub fn snapshot(&self) -> DbSnapshot<'_> {
+        DbSnapshot {
+            store: self,
+            snap: self.inner.db.snapshot(),
+        }
+    }
+
+    /// A RocksDB integer property of `cf` (e.g. `rocksdb.estimate-num-keys`).
+    pub fn property_u64(&self, cf: Cf, name: &str) -> Result<Option<u64>, StorageError> {
+        self.inner
+            .db
+            .property_int_value_cf(self.cf(cf)?, name)
+            .map_err(|e| StorageError::rocks("property", e))
+    }
+
+    /// Total size of SST and WAL files in the database directory, in bytes.
+    pub fn disk_size_bytes(&self) -> u64 {
+        dir_size(&self.inner.path)
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+impl DbSnapshot<'_> {
+    /// Reads one key as of the snapshot.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.snap
+            .get_cf(self.store.cf(cf)?, key)
+            .map_err(|e| StorageError::rocks("read", e))
+    }
+
+    /// Visits the entries of `cf` in `[from, to)` in key order as of the
+    /// snapshot; `visit` returns `false` to stop early.
+    pub fn for_each(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(to.to_vec());
+        let iter = self.snap.iterator_cf_opt(
+            self.store.cf(cf)?,
+            opts,
+            IteratorMode::From(from, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| StorageError::rocks("scan", e))?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_temp() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn all_six_column_families_exist_after_open_and_reopen() {
+        let (dir, store) = open_temp();
+        drop(store);
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let names = DB::list_cf(&Options::default(), dir.path()).unwrap();
+        for cf in Cf::ALL {
+            assert!(
+                names.iter().any(|n| n == cf.name()),
+                "{} missing",
+                cf.name()
+            );
+            assert!(store.cf(cf).is_ok());
+        }
+    }
+
+    #[test]
+    fn batch_is_atomic_across_column_families_and_survives_reopen() {
+        let (dir, store) = open_temp();
+        let mut batch = Batch::default();
+        batch.put(Cf::DataKv, b"k1", b"v1");
+        batch.put(Cf::DataRaftState, b"applied", b"7");
+        batch.delete(Cf::DataKv, b"absent");
+        store.write(batch, true).unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(store.get(Cf::DataKv, b"k1").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(
+            store.get(Cf::DataRaftState, b"applied").unwrap(),
+            Some(b"7".to_vec())
+        );
+    }
+
+    #[test]
+    fn scan_respects_bounds_and_limit_and_last_finds_largest() {
+        let (_dir, store) = open_temp();
+        let mut batch = Batch::default();
+        for i in 0u64..10 {
+            batch.put(Cf::DataRaftLog, &i.to_be_bytes(), b"e");
+        }
+        store.write(batch, false).unwrap();
+        let got = store
+            .scan(Cf::DataRaftLog, &2u64.to_be_bytes(), &8u64.to_be_bytes(), 3)
+            .unwrap();
+        let keys: Vec<_> = got.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                2u64.to_be_bytes().to_vec(),
+                3u64.to_be_bytes().to_vec(),
+                4u64.to_be_bytes().to_vec()
+            ]
+        );
+        let (last, _) = store.last(Cf::DataRaftLog).unwrap().unwrap();
+        assert_eq!(last, 9u64.to_be_bytes().to_vec());
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::DataRaftLog, &0u64.to_be_bytes(), &5u64.to_be_bytes());
+        store.write(batch, false).unwrap();
+        let rest = store.scan(Cf::DataRaftLog, &[], &[0xff; 9], 100).unwrap();
+        assert_eq!(rest.len(), 5);
+    }
+
+    #[test]
+    fn poisoned_store_refuses_writes_and_says_why() {
+        let (_dir, store) = open_temp();
+        store.poison("simulated fsync failure");
+        let mut batch = Batch::default();
+        batch.put(Cf::DataKv, b"k", b"v");
+        let err = store.write(batch, true).unwrap_err();
+        assert!(matches!(err, StorageError::Poisoned(_)));
+        assert!(err.to_string().contains("simulated fsync failure"));
+        assert!(store.sync_wal().is_err());
+        // Reads still work, so the operator can inspect the node.
+        assert_eq!(store.get(Cf::DataKv, b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn snapshot_does_not_see_later_writes() {
+        let (_dir, store) = open_temp();
+        let mut batch = Batch::default();
+        batch.put(Cf::DataKv, b"a", b"1");
+        store.write(batch, false).unwrap();
+        let snap = store.snapshot();
+        let mut batch = Batch::default();
+        batch.put(Cf::DataKv, b"b", b"2");
+        store.write(batch, false).unwrap();
+        let mut seen = Vec::new();
+        snap.for_each(Cf::DataKv, &[], &[0xff], |k, _| {
+            seen.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b"a".to_vec()]);
+        assert_eq!(snap.get(Cf::DataKv, b"b").unwrap(), None);
+    }
+}
