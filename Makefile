@@ -21,7 +21,7 @@ run: build
 	$(TARGET_DIR)/release/seshat $(SESHAT_ARGS)
 
 test: deps
-	$(CARGO) test $(PROFILE_FLAGS) --locked --workspace
+	$(CARGO) test $(PROFILE_FLAGS) --locked --workspace --no-fail-fast
 
 fmt:
 	$(CARGO) fmt --all

@@ -12,10 +12,9 @@
 //!   key count in one atomic batch ([`state_machine`]).
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
 //! use seshat_raft::{open_storage, StorageConfig};
 //! let (store, log, sm) = open_storage(&StorageConfig::new("/tmp/seshat-demo".into()))?;
-//! # Ok(()) }
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 pub mod codec;
