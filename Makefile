@@ -9,7 +9,7 @@ SESHAT_ARGS ?=
 PROFILE_FLAGS := --release
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test fmt lint clean
+.PHONY: deps build run test fmt lint clean bench
 
 deps:
 	@./scripts/deps.sh
@@ -32,3 +32,8 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# Seshat (3 nodes) against redis-server (AOF always / everysec) with
+# redis-benchmark; prints a markdown table. SESHAT_BIN=path skips the build.
+bench:
+	./scripts/bench.sh

@@ -112,6 +112,9 @@ pub struct NodeArgs {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, env = "SESHAT_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log format: `text` (default) or `json` for log pipelines.
+    #[arg(long, env = "SESHAT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Maximum number of connected clients.
     #[arg(long, env = "SESHAT_MAX_CLIENTS")]
     pub max_clients: Option<usize>,
@@ -159,6 +162,7 @@ struct FileSettings {
     http_addr: Option<String>,
     data_dir: Option<PathBuf>,
     log_level: Option<String>,
+    log_format: Option<LogFormat>,
     max_clients: Option<usize>,
     max_key_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
@@ -187,6 +191,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Log filter.
     pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
     /// Maximum connected clients.
     pub max_clients: usize,
     /// Key and value size limits.
@@ -203,6 +209,17 @@ pub struct Settings {
     pub log_tail_entries: u64,
     /// The initial members (just this node when not given).
     pub initial_members: BTreeMap<NodeId, Member>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// One member's advertised addresses.
@@ -324,6 +341,7 @@ impl Settings {
             http_addr: parse_addr("http-addr", &pick!(http_addr, DEFAULT_HTTP_ADDR.into()))?,
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             log_level: pick!(log_level, "info".into()),
+            log_format: pick!(log_format, LogFormat::Text),
             max_clients: pick!(max_clients, DEFAULT_MAX_CLIENTS),
             limits: Limits {
                 max_key_bytes: pick!(max_key_bytes, seshat_common::DEFAULT_MAX_KEY_BYTES),

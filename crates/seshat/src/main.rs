@@ -43,7 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return dev_cluster::run(args);
     }
     let settings = Settings::from_args(&cli.node)?;
-    init_tracing(&settings.log_level)?;
+    init_tracing(&settings.log_level, settings.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("seshat")
@@ -52,16 +52,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(serve(Arc::new(settings)))
 }
 
-fn init_tracing(level: &str) -> anyhow::Result<()> {
+fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => tracing_subscriber::EnvFilter::try_new(v),
         _ => tracing_subscriber::EnvFilter::try_new(format!("{level},openraft=warn")),
     }
     .with_context(|| format!("invalid setting log-level = {level}"))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        config::LogFormat::Json => builder.json().init(),
+    }
     Ok(())
 }
 
@@ -115,6 +120,9 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         "ready to accept connections"
     );
     wait_for_stop_signal().await?;
+    // Hand over leadership while still serving, so clients are redirected
+    // to the new leader instead of seeing an election.
+    node.hand_over_leadership().await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     if let Err(e) = server.await {

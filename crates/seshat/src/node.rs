@@ -50,6 +50,9 @@ pub enum ServeError {
     Stopped(String),
 }
 
+/// Longest a shutting-down leader waits for another node to take over.
+pub const LEADER_HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A write handed to Raft whose result has not arrived yet.
 pub struct PendingWrite {
     rx: OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>,
@@ -107,6 +110,7 @@ impl Node {
             settings,
         });
         node.initialize_if_new().await?;
+        tokio::spawn(log_role_changes(node.raft.clone()));
         Ok(node)
     }
 
@@ -312,6 +316,55 @@ impl Node {
             .load(std::sync::atomic::Ordering::Acquire))
     }
 
+    /// If this node leads a multi-node group, hands leadership to the most
+    /// up-to-date voter and waits (bounded) until another node leads, so a
+    /// planned restart costs no election timeout.
+    pub async fn hand_over_leadership(&self) {
+        let m = self.metrics();
+        if m.current_leader != Some(m.id) {
+            return;
+        }
+        let voters: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != m.id)
+            .collect();
+        let matched = |id: &u64| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map_or(0, |l| l.index)
+        };
+        let Some(target) = voters
+            .iter()
+            .copied()
+            .max_by_key(|id| (matched(id), std::cmp::Reverse(*id)))
+        else {
+            return;
+        };
+        tracing::info!(
+            node_id = m.id,
+            term = m.current_term,
+            to = target,
+            "handing over leadership before shutdown"
+        );
+        if let Err(e) = self.raft.trigger().transfer_leader(target).await {
+            tracing::warn!(error = %e, "leadership transfer failed");
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + LEADER_HANDOVER_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            let now = self.metrics();
+            if now.current_leader.is_some_and(|l| l != m.id) {
+                tracing::info!(new_leader = ?now.current_leader, term = now.current_term, "leadership handed over");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tracing::warn!("no other node took over leadership in time; stopping anyway");
+    }
+
     /// Stops Raft; the log and state are already durable.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
@@ -336,4 +389,33 @@ pub fn millis_since_quorum_ack(m: &openraft::RaftMetrics<TypeConfig>) -> Option<
     m.last_quorum_acked
         .as_ref()
         .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Logs leader, role and membership changes with node id and term, until
+/// Raft stops.
+async fn log_role_changes(raft: Raft) {
+    let mut rx = raft.metrics();
+    let mut last: Option<(Option<u64>, openraft::ServerState, String)> = None;
+    loop {
+        let now = {
+            let m = rx.borrow_watched();
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            let current = (m.current_leader, m.state, format!("{voters:?}"));
+            if last.as_ref() != Some(&current) {
+                tracing::info!(
+                    node_id = m.id,
+                    term = m.current_term,
+                    leader = ?m.current_leader,
+                    role = ?m.state,
+                    voters = %current.2,
+                    "raft state changed"
+                );
+            }
+            current
+        };
+        last = Some(now);
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }

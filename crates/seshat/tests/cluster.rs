@@ -1,6 +1,8 @@
 //! Real 3- and 5-node clusters on loopback: formation, MOVED redirects,
 //! failover after kill -9, majority loss, and Redis cluster clients.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! A real one-node `seshat` process, driven by the `redis` crate, raw RESP
 //! bytes, redis-cli, redis-py and redis-benchmark.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 mod common;
 
 use std::io::Write;

@@ -1,0 +1,192 @@
+//! Operator-facing behaviour on real clusters: /metrics, /health, /ready,
+//! JSON logs, and leadership handover on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Server};
+
+/// A plain HTTP/1.0 GET; returns (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `requests_total{command="set",status="ok"}` of any node.
+fn set_ok_count(body: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with("requests_total{") && l.contains("command=\"set\",status=\"ok\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_count_requests_and_follow_the_leader() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let http = cluster.nodes[leader].http_port;
+    let (status, before) = http_get(http, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&before, "raft_is_leader"), Some(1.0), "{before}");
+    let sets_before = set_ok_count(&before);
+    let mut c = cluster.nodes[leader].conn();
+    for i in 0..25 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("m{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let (_, after) = http_get(http, "/metrics");
+    let sets_after = set_ok_count(&after);
+    assert_eq!(sets_after - sets_before, 25.0, "{after}");
+    assert!(
+        metric(&after, "storage_num_keys").unwrap_or(0.0) >= 25.0,
+        "{after}"
+    );
+    for line in [
+        "raft_term",
+        "raft_commit_index",
+        "raft_applied_index",
+        "raft_log_size_bytes",
+        "storage_db_size_bytes",
+        "cluster_nodes_healthy",
+        "requests_in_flight",
+        "request_duration_seconds_bucket",
+    ] {
+        assert!(after.contains(line), "{line} missing from /metrics");
+    }
+    // After a failover, another node reports raft_is_leader 1.
+    cluster.nodes[leader].kill9();
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let (_, body) = http_get(cluster.nodes[new_leader].http_port, "/metrics");
+    assert_eq!(metric(&body, "raft_is_leader"), Some(1.0));
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i != leader && i != new_leader {
+            let (_, body) = http_get(node.http_port, "/metrics");
+            assert_eq!(metric(&body, "raft_is_leader"), Some(0.0));
+        }
+    }
+}
+
+#[test]
+fn health_turns_503_without_quorum_and_back_to_200() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let http = cluster.nodes[leader].http_port;
+    assert_eq!(http_get(http, "/health").0, 200);
+    assert_eq!(http_get(http, "/ready").0, 200);
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for i in &others {
+        cluster.nodes[*i].kill9();
+    }
+    wait_until(
+        "/health 503 without quorum",
+        Duration::from_secs(15),
+        || http_get(http, "/health").0 == 503,
+    );
+    let (_, why) = http_get(http, "/health");
+    eprintln!("/health without quorum: {why}");
+    for i in &others {
+        cluster.nodes[*i].restart();
+    }
+    wait_until(
+        "/health 200 after quorum returns",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .nodes
+                .iter()
+                .any(|n| http_get(n.http_port, "/health").0 == 200)
+        },
+    );
+}
+
+#[test]
+fn sigterm_on_the_leader_hands_over_leadership_without_an_election_timeout() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let term_before: u64 = cluster.nodes[leader]
+        .info_field("raft_term")
+        .unwrap()
+        .parse()
+        .unwrap();
+    {
+        let mut c = cluster.nodes[leader].conn();
+        let _: () = redis::cmd("SET")
+            .arg("handover")
+            .arg("1")
+            .query(&mut c)
+            .unwrap();
+    }
+    let started = Instant::now();
+    let status = cluster.nodes[leader].terminate();
+    assert!(status.success(), "{status}");
+    let log = cluster.nodes[leader].log();
+    assert!(log.contains("leadership handed over"), "{log}");
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(10));
+    eprintln!("leader stopped and replaced after {:?}", started.elapsed());
+    let term_after: u64 = cluster.nodes[new_leader]
+        .info_field("raft_term")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        term_after,
+        term_before + 1,
+        "exactly one election (the handover) happened"
+    );
+    let mut c = cluster.nodes[new_leader].conn();
+    let v: String = redis::cmd("GET").arg("handover").query(&mut c).unwrap();
+    assert_eq!(v, "1");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut server = Server::start_with(&["--log-format", "json"]);
+    let _ = server.terminate();
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+        assert!(line.contains("\"level\""), "{line}");
+    }
+}

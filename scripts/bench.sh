@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Seshat's benchmark: `make bench` (or ./scripts/bench.sh).
+#
+# On this one machine, in one run, it
+#   1. installs missing tools (scripts/deps.sh: redis-server, redis-tools),
+#   2. builds the release binary (`make build`) unless SESHAT_BIN names one,
+#   3. starts a 3-node Seshat cluster on 127.0.0.1 (`seshat dev-cluster`),
+#      waits for a leader and finds the leader's client port,
+#   4. starts two redis-server instances on 127.0.0.1, each in its own temp
+#      dir, with AOF on and RDB off: `--appendfsync always` (fsync before
+#      every reply, the same promise Seshat makes) and `--appendfsync
+#      everysec` (Redis's default durability),
+#   5. runs the same redis-benchmark workloads against the Seshat leader and
+#      both redis-servers: SET then GET, 64-byte values, 50 clients, random
+#      keys out of 100,000, unpipelined and with -P 16,
+#   6. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios)
+#      plus the machine and date, on stdout; progress goes to stderr.
+# Every process and temp dir it starts is removed on exit, failure or Ctrl-C.
+# After the build, the run takes about 2 minutes and is cut off after
+# BENCH_TIME_LIMIT seconds.
+#
+# Settings (environment):
+#   SESHAT_BIN              seshat binary to use; skips `make build`
+#   BENCH_REQUESTS          requests per run (-n)                  [100000]
+#   BENCH_CLIENTS           parallel connections (-c)              [50]
+#   BENCH_PIPELINE          pipeline depth of the pipelined runs   [16]
+#   BENCH_VALUE_BYTES       value size (-d)                        [64]
+#   BENCH_KEYSPACE          random key range (-r)                  [100000]
+#   BENCH_CLIENT_PORT_BASE  Seshat client port of node 1 (nodes use base..base+2) [16379]
+#   BENCH_RAFT_PORT_BASE    Seshat Raft port of node 1             [17379]
+#   BENCH_HTTP_PORT_BASE    Seshat HTTP port of node 1             [19090]
+#   BENCH_REDIS_ALWAYS_PORT   redis-server, appendfsync always     [16479]
+#   BENCH_REDIS_EVERYSEC_PORT redis-server, appendfsync everysec   [16480]
+#   BENCH_TMPDIR            where the temp dir (all data) goes     [$TMPDIR or /tmp]
+#   BENCH_RAW_DIR           if set, raw redis-benchmark outputs and node logs are copied here
+#   BENCH_TIME_LIMIT        seconds allowed after the build        [540]
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+REQUESTS=${BENCH_REQUESTS:-100000}
+CLIENTS=${BENCH_CLIENTS:-50}
+PIPELINE=${BENCH_PIPELINE:-16}
+VALUE_BYTES=${BENCH_VALUE_BYTES:-64}
+KEYSPACE=${BENCH_KEYSPACE:-100000}
+CLIENT_BASE=${BENCH_CLIENT_PORT_BASE:-16379}
+RAFT_BASE=${BENCH_RAFT_PORT_BASE:-17379}
+HTTP_BASE=${BENCH_HTTP_PORT_BASE:-19090}
+ALWAYS_PORT=${BENCH_REDIS_ALWAYS_PORT:-16479}
+EVERYSEC_PORT=${BENCH_REDIS_EVERYSEC_PORT:-16480}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-540}
+NODES=3
+
+log() { echo "bench [$(($(date +%s) - START))s]: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+START=$(date +%s)
+
+./scripts/deps.sh
+for tool in redis-server redis-cli redis-benchmark python3 timeout; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
+done
+
+if [ -n "${SESHAT_BIN:-}" ]; then
+  [ -x "$SESHAT_BIN" ] || die "SESHAT_BIN=$SESHAT_BIN is not an executable"
+  bin_src=$SESHAT_BIN
+else
+  log "building (make build)"
+  make build >&2
+  bin_src=${CARGO_TARGET_DIR:-target}/release/seshat
+fi
+
+# --- state for cleanup -------------------------------------------------------
+TMP=""
+DC_PID=""
+BENCH_PID=""
+REDIS_PIDS=()
+
+stop_pid() { # pid name seconds: TERM, wait, then KILL
+  local pid=$1 name=$2 secs=$3 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "bench: $name (pid $pid) ignored SIGTERM for ${secs}s; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? pid f
+  set +e
+  trap - EXIT INT TERM
+  if [ -n "$BENCH_PID" ]; then
+    pkill -INT -P "$BENCH_PID" 2>/dev/null # redis-benchmark under timeout
+    stop_pid "$BENCH_PID" "redis-benchmark" 5
+    wait "$BENCH_PID" 2>/dev/null
+  fi
+  if [ -n "$DC_PID" ]; then
+    stop_pid "$DC_PID" "seshat dev-cluster" 20
+    wait "$DC_PID" 2>/dev/null
+  fi
+  # Nodes left behind (dev-cluster killed before it could stop them).
+  if [ -n "$TMP" ]; then
+    for f in "$TMP"/cluster/node-*/pid; do
+      [ -f "$f" ] || continue
+      pid=$(cat "$f")
+      if [ -n "$pid" ] && grep -q seshat "/proc/$pid/cmdline" 2>/dev/null; then
+        stop_pid "$pid" "seshat node" 5
+      fi
+    done
+  fi
+  for pid in "${REDIS_PIDS[@]}"; do
+    stop_pid "$pid" "redis-server" 10
+    wait "$pid" 2>/dev/null
+  done
+  if [ -n "$TMP" ]; then
+    if [ -n "${BENCH_RAW_DIR:-}" ]; then
+      mkdir -p "$BENCH_RAW_DIR"
+      cp -r "$TMP"/raw "$BENCH_RAW_DIR"/ 2>/dev/null
+      for f in "$TMP"/cluster/node-*/seshat.log; do
+        [ -f "$f" ] && cp "$f" "$BENCH_RAW_DIR/$(basename "$(dirname "$f")").log"
+      done
+      for f in "$TMP"/redis-*/redis.log; do
+        [ -f "$f" ] && cp "$f" "$BENCH_RAW_DIR/$(basename "$(dirname "$f")").log"
+      done
+      cp "$TMP"/dev-cluster.log "$BENCH_RAW_DIR"/ 2>/dev/null
+    fi
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in $(seq "$CLIENT_BASE" $((CLIENT_BASE + NODES - 1))) \
+         $(seq "$RAFT_BASE" $((RAFT_BASE + NODES - 1))) \
+         $(seq "$HTTP_BASE" $((HTTP_BASE + NODES - 1))) \
+         "$ALWAYS_PORT" "$EVERYSEC_PORT"; do
+  port_in_use "$p" && die "port $p is already in use (see BENCH_*_PORT* settings)"
+done
+
+TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/seshat-bench.XXXXXX")
+mkdir -p "$TMP/raw"
+# A private copy, so a rebuild during the run cannot swap the binary.
+cp "$bin_src" "$TMP/seshat"
+DEADLINE=$(($(date +%s) + TIME_LIMIT))
+
+# --- Seshat ------------------------------------------------------------------
+log "starting $NODES Seshat nodes (client ports $CLIENT_BASE..$((CLIENT_BASE + NODES - 1))) in $TMP/cluster"
+"$TMP/seshat" dev-cluster --nodes "$NODES" --dir "$TMP/cluster" \
+  --client-port-base "$CLIENT_BASE" --raft-port-base "$RAFT_BASE" \
+  --http-port-base "$HTTP_BASE" </dev/null >"$TMP/dev-cluster.log" 2>&1 &
+DC_PID=$!
+
+raft_field() { # port field
+  redis-cli -h 127.0.0.1 -p "$1" INFO raft 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+find_leader() { # prints the leader's node id, or nothing
+  local i role
+  for ((i = 1; i <= NODES; i++)); do
+    role=$(raft_field $((CLIENT_BASE + i - 1)) raft_role)
+    if [ "$role" = Leader ]; then
+      raft_field $((CLIENT_BASE + i - 1)) raft_leader_id
+      return
+    fi
+  done
+}
+
+LEADER=""
+for ((t = 0; t < 300; t++)); do
+  kill -0 "$DC_PID" 2>/dev/null || { cat "$TMP/dev-cluster.log" >&2; die "dev-cluster exited"; }
+  LEADER=$(find_leader)
+  [ -n "$LEADER" ] && break
+  sleep 0.1
+done
+if [ -z "$LEADER" ]; then
+  tail -n 20 "$TMP"/cluster/node-*/seshat.log >&2 || true
+  die "no Seshat leader after 30 s"
+fi
+LEADER_PORT=$((CLIENT_BASE + LEADER - 1))
+log "Seshat leader: node $LEADER, client port $LEADER_PORT"
+
+# --- redis-server ------------------------------------------------------------
+start_redis() { # name port fsync-policy
+  local dir="$TMP/redis-$1" t
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$2" --dir "$dir" --daemonize no \
+    --appendonly yes --appendfsync "$3" --save '' \
+    --logfile "$dir/redis.log" </dev/null >/dev/null 2>&1 &
+  REDIS_PIDS+=($!)
+  for ((t = 0; t < 100; t++)); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$2" PING 2>/dev/null)" = PONG ] && return 0
+    sleep 0.1
+  done
+  cat "$dir/redis.log" >&2 || true
+  die "redis-server ($1) did not answer on port $2"
+}
+log "starting redis-server (appendfsync always) on port $ALWAYS_PORT"
+start_redis always "$ALWAYS_PORT" always
+log "starting redis-server (appendfsync everysec) on port $EVERYSEC_PORT"
+start_redis everysec "$EVERYSEC_PORT" everysec
+
+# --- benchmark ---------------------------------------------------------------
+declare -A PORT=([seshat]=$LEADER_PORT [redis-always]=$ALWAYS_PORT [redis-everysec]=$EVERYSEC_PORT)
+TARGETS=(seshat redis-always redis-everysec)
+MANIFEST="$TMP/raw/manifest.tsv"
+: >"$MANIFEST"
+
+run_one() { # target workload pipeline
+  local target=$1 workload=$2 pipeline=$3 left out rc
+  left=$((DEADLINE - $(date +%s)))
+  ((left > 0)) || die "time limit (BENCH_TIME_LIMIT=${TIME_LIMIT}s) reached before $target $workload -P $pipeline"
+  out="$TMP/raw/$target-$workload-P$pipeline.txt"
+  log "$target: $workload -P $pipeline (-n $REQUESTS -c $CLIENTS -d $VALUE_BYTES -r $KEYSPACE)"
+  rc=0
+  # In the background, so SIGTERM/SIGINT reach the trap at once.
+  timeout --foreground --signal=INT "$left" redis-benchmark -h 127.0.0.1 -p "${PORT[$target]}" \
+    -t "$workload" -n "$REQUESTS" -c "$CLIENTS" -d "$VALUE_BYTES" -r "$KEYSPACE" \
+    -P "$pipeline" --precision 3 -e >"$out" 2>&1 </dev/null &
+  BENCH_PID=$!
+  wait "$BENCH_PID" || rc=$?
+  BENCH_PID=""
+  if ((rc != 0)); then
+    tail -n 20 "$out" >&2
+    ((rc == 124)) && die "time limit reached during $target $workload -P $pipeline"
+    die "redis-benchmark failed (exit $rc) on $target $workload -P $pipeline"
+  fi
+  log "  $(python3 scripts/bench_parse.py one "$out" | awk '{printf "%s ops/s, p50 %s ms, p99 %s ms, p99.9 %s ms, %s error lines", $1, $2, $3, $4, $5}')"
+  printf '%s\t%s\t%s\t%s\n' "$target" "$workload" "$pipeline" "$out" >>"$MANIFEST"
+}
+
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+BENCH_START=$(date +%s)
+# SET before GET, so GETs mostly find keys; targets interleaved so a
+# disturbance on the machine does not hit one system only.
+for workload in set get; do
+  for pipeline in 1 "$PIPELINE"; do
+    for target in "${TARGETS[@]}"; do
+      run_one "$target" "$workload" "$pipeline"
+    done
+  done
+  if [ "$workload" = set ]; then
+    KEYS=""
+    for target in "${TARGETS[@]}"; do
+      KEYS+="$target $(redis-cli -h 127.0.0.1 -p "${PORT[$target]}" DBSIZE 2>/dev/null | tr -d '\r'), "
+    done
+    log "keys after the SET runs: ${KEYS%, }"
+  fi
+done
+BENCH_SECS=$(($(date +%s) - BENCH_START))
+
+LEADER_AFTER=$(find_leader)
+LEADER_NOTE=""
+[ "$LEADER_AFTER" = "$LEADER" ] || LEADER_NOTE=" **Warning: the Seshat leader changed during the run (node $LEADER → node ${LEADER_AFTER:-none}).**"
+
+# --- report ------------------------------------------------------------------
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+fstype=$(df --output=fstype "$TMP" 2>/dev/null | tail -n 1)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit+=" (with uncommitted changes)"
+redis_version=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+
+echo
+echo "redis-benchmark: $REQUESTS requests per run, $CLIENTS clients, ${VALUE_BYTES}-byte values," \
+  "keys random in 0..$((KEYSPACE - 1)); SET runs first, then GET. Latencies in ms."
+echo "Seshat: $NODES nodes (dev-cluster), benchmark against the leader (node $LEADER); redis-server $redis_version," \
+  "AOF on, RDB off. Keys after the SET runs: ${KEYS%, }.$LEADER_NOTE"
+echo
+python3 scripts/bench_parse.py table "$MANIFEST"
+echo
+echo "Machine: nproc $(nproc), $cpu, Linux $(uname -r), data on $fstype; load average at start $LOAD_AT_START." \
+  "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Seshat commit $commit. Benchmark runs took ${BENCH_SECS}s."

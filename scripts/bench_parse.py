@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Parses redis-benchmark (7.x, non-quiet) output for scripts/bench.sh.
+
+  bench_parse.py one FILE        prints "ops_per_s p50 p99 p99.9 errors"
+  bench_parse.py table MANIFEST  prints the markdown comparison table
+
+MANIFEST has one tab-separated line per run: target workload pipeline file,
+where target is seshat, redis-always or redis-everysec.
+
+Numbers come from redis-benchmark itself: ops/s from "throughput summary",
+p50 and p99 from the "latency summary" line, p99.9 from the "Latency by
+percentile distribution" section (the first line at or above 99.9 %).
+Latencies are in milliseconds. "errors" counts "Error from server" lines,
+which redis-benchmark prints (at most one per second) when run with -e.
+"""
+import re
+import sys
+
+
+def parse(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    # Progress lines end in \r; keep only whole lines.
+    lines = [l.strip() for l in re.split(r"[\r\n]+", text)]
+    rps = p50 = p99 = p999 = None
+    errors = [l for l in lines if l.startswith("Error from server")]
+    in_pct = False
+    for i, l in enumerate(lines):
+        if l.startswith("Latency by percentile distribution"):
+            in_pct = True
+            continue
+        if in_pct:
+            m = re.match(r"([\d.]+)% <= ([\d.]+) milliseconds", l)
+            if m:
+                if p999 is None and float(m.group(1)) >= 99.9:
+                    p999 = float(m.group(2))
+            elif l:
+                in_pct = False
+        m = re.match(r"throughput summary: ([\d.]+) requests per second", l)
+        if m:
+            rps = float(m.group(1))
+        if l.startswith("avg") and "p50" in l and i + 1 < len(lines):
+            names = l.split()
+            values = lines[i + 1].split()
+            if len(values) == len(names):
+                row = dict(zip(names, values))
+                p50 = float(row["p50"])
+                p99 = float(row["p99"])
+    if rps is None or p50 is None or p99 is None or p999 is None:
+        raise SystemExit(f"bench_parse: cannot parse {path} (no summary; did redis-benchmark fail?)")
+    return rps, p50, p99, p999, errors
+
+
+def fmt_ops(x):
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def fmt_ms(x):
+    return "–" if x is None else f"{x:.3f}"
+
+
+def fmt_ratio(a, b):
+    return "–" if a is None or not b else f"{a / b:.2f}"
+
+
+def table(manifest):
+    results = {}
+    order = []
+    error_lines = []
+    with open(manifest, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            target, workload, pipeline, path = line.rstrip("\n").split("\t")
+            r = parse(path)
+            results[(target, workload, pipeline)] = r
+            if (workload, pipeline) not in order:
+                order.append((workload, pipeline))
+            for e in r[4]:
+                error_lines.append(f"{target} {workload} -P {pipeline}: {e}")
+    out = [
+        "| workload | Seshat ops/s | p50 ms | p99 ms | p99.9 ms "
+        "| redis always ops/s | p50 ms | p99 ms | p99.9 ms "
+        "| redis everysec ops/s | Seshat / always | Seshat / everysec |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    none = (None, None, None, None, [])
+    for workload, pipeline in order:
+        s = results.get(("seshat", workload, pipeline), none)
+        a = results.get(("redis-always", workload, pipeline), none)
+        e = results.get(("redis-everysec", workload, pipeline), none)
+        label = f"{workload}" + ("" if pipeline == "1" else f" -P {pipeline}")
+        out.append(
+            f"| {label} | {fmt_ops(s[0])} | {fmt_ms(s[1])} | {fmt_ms(s[2])} | {fmt_ms(s[3])} "
+            f"| {fmt_ops(a[0])} | {fmt_ms(a[1])} | {fmt_ms(a[2])} | {fmt_ms(a[3])} "
+            f"| {fmt_ops(e[0])} | {fmt_ratio(s[0], a[0])} | {fmt_ratio(s[0], e[0])} |"
+        )
+    print("\n".join(out))
+    if error_lines:
+        print()
+        print(f"Error replies seen ({len(error_lines)} lines shown by redis-benchmark -e, at most one per second per run):")
+        for e in error_lines:
+            print(f"    {e}")
+    else:
+        print()
+        print("No error replies (redis-benchmark -e printed none).")
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "one":
+        rps, p50, p99, p999, errors = parse(sys.argv[2])
+        print(f"{rps:.2f} {p50:.3f} {p99:.3f} {p999:.3f} {len(errors)}")
+    elif len(sys.argv) == 3 and sys.argv[1] == "table":
+        table(sys.argv[2])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
