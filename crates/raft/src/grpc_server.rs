@@ -23,17 +23,36 @@ use crate::types::{Raft, SnapshotMeta, StoredMembership, TypeConfig};
 /// Largest snapshot accepted from a peer, in bytes.
 pub const MAX_INCOMING_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
+/// Runs client commands forwarded by followers in proxy mode.
+#[tonic::async_trait]
+pub trait ForwardHandler: Send + Sync + 'static {
+    /// Executes `args` as a client command and returns the encoded RESP
+    /// reply in protocol `protover`.
+    async fn forward(&self, args: Vec<bytes::Bytes>, protover: u32) -> bytes::Bytes;
+}
+
 /// The Raft gRPC service of one node.
 pub struct RaftGrpc {
     raft: Raft,
     snapshot_dir: PathBuf,
+    forward: Option<std::sync::Arc<dyn ForwardHandler>>,
 }
 
 impl RaftGrpc {
     /// A service for `raft`, storing incoming snapshots under
     /// `snapshot_dir`.
     pub fn new(raft: Raft, snapshot_dir: PathBuf) -> Self {
-        Self { raft, snapshot_dir }
+        Self {
+            raft,
+            snapshot_dir,
+            forward: None,
+        }
+    }
+
+    /// Serves forwarded client commands with `handler`.
+    pub fn with_forward_handler(mut self, handler: std::sync::Arc<dyn ForwardHandler>) -> Self {
+        self.forward = Some(handler);
+        self
     }
 
     /// Wraps the service for tonic with Seshat's message-size limits.
@@ -163,9 +182,32 @@ impl RaftService for RaftGrpc {
             error: resp.err().map(|e| e.to_string()).unwrap_or_default(),
         }))
     }
+
+    async fn forward(
+        &self,
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardReply>, Status> {
+        self.run_forwarded(request.into_inner()).await
+    }
 }
 
 impl RaftGrpc {
+    async fn run_forwarded(
+        &self,
+        r: pb::ForwardRequest,
+    ) -> Result<Response<pb::ForwardReply>, Status> {
+        let Some(handler) = &self.forward else {
+            return Err(Status::unimplemented(
+                "this node does not serve forwarded commands",
+            ));
+        };
+        if r.args.is_empty() {
+            return Err(bad_request("forwarded command without arguments"));
+        }
+        let reply = handler.forward(r.args, r.protover).await;
+        Ok(Response::new(pb::ForwardReply { reply }))
+    }
+
     /// Writes the streamed bytes to `snapshots/incoming/<index>-<term>.snap`,
     /// refusing more bytes than announced.
     async fn receive_file(

@@ -146,6 +146,10 @@ pub struct NodeArgs {
     /// `1=RAFT_ADDR/CLIENT_ADDR,2=RAFT_ADDR/CLIENT_ADDR,...`.
     #[arg(long, env = "SESHAT_INITIAL_MEMBERS")]
     pub initial_members: Option<String>,
+    /// What a follower does with data commands: `redirect` (answer MOVED)
+    /// or `proxy` (forward to the leader).
+    #[arg(long, env = "SESHAT_FOLLOWER_MODE")]
+    pub follower_mode: Option<crate::proxy::FollowerMode>,
     /// Join an existing cluster through this member (reserved; not yet
     /// supported).
     #[arg(long, env = "SESHAT_JOIN")]
@@ -173,6 +177,7 @@ struct FileSettings {
     snapshot_every_entries: Option<u64>,
     log_tail_entries: Option<u64>,
     initial_members: Option<String>,
+    follower_mode: Option<crate::proxy::FollowerMode>,
     join: Option<String>,
 }
 
@@ -209,6 +214,8 @@ pub struct Settings {
     pub log_tail_entries: u64,
     /// The initial members (just this node when not given).
     pub initial_members: BTreeMap<NodeId, Member>,
+    /// Redirect or proxy on followers.
+    pub follower_mode: crate::proxy::FollowerMode,
 }
 
 /// How log lines are written.
@@ -359,6 +366,7 @@ impl Settings {
             snapshot_every_entries: pick!(snapshot_every_entries, DEFAULT_SNAPSHOT_EVERY_ENTRIES),
             log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
             initial_members,
+            follower_mode: pick!(follower_mode, crate::proxy::FollowerMode::Redirect),
         };
         settings.validate()?;
         Ok(settings)

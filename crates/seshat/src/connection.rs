@@ -23,6 +23,7 @@ use tokio_util::codec::Framed;
 
 use crate::commands::{self, Outcome};
 use crate::node::PendingWrite;
+use crate::proxy::{is_forwarded, FollowerMode};
 use crate::server::Shared;
 
 /// Most writes a connection keeps in flight before waiting for replies.
@@ -137,16 +138,37 @@ impl Connection {
                     continue;
                 }
             };
-            if self.handle(command).await? == Flow::Close {
+            if self.handle(command, request.args).await? == Flow::Close {
                 self.drain_writes().await?;
                 return self.flush().await;
             }
         }
     }
 
-    async fn handle(&mut self, command: Command) -> Result<Flow, CodecError> {
+    async fn handle(&mut self, command: Command, args: Vec<Bytes>) -> Result<Flow, CodecError> {
         let name = commands::metric_name(&command);
         let started = Instant::now();
+        if let Some(leader_raft_addr) = self.proxy_target(&command) {
+            self.drain_writes().await?;
+            let is_write = commands::as_write(&command).is_some();
+            let timeout = self.shared.node.settings.request_timeout;
+            let reply = self
+                .shared
+                .proxy
+                .forward(
+                    &leader_raft_addr,
+                    &args,
+                    self.state.version,
+                    is_write,
+                    timeout,
+                )
+                .await
+                .unwrap_or_else(|e| Frame::error(e.to_string()));
+            let ok = !matches!(reply, Frame::Error(_));
+            self.shared.requests.record(name, ok, started.elapsed());
+            self.framed.feed(reply).await?;
+            return Ok(Flow::Continue);
+        }
         if let Some((op, slot)) = commands::as_write(&command) {
             let node = self.shared.node.clone();
             match node.propose(op, slot).await {
@@ -190,6 +212,27 @@ impl Connection {
                 Ok(Flow::Close)
             }
         }
+    }
+
+    /// In proxy mode on a follower, the leader's Raft address for a data
+    /// command; `None` when the command runs here.
+    fn proxy_target(&self, command: &Command) -> Option<String> {
+        let node = &self.shared.node;
+        if node.settings.follower_mode != FollowerMode::Proxy || !is_forwarded(command) {
+            return None;
+        }
+        let m = node.metrics();
+        let leader = m.current_leader?;
+        if leader == m.id {
+            return None;
+        }
+        let addr = m
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.raft_addr.clone());
+        addr
     }
 
     async fn flush(&mut self) -> Result<(), CodecError> {

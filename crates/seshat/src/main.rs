@@ -11,6 +11,7 @@ mod http;
 mod info;
 mod metrics;
 mod node;
+mod proxy;
 mod server;
 
 use std::process::ExitCode;
@@ -70,68 +71,71 @@ fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn bind(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {name} {addr}"))
+}
+
 async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Bind first: a busy port fails fast, before storage is opened.
-    let listener = TcpListener::bind(settings.client_addr)
-        .await
-        .with_context(|| format!("cannot listen on client-addr {}", settings.client_addr))?;
-    let raft_listener = TcpListener::bind(settings.raft_addr)
-        .await
-        .with_context(|| format!("cannot listen on raft-addr {}", settings.raft_addr))?;
+    let client_listener = bind("client-addr", settings.client_addr).await?;
+    let raft_listener = bind("raft-addr", settings.raft_addr).await?;
+    let http_listener = bind("http-addr", settings.http_addr).await?;
     let node = Node::start(settings.clone()).await?;
-    let (raft_stop_tx, raft_stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        node: node.clone(),
+        stats: ServerStats::default(),
+        requests: metrics::RequestMetrics::default(),
+        proxy: proxy::Proxy::default(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = seshat_raft::grpc_server::RaftGrpc::new(
         node.raft.clone(),
         seshat_raft::StorageConfig::new(settings.data_dir.clone()).snapshot_dir(),
-    );
+    )
+    .with_forward_handler(Arc::new(proxy::LeaderExecutor {
+        shared: shared.clone(),
+    }));
+    let mut raft_stop = stop_rx.clone();
     let raft_server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(grpc.into_server())
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true)),
                 async move {
-                    let mut rx = raft_stop_rx;
-                    let _ = rx.changed().await;
+                    let _ = raft_stop.changed().await;
                 },
             ),
     );
-    let shared = Arc::new(Shared {
-        node: node.clone(),
-        stats: ServerStats::default(),
-        requests: metrics::RequestMetrics::default(),
-    });
-    let http_listener = TcpListener::bind(settings.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on http-addr {}", settings.http_addr))?;
-    let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+    let mut http_stop = stop_rx.clone();
     let http_server = tokio::spawn(
         axum::serve(http_listener, http::router(shared.clone()))
             .with_graceful_shutdown(async move {
-                let _ = http_stop_rx.changed().await;
+                let _ = http_stop.changed().await;
             })
             .into_future(),
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, shared, stop_rx));
+    let client_server = tokio::spawn(server::serve(client_listener, shared, stop_rx));
     tracing::info!(
         node_id = settings.node_id,
         client_addr = %settings.client_addr,
         data_dir = %settings.data_dir.display(),
         "ready to accept connections"
     );
+
     wait_for_stop_signal().await?;
     // Hand over leadership while still serving, so clients are redirected
     // to the new leader instead of seeing an election.
     node.hand_over_leadership().await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
-    if let Err(e) = server.await {
-        tracing::warn!(error = %e, "server task ended abnormally");
+    if let Err(e) = client_server.await {
+        tracing::warn!(error = %e, "client server task ended abnormally");
     }
-    let _ = http_stop_tx.send(true);
     let _ = http_server.await;
     node.shutdown().await;
-    let _ = raft_stop_tx.send(true);
     match raft_server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "raft transport ended with an error"),
         Err(e) => tracing::warn!(error = %e, "raft transport task failed"),

@@ -58,6 +58,8 @@ pub struct Shared {
     pub stats: ServerStats,
     /// Per-command counters and latencies.
     pub requests: crate::metrics::RequestMetrics,
+    /// Clients to the leader for proxy mode.
+    pub proxy: crate::proxy::Proxy,
 }
 
 /// Accepts clients until `shutdown` turns true, then drains connections.

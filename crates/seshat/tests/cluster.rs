@@ -254,3 +254,101 @@ print("ok")
         .unwrap_or(new_leader);
     run(script(cluster.nodes[survivor].port, "py2"));
 }
+
+#[test]
+fn proxy_mode_followers_forward_reads_and_writes_to_the_leader() {
+    let cluster = Cluster::start_with(3, &["--follower-mode", "proxy"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let mut c = cluster.nodes[follower].conn();
+    let _: () = redis::cmd("SET").arg("px").arg("1").query(&mut c).unwrap();
+    let v: String = redis::cmd("GET").arg("px").query(&mut c).unwrap();
+    assert_eq!(v, "1");
+    let n: i64 = redis::cmd("EXISTS")
+        .arg("px")
+        .arg("nope")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    // RESP3 replies survive the hop.
+    let mut c3 = cluster.nodes[follower].conn_resp3();
+    let missing: Value = redis::cmd("GET").arg("nope").query(&mut c3).unwrap();
+    assert_eq!(missing, Value::Nil);
+    // Each forwarded write is applied exactly once: DEL counts 1, then 0.
+    let n: i64 = redis::cmd("DEL").arg("px").query(&mut c).unwrap();
+    assert_eq!(n, 1);
+    let n: i64 = redis::cmd("DEL").arg("px").query(&mut c).unwrap();
+    assert_eq!(n, 0);
+    // A pipeline through the proxy keeps its order.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET").arg(format!("pp{i}")).arg(i);
+        pipe.cmd("GET").arg(format!("pp{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(pair[1], Value::BulkString(i.to_string().into_bytes()));
+    }
+    let mut lc = cluster.nodes[leader].conn();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut lc).unwrap();
+    assert_eq!(n, 200);
+}
+
+#[test]
+fn restarting_the_whole_cluster_keeps_all_data() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    {
+        let mut c = cluster.nodes[leader].conn();
+        let mut pipe = redis::pipe();
+        for i in 0..500 {
+            pipe.cmd("SET").arg(format!("r{i}")).arg(i).ignore();
+        }
+        let _: () = pipe.query(&mut c).unwrap();
+    }
+    for node in cluster.nodes.iter_mut() {
+        node.kill9();
+    }
+    for node in cluster.nodes.iter_mut() {
+        node.restart();
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut c = cluster.nodes[leader].conn();
+    for i in 0..500 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("r{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 500);
+}
+
+#[test]
+fn the_redis_crate_cluster_client_follows_moved() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let client = redis::cluster::ClusterClient::new(vec![cluster.nodes[follower].url()]).unwrap();
+    let mut c = client.get_connection().unwrap();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{{tag}}{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("spread{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    for i in 0..50 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("spread{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}

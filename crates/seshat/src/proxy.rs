@@ -1,0 +1,161 @@
+//! Follower proxy mode (`--follower-mode proxy`): a follower forwards data
+//! commands to the leader over the internal gRPC port and relays the reply,
+//! instead of answering `MOVED`.
+//!
+//! At most once: a forwarded command is sent exactly one time — neither
+//! the follower nor the gRPC link retries it. If the link fails after the
+//! command may have reached the leader, a write is answered `-TIMEOUT`
+//! (indeterminate), never silently re-sent. A client that retries sends a
+//! new command, as with Redis itself.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use seshat_protocol_resp::{
+    self as resp, decode_frame, parse_command, Command, DecodeLimits, Frame, ProtocolVersion,
+    Request,
+};
+use seshat_raft::grpc_server::ForwardHandler;
+use seshat_raft::network::{CONNECT_TIMEOUT, MAX_RPC_MESSAGE_BYTES};
+use seshat_raft::pb;
+use seshat_raft::pb::raft_service_client::RaftServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::commands;
+use crate::connection::ClientState;
+use crate::node::ServeError;
+use crate::server::Shared;
+
+/// Whether a follower redirects clients or forwards their commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowerMode {
+    /// Answer `-MOVED` with the leader's address (Redis Cluster style).
+    #[default]
+    Redirect,
+    /// Forward the command to the leader and relay its reply.
+    Proxy,
+}
+
+/// True for the commands a follower forwards in proxy mode: the ones that
+/// read or write data and so must run on the leader.
+pub fn is_forwarded(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Get { .. }
+            | Command::Set { .. }
+            | Command::Del { .. }
+            | Command::Exists { .. }
+            | Command::DbSize
+            | Command::FlushAll
+            | Command::FlushDb
+    )
+}
+
+/// gRPC clients to leaders, one per address.
+#[derive(Default)]
+pub struct Proxy {
+    clients: Mutex<HashMap<String, RaftServiceClient<Channel>>>,
+}
+
+impl Proxy {
+    fn client(&self, raft_addr: &str) -> Result<RaftServiceClient<Channel>, ServeError> {
+        let mut clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(c) = clients.get(raft_addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{raft_addr}"))
+            .map_err(|e| ServeError::NoLeader(format!("bad leader address {raft_addr}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let client = RaftServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_RPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RPC_MESSAGE_BYTES);
+        clients.insert(raft_addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Sends `args` to the leader at `raft_addr` once and returns its reply.
+    pub async fn forward(
+        &self,
+        raft_addr: &str,
+        args: &[Bytes],
+        version: ProtocolVersion,
+        is_write: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Frame, ServeError> {
+        let mut client = self.client(raft_addr)?;
+        let request = pb::ForwardRequest {
+            args: args.to_vec(),
+            protover: u32::try_from(version.protover()).unwrap_or(2),
+        };
+        let reply = match tokio::time::timeout(timeout, client.forward(request)).await {
+            Ok(Ok(r)) => r.into_inner().reply,
+            Ok(Err(status)) => return Err(link_error(is_write, &status.to_string())),
+            Err(_) => return Err(link_error(is_write, "no answer from the leader in time")),
+        };
+        match decode_frame(&reply, &DecodeLimits::default()) {
+            Ok(Some((frame, _))) => Ok(frame),
+            _ => Err(link_error(is_write, "unreadable reply from the leader")),
+        }
+    }
+}
+
+fn link_error(is_write: bool, why: &str) -> ServeError {
+    if is_write {
+        ServeError::Timeout(format!(
+            "forwarded write not confirmed ({why}); it may have been applied"
+        ))
+    } else {
+        ServeError::NoLeader(format!("leader unreachable through proxy ({why})"))
+    }
+}
+
+/// Runs forwarded commands on the leader through the normal command path.
+pub struct LeaderExecutor {
+    /// The leader's server state.
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl ForwardHandler for LeaderExecutor {
+    async fn forward(&self, args: Vec<Bytes>, protover: u32) -> Bytes {
+        let version =
+            ProtocolVersion::from_protover(i64::from(protover)).unwrap_or(ProtocolVersion::Resp2);
+        let frame = match parse_command(&Request::new(args)) {
+            Err(e) => Frame::error(e.to_string()),
+            Ok(command) if !is_forwarded(&command) => {
+                Frame::error("ERR command cannot be forwarded")
+            }
+            Ok(command) => match commands::as_write(&command) {
+                Some((op, slot)) => match self.shared.node.write(op, slot).await {
+                    Ok(r) => commands::op_result_frame(r),
+                    Err(e) => Frame::error(e.to_string()),
+                },
+                None => {
+                    let mut client = ClientState {
+                        id: 0,
+                        name: None,
+                        version,
+                        lib_name: None,
+                        lib_ver: None,
+                        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    };
+                    match commands::execute(command, &mut client, &self.shared).await {
+                        commands::Outcome::Reply(f)
+                        | commands::Outcome::Close(f)
+                        | commands::Outcome::ReplyThenSwitch(f, _) => f,
+                    }
+                }
+            },
+        };
+        let mut out = BytesMut::new();
+        resp::encode(&frame, version, &mut out);
+        out.freeze()
+    }
+}
