@@ -223,7 +223,7 @@ pub fn newest_snapshot(dir: &Path) -> io::Result<Option<PathBuf>> {
 pub fn remove_other_snapshots(dir: &Path, keep: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        if path != keep {
+        if path != keep && path.is_file() {
             if let Err(e) = fs::remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove old snapshot");
             }

@@ -1,0 +1,127 @@
+//! Snapshots and log compaction on real clusters: a follower that missed
+//! many writes catches up from a streamed snapshot, the log stays bounded,
+//! and the caught-up node serves everything once it leads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use redis::Value;
+
+const KEYS: usize = 50_000;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn field(node: &common::Server, name: &str) -> u64 {
+    node.info_field(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_follower_far_behind_catches_up_by_snapshot_and_serves_every_key_after_leading() {
+    let mut cluster = Cluster::start_with(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "1000",
+            "--log-tail-entries",
+            "100",
+        ],
+    );
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let lagger = (leader + 1) % 3;
+    cluster.nodes[lagger].kill9();
+    {
+        let mut c = cluster.nodes[leader].conn();
+        for batch in 0..KEYS / 1000 {
+            let mut pipe = redis::pipe();
+            for i in batch * 1000..(batch + 1) * 1000 {
+                pipe.cmd("SET")
+                    .arg(format!("key:{i}"))
+                    .arg(format!("value-{i}"))
+                    .ignore();
+            }
+            let _: () = pipe.query(&mut c).unwrap();
+        }
+    }
+    // The log on the leader stays within a few snapshot intervals.
+    let on_disk = field(&cluster.nodes[leader], "raft_log_entries_on_disk");
+    eprintln!("leader log entries on disk after {KEYS} writes: {on_disk}");
+    assert!(
+        on_disk < 5_000,
+        "log not compacted: {on_disk} entries on disk"
+    );
+
+    let leader_pid = cluster.nodes[leader].pid().unwrap();
+    let leader_rss_before = rss_kib(leader_pid);
+    let started = Instant::now();
+    cluster.nodes[lagger].restart();
+    let lagger_pid = cluster.nodes[lagger].pid().unwrap();
+    let mut lagger_rss_max = 0;
+    let mut leader_rss_max = 0;
+    loop {
+        lagger_rss_max = lagger_rss_max.max(rss_kib(lagger_pid));
+        leader_rss_max = leader_rss_max.max(rss_kib(leader_pid));
+        let target = field(&cluster.nodes[leader], "raft_applied_index");
+        if field(&cluster.nodes[lagger], "raft_applied_index") == target {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "follower did not catch up:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "caught up in {:?}; leader RSS {} -> max {} KiB; receiver max RSS {} KiB",
+        started.elapsed(),
+        leader_rss_before,
+        leader_rss_max,
+        lagger_rss_max
+    );
+    assert!(
+        field(&cluster.nodes[lagger], "raft_snapshot_index") > 0,
+        "no snapshot was installed"
+    );
+    assert!(
+        cluster.nodes[lagger].log().contains("snapshot installed"),
+        "the follower must catch up from a snapshot, not by replaying:\n{}",
+        cluster.nodes[lagger].log()
+    );
+
+    // Kill the old leader: the caught-up node and the third one serve all.
+    cluster.nodes[leader].kill9();
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut c = cluster.nodes[new_leader].conn();
+    for batch in 0..KEYS / 1000 {
+        let mut pipe = redis::pipe();
+        for i in batch * 1000..(batch + 1) * 1000 {
+            pipe.cmd("GET").arg(format!("key:{i}"));
+        }
+        let values: Vec<Value> = pipe.query(&mut c).unwrap();
+        for (j, v) in values.iter().enumerate() {
+            let i = batch * 1000 + j;
+            assert_eq!(
+                v,
+                &Value::BulkString(format!("value-{i}").into_bytes()),
+                "key:{i}"
+            );
+        }
+    }
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n as usize, KEYS);
+}
