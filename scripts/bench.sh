@@ -261,6 +261,11 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 fstype=$(df --output=fstype "$TMP" 2>/dev/null | tail -n 1)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit+=" (with uncommitted changes)"
+if [ -n "${SESHAT_BIN:-}" ]; then
+  binary="Seshat binary SESHAT_BIN=$SESHAT_BIN (checkout at $commit)"
+else
+  binary="Seshat built from $commit"
+fi
 redis_version=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
 
 echo
@@ -272,4 +277,4 @@ echo
 python3 scripts/bench_parse.py table "$MANIFEST"
 echo
 echo "Machine: nproc $(nproc), $cpu, Linux $(uname -r), data on $fstype; load average at start $LOAD_AT_START." \
-  "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Seshat commit $commit. Benchmark runs took ${BENCH_SECS}s."
+  "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). $binary. Benchmark runs took ${BENCH_SECS}s."

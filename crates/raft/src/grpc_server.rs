@@ -71,8 +71,40 @@ fn stopped(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
+/// The reply stream of a pipelined append.
+pub type StreamAppendReplies =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamAppendReply, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
+    type StreamAppendStream = StreamAppendReplies;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        // A malformed request ends the input; openraft then ends the output
+        // and the leader reconnects.
+        let input = request
+            .into_inner()
+            .take_while(|r| std::future::ready(r.is_ok()))
+            .filter_map(|r| {
+                std::future::ready(match r.map(rpc_codec::append_request_from_pb) {
+                    Ok(Ok(req)) => Some(req),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "dropping malformed append request");
+                        None
+                    }
+                    Err(_) => None,
+                })
+            });
+        let output = self.raft.stream_append(input).map(|r| match r {
+            Ok(result) => Ok(rpc_codec::stream_result_to_pb(&result)),
+            Err(fatal) => Err(stopped(fatal)),
+        });
+        Ok(Response::new(Box::pin(output)))
+    }
+
     async fn append_entries(
         &self,
         request: Request<pb::AppendEntriesRequest>,

@@ -12,8 +12,11 @@
 use std::io::Read;
 use std::time::Duration;
 
+use futures::StreamExt;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -101,7 +104,6 @@ impl PeerClient {
                 ))
             })?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(RPC_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
@@ -143,6 +145,58 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .call(&option, |mut c| async move { c.append_entries(req).await })
             .await?;
         rpc_codec::append_response_from_pb(reply).map_err(|e| decode_error(self.target, e))
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        Box::pin(async move {
+            let target = self.target;
+            let mut client = self.client()?;
+            let requests = input.map(|r| rpc_codec::append_request_to_pb(&r));
+            let setup = option.soft_ttl().min(RPC_TIMEOUT);
+            let replies = match tokio::time::timeout(setup, client.stream_append(requests)).await {
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "node {target}: no stream within {setup:?}"
+                    )))
+                }
+                Ok(Err(s)) => return Err(status_error(target, s)),
+                Ok(Ok(r)) => r.into_inner(),
+            };
+            // Each reply must come within RPC_TIMEOUT of asking for it: a
+            // stuck stream is reported instead of waiting forever.
+            let out = futures::stream::unfold(Some(replies), move |state| async move {
+                let mut replies = state?;
+                let item = match tokio::time::timeout(RPC_TIMEOUT, replies.next()).await {
+                    Err(_) => Err(unreachable(format!(
+                        "node {target}: append stream idle for {RPC_TIMEOUT:?}"
+                    ))),
+                    Ok(None) => return None,
+                    Ok(Some(Err(s))) => Err(status_error(target, s)),
+                    Ok(Some(Ok(reply))) => {
+                        rpc_codec::stream_result_from_pb(reply).map_err(|e| decode_error(target, e))
+                    }
+                };
+                let next = if item.is_ok() { Some(replies) } else { None };
+                Some((item, next))
+            });
+            Ok(Box::pin(out) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(

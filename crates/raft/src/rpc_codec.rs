@@ -1,6 +1,9 @@
 //! Conversions between openraft's RPC messages and their protobuf form.
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, StreamAppendError, StreamAppendResult,
+    VoteRequest, VoteResponse,
+};
 
 use crate::codec::{
     entry_from_pb, entry_to_pb, log_id_from_pb, log_id_to_pb, vote_from_pb, vote_to_pb, CodecError,
@@ -111,4 +114,33 @@ pub fn vote_response_from_pb(r: pb::VoteResponse) -> Result<VoteResponse<TypeCon
         r.last_log_id.as_ref().map(log_id_from_pb),
         r.vote_granted,
     ))
+}
+
+/// Pipelined append result → protobuf.
+pub fn stream_result_to_pb(r: &StreamAppendResult<TypeConfig>) -> pb::StreamAppendReply {
+    use pb::stream_append_reply::Result as R;
+    let result = match r {
+        Ok(flushed) => R::Flushed(pb::PartialSuccess {
+            matching: flushed.as_ref().map(log_id_to_pb),
+        }),
+        Err(StreamAppendError::Conflict(id)) => R::Conflict(log_id_to_pb(id)),
+        Err(StreamAppendError::HigherVote(v)) => R::HigherVote(vote_to_pb(v)),
+    };
+    pb::StreamAppendReply {
+        result: Some(result),
+    }
+}
+
+/// protobuf → pipelined append result.
+pub fn stream_result_from_pb(
+    r: pb::StreamAppendReply,
+) -> Result<StreamAppendResult<TypeConfig>, CodecError> {
+    use pb::stream_append_reply::Result as R;
+    Ok(
+        match r.result.ok_or(missing("stream-append reply", "result"))? {
+            R::Flushed(p) => Ok(p.matching.as_ref().map(log_id_from_pb)),
+            R::Conflict(id) => Err(StreamAppendError::Conflict(log_id_from_pb(&id))),
+            R::HigherVote(v) => Err(StreamAppendError::HigherVote(vote_from_pb(&v))),
+        },
+    )
 }

@@ -157,13 +157,20 @@ impl Node {
     /// `-NOQUORUM` when this node leads but has not heard from a majority
     /// for longer than an election timeout: nothing is proposed then.
     fn check_quorum(&self) -> Result<(), ServeError> {
-        let m = self.metrics();
+        // Borrow, don't clone: this runs on every request.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
         if m.current_leader != Some(m.id) {
             return Ok(());
         }
         // A lone voter is its own majority; openraft records no quorum
         // acknowledgements for it.
-        if m.membership_config.membership().voter_ids().count() <= 1 {
+        if m.membership_config
+            .membership()
+            .voter_ids()
+            .nth(1)
+            .is_none()
+        {
             return Ok(());
         }
         let limit = self.settings.election_timeout_ms.1;
