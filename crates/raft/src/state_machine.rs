@@ -96,6 +96,44 @@ pub fn data_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The applied index, an FNV-1a hash of every user key and value, and the
+/// number of keys, all read from one consistent view of the database.
+pub fn state_digest(store: &Store) -> io::Result<(u64, u64, u64)> {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let view = store.snapshot();
+    let applied = match view
+        .get(Cf::DataRaftState, KEY_APPLIED)
+        .map_err(io::Error::other)?
+    {
+        Some(b) => codec::decode_applied(&b)?
+            .last_applied
+            .map_or(0, |l| l.index),
+        None => 0,
+    };
+    let mut hash = FNV_OFFSET;
+    let mut keys = 0u64;
+    let mut feed = |bytes: &[u8]| {
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(FNV_PRIME);
+        }
+    };
+    view.for_each(
+        Cf::DataKv,
+        &[USER_KEY_PREFIX],
+        &[USER_KEY_PREFIX + 1],
+        |k, v| {
+            feed(k);
+            feed(v);
+            keys += 1;
+            true
+        },
+    )
+    .map_err(io::Error::other)?;
+    Ok((applied, hash, keys))
+}
+
 /// Reads user key `key` from the applied state.
 pub fn read_value(store: &Store, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
     Ok(store.get(Cf::DataKv, &data_key(key))?.map(Bytes::from))

@@ -52,8 +52,32 @@ pub fn render(requested: &[Bytes], client: &ClientState, shared: &Shared) -> Str
             _ => keyspace(&mut out, shared),
         }
     }
+    // Not part of `all`: it reads every key. Chaos tests compare it
+    // across replicas.
+    if requested.iter().any(|r| r.eq_ignore_ascii_case(b"digest")) {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        digest(&mut out, shared);
+    }
     let _ = client;
     out
+}
+
+/// `# Digest`: the applied index and an FNV-1a hash of every user key and
+/// value, read from one consistent RocksDB view.
+fn digest(out: &mut String, shared: &Shared) {
+    match seshat_raft::state_machine::state_digest(&shared.node.store) {
+        Ok((applied, hash, keys)) => {
+            let _ = write!(
+                out,
+                "# Digest\r\nstorage_digest:{applied}:{hash:016x}:{keys}\r\n"
+            );
+        }
+        Err(e) => {
+            let _ = write!(out, "# Digest\r\nstorage_digest_error:{e}\r\n");
+        }
+    }
 }
 
 fn server(out: &mut String, shared: &Shared) {

@@ -303,9 +303,13 @@ impl Node {
     /// Counts which of `keys` exist (with repetition, as Redis does).
     pub async fn exists(&self, keys: &[Bytes], slot: u16) -> Result<i64, ServeError> {
         self.read_barrier(slot).await?;
+        // One RocksDB snapshot for all keys, so a multi-key EXISTS sees a
+        // single point in time.
+        let view = self.store.snapshot();
         let mut n: i64 = 0;
         for key in keys {
-            let found = state_machine::read_value(&self.store, key)
+            let found = view
+                .get(seshat_storage::Cf::DataKv, &state_machine::data_key(key))
                 .map_err(|e| ServeError::Stopped(e.to_string()))?;
             if found.is_some() {
                 n = n.saturating_add(1);
@@ -360,7 +364,12 @@ impl Node {
             tracing::warn!(error = %e, "leadership transfer failed");
             return;
         }
-        let deadline = tokio::time::Instant::now() + LEADER_HANDOVER_TIMEOUT;
+        // The target should win within an election timeout; waiting longer
+        // only delays a shutdown whose target is itself stopping.
+        let wait = LEADER_HANDOVER_TIMEOUT.min(std::time::Duration::from_millis(
+            self.settings.election_timeout_ms.1,
+        ));
+        let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
             let now = self.metrics();
             if now.current_leader.is_some_and(|l| l != m.id) {

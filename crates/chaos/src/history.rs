@@ -1,0 +1,407 @@
+//! Recorded histories of client operations against a key-value store.
+//!
+//! A history is a list of [`Op`]s, each with the interval in which it was in
+//! flight (`invoke_ns` .. `complete_ns`) and what the client learned about it
+//! (its [`Outcome`]). [`Recorder`] builds one from many threads; [`write_jsonl`]
+//! and [`read_jsonl`] save and load it one JSON object per line.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// What a client asked the store to do to one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OpKind {
+    /// `GET key`.
+    Read,
+    /// `SET key value` (`Some(value)`) or `DEL key` (`None`).
+    Write(Option<Vec<u8>>),
+}
+
+/// What the client learned about an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// It happened. For a read, the value read (`None` = key absent); for a
+    /// write, `None`.
+    Ok(Option<Vec<u8>>),
+    /// Definite failure: it did not happen and never will.
+    Fail,
+    /// Indeterminate (timeout, lost connection, ...): it may or may not have
+    /// happened, at any time after it was invoked.
+    Unknown,
+}
+
+/// One client operation on one key, with its real-time interval.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Op {
+    /// The client (a sequential process) that issued it.
+    pub client: u64,
+    /// The key it touched.
+    pub key: Vec<u8>,
+    /// What it asked for.
+    pub kind: OpKind,
+    /// When it was sent, in nanoseconds since the recorder started.
+    pub invoke_ns: u64,
+    /// When its reply arrived. Ignored for [`Outcome::Unknown`] (treated as
+    /// infinity).
+    pub complete_ns: u64,
+    /// What the client learned.
+    pub outcome: Outcome,
+}
+
+impl Op {
+    /// Whether this is a write (`SET` or `DEL`).
+    pub fn is_write(&self) -> bool {
+        matches!(self.kind, OpKind::Write(_))
+    }
+
+    /// The completion time the checker uses: `None` (infinity) for an
+    /// [`Outcome::Unknown`] op, otherwise `complete_ns`, but never before
+    /// `invoke_ns`.
+    pub fn effective_complete_ns(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::Unknown => None,
+            _ => Some(self.complete_ns.max(self.invoke_ns)),
+        }
+    }
+}
+
+/// Writes bytes as a quoted, ASCII-escaped string, or `nil` for `None`.
+pub(crate) fn fmt_value(f: &mut fmt::Formatter<'_>, value: Option<&[u8]>) -> fmt::Result {
+    match value {
+        Some(bytes) => write!(f, "\"{}\"", bytes.escape_ascii()),
+        None => f.write_str("nil"),
+    }
+}
+
+impl fmt::Display for Op {
+    /// `client 1: read "k" -> "v" [10, 20]`, `client 2: set "k" = "v" [5, ?] (unknown)`,
+    /// `client 3: del "k" [7, 9] (failed)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client {}: ", self.client)?;
+        match &self.kind {
+            OpKind::Read => {
+                f.write_str("read ")?;
+                fmt_value(f, Some(&self.key))?;
+                f.write_str(" -> ")?;
+                match &self.outcome {
+                    Outcome::Ok(v) => fmt_value(f, v.as_deref())?,
+                    Outcome::Fail | Outcome::Unknown => f.write_str("?")?,
+                }
+            }
+            OpKind::Write(Some(v)) => {
+                f.write_str("set ")?;
+                fmt_value(f, Some(&self.key))?;
+                f.write_str(" = ")?;
+                fmt_value(f, Some(v))?;
+            }
+            OpKind::Write(None) => {
+                f.write_str("del ")?;
+                fmt_value(f, Some(&self.key))?;
+            }
+        }
+        match self.outcome {
+            Outcome::Ok(_) => write!(f, " [{}, {}]", self.invoke_ns, self.complete_ns),
+            Outcome::Fail => write!(f, " [{}, {}] (failed)", self.invoke_ns, self.complete_ns),
+            Outcome::Unknown => write!(f, " [{}, ?] (unknown)", self.invoke_ns),
+        }
+    }
+}
+
+/// Records operations from many threads or tasks. Cloning is cheap: clones
+/// share the same history and clock.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    start: Instant,
+    ops: Arc<Mutex<Vec<Op>>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            ops: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Nanoseconds since the recorder started (monotonic).
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes that `client` is about to send `kind` on `key`. Call this just
+    /// before sending the request, and [`OpHandle::complete`] just after the
+    /// reply arrives.
+    pub fn invoke(&self, client: u64, key: impl Into<Vec<u8>>, kind: OpKind) -> OpHandle {
+        let pending = Pending {
+            client,
+            key: key.into(),
+            kind,
+            invoke_ns: self.now_ns(),
+        };
+        OpHandle {
+            recorder: self.clone(),
+            pending: Some(pending),
+        }
+    }
+
+    /// A copy of the completed operations, in completion order.
+    pub fn history(&self) -> Vec<Op> {
+        self.lock().clone()
+    }
+
+    /// How many operations have completed.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no operation has completed yet.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn push(&self, op: Op) {
+        self.lock().push(op);
+    }
+
+    /// A panic while holding the lock cannot leave the `Vec` half-updated,
+    /// so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, Vec<Op>> {
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    client: u64,
+    key: Vec<u8>,
+    kind: OpKind,
+    invoke_ns: u64,
+}
+
+/// An operation in flight. Dropping it without calling
+/// [`complete`](OpHandle::complete) (say, a cancelled task) records it with
+/// [`Outcome::Unknown`].
+#[derive(Debug)]
+#[must_use = "complete the operation, or it is recorded as Unknown"]
+pub struct OpHandle {
+    recorder: Recorder,
+    pending: Option<Pending>,
+}
+
+impl OpHandle {
+    /// Records the operation's outcome, timestamped now.
+    pub fn complete(mut self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some(p) = self.pending.take() {
+            let complete_ns = self.recorder.now_ns();
+            self.recorder.push(Op {
+                client: p.client,
+                key: p.key,
+                kind: p.kind,
+                invoke_ns: p.invoke_ns,
+                complete_ns,
+                outcome,
+            });
+        }
+    }
+}
+
+impl Drop for OpHandle {
+    fn drop(&mut self) {
+        self.finish(Outcome::Unknown);
+    }
+}
+
+/// Why a history could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// Reading or writing failed.
+    #[error("history I/O: {0}")]
+    Io(#[from] io::Error),
+    /// A line was not a valid [`Op`] (lines count from 1).
+    #[error("history line {line}: {source}")]
+    Json {
+        /// The offending line.
+        line: usize,
+        /// What was wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Writes `history` as JSON lines: one [`Op`] object per line.
+pub fn write_jsonl<W: Write>(history: &[Op], mut out: W) -> Result<(), HistoryError> {
+    for (i, op) in history.iter().enumerate() {
+        serde_json::to_writer(&mut out, op).map_err(|source| HistoryError::Json {
+            line: i + 1,
+            source,
+        })?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads a history written by [`write_jsonl`]. Blank lines are skipped.
+pub fn read_jsonl<R: BufRead>(input: R) -> Result<Vec<Op>, HistoryError> {
+    let mut ops = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let op = serde_json::from_str(&line).map_err(|source| HistoryError::Json {
+            line: i + 1,
+            source,
+        })?;
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+/// Saves `history` to a file (created or truncated) as JSON lines.
+pub fn save_jsonl(history: &[Op], path: impl AsRef<Path>) -> Result<(), HistoryError> {
+    write_jsonl(history, BufWriter::new(File::create(path)?))
+}
+
+/// Loads a history saved by [`save_jsonl`].
+pub fn load_jsonl(path: impl AsRef<Path>) -> Result<Vec<Op>, HistoryError> {
+    read_jsonl(BufReader::new(File::open(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Op> {
+        vec![
+            Op {
+                client: 1,
+                key: b"k".to_vec(),
+                kind: OpKind::Write(Some(b"v\n\x00".to_vec())),
+                invoke_ns: 1,
+                complete_ns: 2,
+                outcome: Outcome::Ok(None),
+            },
+            Op {
+                client: 2,
+                key: b"k".to_vec(),
+                kind: OpKind::Read,
+                invoke_ns: 3,
+                complete_ns: 4,
+                outcome: Outcome::Ok(Some(b"v".to_vec())),
+            },
+            Op {
+                client: 3,
+                key: b"k".to_vec(),
+                kind: OpKind::Write(None),
+                invoke_ns: 5,
+                complete_ns: 0,
+                outcome: Outcome::Unknown,
+            },
+            Op {
+                client: 3,
+                key: b"k".to_vec(),
+                kind: OpKind::Read,
+                invoke_ns: 6,
+                complete_ns: 7,
+                outcome: Outcome::Fail,
+            },
+        ]
+    }
+
+    #[test]
+    fn jsonl_round_trip() {
+        let ops = sample();
+        let mut buf = Vec::new();
+        write_jsonl(&ops, &mut buf).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert_eq!(text.lines().count(), ops.len());
+        let with_blank = format!("{text}\n\n");
+        assert_eq!(read_jsonl(with_blank.as_bytes()).unwrap(), ops);
+    }
+
+    #[test]
+    fn jsonl_file_round_trip() {
+        let path = std::env::temp_dir().join(format!("seshat-chaos-{}.jsonl", std::process::id()));
+        save_jsonl(&sample(), &path).unwrap();
+        let loaded = load_jsonl(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(loaded, sample());
+    }
+
+    #[test]
+    fn jsonl_reports_bad_line() {
+        let mut buf = Vec::new();
+        write_jsonl(&sample(), &mut buf).unwrap();
+        buf.extend_from_slice(b"{not json}\n");
+        match read_jsonl(buf.as_slice()) {
+            Err(HistoryError::Json { line, .. }) => assert_eq!(line, 5),
+            other => panic!("expected a JSON error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn display_forms() {
+        let ops = sample();
+        assert_eq!(
+            ops[0].to_string(),
+            r#"client 1: set "k" = "v\n\x00" [1, 2]"#
+        );
+        assert_eq!(ops[1].to_string(), r#"client 2: read "k" -> "v" [3, 4]"#);
+        assert_eq!(ops[2].to_string(), r#"client 3: del "k" [5, ?] (unknown)"#);
+        assert_eq!(
+            ops[3].to_string(),
+            r#"client 3: read "k" -> ? [6, 7] (failed)"#
+        );
+    }
+
+    #[test]
+    fn recorder_records_from_threads() {
+        let rec = Recorder::new();
+        let threads: Vec<_> = (0..4u64)
+            .map(|c| {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        let h = rec.invoke(c, "k", OpKind::Read);
+                        h.complete(Outcome::Ok(None));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let ops = rec.history();
+        assert_eq!(ops.len(), 40);
+        assert!(ops.iter().all(|op| op.invoke_ns <= op.complete_ns));
+    }
+
+    #[test]
+    fn dropped_handle_is_unknown() {
+        let rec = Recorder::new();
+        assert!(rec.is_empty());
+        drop(rec.invoke(7, "k", OpKind::Write(Some(b"v".to_vec()))));
+        let ops = rec.history();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].outcome, Outcome::Unknown);
+        assert_eq!(ops[0].client, 7);
+    }
+}

@@ -1,0 +1,474 @@
+//! Network namespaces, veth pairs, a bridge and iptables rules, created by
+//! the test and removed on drop (and stale ones from earlier runs removed
+//! at creation).
+//!
+//! Layout: namespace `<p>-br` holds bridge `br0`; node *i* lives in
+//! namespace `<p>-n<i>` with address `10.<s>.0.<i>/24`; the test process
+//! reaches the bridge through a veth with address `10.<s>.0.100`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Prefix of every namespace this harness creates.
+pub const PREFIX: &str = "sxc";
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn run_ok(args: &[&str]) {
+    if let Err(e) = run(args) {
+        panic!("{e}");
+    }
+}
+
+/// Why chaos tests cannot run here, if they cannot.
+pub fn unsupported() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root (network namespaces and iptables need root)".into());
+    }
+    for tool in ["ip", "iptables"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output();
+        if !found.map(|o| o.status.success()).unwrap_or(false) {
+            return Some(format!(
+                "{tool} is not installed (scripts/deps.sh installs it)"
+            ));
+        }
+    }
+    if run(&["ip", "netns", "add", "sxc-probe"]).is_err() {
+        return Some("cannot create network namespaces here".into());
+    }
+    let _ = run(&["ip", "netns", "del", "sxc-probe"]);
+    None
+}
+
+/// Removes namespaces and host veths left by earlier runs that died.
+pub fn clear_stale() {
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with(PREFIX) {
+                let _ = run(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split(':').nth(1).map(|s| s.trim()).unwrap_or("");
+            let name = name.split('@').next().unwrap_or("");
+            if name.starts_with(PREFIX) {
+                let _ = run(&["ip", "link", "del", name]);
+            }
+        }
+    }
+}
+
+/// A private network of `n` node namespaces.
+pub struct Net {
+    prefix: String,
+    subnet: u8,
+    n: usize,
+}
+
+impl Net {
+    /// Creates the namespaces, bridge and links.
+    pub fn create(n: usize, tag: u8) -> Net {
+        let prefix = format!("{PREFIX}{tag}");
+        let subnet = 200u8.wrapping_add(tag);
+        let net = Net { prefix, subnet, n };
+        let br = net.bridge_ns();
+        run_ok(&["ip", "netns", "add", &br]);
+        run_ok(&["ip", "netns", "exec", &br, "ip", "link", "set", "lo", "up"]);
+        run_ok(&[
+            "ip", "netns", "exec", &br, "ip", "link", "add", "br0", "type", "bridge",
+        ]);
+        run_ok(&["ip", "netns", "exec", &br, "ip", "link", "set", "br0", "up"]);
+        for i in 1..=n {
+            let ns = net.node_ns(i);
+            let (a, b) = (
+                format!("{}v{i}a", net.prefix),
+                format!("{}v{i}b", net.prefix),
+            );
+            run_ok(&["ip", "netns", "add", &ns]);
+            run_ok(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            run_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+            run_ok(&["ip", "link", "set", &a, "netns", &ns]);
+            run_ok(&["ip", "link", "set", &b, "netns", &br]);
+            run_ok(&[
+                "ip", "netns", "exec", &br, "ip", "link", "set", &b, "master", "br0", "up",
+            ]);
+            let addr = format!("{}/24", net.ip(i));
+            run_ok(&[
+                "ip", "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", &a,
+            ]);
+            run_ok(&["ip", "netns", "exec", &ns, "ip", "link", "set", &a, "up"]);
+        }
+        let (h, hb) = (format!("{}h", net.prefix), format!("{}hb", net.prefix));
+        run_ok(&["ip", "link", "add", &h, "type", "veth", "peer", "name", &hb]);
+        run_ok(&["ip", "link", "set", &hb, "netns", &br]);
+        run_ok(&[
+            "ip", "netns", "exec", &br, "ip", "link", "set", &hb, "master", "br0", "up",
+        ]);
+        run_ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.{}.0.100/24", net.subnet),
+            "dev",
+            &h,
+        ]);
+        run_ok(&["ip", "link", "set", &h, "up"]);
+        net
+    }
+
+    fn bridge_ns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    /// Namespace of node `i` (1-based).
+    pub fn node_ns(&self, i: usize) -> String {
+        format!("{}-n{i}", self.prefix)
+    }
+
+    /// Address of node `i`.
+    pub fn ip(&self, i: usize) -> String {
+        format!("10.{}.0.{i}", self.subnet)
+    }
+
+    /// Drops traffic between node `i` and each node in `others`, both ways.
+    pub fn cut(&self, i: usize, others: &[usize]) {
+        for &o in others {
+            self.drop_one_way(i, o);
+            self.drop_one_way(o, i);
+        }
+    }
+
+    /// Node `from` no longer receives packets from node `src`.
+    pub fn drop_one_way(&self, from: usize, src: usize) {
+        let ns = self.node_ns(from);
+        run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            &self.ip(src),
+            "-j",
+            "DROP",
+        ]);
+    }
+
+    /// Splits the nodes into `groups` that cannot talk to each other.
+    pub fn partition(&self, groups: &[&[usize]]) {
+        for (gi, g) in groups.iter().enumerate() {
+            for (hi, h) in groups.iter().enumerate() {
+                if gi != hi {
+                    for &a in g.iter() {
+                        for &b in h.iter() {
+                            self.drop_one_way(a, b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops a random `percent` of packets arriving at every node.
+    pub fn loss(&self, percent: u32) {
+        let p = format!("{:.2}", f64::from(percent) / 100.0);
+        for i in 1..=self.n {
+            let ns = self.node_ns(i);
+            run_ok(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "iptables",
+                "-A",
+                "INPUT",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &p,
+                "-j",
+                "DROP",
+            ]);
+        }
+    }
+
+    /// Removes every fault rule.
+    pub fn heal(&self) {
+        for i in 1..=self.n {
+            let ns = self.node_ns(i);
+            run_ok(&["ip", "netns", "exec", &ns, "iptables", "-F"]);
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 1..=self.n {
+            let _ = run(&["ip", "netns", "del", &self.node_ns(i)]);
+        }
+        let _ = run(&["ip", "netns", "del", &self.bridge_ns()]);
+        let _ = run(&["ip", "link", "del", &format!("{}h", self.prefix)]);
+    }
+}
+
+/// A `seshat` process inside a node namespace.
+pub struct NodeProc {
+    pub id: usize,
+    pub ip: String,
+    pub ns: String,
+    pub dir: PathBuf,
+    pub members: String,
+    child: Option<Child>,
+    stopped: bool,
+    extra: Vec<String>,
+}
+
+/// The cluster under test.
+pub struct ChaosCluster {
+    pub net: Net,
+    pub nodes: Vec<NodeProc>,
+    _tmp: tempfile::TempDir,
+}
+
+pub const CLIENT_PORT: u16 = 6379;
+
+impl ChaosCluster {
+    /// Starts `n` nodes, one per namespace.
+    pub fn start(n: usize, tag: u8, extra: &[&str]) -> ChaosCluster {
+        let net = Net::create(n, tag);
+        let tmp = tempfile::tempdir().unwrap();
+        let members = (1..=n)
+            .map(|i| format!("{i}={ip}:7379/{ip}:{CLIENT_PORT}", ip = net.ip(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<NodeProc> = (1..=n)
+            .map(|i| NodeProc {
+                id: i,
+                ip: net.ip(i),
+                ns: net.node_ns(i),
+                dir: tmp.path().join(format!("node-{i}")),
+                members: members.clone(),
+                child: None,
+                stopped: false,
+                extra: Vec::new(),
+            })
+            .collect();
+        for node in nodes.iter_mut() {
+            node.spawn(extra);
+        }
+        let cluster = ChaosCluster {
+            net,
+            nodes,
+            _tmp: tmp,
+        };
+        cluster
+            .wait_for_leader(Duration::from_secs(30))
+            .expect("no leader at start");
+        cluster
+    }
+
+    /// The 1-based id of the node every reachable node names as leader and
+    /// that says it leads.
+    pub fn leader(&self) -> Option<usize> {
+        let mut agreed = None;
+        for node in self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some() && !n.stopped)
+        {
+            let id: usize = node.info_field("raft_leader_id")?.parse().ok()?;
+            if agreed.is_some_and(|a| a != id) {
+                return None;
+            }
+            agreed = Some(id);
+        }
+        let id = agreed?;
+        let node = self.nodes.get(id - 1)?;
+        (node.info_field("raft_role").as_deref() == Some("Leader")).then_some(id)
+    }
+
+    /// Waits for [`Self::leader`].
+    pub fn wait_for_leader(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Node `i` (1-based).
+    pub fn node(&mut self, i: usize) -> &mut NodeProc {
+        &mut self.nodes[i - 1]
+    }
+
+    /// Client addresses of all nodes.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}:{CLIENT_PORT}", n.ip))
+            .collect()
+    }
+
+    /// Waits until every running node reports the same applied index and
+    /// state digest; returns the digests seen if they never agree.
+    pub fn converged(&self, timeout: Duration) -> Result<String, Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let digests: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .map(|n| n.digest().unwrap_or_else(|| "unreachable".into()))
+                .collect();
+            if digests
+                .iter()
+                .all(|d| *d == digests[0] && d != "unreachable")
+            {
+                return Ok(digests[0].clone());
+            }
+            if Instant::now() > deadline {
+                return Err(digests);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every node's log tail, for failure reports.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = std::fs::read_to_string(n.dir.join("seshat.log")).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                format!(
+                    "---- node {} ----\n{}",
+                    n.id,
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl NodeProc {
+    fn spawn(&mut self, extra: &[&str]) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("seshat.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_seshat")])
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--client-addr", &format!("{}:{CLIENT_PORT}", self.ip)])
+            .args(["--raft-addr", &format!("{}:7379", self.ip)])
+            .args(["--http-addr", &format!("{}:9090", self.ip)])
+            .args(["--initial-members", &self.members])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(["--request-timeout-ms", "2000"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.stopped = false;
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again with the same data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let extra: Vec<String> = self.extra.clone();
+        let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        self.spawn(&refs);
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn pause(&mut self, paused: bool) {
+        if let Some(c) = &self.child {
+            // `ip netns exec` execs the binary, so the pid is seshat's.
+            let sig = if paused { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+            self.stopped = paused;
+        }
+    }
+
+    /// INFO field, via the node's client port.
+    pub fn info_field(&self, name: &str) -> Option<String> {
+        let section = if name.starts_with("storage_digest") {
+            "digest"
+        } else {
+            "raft"
+        };
+        let client = redis::Client::open(format!("redis://{}:{CLIENT_PORT}/", self.ip)).ok()?;
+        let mut c = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let info: String = redis::cmd("INFO").arg(section).query(&mut c).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+    }
+
+    /// `applied_index:hash` of the node's data.
+    pub fn digest(&self) -> Option<String> {
+        self.info_field("storage_digest")
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.pause(false);
+        self.kill9();
+    }
+}
