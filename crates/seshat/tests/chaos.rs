@@ -27,6 +27,29 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(5);
 /// Runs `faults` against a 3-node cluster under load, then checks the
 /// invariants. `tag` keeps each scenario's namespaces and subnet distinct.
 fn scenario(name: &str, tag: u8, faults: impl FnOnce(&mut ChaosCluster)) {
+    scenario_with(name, tag, 3, &[], faults);
+}
+
+/// [`scenario`] with `n` nodes and extra node flags.
+fn scenario_with(
+    name: &str,
+    tag: u8,
+    n: usize,
+    extra: &[&str],
+    faults: impl FnOnce(&mut ChaosCluster),
+) {
+    scenario_full(name, tag, n, extra, 0, faults);
+}
+
+/// [`scenario_with`] plus `pipelined` pipelining clients.
+fn scenario_full(
+    name: &str,
+    tag: u8,
+    n: usize,
+    extra: &[&str],
+    pipelined: usize,
+    faults: impl FnOnce(&mut ChaosCluster),
+) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(why) = netns::unsupported() {
         assert!(
@@ -37,8 +60,8 @@ fn scenario(name: &str, tag: u8, faults: impl FnOnce(&mut ChaosCluster)) {
         return;
     }
     netns::clear_stale();
-    let mut cluster = ChaosCluster::start(3, tag, &[]);
-    let load = Workload::start(cluster.addrs(), CLIENTS);
+    let mut cluster = ChaosCluster::start(n, tag, extra);
+    let load = Workload::start_mixed(cluster.addrs(), CLIENTS, pipelined);
     std::thread::sleep(Duration::from_secs(1));
     faults(&mut cluster);
     // Heal everything: network, paused and stopped processes.
@@ -168,6 +191,19 @@ fn chaos_04_isolate_the_leader_in_a_minority() {
 }
 
 #[test]
+fn chaos_05_majority_minority_split_with_clients_on_both_sides() {
+    scenario_with("split-5", 5, 5, &[], |c| {
+        let l = leader_of(c);
+        // The leader and one follower on the minority side.
+        let buddy = l % 5 + 1;
+        let minority = [l, buddy];
+        let majority: Vec<usize> = (1..=5).filter(|i| !minority.contains(i)).collect();
+        c.net.partition(&[&minority, &majority]);
+        std::thread::sleep(Duration::from_secs(5));
+    });
+}
+
+#[test]
 fn chaos_06_bridge_partition() {
     // Node b sees both sides; a and c cannot see each other.
     scenario("bridge", 6, |c| {
@@ -227,6 +263,36 @@ fn chaos_10_twenty_percent_packet_loss() {
 }
 
 #[test]
+fn chaos_11_follower_behind_the_compaction_point_catches_up_by_snapshot() {
+    let extra = [
+        "--snapshot-every-entries",
+        "300",
+        "--log-tail-entries",
+        "50",
+    ];
+    scenario_with("behind-compaction", 11, 3, &extra, |c| {
+        let l = leader_of(c);
+        let f = l % 3 + 1;
+        let others: Vec<usize> = (1..=3).filter(|i| *i != f).collect();
+        c.net.cut(f, &others);
+        // Under load the log passes several snapshot intervals meanwhile.
+        std::thread::sleep(Duration::from_secs(6));
+        c.net.heal();
+        std::thread::sleep(Duration::from_secs(3));
+        let installed = c
+            .node(f)
+            .info_field("raft_snapshot_index")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(
+            installed > 0,
+            "the partitioned follower should have a snapshot\n{}",
+            c.logs()
+        );
+    });
+}
+
+#[test]
 fn chaos_12_rolling_restart() {
     scenario("rolling-restart", 12, |c| {
         for i in 1..=3 {
@@ -234,6 +300,40 @@ fn chaos_12_rolling_restart() {
             std::thread::sleep(Duration::from_millis(500));
             c.node(i).restart();
             std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+}
+
+#[test]
+fn chaos_13_reads_right_after_an_election() {
+    scenario("reads-after-election", 13, |c| {
+        for _ in 0..3 {
+            let l = leader_of(c);
+            // SIGSTOP instead of kill: the old leader comes back still
+            // believing it leads, and must not serve a stale read.
+            c.node(l).pause(true);
+            let _ = c.wait_for_leader(Duration::from_secs(10));
+            c.node(l).pause(false);
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    });
+}
+
+#[test]
+fn chaos_14_pipelining_clients_reconnect_through_faults() {
+    scenario_full("pipelines", 14, 3, &[], 3, |c| {
+        for _ in 0..2 {
+            let l = leader_of(c);
+            c.node(l).kill9();
+            std::thread::sleep(Duration::from_secs(2));
+            c.node(l).restart();
+            std::thread::sleep(Duration::from_secs(1));
+            let l = leader_of(c);
+            let others: Vec<usize> = (1..=3).filter(|i| *i != l).collect();
+            c.net.cut(l, &others);
+            std::thread::sleep(Duration::from_secs(2));
+            c.net.heal();
+            std::thread::sleep(Duration::from_secs(1));
         }
     });
 }

@@ -24,12 +24,24 @@ pub struct Workload {
 impl Workload {
     /// Starts `clients` clients spread over `addrs`.
     pub fn start(addrs: Vec<String>, clients: usize) -> Workload {
+        Self::start_mixed(addrs, clients, 0)
+    }
+
+    /// Starts `clients` one-command-at-a-time clients and `pipelined`
+    /// clients that send pipelines of [`PIPELINE_DEPTH`] commands.
+    pub fn start_mixed(addrs: Vec<String>, clients: usize, pipelined: usize) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let recorder = Recorder::new();
-        let handles = (0..clients)
+        let handles = (0..clients + pipelined)
             .map(|id| {
                 let (addrs, rec, stop) = (addrs.clone(), recorder.clone(), stop.clone());
-                std::thread::spawn(move || client_loop(id as u64, &addrs, &rec, &stop))
+                std::thread::spawn(move || {
+                    if id < clients {
+                        client_loop(id as u64, &addrs, &rec, &stop)
+                    } else {
+                        pipeline_loop(id as u64, &addrs, &rec, &stop)
+                    }
+                })
             })
             .collect();
         Workload {
@@ -146,6 +158,80 @@ fn client_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
                     conn = None;
                 }
             },
+        }
+    }
+}
+
+/// Commands per pipeline of a pipelined client.
+pub const PIPELINE_DEPTH: usize = 8;
+
+/// A client that sends pipelines of SETs and GETs. Each command is
+/// recorded with the pipeline's interval; if any reply is an error or the
+/// connection fails, its writes count as indeterminate and its reads as
+/// failed. Replies must come back in order: a reply of the wrong type for
+/// its command fails the test.
+fn pipeline_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut target = addrs[id as usize % addrs.len()].clone();
+    let mut conn: Option<redis::Connection> = None;
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        let Some(c) = conn.as_mut() else {
+            conn = connect(&target);
+            if conn.is_none() {
+                target = addrs[rng.next() as usize % addrs.len()].clone();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        let mut ops = Vec::new();
+        let mut kinds = Vec::new();
+        for _ in 0..PIPELINE_DEPTH {
+            let key = KEYS[rng.next() as usize % KEYS.len()];
+            if rng.next() % 2 == 0 {
+                seq += 1;
+                let value = format!("p{id}-{seq}");
+                pipe.cmd("SET").arg(key).arg(&value);
+                ops.push(rec.invoke(id, key, OpKind::Write(Some(value.into_bytes()))));
+                kinds.push(true);
+            } else {
+                pipe.cmd("GET").arg(key);
+                ops.push(rec.invoke(id, key, OpKind::Read));
+                kinds.push(false);
+            }
+        }
+        match pipe.query::<Vec<Value>>(c) {
+            Ok(replies) => {
+                assert_eq!(replies.len(), ops.len(), "one reply per pipelined command");
+                for ((op, reply), is_set) in ops.into_iter().zip(replies).zip(kinds) {
+                    match (is_set, reply) {
+                        (true, Value::Okay) => op.complete(Outcome::Ok(None)),
+                        (false, Value::BulkString(v)) => op.complete(Outcome::Ok(Some(v))),
+                        (false, Value::Nil) => op.complete(Outcome::Ok(None)),
+                        (is_set, other) => panic!(
+                            "reply out of order: {other:?} for a {}",
+                            if is_set { "SET" } else { "GET" }
+                        ),
+                    }
+                }
+            }
+            Err(e) => {
+                for (op, is_set) in ops.into_iter().zip(kinds) {
+                    op.complete(if is_set {
+                        Outcome::Unknown
+                    } else {
+                        Outcome::Fail
+                    });
+                }
+                if let Some((addr, _)) = e.redirect_node() {
+                    target = addr.to_string();
+                } else {
+                    target = addrs[rng.next() as usize % addrs.len()].clone();
+                }
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
