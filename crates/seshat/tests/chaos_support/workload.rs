@@ -189,7 +189,7 @@ fn pipeline_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
         let mut kinds = Vec::new();
         for _ in 0..PIPELINE_DEPTH {
             let key = KEYS[rng.next() as usize % KEYS.len()];
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 seq += 1;
                 let value = format!("p{id}-{seq}");
                 pipe.cmd("SET").arg(key).arg(&value);
