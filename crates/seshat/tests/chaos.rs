@@ -337,3 +337,199 @@ fn chaos_14_pipelining_clients_reconnect_through_faults() {
         }
     });
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: Option<u32>) -> u64 {
+    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The soak: random faults, one after another, under load, for
+/// `SESHAT_CHAOS_SOAK_SECS` seconds (default 3600). Each fault window uses
+/// fresh keys, so its history is checked on its own as soon as it ends.
+/// Prints a report (and writes it to `$TMPDIR/seshat-soak-report.txt`).
+///
+/// Run it with: `cargo test --release -p seshat --test chaos -- --ignored soak --nocapture`
+#[test]
+#[ignore = "an hour long; run explicitly"]
+fn soak() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(why) = netns::unsupported() {
+        eprintln!("SKIPPED soak: {why}");
+        return;
+    }
+    let secs: u64 = std::env::var("SESHAT_CHAOS_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600);
+    netns::clear_stale();
+    let extra = [
+        "--snapshot-every-entries",
+        "2000",
+        "--log-tail-entries",
+        "200",
+    ];
+    let mut cluster = ChaosCluster::start(3, 42, &extra);
+    let started = Instant::now();
+    let mut report = vec![format!(
+        "soak: {secs} s, 3 nodes, {CLIENTS} clients + 2 pipelining clients, random faults"
+    )];
+    let mut totals = [0usize; 3];
+    let mut violations = 0usize;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut window = 0u64;
+    let faults = [
+        "kill-leader",
+        "kill-follower",
+        "isolate-leader",
+        "pause-leader",
+        "packet-loss",
+        "flap",
+        "kill-all",
+    ];
+    while started.elapsed() < Duration::from_secs(secs) {
+        window += 1;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let fault = faults[(rng % faults.len() as u64) as usize];
+        let load = Workload::start_on(cluster.addrs(), CLIENTS, 2, &format!("w{window}-"));
+        std::thread::sleep(Duration::from_secs(2));
+        let leader = cluster
+            .wait_for_leader(Duration::from_secs(30))
+            .unwrap_or(1);
+        let follower = leader % 3 + 1;
+        match fault {
+            "kill-leader" => {
+                cluster.node(leader).kill9();
+                std::thread::sleep(Duration::from_secs(4));
+                cluster.node(leader).restart();
+            }
+            "kill-follower" => {
+                cluster.node(follower).kill9();
+                std::thread::sleep(Duration::from_secs(4));
+                cluster.node(follower).restart();
+            }
+            "isolate-leader" => {
+                let others: Vec<usize> = (1..=3).filter(|i| *i != leader).collect();
+                cluster.net.cut(leader, &others);
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            "pause-leader" => {
+                cluster.node(leader).pause(true);
+                std::thread::sleep(Duration::from_secs(3));
+                cluster.node(leader).pause(false);
+            }
+            "packet-loss" => {
+                cluster.net.loss(20);
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            "flap" => {
+                for _ in 0..3 {
+                    cluster.net.cut(follower, &[leader]);
+                    std::thread::sleep(Duration::from_millis(1200));
+                    cluster.net.heal();
+                    std::thread::sleep(Duration::from_millis(800));
+                }
+            }
+            _ => {
+                for i in 1..=3 {
+                    cluster.node(i).kill9();
+                }
+                for i in 1..=3 {
+                    cluster.node(i).restart();
+                }
+            }
+        }
+        cluster.net.heal();
+        let healed = Instant::now();
+        let new_leader = cluster.wait_for_leader(Duration::from_secs(60));
+        let recovery = healed.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        let history = load.stop();
+        let Some(new_leader) = new_leader else {
+            panic!(
+                "window {window} ({fault}): no leader after healing\n{}",
+                cluster.logs()
+            );
+        };
+        let prefix = format!("w{window}-");
+        let addr = format!(
+            "redis://{}:{}/",
+            cluster.nodes[new_leader - 1].ip,
+            netns::CLIENT_PORT
+        );
+        let mut c = redis::Client::open(addr).unwrap().get_connection().unwrap();
+        let finals: BTreeMap<Vec<u8>, Option<Vec<u8>>> = KEYS
+            .iter()
+            .map(|k| {
+                let key = format!("{prefix}{k}");
+                let v: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+                (key.into_bytes(), v)
+            })
+            .collect();
+        let ok = history
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
+            .count();
+        let fail = history
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Fail))
+            .count();
+        let unknown = history.len() - ok - fail;
+        totals[0] += ok;
+        totals[1] += fail;
+        totals[2] += unknown;
+        let result = check(&history);
+        let lost = acknowledged_writes_visible(&history, &finals);
+        if !result.ok || !lost.is_empty() {
+            violations += 1;
+            let path = std::env::temp_dir().join(format!("seshat-soak-window-{window}.jsonl"));
+            let _ = save_jsonl(&history, &path);
+            report.push(format!(
+                "VIOLATION in window {window} ({fault}), history in {}:\n{result}\n{}",
+                path.display(),
+                lost.join("\n")
+            ));
+        }
+        let rss: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("{}", rss_kib(n.pid()) / 1024))
+            .collect();
+        let line = format!(
+            "t={:>5}s window {window:>4} {fault:<15} ops {:>6} ok {:>6} fail {:>5} unknown {:>4} availability {:>5.1}% recovered in {:>6.0?} rss MiB [{}]",
+            started.elapsed().as_secs(),
+            history.len(),
+            ok,
+            fail,
+            unknown,
+            100.0 * ok as f64 / history.len().max(1) as f64,
+            recovery,
+            rss.join(", ")
+        );
+        eprintln!("{line}");
+        report.push(line);
+    }
+    if let Err(d) = cluster.converged(Duration::from_secs(30)) {
+        report.push(format!("replicas did not converge: {d:?}"));
+        violations += 1;
+    }
+    report.push(format!(
+        "total: {} ops: {} ok, {} failed (definite), {} indeterminate; {} windows; violations: {violations}",
+        totals.iter().sum::<usize>(),
+        totals[0],
+        totals[1],
+        totals[2],
+        window
+    ));
+    let text = report.join("\n");
+    let _ = std::fs::write(std::env::temp_dir().join("seshat-soak-report.txt"), &text);
+    eprintln!("{text}");
+    assert_eq!(violations, 0, "{text}");
+}

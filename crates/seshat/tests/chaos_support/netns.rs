@@ -410,6 +410,11 @@ impl NodeProc {
         self.extra = extra.iter().map(|s| s.to_string()).collect();
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -30,16 +30,30 @@ impl Workload {
     /// Starts `clients` one-command-at-a-time clients and `pipelined`
     /// clients that send pipelines of [`PIPELINE_DEPTH`] commands.
     pub fn start_mixed(addrs: Vec<String>, clients: usize, pipelined: usize) -> Workload {
+        Self::start_on(addrs, clients, pipelined, "")
+    }
+
+    /// [`Self::start_mixed`] on keys named `<prefix><key>`, so successive
+    /// runs against one cluster work on disjoint keys.
+    pub fn start_on(
+        addrs: Vec<String>,
+        clients: usize,
+        pipelined: usize,
+        prefix: &str,
+    ) -> Workload {
+        let keys: Arc<Vec<String>> =
+            Arc::new(KEYS.iter().map(|k| format!("{prefix}{k}")).collect());
         let stop = Arc::new(AtomicBool::new(false));
         let recorder = Recorder::new();
         let handles = (0..clients + pipelined)
             .map(|id| {
                 let (addrs, rec, stop) = (addrs.clone(), recorder.clone(), stop.clone());
+                let keys = keys.clone();
                 std::thread::spawn(move || {
                     if id < clients {
-                        client_loop(id as u64, &addrs, &rec, &stop)
+                        client_loop(id as u64, &addrs, &keys, &rec, &stop)
                     } else {
-                        pipeline_loop(id as u64, &addrs, &rec, &stop)
+                        pipeline_loop(id as u64, &addrs, &keys, &rec, &stop)
                     }
                 })
             })
@@ -82,7 +96,7 @@ fn connect(addr: &str) -> Option<redis::Connection> {
     Some(c)
 }
 
-fn client_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
+fn client_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut target = addrs[id as usize % addrs.len()].clone();
     let mut conn: Option<redis::Connection> = None;
@@ -96,7 +110,7 @@ fn client_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
             }
             continue;
         };
-        let key = KEYS[rng.next() as usize % KEYS.len()];
+        let key = keys[rng.next() as usize % keys.len()].as_str();
         let roll = rng.next() % 10;
         let (kind, cmd) = if roll < 4 {
             seq += 1;
@@ -170,7 +184,7 @@ pub const PIPELINE_DEPTH: usize = 8;
 /// connection fails, its writes count as indeterminate and its reads as
 /// failed. Replies must come back in order: a reply of the wrong type for
 /// its command fails the test.
-fn pipeline_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
+fn pipeline_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut target = addrs[id as usize % addrs.len()].clone();
     let mut conn: Option<redis::Connection> = None;
@@ -188,7 +202,7 @@ fn pipeline_loop(id: u64, addrs: &[String], rec: &Recorder, stop: &AtomicBool) {
         let mut ops = Vec::new();
         let mut kinds = Vec::new();
         for _ in 0..PIPELINE_DEPTH {
-            let key = KEYS[rng.next() as usize % KEYS.len()];
+            let key = keys[rng.next() as usize % keys.len()].as_str();
             if rng.next().is_multiple_of(2) {
                 seq += 1;
                 let value = format!("p{id}-{seq}");
