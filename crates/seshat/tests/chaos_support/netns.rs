@@ -59,12 +59,38 @@ pub fn unsupported() -> Option<String> {
     None
 }
 
-/// Removes namespaces and host veths left by earlier runs that died.
+/// The file recording which process owns the namespaces of `prefix`.
+fn owner_file(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("seshat-chaos-{prefix}.pid"))
+}
+
+/// True when the namespaces of `prefix` belong to a process still running
+/// (another test run), which must not be disturbed.
+fn owned_by_live_process(prefix: &str) -> bool {
+    std::fs::read_to_string(owner_file(prefix))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// The harness prefix (`sxc<tag>`) of a namespace or interface name.
+fn prefix_of(name: &str) -> Option<&str> {
+    let digits = name
+        .strip_prefix(PREFIX)?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
+    name.get(..PREFIX.len() + digits)
+}
+
+/// Removes namespaces and host veths left by earlier runs that died;
+/// those of a run still in progress are left alone.
 pub fn clear_stale() {
+    let stale = |name: &str| prefix_of(name).is_some_and(|p| !owned_by_live_process(p));
     if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");
-            if name.starts_with(PREFIX) {
+            if stale(name) {
                 let _ = run(&["ip", "netns", "del", name]);
             }
         }
@@ -73,7 +99,7 @@ pub fn clear_stale() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split(':').nth(1).map(|s| s.trim()).unwrap_or("");
             let name = name.split('@').next().unwrap_or("");
-            if name.starts_with(PREFIX) {
+            if stale(name) {
                 let _ = run(&["ip", "link", "del", name]);
             }
         }
@@ -91,6 +117,19 @@ impl Net {
     /// Creates the namespaces, bridge and links.
     pub fn create(n: usize, tag: u8) -> Net {
         let prefix = format!("{PREFIX}{tag}");
+        assert!(
+            !owned_by_live_process(&prefix),
+            "namespaces {prefix}-* are in use by another run"
+        );
+        // Leftovers of a dead run with the same tag.
+        for ns in ["br".to_string()]
+            .into_iter()
+            .chain((1..=9).map(|i| format!("n{i}")))
+        {
+            let _ = run(&["ip", "netns", "del", &format!("{prefix}-{ns}")]);
+        }
+        let _ = run(&["ip", "link", "del", &format!("{prefix}h")]);
+        let _ = std::fs::write(owner_file(&prefix), std::process::id().to_string());
         let subnet = 200u8.wrapping_add(tag);
         let net = Net { prefix, subnet, n };
         let br = net.bridge_ns();
@@ -234,6 +273,7 @@ impl Drop for Net {
         }
         let _ = run(&["ip", "netns", "del", &self.bridge_ns()]);
         let _ = run(&["ip", "link", "del", &format!("{}h", self.prefix)]);
+        let _ = std::fs::remove_file(owner_file(&self.prefix));
     }
 }
 
