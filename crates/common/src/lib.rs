@@ -57,6 +57,10 @@ pub enum LimitError {
     /// The value is longer than `max_value_bytes`.
     #[error("ERR value too large")]
     ValueTooLarge,
+    /// The keys of one command add up to more than `max_value_bytes`: one
+    /// log entry is never larger than the largest SET.
+    #[error("ERR request too large")]
+    RequestTooLarge,
 }
 
 /// A configuration value outside its allowed range.
@@ -106,6 +110,23 @@ impl Limits {
     pub fn check_key(&self, key: &[u8]) -> Result<(), LimitError> {
         if key.len() > self.max_key_bytes {
             return Err(LimitError::KeyTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Refuses keys of one command whose total length exceeds
+    /// `max_value_bytes`.
+    pub fn check_keys_total<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), LimitError> {
+        let mut total: usize = 0;
+        for key in keys {
+            self.check_key(key)?;
+            total = total.saturating_add(key.len());
+            if total > self.max_value_bytes {
+                return Err(LimitError::RequestTooLarge);
+            }
         }
         Ok(())
     }

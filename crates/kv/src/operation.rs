@@ -95,7 +95,7 @@ pub fn validate(op: &Operation, limits: &Limits) -> Result<(), LimitError> {
             limits.check_key(key)?;
             limits.check_value(value)
         }
-        Operation::Del { keys } => keys.iter().try_for_each(|k| limits.check_key(k)),
+        Operation::Del { keys } => limits.check_keys_total(keys.iter().map(|k| k.as_ref())),
         Operation::FlushAll => Ok(()),
     }
 }
@@ -116,5 +116,14 @@ mod tests {
         };
         assert_eq!(validate(&op, &limits), Err(LimitError::KeyTooLarge));
         assert_eq!(validate(&Operation::FlushAll, &limits), Ok(()));
+        // Regression: a DEL of many keys could make one log entry larger
+        // than a gRPC message, stalling replication for good.
+        let many = (0..2_000)
+            .map(|i| Bytes::from(format!("{i:0>200}")))
+            .collect();
+        assert_eq!(
+            validate(&Operation::Del { keys: many }, &limits),
+            Err(LimitError::RequestTooLarge)
+        );
     }
 }

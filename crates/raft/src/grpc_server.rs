@@ -20,6 +20,9 @@ use crate::rpc_codec;
 use crate::snapshot::{self, SnapshotFile};
 use crate::types::{Raft, SnapshotMeta, StoredMembership, TypeConfig};
 
+/// Distinguishes the files of concurrent or retried snapshot transfers.
+static INCOMING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Largest snapshot accepted from a peer, in bytes.
 pub const MAX_INCOMING_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
@@ -251,8 +254,18 @@ impl RaftGrpc {
         std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
         let index = start.last_log_id.as_ref().map_or(0, |l| l.index);
         let term = start.last_log_id.as_ref().map_or(0, |l| l.term);
-        let path = dir.join(format!("{index:020}-{term:020}.snap"));
-        let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(e.to_string()))?;
+        // One file per transfer: a retried or concurrent transfer of the same
+        // snapshot never truncates a file another one is installing.
+        let unique = INCOMING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!(
+            "{index:020}-{term:020}-{}-{unique}.part",
+            std::process::id()
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Status::internal(e.to_string()))?;
         let mut received: u64 = 0;
         while let Some(msg) = stream.next().await {
             let data = match msg?.payload {

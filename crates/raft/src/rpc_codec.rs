@@ -36,12 +36,39 @@ pub fn append_request_from_pb(
         .into_iter()
         .map(entry_from_pb)
         .collect::<Result<Vec<_>, _>>()?;
+    check_consecutive(r.prev_log_id.as_ref(), &entries)?;
     Ok(AppendEntriesRequest {
         vote,
         prev_log_id: r.prev_log_id.as_ref().map(log_id_from_pb),
         entries,
         leader_commit: r.leader_commit.as_ref().map(log_id_from_pb),
     })
+}
+
+/// Entries must follow `prev` with consecutive indexes and non-decreasing
+/// terms; anything else is refused before it reaches openraft.
+fn check_consecutive(
+    prev: Option<&pb::LogId>,
+    entries: &[crate::types::Entry],
+) -> Result<(), CodecError> {
+    let mut expected = prev.map_or(0, |p| p.index.saturating_add(1));
+    let mut last_term = prev.map_or(0, |p| p.term);
+    for e in entries {
+        if e.log_id.index != expected || e.log_id.leader_id.term < last_term {
+            return Err(CodecError::Invalid {
+                what: "append-entries request",
+                field: "entries",
+                detail: format!(
+                    "entry {} does not follow index {} of term {last_term}",
+                    e.log_id,
+                    expected.saturating_sub(1)
+                ),
+            });
+        }
+        expected = expected.saturating_add(1);
+        last_term = e.log_id.leader_id.term;
+    }
+    Ok(())
 }
 
 /// AppendEntries response → protobuf.
@@ -143,4 +170,54 @@ pub fn stream_result_from_pb(
             R::HigherVote(v) => Err(StreamAppendError::HigherVote(vote_from_pb(&v))),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{CommittedLeaderId, Entry, LogId, Vote};
+    use openraft::EntryPayload;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId { term, node_id: 1 }, index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn request(prev: Option<(u64, u64)>, entries: Vec<Entry>) -> pb::AppendEntriesRequest {
+        append_request_to_pb(&AppendEntriesRequest {
+            vote: Vote::new(3, 1),
+            prev_log_id: prev.map(|(t, i)| {
+                LogId::new(
+                    CommittedLeaderId {
+                        term: t,
+                        node_id: 1,
+                    },
+                    i,
+                )
+            }),
+            entries,
+            leader_commit: None,
+        })
+    }
+
+    #[test]
+    fn consecutive_entries_are_accepted() {
+        let r = request(Some((2, 9)), vec![entry(2, 10), entry(3, 11)]);
+        assert_eq!(append_request_from_pb(r).unwrap().entries.len(), 2);
+        assert!(append_request_from_pb(request(None, vec![entry(1, 0), entry(1, 1)])).is_ok());
+    }
+
+    /// Regression: a peer could send a batch with a gap or a term going
+    /// backwards, which would reach openraft and could corrupt the log.
+    #[test]
+    fn gaps_and_decreasing_terms_are_refused() {
+        assert!(append_request_from_pb(request(Some((2, 9)), vec![entry(2, 11)])).is_err());
+        assert!(
+            append_request_from_pb(request(Some((2, 9)), vec![entry(2, 10), entry(1, 11)]))
+                .is_err()
+        );
+        assert!(append_request_from_pb(request(Some((3, 9)), vec![entry(2, 10)])).is_err());
+    }
 }

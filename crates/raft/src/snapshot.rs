@@ -23,7 +23,8 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 pub const MAX_SNAPSHOT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Prefix of user keys inside `data_kv`; other prefixes are reserved.
 pub const USER_KEY_PREFIX: u8 = b'k';
-const SNAPSHOT_SUFFIX: &str = ".snap";
+/// File name suffix of complete snapshots.
+pub const SNAPSHOT_SUFFIX: &str = ".snap";
 
 /// A snapshot on disk, as handed to and from openraft.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +239,13 @@ pub fn remove_other_snapshots(dir: &Path, keep: &Path) -> io::Result<()> {
 /// installed.
 pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Result<()> {
     let mut reader = SnapshotReader::open(path)?;
+    let id = &reader.header.snapshot_id;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad snapshot id {id:?}"),
+        ));
+    }
     let applied = reader.header.applied.clone().unwrap_or_default();
     let last = applied.last_applied.as_ref().map(codec::log_id_from_pb);
     if last != meta.last_log_id {

@@ -82,6 +82,10 @@ pub struct SmStats {
 pub struct StateMachine {
     store: Store,
     snapshot_dir: PathBuf,
+    /// Held by a snapshot install for its whole run and by a snapshot
+    /// build while it reads the database and replaces files, so a build
+    /// never sees a half-loaded snapshot nor deletes an install's files.
+    snapshot_files: Arc<tokio::sync::Mutex<()>>,
     applied: Option<LogId>,
     membership: StoredMembership,
     key_count: u64,
@@ -162,6 +166,7 @@ impl StateMachine {
         let sm = Self {
             store,
             snapshot_dir: config.snapshot_dir(),
+            snapshot_files: Arc::new(tokio::sync::Mutex::new(())),
             applied,
             membership,
             key_count: record.key_count,
@@ -363,6 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             store: self.store.clone(),
             dir: self.snapshot_dir.clone(),
             stats: self.stats.clone(),
+            files: self.snapshot_files.clone(),
         }
     }
 
@@ -371,6 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
+        let _files = self.snapshot_files.clone().lock_owned().await;
         let store = self.store.clone();
         let dir = self.snapshot_dir.clone();
         let (header, path) =
@@ -456,12 +463,17 @@ fn install_from_file(
     path: &std::path::Path,
 ) -> io::Result<(pb::SnapshotHeader, PathBuf)> {
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "snapshot path without a file name",
-        )
-    })?;
+    // The installed copy is named after the snapshot it holds, whatever the
+    // incoming file was called (transfers use unique `.part` names).
+    let id = snapshot::SnapshotReader::open(path)?.header.snapshot_id;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad snapshot id {id:?}"),
+        ));
+    }
+    let name_string = format!("{id}{}", snapshot::SNAPSHOT_SUFFIX);
+    let name = std::ffi::OsStr::new(&name_string);
     let target = dir.join(name);
     if target != path {
         let tmp = dir.join(format!("{}.copy", name.to_string_lossy()));
@@ -539,6 +551,7 @@ pub struct SnapshotBuilder {
     store: Store,
     dir: PathBuf,
     stats: Arc<SmStats>,
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -547,6 +560,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(
         &mut self,
     ) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+        let _files = self.files.clone().lock_owned().await;
         let started = std::time::Instant::now();
         let store = self.store.clone();
         let dir = self.dir.clone();

@@ -74,8 +74,17 @@ pub struct Node {
     pub settings: Arc<Settings>,
 }
 
+/// Bytes of log payload one replication message may carry, well under
+/// the transport's message limit.
+pub const MAX_REPLICATION_BATCH_BYTES: usize = 48 * 1024 * 1024;
+
 fn raft_config(settings: &Settings) -> anyhow::Result<openraft::Config> {
+    // Largest possible entry: a SET of the largest key and value, plus
+    // framing. A batch of them must fit in one gRPC message.
+    let max_entry_bytes = settings.limits.max_key_bytes + settings.limits.max_value_bytes + 1024;
+    let max_payload_entries = (MAX_REPLICATION_BATCH_BYTES / max_entry_bytes).clamp(1, 300) as u64;
     let config = openraft::Config {
+        max_payload_entries,
         cluster_name: "seshat".into(),
         heartbeat_interval: settings.heartbeat_interval_ms,
         election_timeout_min: settings.election_timeout_ms.0,

@@ -179,6 +179,18 @@ fn oversized_values_and_keys_are_refused_and_the_connection_stays_usable() {
         (Some("ERR"), Some("key too large")),
         "{err:?}"
     );
+    // Regression: the keys of one DEL are limited in total, so one log
+    // entry never outgrows a replication message.
+    let mut del = redis::cmd("DEL");
+    for i in 0..400 {
+        del.arg(format!("{i:0>250}"));
+    }
+    let err: RedisError = del.query::<i64>(&mut c).unwrap_err();
+    assert_eq!(
+        (err.code(), err.detail()),
+        (Some("ERR"), Some("request too large")),
+        "{err:?}"
+    );
     // Same connection still works, and nothing was stored.
     let n: i64 = redis::cmd("EXISTS").arg("big").query(&mut c).unwrap();
     assert_eq!(n, 0);

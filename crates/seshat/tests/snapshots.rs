@@ -111,6 +111,22 @@ fn a_follower_far_behind_catches_up_by_snapshot_and_serves_every_key_after_leadi
         cluster.nodes[lagger].log()
     );
 
+    // Regression: the installed snapshot must be kept under its
+    // `<index>-<term>.snap` name (transfers arrive as unique `.part` files),
+    // or the node could not serve it to others once it leads.
+    let snaps = cluster.nodes[lagger].data_dir().join("snapshots");
+    let kept: Vec<String> = std::fs::read_dir(&snaps)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "snapshot files in {}: {kept:?}",
+        snaps.display()
+    );
+
     // Kill the old leader: the caught-up node and the third one serve all.
     cluster.nodes[leader].kill9();
     let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
