@@ -96,6 +96,20 @@ fn connect(addr: &str) -> Option<redis::Connection> {
     Some(c)
 }
 
+/// Connects to `target`; on failure picks another node and backs off.
+fn try_connect(
+    conn: &mut Option<redis::Connection>,
+    target: &mut String,
+    addrs: &[String],
+    rng: &mut Rng,
+) {
+    *conn = connect(target);
+    if conn.is_none() {
+        *target = addrs[rng.next() as usize % addrs.len()].clone();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn client_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut target = addrs[id as usize % addrs.len()].clone();
@@ -103,11 +117,7 @@ fn client_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop:
     let mut seq = 0u64;
     while !stop.load(Ordering::Acquire) {
         let Some(c) = conn.as_mut() else {
-            conn = connect(&target);
-            if conn.is_none() {
-                target = addrs[rng.next() as usize % addrs.len()].clone();
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            try_connect(&mut conn, &mut target, addrs, &mut rng);
             continue;
         };
         let key = keys[rng.next() as usize % keys.len()].as_str();
@@ -191,11 +201,7 @@ fn pipeline_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, sto
     let mut seq = 0u64;
     while !stop.load(Ordering::Acquire) {
         let Some(c) = conn.as_mut() else {
-            conn = connect(&target);
-            if conn.is_none() {
-                target = addrs[rng.next() as usize % addrs.len()].clone();
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            try_connect(&mut conn, &mut target, addrs, &mut rng);
             continue;
         };
         let mut pipe = redis::pipe();
