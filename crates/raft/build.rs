@@ -2,7 +2,9 @@
 //! protobuf compiler is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not baked in with env!: a build cache shared by
+    // clones at different paths must not point at another clone's files.
+    let proto_dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?)
         .join("../../proto")
         .canonicalize()?;
     let proto = proto_dir.join("seshat.proto");

@@ -92,18 +92,56 @@ fn scenario_full(
 }
 
 fn read_all(cluster: &ChaosCluster, leader: usize) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-    let addr = format!(
-        "redis://{}:{}/",
-        cluster.nodes[leader - 1].ip,
-        netns::CLIENT_PORT
-    );
-    let mut c = redis::Client::open(addr).unwrap().get_connection().unwrap();
-    KEYS.iter()
-        .map(|k| {
-            let v: Option<Vec<u8>> = redis::cmd("GET").arg(*k).query(&mut c).unwrap();
-            (k.as_bytes().to_vec(), v)
-        })
-        .collect()
+    final_reads(cluster, leader, "")
+}
+
+/// Reads every workload key (with `prefix`) through the leader. Leadership
+/// can move between finding the leader and reading (the node then answers
+/// `MOVED` or `CLUSTERDOWN`, or the connection drops): a read that fails is
+/// retried through whichever node leads then, for up to 60 s. Reads are
+/// linearizable wherever they are answered, so retrying changes nothing the
+/// checker relies on.
+fn final_reads(
+    cluster: &ChaosCluster,
+    leader: usize,
+    prefix: &str,
+) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut target = leader;
+    let mut finals = BTreeMap::new();
+    let mut last_error = String::new();
+    'keys: for k in KEYS {
+        let key = format!("{prefix}{k}");
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "final reads never succeeded (last error: {last_error})\n{}",
+                cluster.logs()
+            );
+            let addr = format!(
+                "redis://{}:{}/",
+                cluster.nodes[target - 1].ip,
+                netns::CLIENT_PORT
+            );
+            let read = redis::Client::open(addr)
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+                .and_then(|mut c| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(&mut c));
+            match read {
+                Ok(v) => {
+                    finals.insert(key.into_bytes(), v);
+                    continue 'keys;
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    std::thread::sleep(Duration::from_millis(200));
+                    target = cluster
+                        .wait_for_leader(Duration::from_secs(10))
+                        .unwrap_or(target);
+                }
+            }
+        }
+    }
+    finals
 }
 
 fn report_and_check(
@@ -380,6 +418,9 @@ fn soak() {
         "soak: {secs} s, 3 nodes, {CLIENTS} clients + 2 pipelining clients, random faults"
     )];
     let mut totals = [0usize; 3];
+    // Per node: RSS (MiB) after the first window, after the last, min, max.
+    let mut rss_seen = [(0u64, 0u64, u64::MAX, 0u64); 3];
+    let mut availability_min = 100.0f64;
     let mut violations = 0usize;
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut window = 0u64;
@@ -458,21 +499,7 @@ fn soak() {
                 cluster.logs()
             );
         };
-        let prefix = format!("w{window}-");
-        let addr = format!(
-            "redis://{}:{}/",
-            cluster.nodes[new_leader - 1].ip,
-            netns::CLIENT_PORT
-        );
-        let mut c = redis::Client::open(addr).unwrap().get_connection().unwrap();
-        let finals: BTreeMap<Vec<u8>, Option<Vec<u8>>> = KEYS
-            .iter()
-            .map(|k| {
-                let key = format!("{prefix}{k}");
-                let v: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
-                (key.into_bytes(), v)
-            })
-            .collect();
+        let finals = final_reads(&cluster, new_leader, &format!("w{window}-"));
         let ok = history
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
@@ -497,11 +524,23 @@ fn soak() {
                 lost.join("\n")
             ));
         }
-        let rss: Vec<String> = cluster
+        let rss_now: Vec<u64> = cluster
             .nodes
             .iter()
-            .map(|n| format!("{}", rss_kib(n.pid()) / 1024))
+            .map(|n| rss_kib(n.pid()) / 1024)
             .collect();
+        for (i, r) in rss_now.iter().enumerate() {
+            let (first, last, lo, hi) = &mut rss_seen[i];
+            if *first == 0 {
+                *first = *r;
+            }
+            *last = *r;
+            if *r > 0 {
+                *lo = (*lo).min(*r);
+            }
+            *hi = (*hi).max(*r);
+        }
+        let rss: Vec<String> = rss_now.iter().map(u64::to_string).collect();
         let line = format!(
             "t={:>5}s window {window:>4} {fault:<15} ops {:>6} ok {:>6} fail {:>5} unknown {:>4} availability {:>5.1}% recovered in {:>6.0?} rss MiB [{}]",
             started.elapsed().as_secs(),
@@ -513,9 +552,19 @@ fn soak() {
             recovery,
             rss.join(", ")
         );
+        availability_min = availability_min.min(100.0 * ok as f64 / history.len().max(1) as f64);
         eprintln!("{line}");
         report.push(line);
     }
+    for (i, (first, last, lo, hi)) in rss_seen.iter().enumerate() {
+        report.push(format!(
+            "node {} rss MiB: start {first}, end {last}, min {lo}, max {hi}",
+            i + 1
+        ));
+    }
+    report.push(format!(
+        "lowest availability in a fault window: {availability_min:.1}%"
+    ));
     if let Err(d) = cluster.converged(Duration::from_secs(30)) {
         report.push(format!("replicas did not converge: {d:?}"));
         violations += 1;

@@ -428,8 +428,12 @@ impl NodeProc {
             .append(true)
             .open(self.dir.join("seshat.log"))
             .unwrap();
+        // A soak can run a copy of the binary (SESHAT_CHAOS_BIN), so that
+        // rebuilding meanwhile does not change what restarted nodes run.
+        let bin = std::env::var("SESHAT_CHAOS_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_seshat").to_string());
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_seshat")])
+            .args(["netns", "exec", &self.ns, &bin])
             .args(["--node-id", &self.id.to_string()])
             .args(["--client-addr", &format!("{}:{CLIENT_PORT}", self.ip)])
             .args(["--raft-addr", &format!("{}:7379", self.ip)])
