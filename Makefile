@@ -9,7 +9,7 @@ SESHAT_ARGS ?=
 PROFILE_FLAGS := --release
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test fmt lint clean bench
+.PHONY: deps build run test fmt lint clean bench bench-micro
 
 deps:
 	@./scripts/deps.sh
@@ -37,3 +37,12 @@ clean:
 # redis-benchmark; prints a markdown table. SESHAT_BIN=path skips the build.
 bench:
 	./scripts/bench.sh
+
+# Criterion micro-benchmarks of the request path (RESP decode/encode/dispatch,
+# log entry codec, KV validate/apply). `cargo bench` uses the bench profile,
+# which inherits release, so RocksDB is not rebuilt. The bench targets are
+# named so criterion options in BENCH_ARGS (e.g. BENCH_ARGS=--quick, or a
+# filter such as BENCH_ARGS=decode/) do not reach the libraries' libtest.
+BENCH_ARGS ?=
+bench-micro: deps
+	$(CARGO) bench --locked -p seshat-protocol-resp -p seshat-raft --bench resp --bench codec -- $(BENCH_ARGS)
