@@ -36,6 +36,12 @@ pub enum Operation {
     },
     /// `FLUSHALL` / `FLUSHDB`: removes every key.
     FlushAll,
+    /// Several client writes carried by one log entry, applied in order,
+    /// each with its own result. The leader batches concurrent writes this
+    /// way so they share one entry's costs (encode, append, replication,
+    /// apply). Never nested: [`validate`] and the log codec refuse a batch
+    /// inside a batch.
+    Batch(Vec<Operation>),
 }
 
 impl Operation {
@@ -58,6 +64,7 @@ impl fmt::Display for Operation {
             }
             Operation::Del { keys } => write!(f, "DEL {} keys", keys.len()),
             Operation::FlushAll => write!(f, "FLUSHALL"),
+            Operation::Batch(ops) => write!(f, "batch of {} writes", ops.len()),
         }
     }
 }
@@ -74,6 +81,8 @@ pub enum OpResult {
     Value(Bytes),
     /// An integer (e.g. the count for `DEL`).
     Integer(i64),
+    /// The results of an [`Operation::Batch`], in order.
+    Batch(Vec<OpResult>),
 }
 
 impl fmt::Display for OpResult {
@@ -83,6 +92,7 @@ impl fmt::Display for OpResult {
             OpResult::Nil => write!(f, "nil"),
             OpResult::Value(v) => write!(f, "value ({} bytes)", v.len()),
             OpResult::Integer(n) => write!(f, "{n}"),
+            OpResult::Batch(results) => write!(f, "{} results", results.len()),
         }
     }
 }
@@ -97,6 +107,23 @@ pub fn validate(op: &Operation, limits: &Limits) -> Result<(), LimitError> {
         }
         Operation::Del { keys } => limits.check_keys_total(keys.iter().map(|k| k.as_ref())),
         Operation::FlushAll => Ok(()),
+        Operation::Batch(ops) => ops.iter().try_for_each(|op| match op {
+            Operation::Batch(_) => Err(LimitError::RequestTooLarge),
+            op => validate(op, limits),
+        }),
+    }
+}
+
+impl Operation {
+    /// About how many bytes this operation takes in a log entry (payload
+    /// plus framing), for sizing batches.
+    pub fn encoded_size_hint(&self) -> usize {
+        match self {
+            Operation::Set { key, value, .. } => key.len() + value.len() + 16,
+            Operation::Del { keys } => keys.iter().map(|k| k.len() + 4).sum::<usize>() + 8,
+            Operation::FlushAll => 4,
+            Operation::Batch(ops) => ops.iter().map(|o| o.encoded_size_hint() + 4).sum(),
+        }
     }
 }
 

@@ -37,6 +37,17 @@ pub fn apply<S: KvState>(op: &Operation, state: &mut S) -> Result<OpResult, S::E
             state.clear()?;
             Ok(OpResult::Ok)
         }
+        Operation::Batch(ops) => {
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                results.push(match op {
+                    // Refused by `validate` and the log codec; never applied.
+                    Operation::Batch(_) => OpResult::Nil,
+                    op => apply(op, state)?,
+                });
+            }
+            Ok(OpResult::Batch(results))
+        }
     }
 }
 
@@ -209,5 +220,35 @@ mod tests {
             }
             prop_assert_eq!(a, b_state);
         }
+
+        /// A batch entry gives every write the reply and effect it would
+        /// have had as its own entry: batching is invisible to clients.
+        #[test]
+        fn batch_is_the_same_as_one_by_one(
+            before in prop::collection::vec(arb_op(), 0..8),
+            ops in prop::collection::vec(arb_op(), 0..32),
+        ) {
+            let mut single = MemState::default();
+            let mut batched = MemState::default();
+            for op in before {
+                run(&mut single, op.clone());
+                run(&mut batched, op);
+            }
+            let one_by_one: Vec<OpResult> =
+                ops.iter().map(|op| run(&mut single, op.clone())).collect();
+            let result = run(&mut batched, Operation::Batch(ops));
+            prop_assert_eq!(result, OpResult::Batch(one_by_one));
+            prop_assert_eq!(single, batched);
+        }
+    }
+
+    #[test]
+    fn nested_batches_are_refused() {
+        let limits = seshat_common::Limits::default();
+        let inner = Operation::Batch(vec![Operation::FlushAll]);
+        let op = Operation::Batch(vec![Operation::set(b("k"), b("v")), inner]);
+        assert!(crate::validate(&op, &limits).is_err());
+        let ok = Operation::Batch(vec![Operation::set(b("k"), b("v")), Operation::FlushAll]);
+        assert!(crate::validate(&ok, &limits).is_ok());
     }
 }

@@ -189,12 +189,37 @@ pub fn operation_to_pb(op: &Operation) -> pb::Operation {
         }),
         Operation::Del { keys } => Op::Del(pb::DelOp { keys: keys.clone() }),
         Operation::FlushAll => Op::FlushAll(pb::FlushAllOp {}),
+        Operation::Batch(ops) => Op::Batch(pb::BatchOp {
+            ops: ops.iter().map(operation_to_pb).collect(),
+        }),
     };
     pb::Operation { op: Some(op) }
 }
 
 /// protobuf → KV operation.
 pub fn operation_from_pb(op: pb::Operation) -> Result<Operation, CodecError> {
+    use pb::operation::Op;
+    const WHAT: &str = "operation";
+    match required(WHAT, "op", op.op)? {
+        Op::Batch(batch) => Ok(Operation::Batch(
+            batch
+                .ops
+                .into_iter()
+                .map(|op| match op.op {
+                    Some(Op::Batch(_)) => Err(CodecError::Invalid {
+                        what: WHAT,
+                        field: "batch",
+                        detail: "a batch inside a batch".into(),
+                    }),
+                    _ => single_operation_from_pb(op),
+                })
+                .collect::<Result<_, _>>()?,
+        )),
+        op => single_operation_from_pb(pb::Operation { op: Some(op) }),
+    }
+}
+
+fn single_operation_from_pb(op: pb::Operation) -> Result<Operation, CodecError> {
     use pb::operation::Op;
     const WHAT: &str = "operation";
     Ok(match required(WHAT, "op", op.op)? {
@@ -217,6 +242,13 @@ pub fn operation_from_pb(op: pb::Operation) -> Result<Operation, CodecError> {
         },
         Op::Del(d) => Operation::Del { keys: d.keys },
         Op::FlushAll(_) => Operation::FlushAll,
+        Op::Batch(_) => {
+            return Err(CodecError::Invalid {
+                what: WHAT,
+                field: "batch",
+                detail: "a batch inside a batch".into(),
+            })
+        }
     })
 }
 
@@ -346,9 +378,23 @@ mod tests {
         ]
     }
 
+    fn arb_entry_op() -> impl Strategy<Value = Operation> {
+        prop_oneof![
+            3 => arb_op(),
+            1 => prop::collection::vec(arb_op(), 0..6).prop_map(Operation::Batch),
+        ]
+    }
+
+    #[test]
+    fn nested_batch_is_refused_on_decode() {
+        let nested = Operation::Batch(vec![Operation::Batch(vec![Operation::FlushAll])]);
+        let pb = operation_to_pb(&nested);
+        assert!(operation_from_pb(pb).is_err());
+    }
+
     proptest! {
         #[test]
-        fn entry_round_trips(term in 0u64..1000, node in 0u64..10, index in any::<u64>(), op in arb_op()) {
+        fn entry_round_trips(term in 0u64..1000, node in 0u64..10, index in any::<u64>(), op in arb_entry_op()) {
             let entry = Entry {
                 log_id: LogId::new(CommittedLeaderId { term, node_id: node }, index),
                 payload: EntryPayload::Normal(op),

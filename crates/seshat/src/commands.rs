@@ -76,6 +76,9 @@ pub fn op_result_frame(result: OpResult) -> Frame {
         OpResult::Nil => Frame::Null,
         OpResult::Value(v) => Frame::Bulk(v),
         OpResult::Integer(n) => Frame::Integer(n),
+        // Batches are formed and split inside the node; a client's write
+        // always gets its own result.
+        OpResult::Batch(_) => Frame::error("ERR internal error: unexpected batch result"),
     }
 }
 

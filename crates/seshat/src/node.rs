@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use openraft::alias::OneshotReceiverOf;
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::impls::ProgressResponder;
 use openraft::raft::ClientWriteResult;
@@ -19,6 +18,8 @@ use seshat_raft::network::Network;
 use seshat_raft::state_machine::{self, SmStats};
 use seshat_raft::{Raft, SeshatNode, StorageConfig, TypeConfig};
 use seshat_storage::Store;
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Settings;
 
@@ -53,12 +54,26 @@ pub enum ServeError {
 /// Longest a shutting-down leader waits for another node to take over.
 pub const LEADER_HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// A write handed to Raft whose result has not arrived yet.
+/// A write handed to the proposer whose result has not arrived yet.
 pub struct PendingWrite {
-    rx: OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>,
+    rx: oneshot::Receiver<Result<OpResult, ServeError>>,
     slot: u16,
     deadline: tokio::time::Instant,
 }
+
+/// A validated client write waiting to be put in a log entry.
+struct Submission {
+    op: Operation,
+    reply: oneshot::Sender<Result<OpResult, ServeError>>,
+}
+
+/// Most client writes one log entry carries.
+pub const MAX_BATCH_WRITES: usize = 1024;
+/// Most payload bytes one batched log entry carries (a single larger write
+/// gets an entry of its own).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Writes queued for the proposer before `propose` waits (backpressure).
+const PROPOSAL_QUEUE: usize = 4 * MAX_BATCH_WRITES;
 
 /// A started node.
 pub struct Node {
@@ -72,6 +87,10 @@ pub struct Node {
     pub sm_stats: Arc<SmStats>,
     /// The validated settings.
     pub settings: Arc<Settings>,
+    /// Client writes on their way to the proposer task.
+    proposals: mpsc::Sender<Submission>,
+    /// Reads waiting for the read confirmer task.
+    read_waiters: mpsc::Sender<ReadWaiter>,
 }
 
 /// Bytes of log payload one replication message may carry, well under
@@ -97,6 +116,191 @@ fn raft_config(settings: &Settings) -> anyhow::Result<openraft::Config> {
     config.validate().context("invalid raft settings")
 }
 
+impl ServeError {
+    /// The same error, with `MOVED` naming `slot` (a batch's error is made
+    /// once, then given to each write with its own key's slot).
+    fn with_slot(self, slot: u16) -> ServeError {
+        match self {
+            ServeError::Moved { addr, .. } => ServeError::Moved { slot, addr },
+            e => e,
+        }
+    }
+}
+
+/// The proposer: takes every write queued since its last proposal and
+/// proposes them as one log entry (a lone write as itself), so concurrent
+/// clients share one entry's encode, append, sync, replication and apply.
+/// It never waits to fill a batch: under light load each write is proposed
+/// at once; under heavy load writes queue while the previous proposal is
+/// handed to Raft, and go together.
+async fn run_proposer(
+    raft: Raft,
+    store: Store,
+    mut queued: mpsc::Receiver<Submission>,
+    max_batch_bytes: usize,
+) {
+    let mut taken = Vec::with_capacity(MAX_BATCH_WRITES);
+    let mut batch = Vec::with_capacity(MAX_BATCH_WRITES);
+    while queued.recv_many(&mut taken, MAX_BATCH_WRITES).await > 0 {
+        let mut bytes = 0;
+        for submission in taken.drain(..) {
+            let size = submission.op.encoded_size_hint();
+            if !batch.is_empty() && bytes + size > max_batch_bytes {
+                submit(&raft, &store, std::mem::take(&mut batch)).await;
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(submission);
+        }
+        submit(&raft, &store, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// A read waiting for the leadership confirmation that covers it.
+type ReadWaiter = oneshot::Sender<Result<(), ServeError>>;
+/// Reads queued for the read confirmer before `read_barrier` waits.
+const READ_QUEUE: usize = 16 * 1024;
+
+/// The read confirmer: one ReadIndex round (the leader confirms with a
+/// majority that it still leads, then waits until it has applied up to its
+/// commit index) answers every read that was waiting when the round began.
+/// A read that arrives during a round waits for the next one: a round
+/// started before a read was invoked could not vouch for it. So concurrent
+/// reads share one heartbeat round instead of each sending its own.
+async fn run_read_confirmer(
+    raft: Raft,
+    store: Store,
+    mut waiting: mpsc::Receiver<ReadWaiter>,
+    timeout: std::time::Duration,
+) {
+    let mut waiters = Vec::new();
+    while waiting.recv_many(&mut waiters, READ_QUEUE).await > 0 {
+        let result = confirm_read(&raft, &store, timeout).await;
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// One ReadIndex round; `MOVED` errors name slot 0 (see
+/// [`ServeError::with_slot`]).
+async fn confirm_read(
+    raft: &Raft,
+    store: &Store,
+    timeout: std::time::Duration,
+) -> Result<(), ServeError> {
+    match tokio::time::timeout(timeout, raft.ensure_linearizable(ReadPolicy::ReadIndex)).await {
+        Err(_) => Err(ServeError::Timeout(format!(
+            "read not confirmed within {} ms",
+            timeout.as_millis()
+        ))),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
+            Err(redirect(&f, 0))
+        }
+        Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
+            Err(ServeError::NoQuorum(q.to_string()))
+        }
+        Ok(Err(RaftError::Fatal(f))) => Err(fatal(store, f)),
+    }
+}
+
+/// Proposes `batch` as one entry and arranges for each write's result to
+/// reach its client when the entry is applied (or fails).
+async fn submit(raft: &Raft, store: &Store, batch: Vec<Submission>) {
+    let (ops, replies): (Vec<Operation>, Vec<_>) =
+        batch.into_iter().map(|s| (s.op, s.reply)).unzip();
+    let op = match <[Operation; 1]>::try_from(ops) {
+        Ok([single]) => single,
+        Err(ops) if ops.is_empty() => return,
+        Err(ops) => Operation::Batch(ops),
+    };
+    let (responder, rx) = ProgressResponder::complete_only();
+    if let Err(f) = raft.client_write_ff(op, Some(responder)).await {
+        // Not proposed: a definite failure for every write.
+        let e = fatal(store, f);
+        for reply in replies {
+            let _ = reply.send(Err(e.clone()));
+        }
+        return;
+    }
+    let store = store.clone();
+    tokio::spawn(async move {
+        deliver(&store, rx.await, replies);
+    });
+}
+
+/// Hands each write of an entry its own result.
+fn deliver(
+    store: &Store,
+    outcome: Result<ClientWriteResult<TypeConfig>, impl std::fmt::Debug>,
+    replies: Vec<oneshot::Sender<Result<OpResult, ServeError>>>,
+) {
+    let result = match outcome {
+        // Raft dropped the responder: stopped after the proposal, so the
+        // writes may or may not have committed; dropping the senders tells
+        // each client exactly that.
+        Err(_) => return,
+        Ok(r) => r,
+    };
+    match result {
+        Ok(resp) => match (replies.len(), resp.data) {
+            (1, data) => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Ok(data));
+                }
+            }
+            (n, OpResult::Batch(results)) if results.len() == n => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            (_, other) => {
+                // Cannot happen: apply gives a batch one result per write.
+                tracing::error!(result = %other, "batch applied with a mismatched result");
+                // Dropped senders: the clients are told the outcome is unknown.
+            }
+        },
+        Err(e) => {
+            let e = write_error(store, RaftError::APIError(e));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+fn write_error(
+    store: &Store,
+    e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+) -> ServeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => redirect(&f, 0),
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ServeError::Timeout(
+            "leader changed before the write was confirmed; it may or may not be applied".into(),
+        ),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ServeError::Stopped(e.to_string())
+        }
+        // Only conditional writes (`with_leader`) fail this way; Seshat
+        // does not send them, so it means nothing was proposed.
+        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+            ServeError::NoLeader(format!("write not proposed: {e}"))
+        }
+        RaftError::Fatal(f) => fatal(store, f),
+    }
+}
+
+fn stopped_reason(store: &Store) -> Option<String> {
+    store
+        .poison_reason()
+        .map(|r| format!("storage failure, node refuses requests: {r}"))
+}
+
+fn fatal(store: &Store, f: openraft::errors::Fatal<TypeConfig>) -> ServeError {
+    ServeError::Stopped(stopped_reason(store).unwrap_or_else(|| format!("raft stopped: {f}")))
+}
+
 impl Node {
     /// Opens storage, starts Raft and, on first start of a one-node cluster,
     /// initialises it.
@@ -111,12 +315,30 @@ impl Node {
         let raft = Raft::new(settings.node_id, config, Network, log.clone(), sm)
             .await
             .context("cannot start raft")?;
+        let (proposals, queued) = mpsc::channel(PROPOSAL_QUEUE);
+        let max_batch_bytes =
+            MAX_BATCH_BYTES.min(settings.limits.max_key_bytes + settings.limits.max_value_bytes);
+        tokio::spawn(run_proposer(
+            raft.clone(),
+            store.clone(),
+            queued,
+            max_batch_bytes,
+        ));
+        let (read_waiters, waiting) = mpsc::channel(READ_QUEUE);
+        tokio::spawn(run_read_confirmer(
+            raft.clone(),
+            store.clone(),
+            waiting,
+            settings.request_timeout,
+        ));
         let node = Arc::new(Node {
             raft,
             store,
             log,
             sm_stats,
             settings,
+            proposals,
+            read_waiters,
         });
         node.initialize_if_new().await?;
         tokio::spawn(log_role_changes(node.raft.clone()));
@@ -198,9 +420,7 @@ impl Node {
 
     /// Why the node cannot serve at all, if it cannot.
     fn stopped_reason(&self) -> Option<String> {
-        self.store
-            .poison_reason()
-            .map(|r| format!("storage failure, node refuses requests: {r}"))
+        stopped_reason(&self.store)
     }
 
     /// Proposes `op` and waits for it to be committed and applied.
@@ -209,21 +429,26 @@ impl Node {
         self.finish(pending).await
     }
 
-    /// Validates `op` and hands it to Raft. Proposals from one connection
-    /// are handed over in the order this is called, so a pipeline of writes
-    /// is applied in the client's order while many are in flight.
+    /// Validates `op` and hands it to the proposer, which puts it in the
+    /// log — in one entry with whatever other writes are waiting. Writes
+    /// are proposed in the order this is called, so a pipeline of writes
+    /// from one connection is applied in the client's order while many are
+    /// in flight.
     pub async fn propose(&self, op: Operation, slot: u16) -> Result<PendingWrite, ServeError> {
         seshat_kv::validate(&op, &self.settings.limits)?;
+        if matches!(op, Operation::Batch(_)) {
+            return Err(ServeError::Stopped("batches are formed by the node".into()));
+        }
         if let Some(reason) = self.stopped_reason() {
             return Err(ServeError::Stopped(reason));
         }
         self.check_quorum()?;
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let (responder, rx) = ProgressResponder::complete_only();
-        self.raft
-            .client_write_ff(op, Some(responder))
+        let (reply, rx) = oneshot::channel();
+        self.proposals
+            .send(Submission { op, reply })
             .await
-            .map_err(|f| self.fatal(f))?;
+            .map_err(|_| ServeError::Stopped("raft stopped".into()))?;
         Ok(PendingWrite { rx, slot, deadline })
     }
 
@@ -234,44 +459,14 @@ impl Node {
             Err(_) => Err(ServeError::Timeout(format!(
                 "write not confirmed within {timeout_ms} ms; it may still be applied"
             ))),
-            // The responder was dropped: Raft stopped after the proposal, so
+            // The reply was dropped: Raft stopped after the proposal, so
             // the write may or may not have committed.
             Ok(Err(_)) => Err(ServeError::Timeout(
                 "node stopped before the write was confirmed; it may still be applied".into(),
             )),
-            Ok(Ok(Ok(resp))) => Ok(resp.data),
-            Ok(Ok(Err(e))) => Err(self.write_error(RaftError::APIError(e), pending.slot)),
+            Ok(Ok(Ok(result))) => Ok(result),
+            Ok(Ok(Err(e))) => Err(e.with_slot(pending.slot)),
         }
-    }
-
-    fn write_error(
-        &self,
-        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
-        slot: u16,
-    ) -> ServeError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => redirect(&f, slot),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ServeError::Timeout(
-                "leader changed before the write was confirmed; it may or may not be applied"
-                    .into(),
-            ),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                ServeError::Stopped(e.to_string())
-            }
-            // Only conditional writes (`with_leader`) fail this way; Seshat
-            // does not send them, so it means nothing was proposed.
-            RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
-                ServeError::NoLeader(format!("write not proposed: {e}"))
-            }
-            RaftError::Fatal(f) => self.fatal(f),
-        }
-    }
-
-    fn fatal(&self, f: openraft::errors::Fatal<TypeConfig>) -> ServeError {
-        ServeError::Stopped(
-            self.stopped_reason()
-                .unwrap_or_else(|| format!("raft stopped: {f}")),
-        )
     }
 
     /// Confirms leadership for a linearizable read and waits until the
@@ -282,24 +477,17 @@ impl Node {
         }
         self.check_quorum()?;
         let timeout = self.settings.request_timeout;
-        match tokio::time::timeout(
-            timeout,
-            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
-        )
-        .await
-        {
-            Err(_) => Err(ServeError::Timeout(format!(
+        let (tx, rx) = oneshot::channel();
+        self.read_waiters
+            .send(tx)
+            .await
+            .map_err(|_| ServeError::Stopped("raft stopped".into()))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) | Ok(Err(_)) => Err(ServeError::Timeout(format!(
                 "read not confirmed within {} ms",
                 timeout.as_millis()
             ))),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
-                Err(redirect(&f, slot))
-            }
-            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
-                Err(ServeError::NoQuorum(q.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(self.fatal(f)),
+            Ok(Ok(result)) => result.map_err(|e| e.with_slot(slot)),
         }
     }
 

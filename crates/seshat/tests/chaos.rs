@@ -304,9 +304,9 @@ fn chaos_10_twenty_percent_packet_loss() {
 fn chaos_11_follower_behind_the_compaction_point_catches_up_by_snapshot() {
     let extra = [
         "--snapshot-every-entries",
-        "300",
+        "100",
         "--log-tail-entries",
-        "50",
+        "20",
     ];
     scenario_with("behind-compaction", 11, 3, &extra, |c| {
         let l = leader_of(c);

@@ -303,12 +303,16 @@ fn snapshots_compact_the_log_and_restart_restores_everything() {
         "50",
     ]);
     {
+        // One write at a time, so each is its own log entry (concurrent
+        // writes would share entries and make fewer of them).
         let mut c = server.conn();
-        let mut pipe = redis::pipe();
         for i in 0..1_000 {
-            pipe.cmd("SET").arg(format!("s{i}")).arg(i).ignore();
+            let _: () = redis::cmd("SET")
+                .arg(format!("s{i}"))
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
         }
-        let _: () = pipe.query(&mut c).unwrap();
     }
     // Snapshots are built in the background; wait until one is visible.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
