@@ -209,6 +209,14 @@ TARGETS=(seshat redis-always redis-everysec)
 MANIFEST="$TMP/raw/manifest.tsv"
 : >"$MANIFEST"
 
+scrape_stages() { # label: saves every Seshat node's /metrics as raw/<label>-node<i>.metrics
+  local i
+  for ((i = 1; i <= NODES; i++)); do
+    python3 scripts/bench_parse.py scrape "http://127.0.0.1:$((HTTP_BASE + i - 1))/metrics" \
+      "$TMP/raw/$1-node$i.metrics" || log "warning: cannot read node $i's /metrics"
+  done
+}
+
 run_one() { # target workload pipeline
   local target=$1 workload=$2 pipeline=$3 left out rc
   left=$((DEADLINE - $(date +%s)))
@@ -216,6 +224,7 @@ run_one() { # target workload pipeline
   out="$TMP/raw/$target-$workload-P$pipeline.txt"
   log "$target: $workload -P $pipeline (-n $REQUESTS -c $CLIENTS -d $VALUE_BYTES -r $KEYSPACE)"
   rc=0
+  [ "$target" = seshat ] && scrape_stages "seshat-$workload-P$pipeline-before"
   # In the background, so SIGTERM/SIGINT reach the trap at once.
   timeout --foreground --signal=INT "$left" redis-benchmark -h 127.0.0.1 -p "${PORT[$target]}" \
     -t "$workload" -n "$REQUESTS" -c "$CLIENTS" -d "$VALUE_BYTES" -r "$KEYSPACE" \
@@ -223,6 +232,7 @@ run_one() { # target workload pipeline
   BENCH_PID=$!
   wait "$BENCH_PID" || rc=$?
   BENCH_PID=""
+  [ "$target" = seshat ] && scrape_stages "seshat-$workload-P$pipeline-after"
   if ((rc != 0)); then
     tail -n 20 "$out" >&2
     ((rc == 124)) && die "time limit reached during $target $workload -P $pipeline"
@@ -276,5 +286,12 @@ echo "Seshat: $NODES nodes (dev-cluster), benchmark against the leader (node $LE
 echo
 python3 scripts/bench_parse.py table "$MANIFEST"
 echo
+for workload in set get; do
+  for pipeline in 1 "$PIPELINE"; do
+    python3 scripts/bench_parse.py stages "$TMP/raw" "seshat-$workload-P$pipeline" "$LEADER" "$NODES" "$REQUESTS" ||
+      log "warning: no stage breakdown for $workload -P $pipeline"
+    echo
+  done
+done
 echo "Machine: nproc $(nproc), $cpu, Linux $(uname -r), data on $fstype; load average at start $LOAD_AT_START." \
   "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). $binary. Benchmark runs took ${BENCH_SECS}s."

@@ -3,6 +3,11 @@
 
   bench_parse.py one FILE        prints "ops_per_s p50 p99 p99.9 errors"
   bench_parse.py table MANIFEST  prints the markdown comparison table
+  bench_parse.py scrape URL OUT  saves a node's /metrics text to OUT
+  bench_parse.py stages DIR RUN LEADER NODES REQUESTS
+                                 prints where one request of RUN spent its
+                                 time, from the stage_seconds metrics saved
+                                 in DIR/RUN-{before,after}-node<i>.metrics
 
 MANIFEST has one tab-separated line per run: target workload pipeline file,
 where target is seshat, redis-always or redis-everysec.
@@ -106,12 +111,95 @@ def table(manifest):
         print("No error replies (redis-benchmark -e printed none).")
 
 
+STAGE_TEXT = {
+    "dispatch": "parse the command (decode is in the criterion benches)",
+    "propose_queue": "wait in the proposer queue (per write)",
+    "propose_handoff": "hand one entry to Raft",
+    "log_write": "write appended entries to RocksDB (no sync)",
+    "log_sync": "one WAL fsync (group commit)",
+    "log_durable": "append until its fsync completed",
+    "replication_round_trip": "leader: append request until follower's reply (follower synced)",
+    "apply": "apply committed entries, wake writers",
+    "propose_to_applied": "entry handed to Raft until its result: append, sync, replicate, commit, apply",
+    "read_confirm": "read waits for its ReadIndex round",
+    "read_round": "one ReadIndex round (shared by waiting reads)",
+    "reply": "write replies to the socket (per flush)",
+}
+
+
+def scrape(url, out):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode("utf-8", "replace")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def read_stages(path):
+    """{stage: [count, seconds]} and (entries, writes) from a /metrics file."""
+    stages = {}
+    batching = [0.0, 0.0]
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r'stage_seconds_(sum|count)\{node_id="\d+",stage="([a-z_]+)"\} (\S+)', line)
+            if m:
+                s = stages.setdefault(m.group(2), [0.0, 0.0])
+                s[0 if m.group(1) == "count" else 1] = float(m.group(3))
+                continue
+            m = re.match(r'proposed_(entries|writes)_total\{node_id="\d+"\} (\S+)', line)
+            if m:
+                batching[0 if m.group(1) == "entries" else 1] = float(m.group(2))
+    return stages, batching
+
+
+def stages_table(raw, run, leader, nodes, requests):
+    leader, nodes, requests = int(leader), int(nodes), int(requests)
+    deltas = {}
+    batching = {}
+    for i in range(1, nodes + 1):
+        before, b0 = read_stages(f"{raw}/{run}-before-node{i}.metrics")
+        after, b1 = read_stages(f"{raw}/{run}-after-node{i}.metrics")
+        deltas[i] = {
+            k: (after[k][0] - before.get(k, [0, 0])[0], after[k][1] - before.get(k, [0, 0])[1])
+            for k in after
+        }
+        batching[i] = (b1[0] - b0[0], b1[1] - b0[1])
+    followers = [i for i in range(1, nodes + 1) if i != leader]
+    workload, _, pipeline = run.replace("seshat-", "").rpartition("-P")
+    if pipeline != "1":
+        workload += f" -P {pipeline}"
+    entries, writes = batching[leader]
+    print(f"Where a request's time went, {workload} on Seshat ({requests:,} requests; "
+          f"from the nodes' stage_seconds metrics, before/after the run):")
+    if entries:
+        print(f"{writes:,.0f} writes went in {entries:,.0f} log entries "
+              f"({writes / entries:.1f} writes per entry).")
+    print()
+    print("| stage | what | leader: runs | leader: mean µs | leader: µs per request "
+          "| followers: runs | followers: mean µs |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for stage, text in STAGE_TEXT.items():
+        lc, ls = deltas[leader].get(stage, (0, 0))
+        fc = sum(deltas[f].get(stage, (0, 0))[0] for f in followers)
+        fs = sum(deltas[f].get(stage, (0, 0))[1] for f in followers)
+        if lc == 0 and fc == 0:
+            continue
+        lmean = f"{ls / lc * 1e6:,.1f}" if lc else "–"
+        lper = f"{ls / requests * 1e6:,.2f}" if lc else "–"
+        fmean = f"{fs / fc * 1e6:,.1f}" if fc else "–"
+        print(f"| {stage} | {text} | {lc:,.0f} | {lmean} | {lper} | {fc / max(len(followers), 1):,.0f} | {fmean} |")
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "one":
         rps, p50, p99, p999, errors = parse(sys.argv[2])
         print(f"{rps:.2f} {p50:.3f} {p99:.3f} {p999:.3f} {len(errors)}")
     elif len(sys.argv) == 3 and sys.argv[1] == "table":
         table(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "scrape":
+        scrape(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 7 and sys.argv[1] == "stages":
+        stages_table(*sys.argv[2:])
     else:
         raise SystemExit(__doc__)
 

@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod stages;
+
 /// Identifies a node for the lifetime of a cluster. Never reused.
 pub type NodeId = u64;
 

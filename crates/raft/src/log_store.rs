@@ -12,9 +12,11 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
+use seshat_common::stages::{self, Stage};
 use seshat_storage::{Batch, Cf, Store};
 
 use crate::codec::{self, log_key};
@@ -218,8 +220,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written now so the entries are readable when we return; durable
         // only once the syncer's fsync completes the callback.
+        let started = Instant::now();
         self.store.write(batch, false).map_err(io::Error::other)?;
-        self.syncer.submit(callback)
+        stages::record_since(Stage::LogWrite, started);
+        self.syncer.submit(callback, started)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -255,13 +259,13 @@ pub const MAX_CALLBACKS_PER_SYNC: usize = 4096;
 /// A dedicated thread that turns queued "flushed" callbacks into one WAL
 /// fsync per batch.
 struct Syncer {
-    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    tx: Option<mpsc::Sender<(IOFlushed<TypeConfig>, Instant)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
     fn start(store: Store) -> io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let (tx, rx) = mpsc::channel::<(IOFlushed<TypeConfig>, Instant)>();
         let thread = std::thread::Builder::new()
             .name("seshat-log-sync".into())
             .spawn(move || sync_loop(store, rx))?;
@@ -271,11 +275,13 @@ impl Syncer {
         })
     }
 
-    fn submit(&self, callback: IOFlushed<TypeConfig>) -> io::Result<()> {
+    /// Queues `callback` for the next fsync; `appended` is when its
+    /// entries were written.
+    fn submit(&self, callback: IOFlushed<TypeConfig>, appended: Instant) -> io::Result<()> {
         self.tx
             .as_ref()
             .ok_or_else(|| io::Error::other("log sync thread has stopped"))?
-            .send(callback)
+            .send((callback, appended))
             .map_err(|_| io::Error::other("log sync thread has stopped"))
     }
 }
@@ -293,7 +299,7 @@ impl Drop for Syncer {
     }
 }
 
-fn sync_loop(store: Store, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+fn sync_loop(store: Store, rx: mpsc::Receiver<(IOFlushed<TypeConfig>, Instant)>) {
     let mut pending = Vec::new();
     // Ends when every LogStore clone (and so every sender) is dropped.
     while let Ok(first) = rx.recv() {
@@ -304,8 +310,11 @@ fn sync_loop(store: Store, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let result = store.sync_wal();
-        for cb in pending.drain(..) {
+        stages::record_since(Stage::LogSync, started);
+        for (cb, appended) in pending.drain(..) {
+            stages::record_since(Stage::LogDurable, appended);
             let r = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::other(e.to_string())),

@@ -9,8 +9,12 @@
 //! openraft sends one request at a time per peer, which bounds the
 //! requests (and bytes) in flight per peer.
 
+use std::collections::VecDeque;
 use std::io::Read;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use seshat_common::stages::{self, Stage};
 
 use futures::StreamExt;
 use openraft::base::{BoxFuture, BoxStream};
@@ -167,7 +171,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         Box::pin(async move {
             let target = self.target;
             let mut client = self.client()?;
-            let requests = input.map(|r| rpc_codec::append_request_to_pb(&r));
+            // Replies come in request order: the oldest send time is the
+            // one a reply answers.
+            let sent = Arc::new(Mutex::new(VecDeque::new()));
+            let sent_in = sent.clone();
+            let requests = input.map(move |r| {
+                if let Ok(mut q) = sent_in.lock() {
+                    // Bounded by the replication pipeline; a cap in case
+                    // replies stop matching requests.
+                    if q.len() < 4096 {
+                        q.push_back(Instant::now());
+                    }
+                }
+                rpc_codec::append_request_to_pb(&r)
+            });
             let setup = option.soft_ttl().min(RPC_TIMEOUT);
             let replies = match tokio::time::timeout(setup, client.stream_append(requests)).await {
                 Err(_) => {
@@ -180,20 +197,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             };
             // Each reply must come within RPC_TIMEOUT of asking for it: a
             // stuck stream is reported instead of waiting forever.
-            let out = futures::stream::unfold(Some(replies), move |state| async move {
-                let mut replies = state?;
-                let item = match tokio::time::timeout(RPC_TIMEOUT, replies.next()).await {
-                    Err(_) => Err(unreachable(format!(
-                        "node {target}: append stream idle for {RPC_TIMEOUT:?}"
-                    ))),
-                    Ok(None) => return None,
-                    Ok(Some(Err(s))) => Err(status_error(target, s)),
-                    Ok(Some(Ok(reply))) => {
-                        rpc_codec::stream_result_from_pb(reply).map_err(|e| decode_error(target, e))
-                    }
-                };
-                let next = if item.is_ok() { Some(replies) } else { None };
-                Some((item, next))
+            let out = futures::stream::unfold(Some(replies), move |state| {
+                let sent = sent.clone();
+                async move {
+                    let mut replies = state?;
+                    let item = match tokio::time::timeout(RPC_TIMEOUT, replies.next()).await {
+                        Err(_) => Err(unreachable(format!(
+                            "node {target}: append stream idle for {RPC_TIMEOUT:?}"
+                        ))),
+                        Ok(None) => return None,
+                        Ok(Some(Err(s))) => Err(status_error(target, s)),
+                        Ok(Some(Ok(reply))) => {
+                            if let Some(t) = sent.lock().ok().and_then(|mut q| q.pop_front()) {
+                                stages::record_since(Stage::ReplicationRoundTrip, t);
+                            }
+                            rpc_codec::stream_result_from_pb(reply)
+                                .map_err(|e| decode_error(target, e))
+                        }
+                    };
+                    let next = if item.is_ok() { Some(replies) } else { None };
+                    Some((item, next))
+                }
             });
             Ok(Box::pin(out) as BoxStream<'s, _>)
         })

@@ -17,6 +17,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
+use seshat_common::stages::{self, Stage};
 use seshat_kv::{KvState, OpResult};
 use seshat_storage::{Batch, Cf, StorageError, Store, StoreOptions};
 
@@ -251,10 +252,17 @@ impl KvState for ApplyBatch<'_> {
     }
 
     fn put(&mut self, key: Bytes, value: Bytes) -> Result<(), StorageError> {
-        if self.get(&key)?.is_none() {
+        let data_key = data_key(&key);
+        // Only whether the key exists matters here (for the key count): no
+        // copy of the old value.
+        let exists = match self.overlay.get(&key) {
+            Some(v) => v.is_some(),
+            None => !self.cleared && self.store.contains(Cf::DataKv, &data_key)?,
+        };
+        if !exists {
             self.key_count = self.key_count.saturating_add(1);
         }
-        self.batch.put(Cf::DataKv, &data_key(&key), &value);
+        self.batch.put(Cf::DataKv, &data_key, &value);
         self.overlay.insert(key, Some(value));
         Ok(())
     }
@@ -314,6 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut replies = Vec::new();
         let mut pending = ApplyBatch {
             store: &self.store.clone(),
@@ -360,6 +369,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let batch = std::mem::take(&mut pending.batch);
             self.commit_batch(batch, &mut replies)?;
         }
+        stages::record_since(Stage::Apply, started);
         Ok(())
     }
 

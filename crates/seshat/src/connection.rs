@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
+use seshat_common::stages::{self, Stage};
 use seshat_protocol_resp::{
     parse_command, CodecError, Command, Frame, ProtocolVersion, ServerCodec,
 };
@@ -130,7 +131,10 @@ impl Connection {
                 .stats
                 .total_commands
                 .fetch_add(1, Ordering::Relaxed);
-            let command = match parse_command(&request) {
+            let parse_started = Instant::now();
+            let parsed = parse_command(&request);
+            stages::record_since(Stage::Dispatch, parse_started);
+            let command = match parsed {
                 Ok(c) => c,
                 Err(e) => {
                     self.drain_writes().await?;
@@ -236,7 +240,10 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> Result<(), CodecError> {
-        SinkExt::<Frame>::flush(&mut self.framed).await
+        let started = Instant::now();
+        let result = SinkExt::<Frame>::flush(&mut self.framed).await;
+        stages::record_since(Stage::Reply, started);
+        result
     }
 
     /// Waits for every in-flight write, in order, and queues its reply.

@@ -223,6 +223,7 @@ pub fn render_metrics(shared: &Shared) -> String {
         shared.stats.connected_clients.load(Ordering::Relaxed),
     );
     shared.requests.render(id, &mut out);
+    crate::metrics::render_stages(id, &mut out);
     out
 }
 

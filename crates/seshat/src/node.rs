@@ -19,6 +19,8 @@ use seshat_raft::state_machine::{self, SmStats};
 use seshat_raft::{Raft, SeshatNode, StorageConfig, TypeConfig};
 use seshat_storage::Store;
 
+use seshat_common::stages::{self, Stage};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Settings;
@@ -65,6 +67,7 @@ pub struct PendingWrite {
 struct Submission {
     op: Operation,
     reply: oneshot::Sender<Result<OpResult, ServeError>>,
+    queued: Instant,
 }
 
 /// Most client writes one log entry carries.
@@ -142,8 +145,22 @@ async fn run_proposer(
     let mut taken = Vec::with_capacity(MAX_BATCH_WRITES);
     let mut batch = Vec::with_capacity(MAX_BATCH_WRITES);
     while queued.recv_many(&mut taken, MAX_BATCH_WRITES).await > 0 {
+        // Writes arrive in bursts: one apply wakes many clients, whose
+        // next writes are a scheduling round away. Yield once so the tasks
+        // already woken can queue theirs, then take what came; this costs
+        // one turn of the scheduler, never a timer.
+        if taken.len() < MAX_BATCH_WRITES {
+            tokio::task::yield_now().await;
+            while taken.len() < MAX_BATCH_WRITES {
+                match queued.try_recv() {
+                    Ok(s) => taken.push(s),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut bytes = 0;
         for submission in taken.drain(..) {
+            stages::record_since(Stage::ProposeQueue, submission.queued);
             let size = submission.op.encoded_size_hint();
             if !batch.is_empty() && bytes + size > max_batch_bytes {
                 submit(&raft, &store, std::mem::take(&mut batch)).await;
@@ -175,7 +192,9 @@ async fn run_read_confirmer(
 ) {
     let mut waiters = Vec::new();
     while waiting.recv_many(&mut waiters, READ_QUEUE).await > 0 {
+        let started = Instant::now();
         let result = confirm_read(&raft, &store, timeout).await;
+        stages::record_since(Stage::ReadRound, started);
         for waiter in waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }
@@ -215,8 +234,12 @@ async fn submit(raft: &Raft, store: &Store, batch: Vec<Submission>) {
         Err(ops) if ops.is_empty() => return,
         Err(ops) => Operation::Batch(ops),
     };
+    stages::record_entry(replies.len());
     let (responder, rx) = ProgressResponder::complete_only();
-    if let Err(f) = raft.client_write_ff(op, Some(responder)).await {
+    let started = Instant::now();
+    let handed = raft.client_write_ff(op, Some(responder)).await;
+    stages::record_since(Stage::ProposeHandoff, started);
+    if let Err(f) = handed {
         // Not proposed: a definite failure for every write.
         let e = fatal(store, f);
         for reply in replies {
@@ -226,7 +249,9 @@ async fn submit(raft: &Raft, store: &Store, batch: Vec<Submission>) {
     }
     let store = store.clone();
     tokio::spawn(async move {
-        deliver(&store, rx.await, replies);
+        let outcome = rx.await;
+        stages::record_since(Stage::ProposeToApplied, started);
+        deliver(&store, outcome, replies);
     });
 }
 
@@ -446,7 +471,11 @@ impl Node {
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
         let (reply, rx) = oneshot::channel();
         self.proposals
-            .send(Submission { op, reply })
+            .send(Submission {
+                op,
+                reply,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| ServeError::Stopped("raft stopped".into()))?;
         Ok(PendingWrite { rx, slot, deadline })
@@ -478,11 +507,14 @@ impl Node {
         self.check_quorum()?;
         let timeout = self.settings.request_timeout;
         let (tx, rx) = oneshot::channel();
+        let started = Instant::now();
         self.read_waiters
             .send(tx)
             .await
             .map_err(|_| ServeError::Stopped("raft stopped".into()))?;
-        match tokio::time::timeout(timeout, rx).await {
+        let confirmed = tokio::time::timeout(timeout, rx).await;
+        stages::record_since(Stage::ReadConfirm, started);
+        match confirmed {
             Err(_) | Ok(Err(_)) => Err(ServeError::Timeout(format!(
                 "read not confirmed within {} ms",
                 timeout.as_millis()

@@ -307,6 +307,15 @@ impl Store {
             .map_err(|e| StorageError::rocks("read", e))
     }
 
+    /// Whether `key` exists, without copying its value out.
+    pub fn contains(&self, cf: Cf, key: &[u8]) -> Result<bool, StorageError> {
+        self.inner
+            .db
+            .get_pinned_cf(self.cf(cf)?, key)
+            .map(|v| v.is_some())
+            .map_err(|e| StorageError::rocks("read", e))
+    }
+
     /// Reads the entries of `cf` with keys in `[from, to)`, in key order,
     /// stopping after `limit` entries.
     pub fn scan(
