@@ -6,12 +6,17 @@
 //! to the [`Syncer`] thread. The syncer takes every callback queued so far,
 //! issues one WAL fsync, and completes them all in order: one fsync serves
 //! every append that arrived while the previous fsync ran.
+//!
+//! The newest entries are also kept in memory ([`EntryCache`]): replication
+//! to each follower and apply read entries that were appended moments ago,
+//! and serving them from memory saves a RocksDB scan and a decode per read.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -30,11 +35,102 @@ const KEY_COMMITTED: &[u8] = b"committed";
 /// bounded ranges already, this is a backstop.
 pub const MAX_ENTRIES_PER_READ: usize = 65_536;
 
-/// The Raft log store. Cheap to clone (all clones share one syncer).
+/// Most entries the in-memory cache keeps.
+pub const CACHE_MAX_ENTRIES: usize = 8192;
+/// Most encoded bytes of entries the in-memory cache keeps.
+pub const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// The newest log entries, consecutive, mirroring the end of the log on
+/// disk: every change to the log (append, truncate, purge) changes the
+/// cache under the same call, so when the cache is not empty its last
+/// entry is the log's last entry. Eviction drops the oldest entries only.
+#[derive(Default)]
+struct EntryCache {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl EntryCache {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn last_index(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.log_id.index)
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Adds an entry just written to disk.
+    fn push(&mut self, entry: Entry, size: usize) {
+        // Not consecutive (first append after a restart, or after a purge
+        // that emptied the cache): start over from this entry.
+        if self
+            .last_index()
+            .is_some_and(|last| last.checked_add(1) != Some(entry.log_id.index))
+        {
+            self.clear();
+        }
+        self.entries.push_back((entry, size));
+        self.bytes += size;
+        while self.entries.len() > CACHE_MAX_ENTRIES || self.bytes > CACHE_MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, s)) => self.bytes -= s,
+                None => break,
+            }
+        }
+    }
+
+    /// Drops entries with index >= `from` (log truncated).
+    fn truncate_from(&mut self, from: u64) {
+        while self.last_index().is_some_and(|i| i >= from) {
+            if let Some((_, s)) = self.entries.pop_back() {
+                self.bytes -= s;
+            }
+        }
+    }
+
+    /// Drops entries with index <= `upto` (log purged).
+    fn purge_through(&mut self, upto: u64) {
+        while self.first_index().is_some_and(|i| i <= upto) {
+            if let Some((_, s)) = self.entries.pop_front() {
+                self.bytes -= s;
+            }
+        }
+    }
+
+    /// Entries `[from, to)` if the cache holds all of them.
+    fn get(&self, from: u64, to: u64) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        let last = self.last_index()?;
+        if from < first || to > last.saturating_add(1) {
+            return None;
+        }
+        let skip = usize::try_from(from - first).ok()?;
+        let take = usize::try_from(to.saturating_sub(from))
+            .ok()?
+            .min(MAX_ENTRIES_PER_READ);
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take(take)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
+    }
+}
+
+/// The Raft log store. Cheap to clone (all clones share one syncer and one
+/// entry cache).
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
     syncer: Arc<Syncer>,
+    cache: Arc<Mutex<EntryCache>>,
 }
 
 impl LogStore {
@@ -44,6 +140,17 @@ impl LogStore {
         Ok(Self {
             store,
             syncer: Arc::new(syncer),
+            cache: Arc::default(),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, EntryCache> {
+        // The cache is only a copy: if a panic poisoned the lock, empty it
+        // and go on (reads then come from disk).
+        self.cache.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            guard.clear();
+            guard
         })
     }
 
@@ -137,6 +244,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (from, to) = range_to_bounds(&range);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if let Some(entries) = self.cache().get(from, to) {
+            return Ok(entries);
+        }
         self.read_entries(from, to)
     }
 
@@ -211,17 +324,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = Batch::default();
+        let mut appended = Vec::new();
         for entry in entries {
-            batch.put(
-                Cf::DataRaftLog,
-                &log_key(entry.log_id.index),
-                &codec::encode_entry(&entry),
-            );
+            let encoded = codec::encode_entry(&entry);
+            batch.put(Cf::DataRaftLog, &log_key(entry.log_id.index), &encoded);
+            appended.push((entry, encoded.len()));
         }
         // Written now so the entries are readable when we return; durable
         // only once the syncer's fsync completes the callback.
         let started = Instant::now();
-        self.store.write(batch, false).map_err(io::Error::other)?;
+        let mut cache = self.cache();
+        if let Err(e) = self.store.write(batch, false) {
+            cache.clear();
+            return Err(io::Error::other(e));
+        }
+        for (entry, size) in appended {
+            cache.push(entry, size);
+        }
+        drop(cache);
         stages::record_since(Stage::LogWrite, started);
         self.syncer.submit(callback, started)
     }
@@ -233,7 +353,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.delete(Cf::DataRaftLog, &log_key(u64::MAX));
         // Ordered in the WAL before any later append, whose fsync makes it
         // durable too.
-        self.store.write(batch, false).map_err(io::Error::other)
+        let mut cache = self.cache();
+        cache.truncate_from(from);
+        self.store.write(batch, false).map_err(|e| {
+            cache.clear();
+            io::Error::other(e)
+        })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -249,7 +374,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             &log_key(0),
             &log_key(log_id.index.saturating_add(1)),
         );
-        self.store.write(batch, false).map_err(io::Error::other)
+        let mut cache = self.cache();
+        cache.purge_through(log_id.index);
+        self.store.write(batch, false).map_err(|e| {
+            cache.clear();
+            io::Error::other(e)
+        })
     }
 }
 
@@ -321,5 +451,96 @@ fn sync_loop(store: Store, rx: mpsc::Receiver<(IOFlushed<TypeConfig>, Instant)>)
             };
             cb.io_completed(r);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::CommittedLeaderId;
+    use openraft::EntryPayload;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId { term, node_id: 1 }, index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Change {
+        Append(u64),
+        Truncate(u64),
+        Purge(u64),
+        Read(u64, u64),
+    }
+
+    proptest! {
+        /// Whatever the cache answers is exactly what the log (modelled as
+        /// a map) holds; it never invents, drops or reorders entries.
+        #[test]
+        fn cache_answers_match_the_log(changes in prop::collection::vec(
+            prop_oneof![
+                4 => (1u64..40).prop_map(Change::Append),
+                1 => (0u64..200).prop_map(Change::Truncate),
+                1 => (0u64..200).prop_map(Change::Purge),
+                4 => (0u64..200, 0u64..60).prop_map(|(f, n)| Change::Read(f, f + n)),
+            ],
+            0..60,
+        )) {
+            let mut cache = EntryCache::default();
+            let mut log: BTreeMap<u64, Entry> = BTreeMap::new();
+            let mut term = 1;
+            for change in changes {
+                match change {
+                    Change::Append(n) => {
+                        term += 1;
+                        let next = log.keys().next_back().map_or(0, |l| l + 1);
+                        for i in next..next + n {
+                            log.insert(i, entry(i, term));
+                            cache.push(entry(i, term), 10);
+                        }
+                    }
+                    Change::Truncate(from) => {
+                        log.retain(|i, _| *i < from);
+                        cache.truncate_from(from);
+                    }
+                    Change::Purge(upto) => {
+                        log.retain(|i, _| *i > upto);
+                        cache.purge_through(upto);
+                    }
+                    Change::Read(from, to) => {
+                        if let Some(got) = cache.get(from, to) {
+                            let want: Vec<Entry> =
+                                log.range(from..to).map(|(_, e)| e.clone()).collect();
+                            prop_assert_eq!(got, want);
+                        }
+                    }
+                }
+                // Invariant: a non-empty cache ends where the log ends.
+                if let Some(last) = cache.last_index() {
+                    prop_assert_eq!(Some(&last), log.keys().next_back());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut cache = EntryCache::default();
+        for i in 0..(CACHE_MAX_ENTRIES as u64 + 100) {
+            cache.push(entry(i, 1), 1);
+        }
+        assert_eq!(cache.entries.len(), CACHE_MAX_ENTRIES);
+        assert_eq!(cache.first_index(), Some(100));
+        let big = CACHE_MAX_BYTES / 4 + 1;
+        for i in 0..4u64 {
+            cache.push(entry(CACHE_MAX_ENTRIES as u64 + 100 + i, 1), big);
+        }
+        assert!(cache.bytes <= CACHE_MAX_BYTES);
+        // Reads outside what it holds go to disk.
+        assert!(cache.get(0, 10).is_none());
     }
 }
