@@ -86,23 +86,40 @@ fn error(e: impl ToString) -> Frame {
     Frame::error(e.to_string())
 }
 
+/// Whether `command` reads data and so needs a read barrier.
+pub fn is_linearizable_read(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Get { .. } | Command::Exists { .. } | Command::DbSize
+    )
+}
+
+/// The slot a read's `MOVED` names.
+pub fn read_slot(command: &Command) -> u16 {
+    match command {
+        Command::Get { key } => slot(key),
+        Command::Exists { keys } => keys.first().map_or(0, |k| slot(k)),
+        _ => 0,
+    }
+}
+
 /// Runs a command that does not go through the Raft log.
 pub async fn execute(command: Command, client: &mut ClientState, shared: &Shared) -> Outcome {
     let node = &shared.node;
     let frame = match command {
-        Command::Get { key } => match node.get(&key, slot(&key)).await {
+        Command::Get { key } => match node.get(&key, slot(&key), client.read_confirmed).await {
             Ok(Some(v)) => Frame::Bulk(v),
             Ok(None) => Frame::Null,
             Err(e) => error(e),
         },
         Command::Exists { keys } => {
             let s = keys.first().map_or(0, |k| slot(k));
-            match node.exists(&keys, s).await {
+            match node.exists(&keys, s, client.read_confirmed).await {
                 Ok(n) => Frame::Integer(n),
                 Err(e) => error(e),
             }
         }
-        Command::DbSize => match node.dbsize().await {
+        Command::DbSize => match node.dbsize(client.read_confirmed).await {
             Ok(n) => Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
             Err(e) => error(e),
         },

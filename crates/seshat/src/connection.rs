@@ -5,6 +5,11 @@
 //! without waiting, so they share log syncs and replication round trips;
 //! their replies are awaited in order. Any other command first waits for
 //! the writes before it, so a client always reads its own writes.
+//!
+//! Pipelined reads share one read barrier: before a read that needs one,
+//! every request already received is decoded, then one barrier is taken;
+//! it covers all of them (they were sent before it began), so those that
+//! are reads need no barrier of their own.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -45,7 +50,16 @@ pub struct ClientState {
     pub lib_ver: Option<Bytes>,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// The command being run was received before a read barrier that has
+    /// since succeeded: a read needs no barrier of its own.
+    pub read_confirmed: bool,
 }
+
+/// Most already-received requests decoded ahead of a shared read barrier.
+const MAX_DECODED_AHEAD: usize = 1024;
+
+/// What `Framed::next` yields.
+type Decoded = Option<Result<seshat_protocol_resp::Request, CodecError>>;
 
 /// A connected client.
 pub struct Connection {
@@ -53,6 +67,10 @@ pub struct Connection {
     shared: Arc<Shared>,
     state: ClientState,
     inflight: VecDeque<InflightWrite>,
+    /// Requests decoded ahead of a shared read barrier, in arrival order.
+    ahead: VecDeque<Decoded>,
+    /// How many of the first `ahead` a succeeded barrier covers.
+    covered: usize,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -75,8 +93,11 @@ impl Connection {
                 lib_name: None,
                 lib_ver: None,
                 peer,
+                read_confirmed: false,
             },
             inflight: VecDeque::new(),
+            ahead: VecDeque::new(),
+            covered: 0,
             shutdown,
         }
     }
@@ -101,17 +122,25 @@ impl Connection {
         loop {
             // Take whatever is already decodable without waiting; when
             // nothing is, answer what is pending and then wait.
-            let next = match self.framed.next().now_or_never() {
-                Some(item) => item,
-                None => {
-                    self.drain_writes().await?;
-                    self.flush().await?;
-                    tokio::select! {
-                        item = self.framed.next() => item,
-                        _ = self.shutdown.changed() => return Ok(()),
+            let mut covered = false;
+            let next = if let Some(item) = self.ahead.pop_front() {
+                covered = self.covered > 0;
+                self.covered = self.covered.saturating_sub(1);
+                item
+            } else {
+                match self.framed.next().now_or_never() {
+                    Some(item) => item,
+                    None => {
+                        self.drain_writes().await?;
+                        self.flush().await?;
+                        tokio::select! {
+                            item = self.framed.next() => item,
+                            _ = self.shutdown.changed() => return Ok(()),
+                        }
                     }
                 }
             };
+            self.state.read_confirmed = covered;
             let request = match next {
                 None => {
                     self.drain_writes().await?;
@@ -192,6 +221,9 @@ impl Connection {
             }
             return Ok(Flow::Continue);
         }
+        if commands::is_linearizable_read(&command) && !self.state.read_confirmed {
+            self.confirm_received_reads(&command).await;
+        }
         self.drain_writes().await?;
         let outcome = {
             let _in_flight = self.shared.requests.start();
@@ -237,6 +269,34 @@ impl Connection {
             .find(|(id, _)| **id == leader)
             .map(|(_, n)| n.raft_addr.clone());
         addr
+    }
+
+    /// If more requests have already arrived behind this read, decodes
+    /// them and takes one read barrier for all: on success this read and
+    /// every request decoded ahead count as confirmed. With nothing behind
+    /// it the read takes its own barrier as usual.
+    async fn confirm_received_reads(&mut self, command: &Command) {
+        while self.ahead.len() < MAX_DECODED_AHEAD {
+            match self.framed.next().now_or_never() {
+                Some(item) => {
+                    let end = !matches!(item, Some(Ok(_)));
+                    self.ahead.push_back(item);
+                    if end {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        if self.ahead.len() <= self.covered {
+            return;
+        }
+        let slot = commands::read_slot(command);
+        // Taken after everything in `ahead` was received.
+        if self.shared.node.read_barrier(slot).await.is_ok() {
+            self.covered = self.ahead.len();
+            self.state.read_confirmed = true;
+        }
     }
 
     async fn flush(&mut self) -> Result<(), CodecError> {

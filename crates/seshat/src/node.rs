@@ -181,25 +181,47 @@ const READ_QUEUE: usize = 16 * 1024;
 /// The read confirmer: one ReadIndex round (the leader confirms with a
 /// majority that it still leads, then waits until it has applied up to its
 /// commit index) answers every read that was waiting when the round began.
-/// A read that arrives during a round waits for the next one: a round
+/// A read that arrives during a round waits for a later one: a round
 /// started before a read was invoked could not vouch for it. So concurrent
-/// reads share one heartbeat round instead of each sending its own.
+/// reads share one heartbeat round instead of each sending its own. Up to
+/// [`MAX_READ_ROUNDS`] rounds overlap, so a read that just missed a round
+/// does not wait for it to finish before its own starts.
 async fn run_read_confirmer(
     raft: Raft,
     store: Store,
     mut waiting: mpsc::Receiver<ReadWaiter>,
     timeout: std::time::Duration,
 ) {
+    let rounds = Arc::new(tokio::sync::Semaphore::new(MAX_READ_ROUNDS));
     let mut waiters = Vec::new();
     while waiting.recv_many(&mut waiters, READ_QUEUE).await > 0 {
-        let started = Instant::now();
-        let result = confirm_read(&raft, &store, timeout).await;
-        stages::record_since(Stage::ReadRound, started);
-        for waiter in waiters.drain(..) {
-            let _ = waiter.send(result.clone());
+        let Ok(permit) = rounds.clone().acquire_owned().await else {
+            return;
+        };
+        // Reads that queued while no round was free join this one.
+        while waiters.len() < READ_QUEUE {
+            match waiting.try_recv() {
+                Ok(w) => waiters.push(w),
+                Err(_) => break,
+            }
         }
+        // Every read in `batch` was queued before its round starts here.
+        let batch = std::mem::take(&mut waiters);
+        let (raft, store) = (raft.clone(), store.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = confirm_read(&raft, &store, timeout).await;
+            stages::record_since(Stage::ReadRound, started);
+            drop(permit);
+            for waiter in batch {
+                let _ = waiter.send(result.clone());
+            }
+        });
     }
 }
+
+/// Most ReadIndex rounds in flight at once.
+const MAX_READ_ROUNDS: usize = 2;
 
 /// One ReadIndex round; `MOVED` errors name slot 0 (see
 /// [`ServeError::with_slot`]).
@@ -524,14 +546,32 @@ impl Node {
     }
 
     /// Reads one key after a read barrier.
-    pub async fn get(&self, key: &[u8], slot: u16) -> Result<Option<Bytes>, ServeError> {
-        self.read_barrier(slot).await?;
+    ///
+    /// `confirmed`: a read barrier that began after this read arrived has
+    /// already succeeded (pipelined reads share one), so none is needed.
+    pub async fn get(
+        &self,
+        key: &[u8],
+        slot: u16,
+        confirmed: bool,
+    ) -> Result<Option<Bytes>, ServeError> {
+        if !confirmed {
+            self.read_barrier(slot).await?;
+        }
         state_machine::read_value(&self.store, key).map_err(|e| ServeError::Stopped(e.to_string()))
     }
 
     /// Counts which of `keys` exist (with repetition, as Redis does).
-    pub async fn exists(&self, keys: &[Bytes], slot: u16) -> Result<i64, ServeError> {
-        self.read_barrier(slot).await?;
+    /// `confirmed` as for [`Self::get`].
+    pub async fn exists(
+        &self,
+        keys: &[Bytes],
+        slot: u16,
+        confirmed: bool,
+    ) -> Result<i64, ServeError> {
+        if !confirmed {
+            self.read_barrier(slot).await?;
+        }
         // One RocksDB snapshot for all keys, so a multi-key EXISTS sees a
         // single point in time.
         let view = self.store.snapshot();
@@ -548,8 +588,11 @@ impl Node {
     }
 
     /// Number of keys, after a read barrier.
-    pub async fn dbsize(&self) -> Result<u64, ServeError> {
-        self.read_barrier(0).await?;
+    /// `confirmed` as for [`Self::get`].
+    pub async fn dbsize(&self, confirmed: bool) -> Result<u64, ServeError> {
+        if !confirmed {
+            self.read_barrier(0).await?;
+        }
         Ok(self
             .sm_stats
             .key_count

@@ -145,6 +145,7 @@ impl ForwardHandler for LeaderExecutor {
                         lib_name: None,
                         lib_ver: None,
                         peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+                        read_confirmed: false,
                     };
                     match commands::execute(command, &mut client, &self.shared).await {
                         commands::Outcome::Reply(f)
