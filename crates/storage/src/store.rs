@@ -198,9 +198,21 @@ impl Store {
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_log_file_size(8 * 1024 * 1024);
 
-        let cfs = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts.clone()));
+        // User data: every SET asks whether its key exists (for the key
+        // count); a memtable bloom filter answers "no" for new keys without
+        // searching the memtable skiplist.
+        let mut data_opts = cf_opts.clone();
+        data_opts.set_memtable_whole_key_filtering(true);
+        data_opts.set_memtable_prefix_bloom_ratio(0.05);
+
+        let cfs = Cf::ALL.iter().map(|cf| {
+            let opts = if *cf == Cf::DataKv {
+                data_opts.clone()
+            } else {
+                cf_opts.clone()
+            };
+            ColumnFamilyDescriptor::new(cf.name(), opts)
+        });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
             .map_err(|e| StorageError::rocks("open", e))?;
         for cf in Cf::ALL {
