@@ -133,44 +133,111 @@ impl ServeError {
 /// The proposer: takes every write queued since its last proposal and
 /// proposes them as one log entry (a lone write as itself), so concurrent
 /// clients share one entry's encode, append, sync, replication and apply.
-/// It never waits to fill a batch: under light load each write is proposed
-/// at once; under heavy load writes queue while the previous proposal is
-/// handed to Raft, and go together.
+/// It never waits on a timer. At most [`MAX_ENTRIES_IN_FLIGHT`] of its
+/// entries are uncommitted at once: while they are, new writes queue and
+/// go together in the next entry, so the busier the node, the larger the
+/// entries and the fewer of them (each costs replication requests, fsyncs
+/// and wake-ups). Under light load each write is proposed at once.
 async fn run_proposer(
     raft: Raft,
     store: Store,
     mut queued: mpsc::Receiver<Submission>,
     max_batch_bytes: usize,
 ) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     let mut taken = Vec::with_capacity(MAX_BATCH_WRITES);
-    let mut batch = Vec::with_capacity(MAX_BATCH_WRITES);
     while queued.recv_many(&mut taken, MAX_BATCH_WRITES).await > 0 {
         // Writes arrive in bursts: one apply wakes many clients, whose
         // next writes are a scheduling round away. Yield once so the tasks
-        // already woken can queue theirs, then take what came; this costs
-        // one turn of the scheduler, never a timer.
-        if taken.len() < MAX_BATCH_WRITES {
-            tokio::task::yield_now().await;
-            while taken.len() < MAX_BATCH_WRITES {
-                match queued.try_recv() {
-                    Ok(s) => taken.push(s),
-                    Err(_) => break,
-                }
+        // already woken can queue theirs.
+        tokio::task::yield_now().await;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        // Whatever queued while an entry slot was busy goes too.
+        while taken.len() < MAX_BATCH_WRITES {
+            match queued.try_recv() {
+                Ok(s) => taken.push(s),
+                Err(_) => break,
             }
         }
+        let mut batch = Vec::with_capacity(taken.len());
         let mut bytes = 0;
+        let mut permit = Some(permit);
         for submission in taken.drain(..) {
             stages::record_since(Stage::ProposeQueue, submission.queued);
+            // The client gave up (timed out or disconnected): it was told
+            // the write may or may not apply; not proposing it is allowed.
+            if submission.reply.is_closed() {
+                continue;
+            }
             let size = submission.op.encoded_size_hint();
             if !batch.is_empty() && bytes + size > max_batch_bytes {
-                submit(&raft, &store, std::mem::take(&mut batch)).await;
+                let p = match permit.take() {
+                    Some(p) => p,
+                    None => match in_flight.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                submit(&raft, &store, std::mem::take(&mut batch), p).await;
                 bytes = 0;
             }
             bytes += size;
             batch.push(submission);
         }
-        submit(&raft, &store, std::mem::take(&mut batch)).await;
+        if !batch.is_empty() {
+            let p = match permit.take() {
+                Some(p) => p,
+                None => match in_flight.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            submit(&raft, &store, batch, p).await;
+        }
     }
+}
+
+/// Most entries of client writes proposed and not yet answered.
+const MAX_ENTRIES_IN_FLIGHT: usize = 2;
+
+/// Proposes `batch` as one entry and arranges for each write's result to
+/// reach its client when the entry is applied (or fails); `permit` is held
+/// until then.
+async fn submit(
+    raft: &Raft,
+    store: &Store,
+    batch: Vec<Submission>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (ops, replies): (Vec<Operation>, Vec<_>) =
+        batch.into_iter().map(|s| (s.op, s.reply)).unzip();
+    let op = match <[Operation; 1]>::try_from(ops) {
+        Ok([single]) => single,
+        Err(ops) if ops.is_empty() => return,
+        Err(ops) => Operation::Batch(ops),
+    };
+    stages::record_entry(replies.len());
+    let (responder, rx) = ProgressResponder::complete_only();
+    let started = Instant::now();
+    let handed = raft.client_write_ff(op, Some(responder)).await;
+    stages::record_since(Stage::ProposeHandoff, started);
+    if let Err(f) = handed {
+        // Not proposed: a definite failure for every write.
+        let e = fatal(store, f);
+        for reply in replies {
+            let _ = reply.send(Err(e.clone()));
+        }
+        return;
+    }
+    let store = store.clone();
+    tokio::spawn(async move {
+        let outcome = rx.await;
+        drop(permit);
+        stages::record_since(Stage::ProposeToApplied, started);
+        deliver(&store, outcome, replies);
+    });
 }
 
 /// A read waiting for the leadership confirmation that covers it.
@@ -244,37 +311,6 @@ async fn confirm_read(
         }
         Ok(Err(RaftError::Fatal(f))) => Err(fatal(store, f)),
     }
-}
-
-/// Proposes `batch` as one entry and arranges for each write's result to
-/// reach its client when the entry is applied (or fails).
-async fn submit(raft: &Raft, store: &Store, batch: Vec<Submission>) {
-    let (ops, replies): (Vec<Operation>, Vec<_>) =
-        batch.into_iter().map(|s| (s.op, s.reply)).unzip();
-    let op = match <[Operation; 1]>::try_from(ops) {
-        Ok([single]) => single,
-        Err(ops) if ops.is_empty() => return,
-        Err(ops) => Operation::Batch(ops),
-    };
-    stages::record_entry(replies.len());
-    let (responder, rx) = ProgressResponder::complete_only();
-    let started = Instant::now();
-    let handed = raft.client_write_ff(op, Some(responder)).await;
-    stages::record_since(Stage::ProposeHandoff, started);
-    if let Err(f) = handed {
-        // Not proposed: a definite failure for every write.
-        let e = fatal(store, f);
-        for reply in replies {
-            let _ = reply.send(Err(e.clone()));
-        }
-        return;
-    }
-    let store = store.clone();
-    tokio::spawn(async move {
-        let outcome = rx.await;
-        stages::record_since(Stage::ProposeToApplied, started);
-        deliver(&store, outcome, replies);
-    });
 }
 
 /// Hands each write of an entry its own result.
@@ -492,14 +528,23 @@ impl Node {
         self.check_quorum()?;
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
         let (reply, rx) = oneshot::channel();
-        self.proposals
-            .send(Submission {
-                op,
-                reply,
-                queued: Instant::now(),
-            })
-            .await
-            .map_err(|_| ServeError::Stopped("raft stopped".into()))?;
+        let submission = Submission {
+            op,
+            reply,
+            queued: Instant::now(),
+        };
+        match tokio::time::timeout_at(deadline, self.proposals.send(submission)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ServeError::Stopped("raft stopped".into())),
+            // Never queued, so never applied; the wording stays the usual
+            // indeterminate one, which is also true.
+            Err(_) => {
+                return Err(ServeError::Timeout(format!(
+                    "write not confirmed within {} ms; it may still be applied",
+                    self.settings.request_timeout.as_millis()
+                )))
+            }
+        }
         Ok(PendingWrite { rx, slot, deadline })
     }
 
