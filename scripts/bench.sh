@@ -13,8 +13,10 @@
 #   5. runs the same redis-benchmark workloads against the Seshat leader and
 #      both redis-servers: SET then GET, 64-byte values, 50 clients, random
 #      keys out of 100,000, unpipelined and with -P 16,
-#   6. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios)
-#      plus the machine and date, on stdout; progress goes to stderr.
+#   6. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios),
+#      then per Seshat run where a request spent its time (the nodes'
+#      stage_seconds metrics, read before and after the run), plus the
+#      machine and date, on stdout; progress goes to stderr.
 # Every process and temp dir it starts is removed on exit, failure or Ctrl-C.
 # After the build, the run takes about 2 minutes and is cut off after
 # BENCH_TIME_LIMIT seconds.
