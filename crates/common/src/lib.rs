@@ -28,6 +28,9 @@ pub const MAX_KEY_BYTES_CEILING: usize = 64 * 1024;
 /// Hard ceiling for the configurable value limit: one entry must fit well
 /// inside a gRPC message (tonic's default is 4 MiB).
 pub const MAX_VALUE_BYTES_CEILING: usize = 1024 * 1024;
+/// What one key of a multi-key command is counted as beyond its length
+/// (its framing in a log entry), for [`Limits::check_keys_total`].
+pub const KEY_FRAMING_BYTES: usize = 8;
 /// Number of Redis Cluster hash slots.
 pub const CLUSTER_SLOTS: u16 = 16384;
 
@@ -59,8 +62,9 @@ pub enum LimitError {
     /// The value is longer than `max_value_bytes`.
     #[error("ERR value too large")]
     ValueTooLarge,
-    /// The keys of one command add up to more than `max_value_bytes`: one
-    /// log entry is never larger than the largest SET.
+    /// The keys of one command (each counted with its framing) add up to
+    /// more than `max_value_bytes`: one log entry is never much larger than
+    /// the largest SET.
     #[error("ERR request too large")]
     RequestTooLarge,
 }
@@ -116,8 +120,9 @@ impl Limits {
         Ok(())
     }
 
-    /// Refuses keys of one command whose total length exceeds
-    /// `max_value_bytes`.
+    /// Refuses keys of one command whose total size in a log entry —
+    /// each key's length plus [`KEY_FRAMING_BYTES`] — exceeds
+    /// `max_value_bytes` (so a million empty keys are refused too).
     pub fn check_keys_total<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a [u8]>,
@@ -125,7 +130,7 @@ impl Limits {
         let mut total: usize = 0;
         for key in keys {
             self.check_key(key)?;
-            total = total.saturating_add(key.len());
+            total = total.saturating_add(key.len().saturating_add(KEY_FRAMING_BYTES));
             if total > self.max_value_bytes {
                 return Err(LimitError::RequestTooLarge);
             }

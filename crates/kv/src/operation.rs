@@ -152,5 +152,12 @@ mod tests {
             validate(&Operation::Del { keys: many }, &limits),
             Err(LimitError::RequestTooLarge)
         );
+        // Regression: empty keys cost nothing by length but still take
+        // room in the entry; a DEL of a million of them is refused too.
+        let empties = vec![Bytes::new(); 1_000_000];
+        assert_eq!(
+            validate(&Operation::Del { keys: empties }, &limits),
+            Err(LimitError::RequestTooLarge)
+        );
     }
 }

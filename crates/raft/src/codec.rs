@@ -291,6 +291,15 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, CodecError> {
     entry_from_pb(decode("log entry", bytes)?)
 }
 
+/// Decodes a log entry whose keys and values share `bytes` (no copies).
+pub fn decode_entry_shared(bytes: Bytes) -> Result<Entry, CodecError> {
+    let pb = pb::LogEntry::decode(bytes).map_err(|source| CodecError::Protobuf {
+        what: "log entry",
+        source,
+    })?;
+    entry_from_pb(pb)
+}
+
 /// Encodes a vote record.
 pub fn encode_vote(vote: &Vote) -> Vec<u8> {
     pb::VoteRecord {

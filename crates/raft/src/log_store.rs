@@ -17,6 +17,8 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
 use std::time::Instant;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -39,6 +41,13 @@ pub const MAX_ENTRIES_PER_READ: usize = 65_536;
 pub const CACHE_MAX_ENTRIES: usize = 8192;
 /// Most encoded bytes of entries the in-memory cache keeps.
 pub const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// What an entry encoded in `encoded_len` bytes is counted as in the
+/// cache: its buffer plus the decoded structures around it (about as much
+/// again for many small writes).
+fn cache_footprint(encoded_len: usize) -> usize {
+    encoded_len.saturating_mul(2).saturating_add(256)
+}
 
 /// The newest log entries, consecutive, mirroring the end of the log on
 /// disk: every change to the log (append, truncate, purge) changes the
@@ -324,21 +333,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = Batch::default();
-        let mut appended = Vec::new();
+        let mut encoded_entries = Vec::new();
         for entry in entries {
             let encoded = codec::encode_entry(&entry);
             batch.put(Cf::DataRaftLog, &log_key(entry.log_id.index), &encoded);
-            appended.push((entry, encoded.len()));
+            encoded_entries.push(encoded);
         }
         // Written now so the entries are readable when we return; durable
-        // only once the syncer's fsync completes the callback.
+        // only once the syncer's fsync completes the callback. Readers that
+        // look before the cache has them read the disk.
         let started = Instant::now();
-        let mut cache = self.cache();
         if let Err(e) = self.store.write(batch, false) {
-            cache.clear();
+            self.cache().clear();
             return Err(io::Error::other(e));
         }
-        for (entry, size) in appended {
+        // Cache copies decoded from the exact encoded bytes: the entries
+        // openraft handed us may share a client's or a peer's much larger
+        // read buffer, which the cache must not keep alive.
+        let mut cached = Vec::with_capacity(encoded_entries.len());
+        for encoded in encoded_entries {
+            let size = cache_footprint(encoded.len());
+            cached.push((codec::decode_entry_shared(Bytes::from(encoded))?, size));
+        }
+        let mut cache = self.cache();
+        for (entry, size) in cached {
             cache.push(entry, size);
         }
         drop(cache);

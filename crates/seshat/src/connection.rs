@@ -182,6 +182,11 @@ impl Connection {
         let name = commands::metric_name(&command);
         let started = Instant::now();
         if let Some(leader_raft_addr) = self.proxy_target(&command) {
+            // A write acknowledged by the leader through the proxy is not
+            // applied here yet: a shared barrier taken earlier must not
+            // let a later read skip its own (read-your-writes).
+            self.covered = 0;
+            self.state.read_confirmed = false;
             self.drain_writes().await?;
             let is_write = commands::as_write(&command).is_some();
             let timeout = self.shared.node.settings.request_timeout;
@@ -222,7 +227,13 @@ impl Connection {
             return Ok(Flow::Continue);
         }
         if commands::is_linearizable_read(&command) && !self.state.read_confirmed {
-            self.confirm_received_reads(&command).await;
+            if let Some(Err(e)) = self.confirm_received_reads(&command).await {
+                // The barrier this read would take itself just failed.
+                self.drain_writes().await?;
+                self.shared.requests.record(name, false, started.elapsed());
+                self.framed.feed(Frame::error(e.to_string())).await?;
+                return Ok(Flow::Continue);
+            }
         }
         self.drain_writes().await?;
         let outcome = {
@@ -274,8 +285,11 @@ impl Connection {
     /// If more requests have already arrived behind this read, decodes
     /// them and takes one read barrier for all: on success this read and
     /// every request decoded ahead count as confirmed. With nothing behind
-    /// it the read takes its own barrier as usual.
-    async fn confirm_received_reads(&mut self, command: &Command) {
+    /// it the read takes its own barrier as usual (`None`).
+    async fn confirm_received_reads(
+        &mut self,
+        command: &Command,
+    ) -> Option<Result<(), crate::node::ServeError>> {
         while self.ahead.len() < MAX_DECODED_AHEAD {
             match self.framed.next().now_or_never() {
                 Some(item) => {
@@ -289,14 +303,16 @@ impl Connection {
             }
         }
         if self.ahead.len() <= self.covered {
-            return;
+            return None;
         }
         let slot = commands::read_slot(command);
         // Taken after everything in `ahead` was received.
-        if self.shared.node.read_barrier(slot).await.is_ok() {
+        let result = self.shared.node.read_barrier(slot).await;
+        if result.is_ok() {
             self.covered = self.ahead.len();
             self.state.read_confirmed = true;
         }
+        Some(result)
     }
 
     async fn flush(&mut self) -> Result<(), CodecError> {

@@ -73,7 +73,9 @@ struct Submission {
 /// Most client writes one log entry carries.
 pub const MAX_BATCH_WRITES: usize = 1024;
 /// Most payload bytes one batched log entry carries (a single larger write
-/// gets an entry of its own).
+/// gets an entry of its own). The node also caps a batch at the largest
+/// SET (key + value limits), which is smaller with the default limits, so
+/// that `raft_config`'s replication sizing for maximal entries holds.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Writes queued for the proposer before `propose` waits (backpressure).
 const PROPOSAL_QUEUE: usize = 4 * MAX_BATCH_WRITES;
@@ -470,6 +472,30 @@ impl Node {
 
     /// `-NOQUORUM` when this node leads but has not heard from a majority
     /// for longer than an election timeout: nothing is proposed then.
+    /// `MOVED` / `CLUSTERDOWN` at once when this node does not lead, so a
+    /// write is never queued behind the proposer on a follower (it would
+    /// wait there for entries of an old term and end as `TIMEOUT`).
+    fn check_leader_for_write(&self, slot: u16) -> Result<(), ServeError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        match m.current_leader {
+            Some(leader) if leader == m.id => Ok(()),
+            Some(leader) => match m
+                .membership_config
+                .membership()
+                .nodes()
+                .find(|(id, _)| **id == leader)
+            {
+                Some((_, node)) => Err(ServeError::Moved {
+                    slot,
+                    addr: node.client_addr.clone(),
+                }),
+                None => Err(ServeError::NoLeader("no raft leader".into())),
+            },
+            None => Err(ServeError::NoLeader("no raft leader".into())),
+        }
+    }
+
     fn check_quorum(&self) -> Result<(), ServeError> {
         // Borrow, don't clone: this runs on every request.
         let metrics = self.raft.metrics();
@@ -525,6 +551,7 @@ impl Node {
         if let Some(reason) = self.stopped_reason() {
             return Err(ServeError::Stopped(reason));
         }
+        self.check_leader_for_write(slot)?;
         self.check_quorum()?;
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
         let (reply, rx) = oneshot::channel();

@@ -51,6 +51,34 @@ fn three_nodes_form_a_cluster_and_followers_answer_moved() {
                 "{err:?}"
             );
         }
+        // Regression: pipelined reads share one barrier; when it fails on
+        // a follower every read still gets its own MOVED (its own slot),
+        // in order, and so does a write in between.
+        {
+            use std::io::{Read, Write};
+            let mut raw = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+            raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            raw.write_all(b"GET foo\r\nGET bar\r\nSET foo x\r\nGET foo\r\nEXISTS bar\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while got.iter().filter(|b| **b == b'\n').count() < 5 {
+                let n = raw.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "connection closed: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8(got).unwrap();
+            let addr = format!("127.0.0.1:{leader_port}");
+            let want: Vec<String> = [12182, 5061, 12182, 12182, 5061]
+                .iter()
+                .map(|s| format!("-MOVED {s} {addr}"))
+                .collect();
+            assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
+        }
         // Keyless commands redirect with slot 0; PING is answered locally.
         let err: RedisError = redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap_err();
         assert_eq!(err.redirect_node().map(|(_, s)| s), Some(0));

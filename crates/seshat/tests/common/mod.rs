@@ -11,10 +11,29 @@ use std::time::{Duration, Instant};
 /// How long a node may take to start answering PING.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range
+/// (32768–60999), so the kernel never gives one to an outgoing connection.
+const PORT_RANGE: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1 (bound then released), never the same
+/// twice in one test process. Regression: ports from the ephemeral range
+/// (`bind :0`) could be taken by another test's client connection while a
+/// killed node was down, and its restart on the same port then failed.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = PORT_RANGE.end - PORT_RANGE.start;
+    // Test binaries run one after another, but spread them anyway.
+    let offset = (std::process::id() % 97) * 120;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = PORT_RANGE.start + (offset + n) % span;
+        let port = u16::try_from(port).expect("port range fits u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_RANGE:?}");
 }
 
 /// A `seshat` process with its own data directory.
