@@ -157,12 +157,7 @@ async fn run_proposer(
             return;
         };
         // Whatever queued while an entry slot was busy goes too.
-        while taken.len() < MAX_BATCH_WRITES {
-            match queued.try_recv() {
-                Ok(s) => taken.push(s),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut queued, &mut taken, MAX_BATCH_WRITES);
         let mut batch = Vec::with_capacity(taken.len());
         let mut bytes = 0;
         let mut permit = Some(permit);
@@ -175,12 +170,8 @@ async fn run_proposer(
             }
             let size = submission.op.encoded_size_hint();
             if !batch.is_empty() && bytes + size > max_batch_bytes {
-                let p = match permit.take() {
-                    Some(p) => p,
-                    None => match in_flight.clone().acquire_owned().await {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    },
+                let Some(p) = entry_slot(&mut permit, &in_flight).await else {
+                    return;
                 };
                 submit(&raft, &store, std::mem::take(&mut batch), p).await;
                 bytes = 0;
@@ -189,15 +180,32 @@ async fn run_proposer(
             batch.push(submission);
         }
         if !batch.is_empty() {
-            let p = match permit.take() {
-                Some(p) => p,
-                None => match in_flight.clone().acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
+            let Some(p) = entry_slot(&mut permit, &in_flight).await else {
+                return;
             };
             submit(&raft, &store, batch, p).await;
         }
+    }
+}
+
+/// Moves what is already queued in `rx` into `buf`, up to `limit` items.
+fn take_queued<T>(rx: &mut mpsc::Receiver<T>, buf: &mut Vec<T>, limit: usize) {
+    while buf.len() < limit {
+        match rx.try_recv() {
+            Ok(item) => buf.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The entry slot already held, or the next free one (`None`: closed).
+async fn entry_slot(
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match held.take() {
+        Some(p) => Some(p),
+        None => slots.clone().acquire_owned().await.ok(),
     }
 }
 
@@ -268,12 +276,7 @@ async fn run_read_confirmer(
             return;
         };
         // Reads that queued while no round was free join this one.
-        while waiters.len() < READ_QUEUE {
-            match waiting.try_recv() {
-                Ok(w) => waiters.push(w),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut waiting, &mut waiters, READ_QUEUE);
         // Every read in `batch` was queued before its round starts here.
         let batch = std::mem::take(&mut waiters);
         let (raft, store) = (raft.clone(), store.clone());

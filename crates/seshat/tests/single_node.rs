@@ -68,7 +68,14 @@ fn raw_resp_replies_are_byte_exact() {
         (b"*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n", b":1\r\n"),
     ];
     for (request, expected) in cases {
-        let reply = raw_roundtrip(server.port, request).unwrap();
+        // Exactly the expected length, then check nothing else follows:
+        // "quiet for 500 ms" could cut a slow reply off on a loaded machine.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        std::io::Write::write_all(&mut s, request).unwrap();
+        let mut reply = read_exact_timeout(&mut s, expected.len());
+        s.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        reply.extend(read_available(&mut s).unwrap());
         assert_eq!(
             String::from_utf8_lossy(&reply),
             String::from_utf8_lossy(expected),
