@@ -45,6 +45,9 @@ pub fn health_problem(shared: &Shared) -> Option<String> {
     if let Some(reason) = node.store.poison_reason() {
         return Some(format!("storage failure: {reason}"));
     }
+    if let Some(reason) = node.task_problem() {
+        return Some(reason);
+    }
     let m = node.metrics();
     if let Err(e) = &m.running_state {
         return Some(format!("raft stopped: {e}"));

@@ -532,7 +532,20 @@ impl Node {
 
     /// Why the node cannot serve at all, if it cannot.
     fn stopped_reason(&self) -> Option<String> {
-        stopped_reason(&self.store)
+        stopped_reason(&self.store).or_else(|| self.task_problem())
+    }
+
+    /// Set when the proposer or the read confirmer task has ended (they
+    /// run for the node's lifetime, so only a bug ends them): the node
+    /// then refuses requests and reports itself unhealthy.
+    pub fn task_problem(&self) -> Option<String> {
+        if self.proposals.is_closed() {
+            Some("internal error: the write proposer stopped".into())
+        } else if self.read_waiters.is_closed() {
+            Some("internal error: the read confirmer stopped".into())
+        } else {
+            None
+        }
     }
 
     /// Proposes `op` and waits for it to be committed and applied.
