@@ -350,14 +350,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Cache copies decoded from the exact encoded bytes: the entries
         // openraft handed us may share a client's or a peer's much larger
         // read buffer, which the cache must not keep alive.
-        let mut cached = Vec::with_capacity(encoded_entries.len());
-        for encoded in encoded_entries {
-            let size = cache_footprint(encoded.len());
-            cached.push((codec::decode_entry_shared(Bytes::from(encoded))?, size));
-        }
+        let cached: Result<Vec<_>, _> = encoded_entries
+            .into_iter()
+            .map(|encoded| {
+                let size = cache_footprint(encoded.len());
+                codec::decode_entry_shared(Bytes::from(encoded)).map(|e| (e, size))
+            })
+            .collect();
         let mut cache = self.cache();
-        for (entry, size) in cached {
-            cache.push(entry, size);
+        match cached {
+            Ok(entries) => entries
+                .into_iter()
+                .for_each(|(e, size)| cache.push(e, size)),
+            // The disk has the entries; only the copy failed: read from disk.
+            Err(e) => {
+                tracing::warn!(error = %e, "log cache: cannot decode an appended entry");
+                cache.clear();
+            }
         }
         drop(cache);
         stages::record_since(Stage::LogWrite, started);
