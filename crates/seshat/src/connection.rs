@@ -276,9 +276,8 @@ impl Connection {
         let addr = m
             .membership_config
             .membership()
-            .nodes()
-            .find(|(id, _)| **id == leader)
-            .map(|(_, n)| n.raft_addr.clone());
+            .get_node(&leader)
+            .map(|n| n.raft_addr.clone());
         addr
     }
 

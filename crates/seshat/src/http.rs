@@ -227,6 +227,21 @@ pub fn render_metrics(shared: &Shared) -> String {
     );
     shared.requests.render(id, &mut out);
     crate::metrics::render_stages(id, &mut out);
+    let (entries, writes) = seshat_common::stages::entries_and_writes();
+    counter(
+        &mut out,
+        "proposed_entries_total",
+        "Log entries this node proposed for client writes.",
+        id,
+        entries,
+    );
+    counter(
+        &mut out,
+        "proposed_writes_total",
+        "Client writes carried by those entries (writes per entry = batching).",
+        id,
+        writes,
+    );
     out
 }
 

@@ -139,7 +139,7 @@ impl RequestMetrics {
 }
 
 /// Renders the per-stage time totals ([`seshat_common::stages`]) as a
-/// Prometheus summary without quantiles, plus the write batching counters.
+/// Prometheus summary without quantiles.
 pub fn render_stages(node_id: u64, out: &mut String) {
     use seshat_common::stages::{self, Stage};
     let _ = writeln!(
@@ -153,25 +153,6 @@ pub fn render_stages(node_id: u64, out: &mut String) {
         let _ = writeln!(out, "stage_seconds_sum{{{labels}}} {}", nanos as f64 / 1e9);
         let _ = writeln!(out, "stage_seconds_count{{{labels}}} {count}");
     }
-    let (entries, writes) = stages::entries_and_writes();
-    let _ = writeln!(
-        out,
-        "# HELP proposed_entries_total Log entries this node proposed for client writes."
-    );
-    let _ = writeln!(out, "# TYPE proposed_entries_total counter");
-    let _ = writeln!(
-        out,
-        "proposed_entries_total{{node_id=\"{node_id}\"}} {entries}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP proposed_writes_total Client writes carried by those entries (writes per entry = batching)."
-    );
-    let _ = writeln!(out, "# TYPE proposed_writes_total counter");
-    let _ = writeln!(
-        out,
-        "proposed_writes_total{{node_id=\"{node_id}\"}} {writes}"
-    );
 }
 
 #[cfg(test)]

@@ -72,11 +72,6 @@ struct Submission {
 
 /// Most client writes one log entry carries.
 pub const MAX_BATCH_WRITES: usize = 1024;
-/// Most payload bytes one batched log entry carries (a single larger write
-/// gets an entry of its own). The node also caps a batch at the largest
-/// SET (key + value limits), which is smaller with the default limits, so
-/// that `raft_config`'s replication sizing for maximal entries holds.
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Writes queued for the proposer before `propose` waits (backpressure).
 const PROPOSAL_QUEUE: usize = 4 * MAX_BATCH_WRITES;
 
@@ -241,12 +236,11 @@ async fn submit(
         }
         return;
     }
-    let store = store.clone();
     tokio::spawn(async move {
         let outcome = rx.await;
         drop(permit);
         stages::record_since(Stage::ProposeToApplied, started);
-        deliver(&store, outcome, replies);
+        deliver(outcome, replies);
     });
 }
 
@@ -320,7 +314,6 @@ async fn confirm_read(
 
 /// Hands each write of an entry its own result.
 fn deliver(
-    store: &Store,
     outcome: Result<ClientWriteResult<TypeConfig>, impl std::fmt::Debug>,
     replies: Vec<oneshot::Sender<Result<OpResult, ServeError>>>,
 ) {
@@ -350,7 +343,7 @@ fn deliver(
             }
         },
         Err(e) => {
-            let e = write_error(store, RaftError::APIError(e));
+            let e = write_error(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -358,24 +351,20 @@ fn deliver(
     }
 }
 
-fn write_error(
-    store: &Store,
-    e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
-) -> ServeError {
+/// A proposed entry's failure; `MOVED` names slot 0 (see
+/// [`ServeError::with_slot`]).
+fn write_error(e: ClientWriteError<TypeConfig>) -> ServeError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => redirect(&f, 0),
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ServeError::Timeout(
+        ClientWriteError::ForwardToLeader(f) => redirect(&f, 0),
+        ClientWriteError::LogEntryDiscarded(_) => ServeError::Timeout(
             "leader changed before the write was confirmed; it may or may not be applied".into(),
         ),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ServeError::Stopped(e.to_string())
-        }
+        ClientWriteError::ChangeMembershipError(e) => ServeError::Stopped(e.to_string()),
         // Only conditional writes (`with_leader`) fail this way; Seshat
         // does not send them, so it means nothing was proposed.
-        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+        ClientWriteError::PreconditionFailed(e) => {
             ServeError::NoLeader(format!("write not proposed: {e}"))
         }
-        RaftError::Fatal(f) => fatal(store, f),
     }
 }
 
@@ -405,7 +394,10 @@ impl Node {
             .context("cannot start raft")?;
         let (proposals, queued) = mpsc::channel(PROPOSAL_QUEUE);
         let max_batch_bytes =
-            MAX_BATCH_BYTES.min(settings.limits.max_key_bytes + settings.limits.max_value_bytes);
+            // A batch is never larger than the largest SET (a single
+            // larger write gets an entry of its own), so `raft_config`'s
+            // replication sizing for maximal entries holds.
+            settings.limits.max_key_bytes + settings.limits.max_value_bytes;
         tokio::spawn(run_proposer(
             raft.clone(),
             store.clone(),
@@ -483,13 +475,8 @@ impl Node {
         let m = metrics.borrow_watched();
         match m.current_leader {
             Some(leader) if leader == m.id => Ok(()),
-            Some(leader) => match m
-                .membership_config
-                .membership()
-                .nodes()
-                .find(|(id, _)| **id == leader)
-            {
-                Some((_, node)) => Err(ServeError::Moved {
+            Some(leader) => match m.membership_config.membership().get_node(&leader) {
+                Some(node) => Err(ServeError::Moved {
                     slot,
                     addr: node.client_addr.clone(),
                 }),
