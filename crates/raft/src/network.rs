@@ -59,6 +59,29 @@ pub struct PeerClient {
     target: u64,
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
+    /// This is the client openraft uses only for heartbeats.
+    for_heartbeats: bool,
+    /// The open heartbeat stream of a heartbeat client.
+    heartbeats: Option<HeartbeatStream>,
+}
+
+/// Heartbeats to one peer go over one long-lived `stream_append` stream.
+///
+/// openraft's heartbeat worker sends each heartbeat as a one-request
+/// `stream_append`; as its own gRPC stream that is a stream setup and
+/// teardown (headers, trailers, a server task) per heartbeat, and every
+/// ReadIndex round is a heartbeat. Here the heartbeats share one stream
+/// and each is one message each way. At most one heartbeat is in flight on
+/// the stream, so its reply is the next one to arrive; any doubt (a
+/// heartbeat abandoned before its reply, an error, the stream ending, a
+/// rejection after which the peer ends the stream) drops the stream and
+/// the next heartbeat opens a new one. A reply can therefore never be
+/// taken for the answer to a later heartbeat.
+struct HeartbeatStream {
+    requests: tokio::sync::mpsc::Sender<pb::AppendEntriesRequest>,
+    replies: tonic::Streaming<pb::StreamAppendReply>,
+    /// A heartbeat was sent and its reply not yet taken.
+    awaiting_reply: bool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -69,6 +92,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.raft_addr.clone(),
             client: None,
+            for_heartbeats: false,
+            heartbeats: None,
+        }
+    }
+
+    async fn new_heartbeat_client(&mut self, target: u64, node: &SeshatNode) -> PeerClient {
+        PeerClient {
+            for_heartbeats: true,
+            ..self.new_client(target, node).await
         }
     }
 }
@@ -136,6 +168,83 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Sends one heartbeat on the peer's heartbeat stream (opening it if
+    /// needed) and waits for its reply; see [`HeartbeatLane`].
+    async fn heartbeat(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>> {
+        let target = self.target;
+        let deadline = option.hard_ttl().min(RPC_TIMEOUT);
+        let started = Instant::now();
+        if self.heartbeats.as_ref().is_some_and(|s| s.awaiting_reply) {
+            // The previous heartbeat was abandoned before its reply.
+            self.heartbeats = None;
+        }
+        if self.heartbeats.is_none() {
+            let mut client = self.client()?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let requests =
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+                );
+            let replies = match tokio::time::timeout(deadline, client.stream_append(requests)).await
+            {
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "node {target}: no heartbeat stream within {deadline:?}"
+                    )))
+                }
+                Ok(Err(s)) => return Err(status_error(target, s)),
+                Ok(Ok(r)) => r.into_inner(),
+            };
+            self.heartbeats = Some(HeartbeatStream {
+                requests: tx,
+                replies,
+                awaiting_reply: false,
+            });
+        }
+        let Some(stream) = self.heartbeats.as_mut() else {
+            return Err(network(format!("node {target}: no heartbeat stream")));
+        };
+        stream.awaiting_reply = true;
+        let exchange = async {
+            stream
+                .requests
+                .send(rpc_codec::append_request_to_pb(&req))
+                .await
+                .map_err(|_| unreachable(format!("node {target}: heartbeat stream closed")))?;
+            match stream.replies.next().await {
+                None => Err(unreachable(format!(
+                    "node {target}: heartbeat stream ended"
+                ))),
+                Some(Err(s)) => Err(status_error(target, s)),
+                Some(Ok(reply)) => Ok(reply),
+            }
+        };
+        let reply = match tokio::time::timeout(deadline, exchange).await {
+            Err(_) => Err(unreachable(format!(
+                "node {target} did not answer a heartbeat within {deadline:?}"
+            ))),
+            Ok(r) => r,
+        };
+        let result = reply
+            .and_then(|r| rpc_codec::stream_result_from_pb(r).map_err(|e| decode_error(target, e)));
+        match &result {
+            Ok(Ok(_)) => {
+                stream.awaiting_reply = false;
+                stages::record_since(Stage::ReplicationRoundTrip, started);
+            }
+            // The peer ends its side of a stream after a rejection.
+            Ok(Err(_)) | Err(_) => self.heartbeats = None,
+        }
+        result
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotFile;
 
@@ -169,6 +278,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             + 'static,
     {
         Box::pin(async move {
+            if self.for_heartbeats {
+                // openraft's heartbeat worker: exactly one request.
+                let mut input = input;
+                let Some(req) = input.next().await else {
+                    return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+                };
+                let result = self.heartbeat(req, &option).await;
+                return Ok(
+                    Box::pin(futures::stream::once(std::future::ready(result))) as BoxStream<'s, _>
+                );
+            }
             let target = self.target;
             let mut client = self.client()?;
             // Replies come in request order: the oldest send time is the

@@ -220,6 +220,76 @@ fn without_a_majority_writes_are_never_acknowledged_and_reads_fail() {
     }
 }
 
+/// Followers that stop answering without closing their connections
+/// (SIGSTOP) while reads are flowing: the leader's heartbeat streams to them
+/// stay open with a heartbeat unanswered, so no read may be confirmed; once
+/// they continue, the queued replies to abandoned heartbeats must not vouch
+/// for new reads, and reads resume.
+#[test]
+fn reads_stop_while_followers_are_paused_and_resume_after() {
+    let cluster = Cluster::start_with(3, &["--request-timeout-ms", "2000"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut c = cluster.nodes[leader].conn();
+    let _: () = redis::cmd("SET").arg("p").arg("1").query(&mut c).unwrap();
+    for _ in 0..200 {
+        let v: String = redis::cmd("GET").arg("p").query(&mut c).unwrap();
+        assert_eq!(v, "1");
+    }
+    let followers: Vec<u32> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| cluster.nodes[i].pid().expect("follower running"))
+        .collect();
+    for &pid in &followers {
+        common::signal(pid, "STOP");
+    }
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut kinds = Vec::new();
+    while Instant::now() < deadline {
+        match redis::cmd("GET").arg("p").query::<Value>(&mut c) {
+            Ok(v) => {
+                for &pid in &followers {
+                    common::signal(pid, "CONT");
+                }
+                panic!("a leader without a live majority served a read: {v:?}");
+            }
+            Err(e) => kinds.push(e.code().unwrap_or("?").to_string()),
+        }
+    }
+    for &pid in &followers {
+        common::signal(pid, "CONT");
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for k in &kinds {
+        *counts.entry(k.as_str()).or_insert(0) += 1;
+    }
+    eprintln!("read replies while the followers were paused: {counts:?}");
+    assert!(!kinds.is_empty());
+    for k in &kinds {
+        assert!(
+            ["NOQUORUM", "TIMEOUT", "CLUSTERDOWN", "MOVED"].contains(&k.as_str()),
+            "unexpected {k}"
+        );
+    }
+    // The paused followers may have started an election on waking; reads
+    // come back from whichever node leads, with the acknowledged value.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = cluster.wait_for_leader(Duration::from_secs(30));
+        let got = redis::cmd("GET")
+            .arg("p")
+            .query::<Option<String>>(&mut cluster.nodes[leader].conn());
+        match got {
+            Ok(Some(v)) if v == "1" => break,
+            Ok(v) => panic!("read after the pause returned {v:?}"),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("read after the pause: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("reads did not resume after the pause: {e}"),
+        }
+    }
+}
+
 #[test]
 fn redis_cli_in_cluster_mode_follows_moved_to_the_leader() {
     if !common::have_tool("redis-cli") {
