@@ -4,6 +4,7 @@
 # On this one machine, in one run, it
 #   1. installs missing tools (scripts/deps.sh: redis-server, redis-tools),
 #   2. builds the release binary (`make build`) unless SESHAT_BIN names one,
+#      in CARGO_TARGET_DIR [~/.cache/seshat-target, the cache .ci/run uses],
 #   3. starts a 3-node Seshat cluster on 127.0.0.1 (`seshat dev-cluster`),
 #      waits for a leader and finds the leader's client port,
 #   4. starts two redis-server instances on 127.0.0.1, each in its own temp
@@ -66,9 +67,15 @@ if [ -n "${SESHAT_BIN:-}" ]; then
   [ -x "$SESHAT_BIN" ] || die "SESHAT_BIN=$SESHAT_BIN is not an executable"
   bin_src=$SESHAT_BIN
 else
-  log "building (make build)"
+  # The build cache CI uses (.ci/run): a fresh clone on a machine that has
+  # built Seshat before compiles only the workspace crates (~2-3 min), not
+  # RocksDB again (~17 min on 2 cores). CARGO_TARGET_DIR overrides it.
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/seshat-target}
+  mkdir -p "$CARGO_TARGET_DIR"
+  log "building (make build, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
   make build >&2
-  bin_src=${CARGO_TARGET_DIR:-target}/release/seshat
+  log "build done"
+  bin_src=$CARGO_TARGET_DIR/release/seshat
 fi
 
 # --- state for cleanup -------------------------------------------------------
