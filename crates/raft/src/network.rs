@@ -166,19 +166,20 @@ impl PeerClient {
             Ok(Ok(r)) => Ok(r.into_inner()),
         }
     }
-}
 
-impl PeerClient {
     /// Sends one heartbeat on the peer's heartbeat stream (opening it if
-    /// needed) and waits for its reply; see [`HeartbeatLane`].
+    /// needed) and waits for its reply; see [`HeartbeatStream`]. Opening
+    /// and the exchange together end by openraft's soft deadline, so the
+    /// heartbeat fails here, cleanly, before openraft gives up on it.
     async fn heartbeat(
         &mut self,
         req: AppendEntriesRequest<TypeConfig>,
         option: &RPCOption,
     ) -> Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>> {
         let target = self.target;
-        let deadline = option.hard_ttl().min(RPC_TIMEOUT);
+        let deadline = option.soft_ttl().min(RPC_TIMEOUT);
         let started = Instant::now();
+        let until = tokio::time::Instant::from_std(started + deadline);
         if self.heartbeats.as_ref().is_some_and(|s| s.awaiting_reply) {
             // The previous heartbeat was abandoned before its reply.
             self.heartbeats = None;
@@ -191,7 +192,7 @@ impl PeerClient {
                     rx,
                     |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
                 );
-            let replies = match tokio::time::timeout(deadline, client.stream_append(requests)).await
+            let replies = match tokio::time::timeout_at(until, client.stream_append(requests)).await
             {
                 Err(_) => {
                     return Err(unreachable(format!(
@@ -225,7 +226,7 @@ impl PeerClient {
                 Some(Ok(reply)) => Ok(reply),
             }
         };
-        let reply = match tokio::time::timeout(deadline, exchange).await {
+        let reply = match tokio::time::timeout_at(until, exchange).await {
             Err(_) => Err(unreachable(format!(
                 "node {target} did not answer a heartbeat within {deadline:?}"
             ))),
