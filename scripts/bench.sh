@@ -68,7 +68,7 @@ if [ -n "${SESHAT_BIN:-}" ]; then
   bin_src=$SESHAT_BIN
 else
   # The build cache CI uses (.ci/run): a fresh clone on a machine that has
-  # built Seshat before compiles only the workspace crates (~2-3 min), not
+  # built Seshat before compiles only the workspace crates (~1 min here), not
   # RocksDB again (~17 min on 2 cores). CARGO_TARGET_DIR overrides it.
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/seshat-target}
   mkdir -p "$CARGO_TARGET_DIR"
