@@ -19,7 +19,7 @@
 #      stage_seconds metrics, read before and after the run), plus the
 #      machine and date, on stdout; progress goes to stderr.
 # Every process and temp dir it starts is removed on exit, failure or Ctrl-C.
-# After the build, the run takes about 2 minutes and is cut off after
+# After the build, the run takes under a minute and is cut off after
 # BENCH_TIME_LIMIT seconds.
 #
 # Settings (environment):
