@@ -61,7 +61,10 @@ impl From<CodecError> for std::io::Error {
     }
 }
 
-fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, CodecError> {
+fn decode<M: Message + Default>(
+    what: &'static str,
+    bytes: impl bytes::Buf,
+) -> Result<M, CodecError> {
     M::decode(bytes).map_err(|source| CodecError::Protobuf { what, source })
 }
 
@@ -293,11 +296,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, CodecError> {
 
 /// Decodes a log entry whose keys and values share `bytes` (no copies).
 pub fn decode_entry_shared(bytes: Bytes) -> Result<Entry, CodecError> {
-    let pb = pb::LogEntry::decode(bytes).map_err(|source| CodecError::Protobuf {
-        what: "log entry",
-        source,
-    })?;
-    entry_from_pb(pb)
+    entry_from_pb(decode("log entry", bytes)?)
 }
 
 /// Encodes a vote record.

@@ -465,8 +465,6 @@ impl Node {
         Ok(())
     }
 
-    /// `-NOQUORUM` when this node leads but has not heard from a majority
-    /// for longer than an election timeout: nothing is proposed then.
     /// `MOVED` / `CLUSTERDOWN` at once when this node does not lead, so a
     /// write is never queued behind the proposer on a follower (it would
     /// wait there for entries of an old term and end as `TIMEOUT`).
@@ -486,6 +484,8 @@ impl Node {
         }
     }
 
+    /// `-NOQUORUM` when this node leads but has not heard from a majority
+    /// for longer than an election timeout: nothing is proposed then.
     fn check_quorum(&self) -> Result<(), ServeError> {
         // Borrow, don't clone: this runs on every request.
         let metrics = self.raft.metrics();
