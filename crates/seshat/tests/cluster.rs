@@ -242,6 +242,13 @@ fn reads_stop_while_followers_are_paused_and_resume_after() {
     for &pid in &followers {
         common::signal(pid, "STOP");
     }
+    // `kill -STOP` returns once the signal is queued; a follower thread can
+    // still run (and answer a heartbeat, legitimately) until it is
+    // scheduled out. Reads start only when every thread of both followers
+    // has stopped, so a read served after this point is a real failure.
+    for &pid in &followers {
+        wait_until_stopped(pid);
+    }
     let deadline = Instant::now() + Duration::from_secs(6);
     let mut kinds = Vec::new();
     while Instant::now() < deadline {
@@ -287,6 +294,29 @@ fn reads_stop_while_followers_are_paused_and_resume_after() {
             }
             Err(e) => panic!("reads did not resume after the pause: {e}"),
         }
+    }
+}
+
+/// Waits until every thread of `pid` is in the stopped state (`T`).
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc task list");
+        let all_stopped = tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                // The state is the field after the parenthesised name.
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+                })
+                .is_some_and(|state| state == "T" || state == "t")
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
