@@ -14,7 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod slot;
 pub mod stages;
+
+pub use slot::{crc16, crc16_slot, hash_tag};
 
 /// Identifies a node for the lifetime of a cluster. Never reused.
 pub type NodeId = u64;
@@ -31,6 +34,9 @@ pub const MAX_VALUE_BYTES_CEILING: usize = 1024 * 1024;
 /// What one key of a multi-key command is counted as beyond its length
 /// (its framing in a log entry), for [`Limits::check_keys_total`].
 pub const KEY_FRAMING_BYTES: usize = 8;
+/// Room for a write's command name, options and framing beyond its key
+/// and value, in [`Limits::max_request_bytes`].
+pub const REQUEST_FRAMING_BYTES: usize = 1024;
 /// Number of Redis Cluster hash slots.
 pub const CLUSTER_SLOTS: u16 = 16384;
 
@@ -136,6 +142,15 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    /// The largest write one log entry may carry: the largest key plus the
+    /// largest value plus [`REQUEST_FRAMING_BYTES`]. Replication batches are
+    /// sized for entries of this size.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_key_bytes
+            .saturating_add(self.max_value_bytes)
+            .saturating_add(REQUEST_FRAMING_BYTES)
     }
 
     /// Refuses a value longer than `max_value_bytes`.

@@ -1,24 +1,38 @@
-//! Seshat's key-value semantics, independent of Raft and RocksDB.
+//! Seshat's data model, independent of Raft, RocksDB and the protocol.
 //!
-//! A client write becomes an [`Operation`]: a value that is validated once on
-//! the leader, carried in a Raft log entry, and applied by [`apply`] on every
-//! replica. `apply` is deterministic: it reads and writes only through the
-//! [`KvState`] trait, so the same code runs against RocksDB in the state
-//! machine and against [`MemState`] in tests.
+//! - [`keys`] is the one module that knows how user data is laid out in
+//!   the store (group | slot | key prefixes, the expiry index);
+//! - [`Record`] is a key's metadata record (type, expiry, modification
+//!   index, a string's bytes inline);
+//! - [`Keyspace`] reads and writes typed records over any ordered byte
+//!   store ([`RawKv`]), keeping the expiry index and key count in step;
+//! - [`WriteBatch`] is what a Raft log entry of client writes carries.
+//!
+//! The same code runs against RocksDB in the state machine and against
+//! [`MemKv`] in tests.
 //!
 //! ```
 //! use bytes::Bytes;
-//! use seshat_kv::{apply, MemState, Operation, OpResult};
+//! use seshat_kv::{keys::DATA_GROUP, Keyspace, MemKv, Record};
 //!
-//! let mut state = MemState::default();
-//! let set = Operation::set(Bytes::from("k"), Bytes::from("v"));
-//! assert_eq!(apply(&set, &mut state).unwrap(), OpResult::Ok);
-//! let del = Operation::Del { keys: vec![Bytes::from("k"), Bytes::from("x")] };
-//! assert_eq!(apply(&del, &mut state).unwrap(), OpResult::Integer(1));
+//! let mut kv = MemKv::default();
+//! let mut space = Keyspace::new(&mut kv, DATA_GROUP, 1_000, 1, 0);
+//! let mut record = Record::string(Bytes::from("v"));
+//! record.expire_at_ms = 2_000;
+//! space.put(b"k", record)?;
+//! assert!(space.get(b"k")?.is_some());
+//! let mut later = Keyspace::new(&mut kv, DATA_GROUP, 2_000, 2, 1);
+//! assert!(later.get(b"k")?.is_none(), "expired keys are absent");
+//! # Ok::<(), seshat_kv::KvError>(())
 //! ```
 
-mod operation;
-mod state;
+mod entry;
+pub mod keys;
+mod keyspace;
+mod raw;
+mod record;
 
-pub use operation::{validate, OpResult, Operation, SetCondition};
-pub use state::{apply, KvState, MemState};
+pub use entry::{Argv, EntryRng, Watch, Write, WriteBatch, ARG_FRAMING_BYTES};
+pub use keyspace::Keyspace;
+pub use raw::{KvError, MemKv, RawKv};
+pub use record::{Kind, Record, RECORD_HEADER_BYTES};

@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use seshat_protocol_resp::{parse_command, Command, Frame, ProtocolVersion, Request, ServerCodec};
+use seshat_protocol_resp::{Frame, ProtocolVersion, Request, ServerCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Key used by the single-request benchmarks.
@@ -136,31 +136,5 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-fn dispatch(c: &mut Criterion) {
-    let value = value_64();
-    let set = decode_one(&multibulk(&[b"SET", KEY, &value]));
-    let get = decode_one(&multibulk(&[b"GET", KEY]));
-    let del = decode_one(&multibulk(&[b"DEL", b"key:1", b"key:2", b"key:3"]));
-    let unknown = decode_one(&multibulk(&[b"NOSUCHCMD", KEY, &value]));
-
-    assert!(matches!(parse_command(&set), Ok(Command::Set { .. })));
-    assert!(matches!(parse_command(&get), Ok(Command::Get { .. })));
-    assert!(matches!(parse_command(&del), Ok(Command::Del { keys }) if keys.len() == 3));
-    assert!(parse_command(&unknown).is_err());
-
-    let mut group = c.benchmark_group("dispatch");
-    for (name, request) in [
-        ("set", &set),
-        ("get", &get),
-        ("del_3_keys", &del),
-        ("unknown", &unknown),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| black_box(parse_command(black_box(request))));
-        });
-    }
-    group.finish();
-}
-
-criterion_group!(benches, decode, encode, dispatch);
+criterion_group!(benches, decode, encode);
 criterion_main!(benches);

@@ -38,7 +38,9 @@ impl ProtocolVersion {
 }
 
 /// One RESP value, RESP2 or RESP3. Strings are binary-safe [`Bytes`].
-#[derive(Debug, Clone, PartialEq)]
+/// Serde support exists because openraft requires its apply results to be
+/// serializable; replies never leave the node that applied them that way.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Frame {
     /// Simple string (`+OK`). CR and LF are replaced by spaces on encode.
     Simple(Bytes),

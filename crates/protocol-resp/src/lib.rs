@@ -11,9 +11,7 @@
 //!   (what a Redis server accepts: multibulk or inline commands);
 //! - [`ServerCodec`], a `tokio_util` codec combining the request decoder with
 //!   a per-client buffer limit and a switchable reply version;
-//! - [`parse_command`], turning a [`Request`] into a typed [`Command`] or the
-//!   exact [`CommandError`] Redis would reply, checked against the static
-//!   [`COMMAND_TABLE`], plus `COMMAND INFO`/`DOCS` replies built from it;
+//! - [`parse_i64`], Redis's strict integer parsing;
 //! - [`crc16_slot`], Redis Cluster's key slot with hash tags.
 //!
 //! Every length read from the wire is checked against [`DecodeLimits`]
@@ -22,15 +20,14 @@
 //! ```
 //! use bytes::BytesMut;
 //! use seshat_protocol_resp::{
-//!     decode_request, encode, parse_command, Command, DecodeLimits, Frame, ProtocolVersion,
+//!     decode_request, encode, DecodeLimits, Frame, ProtocolVersion,
 //! };
 //!
 //! let wire = b"*2\r\n$3\r\nGET\r\n$5\r\nmykey\r\n";
 //! let (request, used) = decode_request(wire, &DecodeLimits::default())?
 //!     .expect("a complete request");
 //! assert_eq!(used, wire.len());
-//! let command = parse_command(&request).map_err(|e| e.to_string())?;
-//! assert_eq!(command, Command::Get { key: "mykey".into() });
+//! assert_eq!(request.args, vec!["GET", "mykey"]);
 //!
 //! let mut out = BytesMut::new();
 //! encode(&Frame::Null, ProtocolVersion::Resp2, &mut out);
@@ -39,17 +36,13 @@
 //! ```
 
 mod codec;
-mod command;
 mod decode;
 mod error;
 mod frame;
 mod inline;
 mod num;
-mod slot;
-mod table;
 
 pub use codec::{CodecError, ServerCodec, DEFAULT_MAX_CLIENT_BUFFER_BYTES};
-pub use command::{key_of, parse_command, Command, CommandError, SetCondition};
 pub use decode::{
     decode_frame, decode_request, decode_request_buf, DecodeLimits, Request, RequestDecoder,
     DEFAULT_MAX_ARRAY_LEN, DEFAULT_MAX_BULK_BYTES, DEFAULT_MAX_INLINE_BYTES,
@@ -58,8 +51,5 @@ pub use decode::{
 };
 pub use error::{LimitsError, ProtocolError};
 pub use frame::{encode, Frame, ProtocolVersion};
-pub use slot::{crc16, crc16_slot, hash_tag, CLUSTER_SLOTS};
-pub use table::{
-    command_count, command_docs_frame, command_docs_reply, command_info_frame, command_info_reply,
-    command_list_reply, lookup_command, lookup_command_by_fullname, CommandSpec, COMMAND_TABLE,
-};
+pub use num::parse_i64;
+pub use seshat_common::{crc16, crc16_slot, hash_tag, CLUSTER_SLOTS};

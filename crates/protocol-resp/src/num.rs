@@ -7,7 +7,7 @@ const MAX_INTEGER_TEXT: usize = 20;
 /// Parses a signed 64-bit integer exactly as Redis's `string2ll` does:
 /// optional `-`, no `+`, no leading zeros (except `0` itself), no `-0`,
 /// no whitespace, no overflow.
-pub(crate) fn parse_i64(text: &[u8]) -> Option<i64> {
+pub fn parse_i64(text: &[u8]) -> Option<i64> {
     if text.is_empty() || text.len() > MAX_INTEGER_TEXT {
         return None;
     }

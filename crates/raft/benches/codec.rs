@@ -1,6 +1,6 @@
 //! Micro-benchmarks of a write's per-entry costs outside RocksDB and the
-//! network: the log entry codec ([`seshat_raft::codec`]) and the KV
-//! validate/apply step.
+//! network: the log entry codec ([`seshat_raft::codec`]), command
+//! resolution, and applying a write to an in-memory keyspace.
 //!
 //! `cargo bench -p seshat-raft --bench codec` (add `-- --quick` for a short
 //! run). Groups: `codec/*`, `kv/*`.
@@ -12,17 +12,28 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use openraft::EntryPayload;
+use seshat_commands::{apply_batch, resolve, GroupState};
 use seshat_common::Limits;
-use seshat_kv::{apply, validate, MemState, OpResult, Operation};
+use seshat_kv::{MemKv, Write, WriteBatch};
+use seshat_protocol_resp::Frame;
 use seshat_raft::codec::{decode_entry, encode_entry};
 use seshat_raft::types::{CommittedLeaderId, Entry, LogId};
 
 /// A plain `SET` of a 16-byte key and a 64-byte value.
-fn set_op() -> Operation {
-    Operation::set(
+fn set_argv() -> Vec<Bytes> {
+    vec![
+        Bytes::from_static(b"SET"),
         Bytes::from_static(b"key:000000000123"),
         Bytes::from(vec![b'v'; 64]),
-    )
+    ]
+}
+
+fn set_op() -> WriteBatch {
+    WriteBatch {
+        now_ms: 1,
+        seed: 2,
+        writes: vec![Write::Command(set_argv())],
+    }
 }
 
 /// The log entry a leader appends for [`set_op`].
@@ -57,19 +68,23 @@ fn codec(c: &mut Criterion) {
 
 fn kv(c: &mut Criterion) {
     let op = set_op();
+    let argv = set_argv();
     let limits = Limits::default();
-    validate(&op, &limits).expect("within limits");
+    op.writes[0].check_size(&limits).expect("within limits");
 
     let mut group = c.benchmark_group("kv");
-    group.bench_function("validate_set", |b| {
-        b.iter(|| black_box(validate(black_box(&op), &limits)));
+    group.bench_function("resolve_and_size_set", |b| {
+        b.iter(|| {
+            black_box(resolve(black_box(&argv)).expect("known"));
+            black_box(op.writes[0].check_size(&limits))
+        });
     });
     // Overwrites the same key, so the map holds one entry throughout.
-    group.bench_function("apply_set_memstate", |b| {
-        let mut state = MemState::default();
+    group.bench_function("apply_set_memkv", |b| {
+        let (mut kv, mut state) = (MemKv::default(), GroupState::default());
         b.iter(|| {
-            let result = apply(black_box(&op), &mut state).expect("infallible");
-            debug_assert_eq!(result, OpResult::Ok);
+            let result = apply_batch(black_box(&op), 3, &mut kv, &mut state).expect("applies");
+            debug_assert_eq!(result, vec![Frame::ok()]);
             black_box(result)
         });
     });

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use openraft::EntryPayload;
 use prost::Message;
-use seshat_kv::{Operation, SetCondition};
+use seshat_kv::{Watch, Write, WriteBatch};
 
 use crate::pb;
 use crate::types::{CommittedLeaderId, Entry, LogId, Membership, SeshatNode, Vote};
 
 /// Version written into every persisted record.
-pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_VERSION: u32 = 2;
 
 /// A record that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -171,87 +171,84 @@ pub fn membership_from_pb(
     })
 }
 
-/// KV operation → protobuf.
-pub fn operation_to_pb(op: &Operation) -> pb::Operation {
-    use pb::operation::Op;
-    let op = match op {
-        Operation::Set {
-            key,
-            value,
-            condition,
-            return_old,
-        } => Op::Set(pb::SetOp {
-            key: key.clone(),
-            value: value.clone(),
-            condition: match condition {
-                None => 0,
-                Some(SetCondition::IfAbsent) => 1,
-                Some(SetCondition::IfPresent) => 2,
-            },
-            return_old: *return_old,
-        }),
-        Operation::Del { keys } => Op::Del(pb::DelOp { keys: keys.clone() }),
-        Operation::FlushAll => Op::FlushAll(pb::FlushAllOp {}),
-        Operation::Batch(ops) => Op::Batch(pb::BatchOp {
-            ops: ops.iter().map(operation_to_pb).collect(),
-        }),
-    };
-    pb::Operation { op: Some(op) }
-}
-
-/// protobuf → KV operation.
-pub fn operation_from_pb(op: pb::Operation) -> Result<Operation, CodecError> {
-    use pb::operation::Op;
-    const WHAT: &str = "operation";
-    match required(WHAT, "op", op.op)? {
-        Op::Batch(batch) => Ok(Operation::Batch(
-            batch
-                .ops
-                .into_iter()
-                .map(|op| match op.op {
-                    Some(Op::Batch(_)) => Err(CodecError::Invalid {
-                        what: WHAT,
-                        field: "batch",
-                        detail: "a batch inside a batch".into(),
-                    }),
-                    _ => single_operation_from_pb(op),
-                })
-                .collect::<Result<_, _>>()?,
-        )),
-        op => single_operation_from_pb(pb::Operation { op: Some(op) }),
+/// A batch of client writes → protobuf.
+pub fn write_batch_to_pb(batch: &WriteBatch) -> pb::WriteBatch {
+    pb::WriteBatch {
+        now_ms: batch.now_ms,
+        seed: batch.seed,
+        writes: batch.writes.iter().map(write_to_pb).collect(),
     }
 }
 
-fn single_operation_from_pb(op: pb::Operation) -> Result<Operation, CodecError> {
-    use pb::operation::Op;
-    const WHAT: &str = "operation";
-    Ok(match required(WHAT, "op", op.op)? {
-        Op::Set(s) => Operation::Set {
-            key: s.key,
-            value: s.value,
-            condition: match s.condition {
-                0 => None,
-                1 => Some(SetCondition::IfAbsent),
-                2 => Some(SetCondition::IfPresent),
-                n => {
-                    return Err(CodecError::Invalid {
-                        what: WHAT,
-                        field: "condition",
-                        detail: n.to_string(),
-                    })
-                }
-            },
-            return_old: s.return_old,
+fn argv_to_pb(argv: &[Bytes]) -> pb::Argv {
+    pb::Argv {
+        args: argv.to_vec(),
+    }
+}
+
+fn write_to_pb(write: &Write) -> pb::Write {
+    use pb::write::Kind;
+    let kind = match write {
+        Write::Command(argv) => Kind::Command(argv_to_pb(argv)),
+        Write::Transaction { watches, commands } => Kind::Transaction(pb::Transaction {
+            watches: watches
+                .iter()
+                .map(|w| pb::Watch {
+                    key: w.key.clone(),
+                    mod_index: w.mod_index,
+                })
+                .collect(),
+            commands: commands.iter().map(|c| argv_to_pb(c)).collect(),
+        }),
+        Write::ExpireKeys(keys) => Kind::Expire(pb::ExpireKeys { keys: keys.clone() }),
+    };
+    pb::Write { kind: Some(kind) }
+}
+
+/// protobuf → a batch of client writes. Every command must have a name.
+pub fn write_batch_from_pb(batch: pb::WriteBatch) -> Result<WriteBatch, CodecError> {
+    Ok(WriteBatch {
+        now_ms: batch.now_ms,
+        seed: batch.seed,
+        writes: batch
+            .writes
+            .into_iter()
+            .map(write_from_pb)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn argv_from_pb(argv: pb::Argv) -> Result<Vec<Bytes>, CodecError> {
+    if argv.args.is_empty() {
+        return Err(CodecError::Invalid {
+            what: "write",
+            field: "args",
+            detail: "a command without a name".into(),
+        });
+    }
+    Ok(argv.args)
+}
+
+fn write_from_pb(write: pb::Write) -> Result<Write, CodecError> {
+    use pb::write::Kind;
+    Ok(match required("write", "kind", write.kind)? {
+        Kind::Command(argv) => Write::Command(argv_from_pb(argv)?),
+        Kind::Transaction(t) => Write::Transaction {
+            watches: t
+                .watches
+                .into_iter()
+                .map(|w| Watch {
+                    key: w.key,
+                    mod_index: w.mod_index,
+                })
+                .collect(),
+            commands: t
+                .commands
+                .into_iter()
+                .map(argv_from_pb)
+                .collect::<Result<_, _>>()?,
         },
-        Op::Del(d) => Operation::Del { keys: d.keys },
-        Op::FlushAll(_) => Operation::FlushAll,
-        Op::Batch(_) => {
-            return Err(CodecError::Invalid {
-                what: WHAT,
-                field: "batch",
-                detail: "a batch inside a batch".into(),
-            })
-        }
+        Kind::Expire(e) => Write::ExpireKeys(e.keys),
     })
 }
 
@@ -260,7 +257,7 @@ pub fn entry_to_pb(entry: &Entry) -> pb::LogEntry {
     use pb::log_entry::Payload;
     let payload = match &entry.payload {
         EntryPayload::Blank => Payload::Blank(pb::Blank {}),
-        EntryPayload::Normal(op) => Payload::Normal(operation_to_pb(op)),
+        EntryPayload::Normal(batch) => Payload::Normal(write_batch_to_pb(batch)),
         EntryPayload::Membership(m) => Payload::Membership(membership_to_pb(m)),
     };
     pb::LogEntry {
@@ -278,7 +275,7 @@ pub fn entry_from_pb(e: pb::LogEntry) -> Result<Entry, CodecError> {
     let log_id = log_id_from_pb(&required(WHAT, "log_id", e.log_id)?);
     let payload = match required(WHAT, "payload", e.payload)? {
         Payload::Blank(_) => EntryPayload::Blank,
-        Payload::Normal(op) => EntryPayload::Normal(operation_from_pb(op)?),
+        Payload::Normal(batch) => EntryPayload::Normal(write_batch_from_pb(batch)?),
         Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(WHAT, &m)?),
     };
     Ok(Entry { log_id, payload })
@@ -366,46 +363,54 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_op() -> impl Strategy<Value = Operation> {
+    fn arb_batch() -> impl Strategy<Value = WriteBatch> {
         let bytes = prop::collection::vec(any::<u8>(), 0..32).prop_map(Bytes::from);
-        prop_oneof![
-            (bytes.clone(), bytes.clone(), 0u8..3, any::<bool>()).prop_map(|(k, v, c, g)| {
-                Operation::Set {
-                    key: k,
-                    value: v,
-                    condition: match c {
-                        0 => None,
-                        1 => Some(SetCondition::IfAbsent),
-                        _ => Some(SetCondition::IfPresent),
-                    },
-                    return_old: g,
-                }
-            }),
-            prop::collection::vec(bytes, 0..4).prop_map(|keys| Operation::Del { keys }),
-            Just(Operation::FlushAll),
-        ]
-    }
-
-    fn arb_entry_op() -> impl Strategy<Value = Operation> {
-        prop_oneof![
-            3 => arb_op(),
-            1 => prop::collection::vec(arb_op(), 0..6).prop_map(Operation::Batch),
-        ]
+        let argv = prop::collection::vec(bytes.clone(), 1..4);
+        let write = prop_oneof![
+            argv.clone().prop_map(Write::Command),
+            (
+                prop::collection::vec((bytes.clone(), any::<Option<u64>>()), 0..3),
+                prop::collection::vec(argv, 0..3)
+            )
+                .prop_map(|(w, commands)| Write::Transaction {
+                    watches: w
+                        .into_iter()
+                        .map(|(key, mod_index)| Watch { key, mod_index })
+                        .collect(),
+                    commands,
+                }),
+            prop::collection::vec(bytes, 0..4).prop_map(Write::ExpireKeys),
+        ];
+        (
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(write, 0..6),
+        )
+            .prop_map(|(now_ms, seed, writes)| WriteBatch {
+                now_ms,
+                seed,
+                writes,
+            })
     }
 
     #[test]
-    fn nested_batch_is_refused_on_decode() {
-        let nested = Operation::Batch(vec![Operation::Batch(vec![Operation::FlushAll])]);
-        let pb = operation_to_pb(&nested);
-        assert!(operation_from_pb(pb).is_err());
+    fn a_command_without_a_name_is_refused_on_decode() {
+        let pb = pb::WriteBatch {
+            now_ms: 0,
+            seed: 0,
+            writes: vec![pb::Write {
+                kind: Some(pb::write::Kind::Command(pb::Argv { args: vec![] })),
+            }],
+        };
+        assert!(write_batch_from_pb(pb).is_err());
     }
 
     proptest! {
         #[test]
-        fn entry_round_trips(term in 0u64..1000, node in 0u64..10, index in any::<u64>(), op in arb_entry_op()) {
+        fn entry_round_trips(term in 0u64..1000, node in 0u64..10, index in any::<u64>(), batch in arb_batch()) {
             let entry = Entry {
                 log_id: LogId::new(CommittedLeaderId { term, node_id: node }, index),
-                payload: EntryPayload::Normal(op),
+                payload: EntryPayload::Normal(batch),
             };
             let decoded = decode_entry(&encode_entry(&entry)).unwrap();
             prop_assert_eq!(decoded, entry);

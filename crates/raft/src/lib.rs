@@ -36,14 +36,114 @@ pub mod pb {
     tonic::include_proto!("seshat.v1");
 }
 
+/// The on-disk format this build reads and writes: the key layout of user
+/// data, the log entry encoding and the persisted records. A data
+/// directory in any other format is refused at start.
+pub const DATA_FORMAT_VERSION: u32 = 2;
+/// Key of the format version in `data_raft_state`.
+pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
+
 /// Opens the node's database and builds the log store and state machine on
-/// it.
+/// it. A database in another on-disk format is refused with a message that
+/// says so.
 pub fn open_storage(
     config: &StorageConfig,
 ) -> Result<(seshat_storage::Store, LogStore, StateMachine), std::io::Error> {
     let store = seshat_storage::Store::open(&config.db_dir(), &config.store_options)
         .map_err(std::io::Error::other)?;
+    check_format(&store, &config.data_dir)?;
     let log = LogStore::new(store.clone())?;
     let sm = StateMachine::open(store.clone(), config)?;
     Ok((store, log, sm))
+}
+
+/// Checks (or, in a new database, records) [`DATA_FORMAT_VERSION`].
+fn check_format(store: &seshat_storage::Store, dir: &std::path::Path) -> std::io::Result<()> {
+    use seshat_storage::{Batch, Cf};
+    let refuse = |found: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "data directory {} holds Seshat on-disk format {found}; this build reads format \
+                 {DATA_FORMAT_VERSION} only and does not migrate: start it with an empty data \
+                 directory (or run the Seshat version that wrote it)",
+                dir.display()
+            ),
+        )
+    };
+    match store
+        .get(Cf::DataRaftState, KEY_FORMAT_VERSION)
+        .map_err(std::io::Error::other)?
+    {
+        Some(raw) => {
+            let found = <[u8; 4]>::try_from(raw.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| refuse(format!("{raw:?} (unreadable)")))?;
+            if found == DATA_FORMAT_VERSION {
+                Ok(())
+            } else {
+                Err(refuse(found.to_string()))
+            }
+        }
+        None => {
+            for cf in [Cf::DataRaftLog, Cf::DataRaftState, Cf::DataKv] {
+                if store.last(cf).map_err(std::io::Error::other)?.is_some() {
+                    return Err(refuse(
+                        "1 (from before format versions were recorded)".into(),
+                    ));
+                }
+            }
+            let mut batch = Batch::default();
+            batch.put(
+                Cf::DataRaftState,
+                KEY_FORMAT_VERSION,
+                &DATA_FORMAT_VERSION.to_be_bytes(),
+            );
+            store.write(batch, true).map_err(std::io::Error::other)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod format_tests {
+    use super::*;
+    use seshat_storage::{Batch, Cf, Store, StoreOptions};
+
+    #[test]
+    fn an_older_data_directory_is_refused_with_a_clear_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StorageConfig::new(tmp.path().to_path_buf());
+        {
+            // A format-1 directory: data, no format record.
+            let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+            let mut b = Batch::default();
+            b.put(Cf::DataKv, b"kfoo", b"bar");
+            store.write(b, true).unwrap();
+        }
+        let err = open_storage(&config).err().unwrap();
+        let text = err.to_string();
+        assert!(text.contains("on-disk format 1"), "{text}");
+        assert!(text.contains("does not migrate"), "{text}");
+    }
+
+    #[test]
+    fn a_new_directory_gets_the_current_format_and_reopens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StorageConfig::new(tmp.path().to_path_buf());
+        {
+            let (store, _, _) = open_storage(&config).unwrap();
+            let v = store.get(Cf::DataRaftState, KEY_FORMAT_VERSION).unwrap();
+            assert_eq!(v, Some(DATA_FORMAT_VERSION.to_be_bytes().to_vec()));
+        }
+        assert!(open_storage(&config).is_ok());
+        {
+            let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+            let mut b = Batch::default();
+            b.put(Cf::DataRaftState, KEY_FORMAT_VERSION, &99u32.to_be_bytes());
+            store.write(b, true).unwrap();
+        }
+        let text = open_storage(&config).err().unwrap().to_string();
+        assert!(text.contains("format 99"), "{text}");
+    }
 }

@@ -1,4 +1,5 @@
-//! Snapshot files: a consistent copy of `data_kv` plus the applied state.
+//! Snapshot files: a consistent copy of the data group's records in
+//! `data_kv` plus the applied state.
 //!
 //! Layout: a sequence of length-delimited protobuf messages — one
 //! [`pb::SnapshotHeader`] then [`pb::KvChunk`]s of at most
@@ -11,6 +12,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
+use seshat_kv::keys::{self, DATA_GROUP};
 use seshat_storage::{Cf, Store};
 
 use crate::codec::{self, CodecError, RECORD_VERSION};
@@ -21,8 +23,12 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest message accepted when reading a snapshot file (a chunk plus one
 /// oversized entry), checked before allocating.
 pub const MAX_SNAPSHOT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Prefix of user keys inside `data_kv`; other prefixes are reserved.
-pub const USER_KEY_PREFIX: u8 = b'k';
+/// Whether `key` belongs to the data group's records (the only records a
+/// snapshot holds today).
+pub fn in_data_group(key: &[u8]) -> bool {
+    let (start, end) = keys::group_range(DATA_GROUP);
+    start.as_slice() <= key && key < end.as_slice()
+}
 /// File name suffix of complete snapshots.
 pub const SNAPSHOT_SUFFIX: &str = ".snap";
 
@@ -64,25 +70,21 @@ pub fn write_snapshot(store: &Store, dir: &Path) -> io::Result<(pb::SnapshotHead
     let mut chunk = pb::KvChunk::default();
     let mut chunk_bytes = 0usize;
     let mut write_err: Option<io::Error> = None;
-    view.for_each(
-        Cf::DataKv,
-        &[USER_KEY_PREFIX],
-        &[USER_KEY_PREFIX + 1],
-        |k, v| {
-            chunk.keys.push(bytes::Bytes::copy_from_slice(k));
-            chunk.values.push(bytes::Bytes::copy_from_slice(v));
-            chunk_bytes = chunk_bytes.saturating_add(k.len() + v.len());
-            if chunk_bytes >= SNAPSHOT_CHUNK_BYTES {
-                if let Err(e) = write_message(&mut out, &chunk) {
-                    write_err = Some(e);
-                    return false;
-                }
-                chunk = pb::KvChunk::default();
-                chunk_bytes = 0;
+    let (start, end) = keys::group_range(DATA_GROUP);
+    view.for_each(Cf::DataKv, &start, &end, |k, v| {
+        chunk.keys.push(bytes::Bytes::copy_from_slice(k));
+        chunk.values.push(bytes::Bytes::copy_from_slice(v));
+        chunk_bytes = chunk_bytes.saturating_add(k.len() + v.len());
+        if chunk_bytes >= SNAPSHOT_CHUNK_BYTES {
+            if let Err(e) = write_message(&mut out, &chunk) {
+                write_err = Some(e);
+                return false;
             }
-            true
-        },
-    )
+            chunk = pb::KvChunk::default();
+            chunk_bytes = 0;
+        }
+        true
+    })
     .map_err(io::Error::other)?;
     if let Some(e) = write_err {
         return Err(e);
@@ -257,25 +259,26 @@ pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Resu
             ),
         ));
     }
-    let mut keys: u64 = 0;
+    let mut key_count: u64 = 0;
     while let Some(chunk) = reader.next_chunk()? {
-        if chunk
-            .keys
-            .iter()
-            .any(|k| k.first() != Some(&USER_KEY_PREFIX))
-        {
+        if chunk.keys.iter().any(|k| !in_data_group(k)) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "snapshot key without the user prefix",
+                "snapshot key outside the data group",
             ));
         }
-        keys = keys.saturating_add(chunk.keys.len() as u64);
+        let metas = chunk
+            .keys
+            .iter()
+            .filter(|k| keys::parse_meta_key(DATA_GROUP, k).is_some())
+            .count();
+        key_count = key_count.saturating_add(metas as u64);
     }
-    if keys != applied.key_count {
+    if key_count != applied.key_count {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "snapshot holds {keys} keys, its header says {}",
+                "snapshot holds {key_count} keys, its header says {}",
                 applied.key_count
             ),
         ));

@@ -17,13 +17,16 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
+use seshat_commands::GroupState;
 use seshat_common::stages::{self, Stage};
-use seshat_kv::{KvState, OpResult};
-use seshat_storage::{Batch, Cf, StorageError, Store, StoreOptions};
+use seshat_kv::keys::{self, DATA_GROUP};
+use seshat_kv::{KvError, RawKv};
+use seshat_protocol_resp::Frame;
+use seshat_storage::{Batch, Cf, DbSnapshot, Store, StoreOptions};
 
 use crate::codec::{self, RECORD_VERSION};
 use crate::pb;
-use crate::snapshot::{self, SnapshotFile, USER_KEY_PREFIX};
+use crate::snapshot::{self, SnapshotFile};
 use crate::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// Key of the [`pb::AppliedRecord`] in `data_raft_state`.
@@ -67,6 +70,8 @@ pub struct SmStats {
     pub applied_index: AtomicU64,
     /// Number of user keys.
     pub key_count: AtomicU64,
+    /// Time of the last applied write entry (Unix ms).
+    pub last_now_ms: AtomicU64,
     /// Index of the newest snapshot (0 = none).
     pub snapshot_index: AtomicU64,
     /// Size of the newest snapshot file, in bytes.
@@ -89,20 +94,13 @@ pub struct StateMachine {
     snapshot_files: Arc<tokio::sync::Mutex<()>>,
     applied: Option<LogId>,
     membership: StoredMembership,
-    key_count: u64,
+    group: GroupState,
     stats: Arc<SmStats>,
 }
 
-/// The key under which user key `key` is stored in `data_kv`.
-pub fn data_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(USER_KEY_PREFIX);
-    k.extend_from_slice(key);
-    k
-}
-
-/// The applied index, an FNV-1a hash of every user key and value, and the
-/// number of keys, all read from one consistent view of the database.
+/// The applied index, an FNV-1a hash of every record of the data group
+/// (metadata, sub-keys and the expiry index), and the number of keys, all
+/// read from one consistent view of the database.
 pub fn state_digest(store: &Store) -> io::Result<(u64, u64, u64)> {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -124,24 +122,77 @@ pub fn state_digest(store: &Store) -> io::Result<(u64, u64, u64)> {
             hash = hash.wrapping_mul(FNV_PRIME);
         }
     };
-    view.for_each(
-        Cf::DataKv,
-        &[USER_KEY_PREFIX],
-        &[USER_KEY_PREFIX + 1],
-        |k, v| {
-            feed(k);
-            feed(v);
+    let (start, end) = keys::group_range(DATA_GROUP);
+    view.for_each(Cf::DataKv, &start, &end, |k, v| {
+        feed(k);
+        feed(v);
+        if keys::parse_meta_key(DATA_GROUP, k).is_some() {
             keys += 1;
-            true
-        },
-    )
+        }
+        true
+    })
     .map_err(io::Error::other)?;
     Ok((applied, hash, keys))
 }
 
-/// Reads user key `key` from the applied state.
-pub fn read_value(store: &Store, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-    Ok(store.get(Cf::DataKv, &data_key(key))?.map(Bytes::from))
+fn kv_error(e: seshat_storage::StorageError) -> KvError {
+    KvError::Storage(e.to_string())
+}
+
+/// A read-only [`RawKv`] over one consistent view of the database: reads
+/// run on it after their barrier.
+pub struct ReadView<'a> {
+    view: DbSnapshot<'a>,
+}
+
+impl<'a> ReadView<'a> {
+    /// A view of `store` as of now.
+    pub fn new(store: &'a Store) -> Self {
+        Self {
+            view: store.snapshot(),
+        }
+    }
+}
+
+impl RawKv for ReadView<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        Ok(self
+            .view
+            .get(Cf::DataKv, key)
+            .map_err(kv_error)?
+            .map(Bytes::from))
+    }
+
+    fn put(&mut self, _: Vec<u8>, _: Vec<u8>) -> Result<(), KvError> {
+        Err(KvError::ReadOnly)
+    }
+
+    fn delete(&mut self, _: Vec<u8>) -> Result<(), KvError> {
+        Err(KvError::ReadOnly)
+    }
+
+    fn delete_range(&mut self, _: Vec<u8>, _: Vec<u8>) -> Result<(), KvError> {
+        Err(KvError::ReadOnly)
+    }
+
+    fn scan(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let mut out = Vec::new();
+        if limit == 0 || from >= to {
+            return Ok(out);
+        }
+        self.view
+            .for_each(Cf::DataKv, from, to, |k, v| {
+                out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
+                out.len() < limit
+            })
+            .map_err(kv_error)?;
+        Ok(out)
+    }
 }
 
 impl StateMachine {
@@ -164,13 +215,16 @@ impl StateMachine {
             .applied_index
             .store(applied.map_or(0, |l| l.index), Ordering::Release);
         stats.key_count.store(record.key_count, Ordering::Release);
+        stats
+            .last_now_ms
+            .store(record.last_now_ms, Ordering::Release);
         let sm = Self {
             store,
             snapshot_dir: config.snapshot_dir(),
             snapshot_files: Arc::new(tokio::sync::Mutex::new(())),
             applied,
             membership,
-            key_count: record.key_count,
+            group: group_state(&record),
             stats,
         };
         if let Some(path) = snapshot::newest_snapshot(&sm.snapshot_dir)? {
@@ -202,7 +256,8 @@ impl StateMachine {
             last_applied: self.applied.as_ref().map(codec::log_id_to_pb),
             membership_log_id: self.membership.log_id().as_ref().map(codec::log_id_to_pb),
             membership: Some(codec::membership_to_pb(self.membership.membership())),
-            key_count: self.key_count,
+            key_count: self.group.key_count,
+            last_now_ms: self.group.last_now_ms,
         }
     }
 
@@ -212,7 +267,17 @@ impl StateMachine {
             .store(self.applied.map_or(0, |l| l.index), Ordering::Release);
         self.stats
             .key_count
-            .store(self.key_count, Ordering::Release);
+            .store(self.group.key_count, Ordering::Release);
+        self.stats
+            .last_now_ms
+            .store(self.group.last_now_ms, Ordering::Release);
+    }
+}
+
+fn group_state(record: &pb::AppliedRecord) -> GroupState {
+    GroupState {
+        key_count: record.key_count,
+        last_now_ms: record.last_now_ms,
     }
 }
 
@@ -228,59 +293,128 @@ fn applied_from_record(r: &pb::AppliedRecord) -> io::Result<(Option<LogId>, Stor
     Ok((applied, membership))
 }
 
-/// One apply batch: pending changes that later operations in the same batch
+/// One apply batch: pending changes that later commands in the same batch
 /// must see before they reach RocksDB.
 struct ApplyBatch<'a> {
     store: &'a Store,
     batch: Batch,
-    overlay: BTreeMap<Bytes, Option<Bytes>>,
-    cleared: bool,
-    key_count: u64,
+    /// Keys written (`Some`) or deleted (`None`) by this batch.
+    overlay: BTreeMap<Vec<u8>, Option<Bytes>>,
+    /// Ranges deleted by this batch, as `[start, end)`; overlay entries
+    /// written after a range delete take precedence.
+    cleared: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-impl KvState for ApplyBatch<'_> {
-    type Error = StorageError;
+impl<'a> ApplyBatch<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            batch: Batch::default(),
+            overlay: BTreeMap::new(),
+            cleared: Vec::new(),
+        }
+    }
 
-    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+    /// The end of a cleared range containing `key`, if one does.
+    fn cleared_until(&self, key: &[u8]) -> Option<&[u8]> {
+        self.cleared
+            .iter()
+            .filter(|(s, e)| s.as_slice() <= key && key < e.as_slice())
+            .map(|(_, e)| e.as_slice())
+            .max()
+    }
+}
+
+impl RawKv for ApplyBatch<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
         }
-        if self.cleared {
+        if self.cleared_until(key).is_some() {
             return Ok(None);
         }
-        read_value(self.store, key)
+        Ok(self
+            .store
+            .get(Cf::DataKv, key)
+            .map_err(kv_error)?
+            .map(Bytes::from))
     }
 
-    fn put(&mut self, key: Bytes, value: Bytes) -> Result<(), StorageError> {
-        let data_key = data_key(&key);
-        // Only whether the key exists matters here (for the key count): no
-        // copy of the old value.
-        let exists = match self.overlay.get(&key) {
-            Some(v) => v.is_some(),
-            None => !self.cleared && self.store.contains(Cf::DataKv, &data_key)?,
-        };
-        if !exists {
-            self.key_count = self.key_count.saturating_add(1);
-        }
-        self.batch.put(Cf::DataKv, &data_key, &value);
-        self.overlay.insert(key, Some(value));
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
+        self.batch.put(Cf::DataKv, &key, &value);
+        self.overlay.insert(key, Some(Bytes::from(value)));
         Ok(())
     }
 
-    fn delete(&mut self, key: Bytes) -> Result<(), StorageError> {
-        self.key_count = self.key_count.saturating_sub(1);
-        self.batch.delete(Cf::DataKv, &data_key(&key));
+    fn delete(&mut self, key: Vec<u8>) -> Result<(), KvError> {
+        self.batch.delete(Cf::DataKv, &key);
         self.overlay.insert(key, None);
         Ok(())
     }
 
-    fn clear(&mut self) -> Result<(), StorageError> {
-        self.batch
-            .delete_range(Cf::DataKv, &[USER_KEY_PREFIX], &[USER_KEY_PREFIX + 1]);
-        self.overlay.clear();
-        self.cleared = true;
-        self.key_count = 0;
+    fn delete_range(&mut self, from: Vec<u8>, to: Vec<u8>) -> Result<(), KvError> {
+        self.batch.delete_range(Cf::DataKv, &from, &to);
+        let doomed: Vec<Vec<u8>> = self
+            .overlay
+            .range(from.clone()..to.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.overlay.remove(&k);
+        }
+        self.cleared.push((from, to));
         Ok(())
+    }
+
+    /// The first `limit` pairs of the store merged with this batch's
+    /// changes: store entries hidden by a delete or a cleared range are
+    /// skipped (jumping over cleared ranges), overlay writes are added.
+    fn scan(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        if limit == 0 || from >= to {
+            return Ok(Vec::new());
+        }
+        let mut stored: Vec<(Bytes, Bytes)> = Vec::new();
+        let mut pos = from.to_vec();
+        while stored.len() < limit && pos.as_slice() < to {
+            if let Some(end) = self.cleared_until(&pos) {
+                pos = end.to_vec();
+                continue;
+            }
+            let chunk = self
+                .store
+                .scan(Cf::DataKv, &pos, to, limit)
+                .map_err(kv_error)?;
+            let full = chunk.len() == limit;
+            let mut next = None;
+            for (k, v) in chunk {
+                let hidden = self.overlay.contains_key(&k) || self.cleared_until(&k).is_some();
+                if !hidden && stored.len() < limit {
+                    stored.push((Bytes::from(k.clone()), Bytes::from(v)));
+                }
+                next = Some(k);
+            }
+            match (full, next) {
+                (true, Some(mut last)) => {
+                    last.push(0);
+                    pos = last;
+                }
+                _ => break,
+            }
+        }
+        let written = self
+            .overlay
+            .range(from.to_vec()..to.to_vec())
+            .filter_map(|(k, v)| v.as_ref().map(|v| (Bytes::from(k.clone()), v.clone())))
+            .take(limit);
+        let mut merged: Vec<(Bytes, Bytes)> = stored.into_iter().chain(written).collect();
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.truncate(limit);
+        Ok(merged)
     }
 }
 
@@ -292,7 +426,7 @@ impl StateMachine {
     fn commit_batch(
         &mut self,
         mut batch: Batch,
-        replies: &mut Vec<(Responder, OpResult)>,
+        replies: &mut Vec<(Responder, Vec<Frame>)>,
     ) -> io::Result<()> {
         batch.put(
             Cf::DataRaftState,
@@ -324,26 +458,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let started = std::time::Instant::now();
         let mut replies = Vec::new();
-        let mut pending = ApplyBatch {
-            store: &self.store.clone(),
-            batch: Batch::default(),
-            overlay: BTreeMap::new(),
-            cleared: false,
-            key_count: self.key_count,
-        };
         let store = self.store.clone();
+        let mut pending = ApplyBatch::new(&store);
         let mut count = 0usize;
         while let Some((entry, responder)) = entries.try_next().await? {
             debug_assert!(self.applied.is_none_or(|a| a.index < entry.log_id.index));
             self.applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => OpResult::Ok,
-                EntryPayload::Normal(op) => {
-                    seshat_kv::apply(&op, &mut pending).map_err(io::Error::other)?
-                }
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => seshat_commands::apply_batch(
+                    &batch,
+                    entry.log_id.index,
+                    &mut pending,
+                    &mut self.group,
+                )
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot apply a committed entry; stopping");
+                    io::Error::other(e)
+                })?,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    OpResult::Ok
+                    Vec::new()
                 }
             };
             if let Some(r) = responder {
@@ -351,21 +486,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             count += 1;
             if count >= MAX_ENTRIES_PER_APPLY_BATCH {
-                self.key_count = pending.key_count;
                 let batch = std::mem::take(&mut pending.batch);
                 self.commit_batch(batch, &mut replies)?;
-                pending = ApplyBatch {
-                    store: &store,
-                    batch: Batch::default(),
-                    overlay: BTreeMap::new(),
-                    cleared: false,
-                    key_count: self.key_count,
-                };
+                pending = ApplyBatch::new(&store);
                 count = 0;
             }
         }
         if count > 0 {
-            self.key_count = pending.key_count;
             let batch = std::mem::take(&mut pending.batch);
             self.commit_batch(batch, &mut replies)?;
         }
@@ -407,7 +534,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.applied = applied_id;
         self.membership = membership;
-        self.key_count = applied.key_count;
+        self.group = group_state(&applied);
         self.publish();
         self.record_snapshot_stats(
             &pb::SnapshotHeader {
@@ -509,16 +636,17 @@ fn install_from_file(
 /// install marker in one fsynced batch.
 fn load_snapshot_file(store: &Store, path: &std::path::Path) -> io::Result<pb::SnapshotHeader> {
     let mut reader = snapshot::SnapshotReader::open(path)?;
+    let (start, end) = keys::group_range(DATA_GROUP);
     let mut clear = Batch::default();
-    clear.delete_range(Cf::DataKv, &[USER_KEY_PREFIX], &[USER_KEY_PREFIX + 1]);
+    clear.delete_range(Cf::DataKv, &start, &end);
     store.write(clear, false).map_err(io::Error::other)?;
     while let Some(chunk) = reader.next_chunk()? {
         let mut batch = Batch::default();
         for (k, v) in chunk.keys.iter().zip(chunk.values.iter()) {
-            if k.first() != Some(&USER_KEY_PREFIX) {
+            if !snapshot::in_data_group(k) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "snapshot key without the user prefix",
+                    "snapshot key outside the data group",
                 ));
             }
             batch.put(Cf::DataKv, k, v);
@@ -602,43 +730,67 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use seshat_kv::{MemState, Operation};
+    use seshat_kv::{MemKv, Write, WriteBatch};
 
-    /// Applies operations straight to a store, one batch each (the state
-    /// machine's semantics without openraft around it).
-    fn apply_direct(store: &Store, ops: &[Operation], key_count: &mut u64) {
-        for op in ops {
-            let mut b = ApplyBatch {
-                store,
-                batch: Batch::default(),
-                overlay: BTreeMap::new(),
-                cleared: false,
-                key_count: *key_count,
+    fn argv(words: &[&str]) -> Write {
+        Write::Command(
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// Applies writes straight to a store, three per batch (the state
+    /// machine's semantics without openraft around it), and returns the
+    /// replies.
+    fn apply_direct(store: &Store, writes: &[Write], state: &mut GroupState) -> Vec<Frame> {
+        let mut replies = Vec::new();
+        for (i, chunk) in writes.chunks(3).enumerate() {
+            let mut b = ApplyBatch::new(store);
+            let batch = WriteBatch {
+                now_ms: 1_000 + i as u64 * 10,
+                seed: i as u64,
+                writes: chunk.to_vec(),
             };
-            seshat_kv::apply(op, &mut b).unwrap();
-            *key_count = b.key_count;
+            replies
+                .extend(seshat_commands::apply_batch(&batch, i as u64 + 1, &mut b, state).unwrap());
             let record = pb::AppliedRecord {
                 version: RECORD_VERSION,
-                key_count: *key_count,
+                key_count: state.key_count,
+                last_now_ms: state.last_now_ms,
                 ..Default::default()
             };
             b.batch
                 .put(Cf::DataRaftState, KEY_APPLIED, &record.encode_to_vec());
             store.write(b.batch, false).unwrap();
         }
+        replies
+    }
+
+    /// The same writes applied to an in-memory model.
+    fn apply_model(writes: &[Write]) -> (MemKv, GroupState, Vec<Frame>) {
+        let (mut kv, mut state, mut replies) =
+            (MemKv::default(), GroupState::default(), Vec::new());
+        for (i, chunk) in writes.chunks(3).enumerate() {
+            let batch = WriteBatch {
+                now_ms: 1_000 + i as u64 * 10,
+                seed: i as u64,
+                writes: chunk.to_vec(),
+            };
+            replies.extend(
+                seshat_commands::apply_batch(&batch, i as u64 + 1, &mut kv, &mut state).unwrap(),
+            );
+        }
+        (kv, state, replies)
     }
 
     fn contents(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let (start, end) = keys::group_range(DATA_GROUP);
         store
-            .scan(
-                Cf::DataKv,
-                &[USER_KEY_PREFIX],
-                &[USER_KEY_PREFIX + 1],
-                usize::MAX,
-            )
+            .scan(Cf::DataKv, &start, &end, usize::MAX)
             .unwrap()
             .into_iter()
-            .map(|(k, v)| (k[1..].to_vec(), v))
             .collect()
     }
 
@@ -646,46 +798,66 @@ mod tests {
         Store::open(&dir.join("db"), &StoreOptions::default()).unwrap()
     }
 
-    fn arb_op() -> impl Strategy<Value = Operation> {
-        let key = prop::sample::select(vec!["a", "b", "c", "d", "e"])
-            .prop_map(|k| Bytes::from(k.as_bytes().to_vec()));
-        let val = prop::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from);
+    fn arb_write() -> impl Strategy<Value = Write> {
+        let key = prop::sample::select(vec!["a", "b", "c", "d", "e"]);
+        let val = "[a-z0-9]{0,6}";
         prop_oneof![
-            6 => (key.clone(), val).prop_map(|(k, v)| Operation::set(k, v)),
-            3 => prop::collection::vec(key, 1..3).prop_map(|keys| Operation::Del { keys }),
-            1 => Just(Operation::FlushAll),
+            6 => (key.clone(), val).prop_map(|(k, v)| argv(&["SET", k, &v])),
+            2 => (key.clone(), 1u32..40).prop_map(|(k, ms)| argv(&["SET", k, "t", "PX", &ms.to_string()])),
+            2 => key.clone().prop_map(|k| argv(&["INCR", k])),
+            3 => prop::collection::vec(key.clone(), 1..3).prop_map(|keys| {
+                let mut w = vec!["DEL"];
+                w.extend(keys);
+                argv(&w)
+            }),
+            1 => key.clone().prop_map(|k| argv(&["RENAME", k, "z"])),
+            1 => Just(argv(&["KEYS", "*"])),
+            1 => Just(argv(&["SCAN", "0", "COUNT", "2"])),
+            1 => Just(argv(&["DBSIZE"])),
+            1 => Just(argv(&["FLUSHALL"])),
         ]
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// State after snapshot + replay of the rest equals state after
-        /// replaying everything, through real snapshot files and RocksDB.
+        /// replaying everything, through real snapshot files and RocksDB;
+        /// and RocksDB with the apply overlay behaves exactly like the
+        /// in-memory model (same replies, same records).
         #[test]
-        fn snapshot_then_replay_equals_full_replay(ops in prop::collection::vec(arb_op(), 0..40), cut in 0usize..40) {
-            let cut = cut.min(ops.len());
+        fn snapshot_then_replay_equals_full_replay(ops in prop::collection::vec(arb_write(), 0..40), cut in 0usize..14) {
+            let cut = (cut * 3).min(ops.len());
             let tmp = tempfile::tempdir().unwrap();
             let full = open(&tmp.path().join("full"));
-            let mut full_count = 0;
-            apply_direct(&full, &ops, &mut full_count);
+            let mut full_state = GroupState::default();
+            let full_replies = apply_direct(&full, &ops, &mut full_state);
 
             let a = open(&tmp.path().join("a"));
-            let mut a_count = 0;
-            apply_direct(&a, &ops[..cut], &mut a_count);
+            apply_direct(&a, &ops[..cut], &mut GroupState::default());
             let (_, file) = snapshot::write_snapshot(&a, &tmp.path().join("a-snaps")).unwrap();
 
             let b = open(&tmp.path().join("b"));
-            apply_direct(&b, &[Operation::set(Bytes::from("stale"), Bytes::from("x"))], &mut 0);
+            apply_direct(&b, &[argv(&["SET", "stale", "x"])], &mut GroupState::default());
             let (header, _) = install_from_file(&b, &tmp.path().join("b-snaps"), &file).unwrap();
-            let mut b_count = header.applied.unwrap_or_default().key_count;
-            apply_direct(&b, &ops[cut..], &mut b_count);
+            let mut b_state = group_state(&header.applied.unwrap_or_default());
+            // Replay with the same batch boundaries and times as `full`.
+            let rest: Vec<Write> = ops[cut..].to_vec();
+            for (i, chunk) in rest.chunks(3).enumerate() {
+                let n = cut / 3 + i;
+                let mut batch = ApplyBatch::new(&b);
+                let wb = WriteBatch { now_ms: 1_000 + n as u64 * 10, seed: n as u64, writes: chunk.to_vec() };
+                seshat_commands::apply_batch(&wb, n as u64 + 1, &mut batch, &mut b_state).unwrap();
+                b.write(batch.batch, false).unwrap();
+            }
 
             prop_assert_eq!(contents(&b), contents(&full));
-            prop_assert_eq!(b_count, full_count);
-            let mut model = MemState::default();
-            for op in &ops { let _ = seshat_kv::apply(op, &mut model); }
-            prop_assert_eq!(contents(&full).len() as u64, full_count);
-            prop_assert_eq!(model.map.len() as u64, full_count);
+            prop_assert_eq!(b_state, full_state);
+            let (model, model_state, model_replies) = apply_model(&ops);
+            let model_contents: BTreeMap<Vec<u8>, Vec<u8>> =
+                model.map.into_iter().map(|(k, v)| (k, v.to_vec())).collect();
+            prop_assert_eq!(contents(&full), model_contents);
+            prop_assert_eq!(full_state, model_state);
+            prop_assert_eq!(full_replies, model_replies);
         }
     }
 
@@ -693,11 +865,11 @@ mod tests {
     fn an_install_interrupted_by_a_crash_is_completed_on_open() {
         let tmp = tempfile::tempdir().unwrap();
         let source = open(&tmp.path().join("source"));
-        let ops: Vec<Operation> = (0..3000)
-            .map(|i| Operation::set(Bytes::from(format!("key{i}")), Bytes::from(vec![b'v'; 500])))
+        let value = "v".repeat(500);
+        let ops: Vec<Write> = (0..3000)
+            .map(|i| argv(&["SET", &format!("key{i}"), &value]))
             .collect();
-        let mut count = 0;
-        apply_direct(&source, &ops, &mut count);
+        apply_direct(&source, &ops, &mut GroupState::default());
         let (_, file) =
             snapshot::write_snapshot(&source, &tmp.path().join("source-snaps")).unwrap();
 
@@ -706,8 +878,8 @@ mod tests {
             let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
             apply_direct(
                 &store,
-                &[Operation::set(Bytes::from("old"), Bytes::from("1"))],
-                &mut 0,
+                &[argv(&["SET", "old", "1"])],
+                &mut GroupState::default(),
             );
             // Simulate a crash after the marker and part of the data:
             // copy the file, write the marker, load one chunk only.
@@ -724,7 +896,8 @@ mod tests {
             let mut reader = snapshot::SnapshotReader::open(&file).unwrap();
             let chunk = reader.next_chunk().unwrap().unwrap();
             let mut partial = Batch::default();
-            partial.delete_range(Cf::DataKv, &[USER_KEY_PREFIX], &[USER_KEY_PREFIX + 1]);
+            let (start, end) = keys::group_range(DATA_GROUP);
+            partial.delete_range(Cf::DataKv, &start, &end);
             for (k, v) in chunk.keys.iter().zip(chunk.values.iter()) {
                 partial.put(Cf::DataKv, k, v);
             }
@@ -737,7 +910,7 @@ mod tests {
         let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
         let sm = StateMachine::open(store.clone(), &config).unwrap();
         assert_eq!(contents(&store), contents(&source));
-        assert_eq!(sm.key_count, 3000);
+        assert_eq!(sm.group.key_count, 3000);
         assert_eq!(store.get(Cf::DataRaftState, KEY_INSTALLING).unwrap(), None);
     }
 }

@@ -21,10 +21,11 @@ impl fmt::Display for SeshatNode {
 }
 
 openraft::declare_raft_types!(
-    /// Seshat's openraft configuration: KV operations in, KV results out.
+    /// Seshat's openraft configuration: batches of client writes in, one
+    /// RESP reply per write out.
     pub TypeConfig:
-        D = seshat_kv::Operation,
-        R = seshat_kv::OpResult,
+        D = seshat_kv::WriteBatch,
+        R = Vec<seshat_protocol_resp::Frame>,
         Node = SeshatNode,
 );
 

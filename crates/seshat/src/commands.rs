@@ -1,14 +1,19 @@
-//! Executes parsed commands. Writes become [`Operation`]s that go through
-//! Raft ([`as_write`]); everything else is answered here ([`execute`]).
+//! Runs commands for a connection: data commands through the node (a
+//! write proposed through the log, a read after a barrier, a pure command
+//! at once), and the commands the server answers itself, matched
+//! exhaustively on [`ServerCmd`] so a new one cannot be left unhandled.
 
 use bytes::Bytes;
-use seshat_kv::{OpResult, Operation, SetCondition};
-use seshat_protocol_resp::{self as resp, crc16_slot, Command, Frame, ProtocolVersion};
+use seshat_commands::{self as cmds, ClientAttr, Decl, NoData, Route, ServerCmd};
+use seshat_common::{crc16_slot, LimitError, Limits};
+use seshat_kv::Write;
+use seshat_protocol_resp::{self as resp, Frame, ProtocolVersion};
 
 use crate::cluster;
-use crate::connection::ClientState;
 use crate::info;
-use crate::server::Shared;
+use crate::node::wall_clock_ms;
+use crate::session::ClientState;
+use crate::shared::Shared;
 
 /// What the connection does with a command's result.
 pub enum Outcome {
@@ -20,180 +25,152 @@ pub enum Outcome {
     Close(Frame),
 }
 
-/// The slot of a key, as Redis Cluster computes it.
-fn slot(key: &[u8]) -> u16 {
-    crc16_slot(key)
+/// The slot a request routes by: its first key's (0 without keys).
+pub fn slot_of(decl: &Decl, args: &[Bytes]) -> u16 {
+    decl.key_args(args).next().map_or(0, |k| crc16_slot(k))
 }
 
-/// If `command` changes data, the operation to propose and the slot used
-/// in a MOVED reply.
-pub fn as_write(command: &Command) -> Option<(Operation, u16)> {
-    match command {
-        Command::Set {
-            key,
-            value,
-            condition,
-            get,
-        } => Some((
-            Operation::Set {
-                key: key.clone(),
-                value: value.clone(),
-                condition: condition.map(|c| match c {
-                    resp::SetCondition::Nx => SetCondition::IfAbsent,
-                    resp::SetCondition::Xx => SetCondition::IfPresent,
-                }),
-                return_old: *get,
-            },
-            slot(key),
-        )),
-        Command::Del { keys } => Some((
-            Operation::Del { keys: keys.clone() },
-            keys.first().map_or(0, |k| slot(k)),
-        )),
-        Command::FlushAll | Command::FlushDb => Some((Operation::FlushAll, 0)),
-        _ => None,
+/// The size limits on a write's arguments: every key at most
+/// `max_key_bytes`, every other argument at most `max_value_bytes`.
+/// (The whole write's size is checked when it is proposed.)
+pub fn check_write_limits(decl: &Decl, args: &[Bytes], limits: &Limits) -> Result<(), LimitError> {
+    let mut keys = decl.keys.positions(args.len()).peekable();
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if keys.peek() == Some(&i) {
+            keys.next();
+            limits.check_key(arg)?;
+        } else {
+            limits.check_value(arg)?;
+        }
     }
+    Ok(())
 }
 
-/// The name under which a command is counted in `/metrics`.
-pub fn metric_name(command: &Command) -> &'static str {
-    match command {
-        Command::Get { .. } => "get",
-        Command::Set { .. } => "set",
-        Command::Del { .. } => "del",
-        Command::Exists { .. } => "exists",
-        Command::Ping { .. } => "ping",
-        Command::FlushAll | Command::FlushDb => "flushall",
-        Command::Info { .. } => "info",
-        _ => "other",
-    }
-}
-
-/// The RESP reply for an applied operation.
-pub fn op_result_frame(result: OpResult) -> Frame {
-    match result {
-        OpResult::Ok => Frame::ok(),
-        OpResult::Nil => Frame::Null,
-        OpResult::Value(v) => Frame::Bulk(v),
-        OpResult::Integer(n) => Frame::Integer(n),
-        // Batches are formed and split inside the node; a client's write
-        // always gets its own result.
-        OpResult::Batch(_) => Frame::error("ERR internal error: unexpected batch result"),
-    }
+/// The leader's form of a write: limits checked, relative times made
+/// absolute at this node's clock.
+pub fn prepare(decl: &Decl, args: Vec<Bytes>, shared: &Shared) -> Result<Vec<Bytes>, Frame> {
+    check_write_limits(decl, &args, &shared.node.settings.limits)
+        .map_err(|e| Frame::error(e.to_string()))?;
+    cmds::prepare_write(decl, args, shared.node.now_ms())
 }
 
 fn error(e: impl ToString) -> Frame {
     Frame::error(e.to_string())
 }
 
-/// Whether `command` reads data and so needs a read barrier.
-pub fn is_linearizable_read(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Get { .. } | Command::Exists { .. } | Command::DbSize
-    )
-}
-
-/// The slot a read's `MOVED` names.
-pub fn read_slot(command: &Command) -> u16 {
-    match command {
-        Command::Get { key } => slot(key),
-        Command::Exists { keys } => keys.first().map_or(0, |k| slot(k)),
-        _ => 0,
+/// Runs a data command (write, read or pure) and waits for its reply.
+pub async fn run_data(
+    decl: &'static Decl,
+    args: Vec<Bytes>,
+    client: &ClientState,
+    shared: &Shared,
+) -> Frame {
+    let node = &shared.node;
+    let slot = slot_of(decl, &args);
+    match decl.route() {
+        Route::Write => {
+            let args = match prepare(decl, args, shared) {
+                Ok(a) => a,
+                Err(frame) => return frame,
+            };
+            node.write(Write::Command(args), slot)
+                .await
+                .unwrap_or_else(error)
+        }
+        Route::Read => node
+            .read(decl, &args, slot, client.read_confirmed)
+            .await
+            .unwrap_or_else(error),
+        Route::Pure => run_pure(decl, &args),
+        Route::Server(_) => Frame::error("ERR internal error: not a data command"),
     }
 }
 
-/// Runs a command that does not go through the Raft log.
-pub async fn execute(command: Command, client: &mut ClientState, shared: &Shared) -> Outcome {
+/// Runs a command that touches no data, at this node's clock.
+pub fn run_pure(decl: &Decl, args: &[Bytes]) -> Frame {
+    let now = wall_clock_ms();
+    cmds::run_read(decl, args, &mut NoData, now, 0, now).unwrap_or_else(error)
+}
+
+/// Runs a command the server answers itself. Transaction commands are run
+/// by the connection, which owns the queue and the pipeline.
+pub fn execute_server(
+    cmd: ServerCmd,
+    args: &[Bytes],
+    client: &mut ClientState,
+    shared: &Shared,
+) -> Outcome {
     let node = &shared.node;
-    let frame = match command {
-        Command::Get { key } => match node.get(&key, slot(&key), client.read_confirmed).await {
-            Ok(Some(v)) => Frame::Bulk(v),
-            Ok(None) => Frame::Null,
-            Err(e) => error(e),
+    let frame = match cmd {
+        ServerCmd::Quit => return Outcome::Close(Frame::ok()),
+        ServerCmd::Select => match cmds::parse_select(args) {
+            Ok(()) => Frame::ok(),
+            Err(e) => e.into_frame(),
         },
-        Command::Exists { keys } => {
-            let s = keys.first().map_or(0, |k| slot(k));
-            match node.exists(&keys, s, client.read_confirmed).await {
-                Ok(n) => Frame::Integer(n),
-                Err(e) => error(e),
-            }
-        }
-        Command::DbSize => match node.dbsize(client.read_confirmed).await {
-            Ok(n) => Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-            Err(e) => error(e),
-        },
-        Command::Ping { message: None } => Frame::pong(),
-        Command::Ping { message: Some(m) } => Frame::Bulk(m),
-        Command::Echo { message } => Frame::Bulk(message),
-        Command::Quit => return Outcome::Close(Frame::ok()),
-        Command::Select { db: 0 } => Frame::ok(),
-        Command::Select { .. } => Frame::error("ERR DB index is out of range"),
-        Command::Hello {
-            protover,
-            setname,
-            auth: _,
-        } => return hello(protover, setname, client, shared),
-        Command::ClientSetName { name } => {
-            if name.iter().any(|b| *b <= b' ' || *b > b'~') {
-                Frame::error(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                )
-            } else {
+        ServerCmd::Hello => return hello(args, client, shared),
+        ServerCmd::ClientSetName => match args.get(2).cloned().map(cmds::valid_client_name) {
+            Some(Ok(name)) => {
                 client.name = if name.is_empty() { None } else { Some(name) };
                 Frame::ok()
             }
-        }
-        Command::ClientGetName => client.name.clone().map_or(Frame::Null, Frame::Bulk),
-        Command::ClientId => Frame::Integer(i64::try_from(client.id).unwrap_or(i64::MAX)),
-        Command::ClientSetInfo { attr, value } => client_setinfo(client, &attr, value),
-        Command::ClientInfo => Frame::verbatim_text(client_info_line(client)),
-        Command::CommandCount => Frame::Integer(i64::try_from(resp::command_count()).unwrap_or(0)),
-        Command::CommandList => resp::command_list_reply(),
-        Command::CommandInfo { names } => resp::command_info_reply(&names),
-        Command::CommandDocs { names } => resp::command_docs_reply(&names),
-        Command::Info { sections } => Frame::verbatim_text(info::render(&sections, client, shared)),
-        Command::ConfigGet { patterns } => config_get(&patterns, shared),
-        Command::ClusterKeySlot { key } => Frame::Integer(i64::from(slot(&key))),
-        Command::ClusterMyId => Frame::bulk(cluster::node_name(node.settings.node_id)),
-        Command::ClusterInfo => Frame::verbatim_text(cluster::info(node)),
-        Command::ClusterSlots => cluster::slots(node),
-        Command::ClusterShards => cluster::shards(node),
-        Command::ClusterNodes => Frame::verbatim_text(cluster::nodes(node)),
-        Command::ReadOnly | Command::ReadWrite => Frame::ok(),
-        Command::ConfigSet { .. } => {
-            Frame::error("ERR CONFIG SET is not supported; restart the node with new settings")
-        }
-        // Writes never reach here (see `as_write`); answer sanely anyway.
-        other => match as_write(&other) {
-            Some((op, s)) => match node.write(op, s).await {
-                Ok(r) => op_result_frame(r),
-                Err(e) => error(e),
-            },
-            None => Frame::error("ERR command not supported"),
+            Some(Err(e)) => e.into_frame(),
+            None => Frame::error("ERR wrong number of arguments for 'client|setname' command"),
         },
+        ServerCmd::ClientGetName => client.name.clone().map_or(Frame::Null, Frame::Bulk),
+        ServerCmd::ClientId => Frame::Integer(i64::try_from(client.id).unwrap_or(i64::MAX)),
+        ServerCmd::ClientSetInfo => match cmds::parse_client_setinfo(args) {
+            Ok((ClientAttr::LibName, v)) => {
+                client.lib_name = Some(v);
+                Frame::ok()
+            }
+            Ok((ClientAttr::LibVer, v)) => {
+                client.lib_ver = Some(v);
+                Frame::ok()
+            }
+            Err(e) => e.into_frame(),
+        },
+        ServerCmd::ClientInfo => Frame::verbatim_text(client_info_line(client)),
+        ServerCmd::Info => Frame::verbatim_text(info::render(
+            args.get(1..).unwrap_or_default(),
+            client,
+            shared,
+        )),
+        ServerCmd::ConfigGet => config_get(args.get(2..).unwrap_or_default(), shared),
+        ServerCmd::ConfigSet => config_set(args.get(2..).unwrap_or_default(), shared),
+        ServerCmd::ConfigResetStat => Frame::ok(),
+        ServerCmd::ClusterMyId => Frame::bulk(cluster::node_name(node.settings.node_id)),
+        ServerCmd::ClusterInfo => Frame::verbatim_text(cluster::info(node)),
+        ServerCmd::ClusterSlots => cluster::slots(node),
+        ServerCmd::ClusterShards => cluster::shards(node),
+        ServerCmd::ClusterNodes => Frame::verbatim_text(cluster::nodes(node)),
+        ServerCmd::ReadOnly | ServerCmd::ReadWrite | ServerCmd::Asking => Frame::ok(),
+        ServerCmd::Multi
+        | ServerCmd::Exec
+        | ServerCmd::Discard
+        | ServerCmd::Watch
+        | ServerCmd::Unwatch => {
+            Frame::error("ERR internal error: transaction commands are run by the connection")
+        }
     };
     Outcome::Reply(frame)
 }
 
-fn hello(
-    protover: Option<i64>,
-    setname: Option<Bytes>,
-    client: &mut ClientState,
-    shared: &Shared,
-) -> Outcome {
-    let version = match protover {
+fn hello(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Outcome {
+    let hello = match cmds::parse_hello(args) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Reply(e.into_frame()),
+    };
+    let version = match hello.protover {
         None => client.version,
         Some(v) => match ProtocolVersion::from_protover(v) {
             Some(version) => version,
             None => return Outcome::Reply(Frame::error("NOPROTO unsupported protocol version")),
         },
     };
-    if let Some(name) = setname {
-        client.name = Some(name);
+    if let Some(name) = hello.setname {
+        client.name = if name.is_empty() { None } else { Some(name) };
     }
-    let node = &shared.node;
-    let role = if node.raft.is_leader() {
+    let role = if shared.node.raft.is_leader() {
         "master"
     } else {
         "replica"
@@ -216,74 +193,30 @@ fn hello(
     Outcome::ReplyThenSwitch(reply, version)
 }
 
-fn client_setinfo(client: &mut ClientState, attr: &[u8], value: Bytes) -> Frame {
-    if value.iter().any(|b| *b < b'!' || *b > b'~') {
-        return Frame::error(
-            "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
-        );
-    }
-    if attr.eq_ignore_ascii_case(b"lib-name") {
-        client.lib_name = Some(value);
-    } else if attr.eq_ignore_ascii_case(b"lib-ver") {
-        client.lib_ver = Some(value);
-    } else {
-        return Frame::error(format!(
-            "ERR Unrecognized option '{}'",
-            String::from_utf8_lossy(attr)
-        ));
-    }
-    Frame::ok()
-}
-
 fn client_info_line(client: &ClientState) -> String {
     let lossy = |b: &Option<Bytes>| {
         b.as_ref()
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
+    let multi = client.multi.as_ref().map_or(-1, |m| m.queued.len() as i64);
     format!(
-        "id={} addr={} name={} db=0 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} name={} db=0 multi={} watch={} resp={} lib-name={} lib-ver={}\n",
         client.id,
         client.peer,
         lossy(&client.name),
+        multi,
+        client.watches.len(),
         client.version.protover(),
         lossy(&client.lib_name),
         lossy(&client.lib_ver),
     )
 }
 
-/// Redis-style glob match supporting `*`, `?` and literal bytes,
-/// case-insensitive like CONFIG GET.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    let (mut star, mut mark) = (None, 0usize);
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some(p);
-                mark = t;
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some(s) => {
-                    p = s + 1;
-                    mark += 1;
-                    t = mark;
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|c| *c == b'*')
-}
-
-fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
+/// The parameters `CONFIG GET` reports, with their values.
+fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
     let s = &shared.node.settings;
-    let table: Vec<(&str, String)> = vec![
+    vec![
         ("save", String::new()),
         ("appendonly", "yes".into()),
         ("appendfsync", "always".into()),
@@ -298,28 +231,51 @@ fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
             resp::DEFAULT_MAX_BULK_BYTES.to_string(),
         ),
         ("timeout", "0".into()),
-    ];
+    ]
+}
+
+fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
     let mut pairs = Vec::new();
-    for (name, value) in &table {
-        if patterns.iter().any(|p| glob_match(p, name.as_bytes())) {
-            pairs.push((Frame::bulk(*name), Frame::bulk(value.clone())));
+    for (name, value) in config_table(shared) {
+        if patterns
+            .iter()
+            .any(|p| cmds::glob_match(p, name.as_bytes(), true))
+        {
+            pairs.push((Frame::bulk(name), Frame::bulk(value)));
         }
     }
     Frame::Map(pairs)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_matches_like_redis() {
-        assert!(glob_match(b"*", b"save"));
-        assert!(glob_match(b"app*", b"appendonly"));
-        assert!(glob_match(b"SAVE", b"save"));
-        assert!(glob_match(b"s?ve", b"save"));
-        assert!(!glob_match(b"app", b"appendonly"));
-        assert!(!glob_match(b"x*", b"save"));
-        assert!(glob_match(b"*only", b"appendonly"));
+/// `CONFIG SET`: a parameter may be set to the value it already has (so
+/// test suites and clients that restate settings work); anything else is
+/// refused, since Seshat's settings are fixed at start.
+fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
+        return Frame::error("ERR syntax error");
     }
+    let table = config_table(shared);
+    for pair in pairs.chunks_exact(2) {
+        let [name, value] = pair else {
+            return Frame::error("ERR syntax error");
+        };
+        let current = table
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
+        match current {
+            Some((_, v)) if v.as_bytes() == value.as_ref() => {}
+            Some((n, _)) => {
+                return Frame::error(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{n}') - Seshat's settings are fixed at start; restart the node with the new value"
+                ))
+            }
+            None => {
+                return Frame::error(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                    cmds::echo(name)
+                ))
+            }
+        }
+    }
+    Frame::ok()
 }

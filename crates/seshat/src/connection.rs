@@ -10,6 +10,13 @@
 //! every request already received is decoded, then one barrier is taken;
 //! it covers all of them (they were sent before it began), so those that
 //! are reads need no barrier of their own.
+//!
+//! Where a request goes comes from its command's declaration
+//! ([`Decl::route`]): writes to the log, reads after a barrier, pure
+//! commands at once, server commands to [`commands::execute_server`].
+//! Transactions are kept here: `MULTI` queues, `EXEC` proposes the queue
+//! as one write (one log entry, atomic on every replica) with the
+//! `WATCH`ed keys' modification indexes, checked at apply.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,41 +26,22 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
+use seshat_commands::{Decl, Route, ServerCmd};
 use seshat_common::stages::{self, Stage};
-use seshat_protocol_resp::{
-    parse_command, CodecError, Command, Frame, ProtocolVersion, ServerCodec,
-};
+use seshat_kv::Write;
+use seshat_protocol_resp::{CodecError, Frame, ServerCodec};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use crate::commands::{self, Outcome};
 use crate::node::PendingWrite;
-use crate::proxy::{is_forwarded, FollowerMode};
-use crate::server::Shared;
+use crate::proxy::FollowerMode;
+use crate::session::{ClientState, Multi, MAX_QUEUED_COMMANDS};
+use crate::shared::Shared;
 
 /// Most writes a connection keeps in flight before waiting for replies.
 pub const MAX_PIPELINED_WRITES: usize = 1024;
-
-/// Per-client state that commands read and change.
-#[derive(Debug)]
-pub struct ClientState {
-    /// `CLIENT ID`.
-    pub id: u64,
-    /// `CLIENT SETNAME`.
-    pub name: Option<Bytes>,
-    /// Reply protocol (RESP3 after `HELLO 3`).
-    pub version: ProtocolVersion,
-    /// `CLIENT SETINFO lib-name`.
-    pub lib_name: Option<Bytes>,
-    /// `CLIENT SETINFO lib-ver`.
-    pub lib_ver: Option<Bytes>,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// The command being run was received before a read barrier that has
-    /// since succeeded: a read needs no barrier of its own.
-    pub read_confirmed: bool,
-}
 
 /// Most already-received requests decoded ahead of a shared read barrier.
 const MAX_DECODED_AHEAD: usize = 1024;
@@ -86,15 +74,7 @@ impl Connection {
         Self {
             framed: Framed::new(socket, ServerCodec::default()),
             shared,
-            state: ClientState {
-                id,
-                name: None,
-                version: ProtocolVersion::Resp2,
-                lib_name: None,
-                lib_ver: None,
-                peer,
-                read_confirmed: false,
-            },
+            state: ClientState::new(id, peer),
             inflight: VecDeque::new(),
             ahead: VecDeque::new(),
             covered: 0,
@@ -161,85 +141,157 @@ impl Connection {
                 .total_commands
                 .fetch_add(1, Ordering::Relaxed);
             let parse_started = Instant::now();
-            let parsed = parse_command(&request);
+            let resolved = seshat_commands::resolve(&request.args);
             stages::record_since(Stage::Dispatch, parse_started);
-            let command = match parsed {
-                Ok(c) => c,
+            let decl = match resolved {
+                Ok(d) => d,
                 Err(e) => {
+                    // Inside MULTI an unknown command or a wrong number of
+                    // arguments makes EXEC fail, as in Redis.
+                    if let Some(multi) = &mut self.state.multi {
+                        multi.dirty = true;
+                    }
                     self.drain_writes().await?;
-                    self.framed.feed(Frame::error(e.to_string())).await?;
+                    self.shared.requests.record(
+                        crate::metrics::OTHER_COMMAND,
+                        false,
+                        parse_started.elapsed(),
+                    );
+                    self.framed.feed(e.into_frame()).await?;
                     continue;
                 }
             };
-            if self.handle(command, request.args).await? == Flow::Close {
+            if self.handle(decl, request.args).await? == Flow::Close {
                 self.drain_writes().await?;
                 return self.flush().await;
             }
         }
     }
 
-    async fn handle(&mut self, command: Command, args: Vec<Bytes>) -> Result<Flow, CodecError> {
-        let name = commands::metric_name(&command);
+    async fn handle(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Result<Flow, CodecError> {
         let started = Instant::now();
-        if let Some(leader_raft_addr) = self.proxy_target(&command) {
-            // A write acknowledged by the leader through the proxy is not
-            // applied here yet: a shared barrier taken earlier must not
-            // let a later read skip its own (read-your-writes).
-            self.covered = 0;
-            self.state.read_confirmed = false;
-            self.drain_writes().await?;
-            let is_write = commands::as_write(&command).is_some();
-            let timeout = self.shared.node.settings.request_timeout;
-            let reply = self
-                .shared
-                .proxy
-                .forward(
-                    &leader_raft_addr,
-                    &args,
-                    self.state.version,
-                    is_write,
-                    timeout,
-                )
-                .await
-                .unwrap_or_else(|e| Frame::error(e.to_string()));
-            let ok = !matches!(reply, Frame::Error(_));
-            self.shared.requests.record(name, ok, started.elapsed());
-            self.framed.feed(reply).await?;
-            return Ok(Flow::Continue);
+        if self.state.multi.is_some() {
+            if let Some(flow) = self.in_transaction(decl, args.clone(), started).await? {
+                return Ok(flow);
+            }
         }
-        if let Some((op, slot)) = commands::as_write(&command) {
-            let node = self.shared.node.clone();
-            match node.propose(op, slot).await {
-                Ok(pending) => self.inflight.push_back(InflightWrite {
-                    pending,
-                    name,
-                    started,
-                }),
-                Err(e) => {
-                    self.drain_writes().await?;
-                    self.shared.requests.record(name, false, started.elapsed());
-                    self.framed.feed(Frame::error(e.to_string())).await?;
+        let name = decl.name;
+        match decl.route() {
+            Route::Server(ServerCmd::Multi) => {
+                self.state.multi = Some(Multi::default());
+                self.reply(name, started, Frame::ok()).await
+            }
+            Route::Server(ServerCmd::Exec) => {
+                self.reply(name, started, Frame::error("ERR EXEC without MULTI"))
+                    .await
+            }
+            Route::Server(ServerCmd::Discard) => {
+                self.reply(name, started, Frame::error("ERR DISCARD without MULTI"))
+                    .await
+            }
+            Route::Server(ServerCmd::Watch) => self.watch(decl, &args, started).await,
+            Route::Server(ServerCmd::Unwatch) => {
+                self.state.watches.clear();
+                self.reply(name, started, Frame::ok()).await
+            }
+            Route::Server(cmd) => self.run_server(cmd, &args, name, started).await,
+            Route::Pure => {
+                let frame = commands::run_pure(decl, &args);
+                self.reply(name, started, frame).await
+            }
+            Route::Write | Route::Read if self.proxy_target().is_some() => {
+                self.forward(decl, &args, started).await
+            }
+            Route::Write => {
+                let slot = commands::slot_of(decl, &args);
+                match commands::prepare(decl, args, &self.shared) {
+                    Ok(args) => {
+                        self.propose(Write::Command(args), slot, name, started)
+                            .await
+                    }
+                    Err(frame) => self.reply(name, started, frame).await,
                 }
             }
-            if self.inflight.len() >= MAX_PIPELINED_WRITES {
-                self.drain_writes().await?;
-            }
-            return Ok(Flow::Continue);
+            Route::Read => self.read(decl, &args, started).await,
         }
-        if commands::is_linearizable_read(&command) && !self.state.read_confirmed {
-            if let Some(Err(e)) = self.confirm_received_reads(&command).await {
+    }
+
+    /// Drains earlier writes, then queues `frame` as the reply.
+    async fn reply(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        frame: Frame,
+    ) -> Result<Flow, CodecError> {
+        self.drain_writes().await?;
+        let ok = !matches!(frame, Frame::Error(_));
+        self.shared.requests.record(name, ok, started.elapsed());
+        self.framed.feed(frame).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Proposes a write and keeps it in flight; its reply is queued when
+    /// it applies, in order with the rest of the pipeline.
+    async fn propose(
+        &mut self,
+        write: Write,
+        slot: u16,
+        name: &'static str,
+        started: Instant,
+    ) -> Result<Flow, CodecError> {
+        let node = self.shared.node.clone();
+        match node.propose(write, slot).await {
+            Ok(pending) => self.inflight.push_back(InflightWrite {
+                pending,
+                name,
+                started,
+            }),
+            Err(e) => return self.reply(name, started, Frame::error(e.to_string())).await,
+        }
+        if self.inflight.len() >= MAX_PIPELINED_WRITES {
+            self.drain_writes().await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// A read: after the writes before it, under a (possibly shared) read
+    /// barrier.
+    async fn read(
+        &mut self,
+        decl: &'static Decl,
+        args: &[Bytes],
+        started: Instant,
+    ) -> Result<Flow, CodecError> {
+        let slot = commands::slot_of(decl, args);
+        if !self.state.read_confirmed {
+            if let Some(Err(e)) = self.confirm_received_reads(slot).await {
                 // The barrier this read would take itself just failed.
-                self.drain_writes().await?;
-                self.shared.requests.record(name, false, started.elapsed());
-                self.framed.feed(Frame::error(e.to_string())).await?;
-                return Ok(Flow::Continue);
+                return self
+                    .reply(decl.name, started, Frame::error(e.to_string()))
+                    .await;
             }
         }
         self.drain_writes().await?;
-        let outcome = {
+        let frame = {
             let _in_flight = self.shared.requests.start();
-            commands::execute(command, &mut self.state, &self.shared).await
+            self.shared
+                .node
+                .read(decl, args, slot, self.state.read_confirmed)
+                .await
+                .unwrap_or_else(|e| Frame::error(e.to_string()))
         };
+        self.reply(decl.name, started, frame).await
+    }
+
+    async fn run_server(
+        &mut self,
+        cmd: ServerCmd,
+        args: &[Bytes],
+        name: &'static str,
+        started: Instant,
+    ) -> Result<Flow, CodecError> {
+        self.drain_writes().await?;
+        let outcome = commands::execute_server(cmd, args, &mut self.state, &self.shared);
         let ok = !matches!(&outcome, Outcome::Reply(Frame::Error(_)));
         self.shared.requests.record(name, ok, started.elapsed());
         match outcome {
@@ -261,11 +313,210 @@ impl Connection {
         }
     }
 
-    /// In proxy mode on a follower, the leader's Raft address for a data
-    /// command; `None` when the command runs here.
-    fn proxy_target(&self, command: &Command) -> Option<String> {
+    /// In proxy mode, sends a data command to the leader once and relays
+    /// its reply.
+    async fn forward(
+        &mut self,
+        decl: &'static Decl,
+        args: &[Bytes],
+        started: Instant,
+    ) -> Result<Flow, CodecError> {
+        let Some(leader_raft_addr) = self.proxy_target() else {
+            return self
+                .reply(
+                    decl.name,
+                    started,
+                    Frame::error("CLUSTERDOWN no raft leader"),
+                )
+                .await;
+        };
+        // A write acknowledged by the leader through the proxy is not
+        // applied here yet: a shared barrier taken earlier must not let a
+        // later read skip its own (read-your-writes).
+        self.covered = 0;
+        self.state.read_confirmed = false;
+        self.drain_writes().await?;
+        let is_write = decl.route() == Route::Write;
+        let timeout = self.shared.node.settings.request_timeout;
+        let reply = self
+            .shared
+            .proxy
+            .forward(
+                &leader_raft_addr,
+                args,
+                self.state.version,
+                is_write,
+                timeout,
+            )
+            .await
+            .unwrap_or_else(|e| Frame::error(e.to_string()));
+        self.reply(decl.name, started, reply).await
+    }
+
+    /// A command while `MULTI` is open: queued (`+QUEUED`), or one of the
+    /// commands that act on the transaction itself. `None`: run it as
+    /// usual (only `QUIT`).
+    async fn in_transaction(
+        &mut self,
+        decl: &'static Decl,
+        args: Vec<Bytes>,
+        started: Instant,
+    ) -> Result<Option<Flow>, CodecError> {
+        let name = decl.name;
+        let frame = match decl.route() {
+            Route::Server(ServerCmd::Exec) => return self.exec(started).await.map(Some),
+            Route::Server(ServerCmd::Discard) => {
+                self.state.multi = None;
+                self.state.watches.clear();
+                Frame::ok()
+            }
+            Route::Server(ServerCmd::Multi) => Frame::error("ERR MULTI calls can not be nested"),
+            Route::Server(ServerCmd::Watch) => {
+                Frame::error("ERR WATCH inside MULTI is not allowed")
+            }
+            Route::Server(ServerCmd::Quit) => return Ok(None),
+            Route::Server(_) => {
+                self.mark_dirty();
+                Frame::error(format!(
+                    "ERR '{name}' cannot run inside MULTI on Seshat: a transaction runs in the replicated log"
+                ))
+            }
+            Route::Write | Route::Read | Route::Pure => self.queue(decl, args),
+        };
+        self.reply(name, started, frame).await.map(Some)
+    }
+
+    fn mark_dirty(&mut self) {
+        if let Some(multi) = &mut self.state.multi {
+            multi.dirty = true;
+        }
+    }
+
+    /// Queues a command of an open transaction, checking the limits a
+    /// write must meet now (a refused command makes `EXEC` fail).
+    fn queue(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Frame {
+        let limits = self.shared.node.settings.limits;
+        let size: usize = args
+            .iter()
+            .map(|a| a.len() + seshat_kv::ARG_FRAMING_BYTES)
+            .sum();
+        let Some(multi) = &mut self.state.multi else {
+            return Frame::error("ERR internal error: no open transaction");
+        };
+        let refused = if decl.route() == Route::Write {
+            commands::check_write_limits(decl, &args, &limits)
+                .err()
+                .map(|e| e.to_string())
+        } else {
+            None
+        };
+        let refused = refused.or_else(|| {
+            (multi.queued.len() >= MAX_QUEUED_COMMANDS || multi.bytes.saturating_add(size) > limits.max_request_bytes())
+                .then(|| "ERR transaction too large: one transaction is one log entry, bounded by the largest write".to_string())
+        });
+        if let Some(text) = refused {
+            multi.dirty = true;
+            return Frame::error(text);
+        }
+        multi.bytes = multi.bytes.saturating_add(size);
+        multi.queued.push((decl, args));
+        Frame::simple("QUEUED")
+    }
+
+    /// `EXEC`: proposes the queue and the watched keys as one write.
+    async fn exec(&mut self, started: Instant) -> Result<Flow, CodecError> {
+        let name = "exec";
+        let multi = self.state.multi.take().unwrap_or_default();
+        let watches = std::mem::take(&mut self.state.watches);
+        if multi.dirty {
+            return self
+                .reply(
+                    name,
+                    started,
+                    Frame::error("EXECABORT Transaction discarded because of previous errors."),
+                )
+                .await;
+        }
+        if self.proxy_target().is_some() {
+            return self
+                .reply(name, started, Frame::error("ERR transactions cannot pass through a proxying follower; connect to the leader"))
+                .await;
+        }
+        let mut slot = None;
+        let mut commands_out = Vec::with_capacity(multi.queued.len());
+        for (decl, args) in multi.queued {
+            slot = slot.or_else(|| {
+                decl.key_args(&args)
+                    .next()
+                    .map(|k| seshat_common::crc16_slot(k))
+            });
+            let args = if decl.route() == Route::Write {
+                // A command whose preparation fails is kept as sent: apply
+                // gives it the same error, in its place in the reply.
+                seshat_commands::prepare_write(decl, args.clone(), self.shared.node.now_ms())
+                    .unwrap_or(args)
+            } else {
+                args
+            };
+            commands_out.push(args);
+        }
+        let slot = slot
+            .or_else(|| watches.first().map(|w| seshat_common::crc16_slot(&w.key)))
+            .unwrap_or(0);
+        let write = Write::Transaction {
+            watches,
+            commands: commands_out,
+        };
+        self.propose(write, slot, name, started).await
+    }
+
+    /// `WATCH key …`: remembers each key's modification index, read after
+    /// a read barrier and after this client's earlier writes.
+    async fn watch(
+        &mut self,
+        decl: &'static Decl,
+        args: &[Bytes],
+        started: Instant,
+    ) -> Result<Flow, CodecError> {
+        if self.proxy_target().is_some() {
+            return self
+                .reply(
+                    decl.name,
+                    started,
+                    Frame::error(
+                        "ERR WATCH cannot pass through a proxying follower; connect to the leader",
+                    ),
+                )
+                .await;
+        }
+        let keys: Vec<Bytes> = args
+            .iter()
+            .skip(1)
+            .filter(|k| !self.state.watches.iter().any(|w| w.key == **k))
+            .cloned()
+            .collect();
+        self.drain_writes().await?;
+        let slot = commands::slot_of(decl, args);
+        let frame = match self
+            .shared
+            .node
+            .watch(&keys, slot, self.state.read_confirmed)
+            .await
+        {
+            Ok(watches) => {
+                self.state.watches.extend(watches);
+                Frame::ok()
+            }
+            Err(e) => Frame::error(e.to_string()),
+        };
+        self.reply(decl.name, started, frame).await
+    }
+
+    /// In proxy mode on a follower, the leader's Raft address; `None` when
+    /// commands run here.
+    fn proxy_target(&self) -> Option<String> {
         let node = &self.shared.node;
-        if node.settings.follower_mode != FollowerMode::Proxy || !is_forwarded(command) {
+        if node.settings.follower_mode != FollowerMode::Proxy {
             return None;
         }
         let m = node.metrics();
@@ -287,7 +538,7 @@ impl Connection {
     /// it the read takes its own barrier as usual (`None`).
     async fn confirm_received_reads(
         &mut self,
-        command: &Command,
+        slot: u16,
     ) -> Option<Result<(), crate::node::ServeError>> {
         while self.ahead.len() < MAX_DECODED_AHEAD {
             match self.framed.next().now_or_never() {
@@ -304,7 +555,6 @@ impl Connection {
         if self.ahead.len() <= self.covered {
             return None;
         }
-        let slot = commands::read_slot(command);
         // Taken after everything in `ahead` was received.
         let result = self.shared.node.read_barrier(slot).await;
         if result.is_ok() {
@@ -325,11 +575,12 @@ impl Connection {
     async fn drain_writes(&mut self) -> Result<(), CodecError> {
         while let Some(write) = self.inflight.pop_front() {
             let frame = match self.shared.node.finish(write.pending).await {
-                Ok(result) => {
+                Ok(frame) => {
+                    let ok = !matches!(frame, Frame::Error(_));
                     self.shared
                         .requests
-                        .record(write.name, true, write.started.elapsed());
-                    commands::op_result_frame(result)
+                        .record(write.name, ok, write.started.elapsed());
+                    frame
                 }
                 Err(e) => {
                     self.shared

@@ -13,7 +13,7 @@ use axum::Router;
 use openraft::ServerState;
 use seshat_storage::Cf;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// A node is ready when its applied index is within this many entries of
 /// the commit index it knows.

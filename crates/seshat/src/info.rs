@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::connection::ClientState;
-use crate::server::Shared;
+use crate::session::ClientState;
+use crate::shared::Shared;
 
 /// The Redis version Seshat reports for client compatibility checks.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";

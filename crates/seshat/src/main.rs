@@ -7,12 +7,15 @@ mod commands;
 mod config;
 mod connection;
 mod dev_cluster;
+mod forwarded;
 mod http;
 mod info;
 mod metrics;
 mod node;
 mod proxy;
 mod server;
+mod session;
+mod shared;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::config::{Cli, Command, Settings};
 use crate::node::Node;
-use crate::server::{ServerStats, Shared};
+use crate::shared::{ServerStats, Shared};
 
 // mimalloc: glibc malloc/free were 5-8 % of a node's CPU on the write path
 // (many small, short-lived buffers crossing threads).
@@ -100,7 +103,7 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         node.raft.clone(),
         seshat_raft::StorageConfig::new(settings.data_dir.clone()).snapshot_dir(),
     )
-    .with_forward_handler(Arc::new(proxy::LeaderExecutor {
+    .with_forward_handler(Arc::new(forwarded::LeaderExecutor {
         shared: shared.clone(),
     }));
     let mut raft_stop = stop_rx.clone();

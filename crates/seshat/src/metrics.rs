@@ -1,6 +1,7 @@
 //! Request counters and latency histograms, rendered with the node's Raft
 //! and storage figures in Prometheus text format by [`crate::http`].
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,10 +11,8 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
 
-/// Commands counted by name; everything else is counted as `other`.
-pub const COUNTED_COMMANDS: [&str; 8] = [
-    "get", "set", "del", "exists", "ping", "flushall", "info", "other",
-];
+/// The label of requests that name no known command.
+pub const OTHER_COMMAND: &str = "other";
 
 #[derive(Default)]
 struct Histogram {
@@ -45,18 +44,30 @@ struct CommandMetrics {
     latency: Histogram,
 }
 
-/// Per-command counters and histograms.
-#[derive(Default)]
+/// Per-command counters and histograms, one per declared command (the
+/// labels come from the command table) plus [`OTHER_COMMAND`].
 pub struct RequestMetrics {
-    commands: [CommandMetrics; COUNTED_COMMANDS.len()],
+    names: Vec<&'static str>,
+    index: HashMap<&'static str, usize>,
+    commands: Vec<CommandMetrics>,
     in_flight: AtomicU64,
 }
 
-fn index_of(name: &str) -> usize {
-    COUNTED_COMMANDS
-        .iter()
-        .position(|c| *c == name)
-        .unwrap_or(COUNTED_COMMANDS.len() - 1)
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        let names: Vec<&'static str> = seshat_commands::all_with_subcommands()
+            .map(|d| d.name)
+            .chain(std::iter::once(OTHER_COMMAND))
+            .collect();
+        let index = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let commands = names.iter().map(|_| CommandMetrics::default()).collect();
+        Self {
+            names,
+            index,
+            commands,
+            in_flight: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Marks a request in flight until dropped.
@@ -77,13 +88,31 @@ impl RequestMetrics {
 
     /// Records one finished request.
     pub fn record(&self, command: &str, ok: bool, took: Duration) {
-        let m = &self.commands[index_of(command)];
+        let i = self
+            .index
+            .get(command)
+            .or_else(|| self.index.get(OTHER_COMMAND))
+            .copied()
+            .unwrap_or(0);
+        let Some(m) = self.commands.get(i) else {
+            return;
+        };
         if ok {
             m.ok.fetch_add(1, Ordering::Relaxed);
         } else {
             m.error.fetch_add(1, Ordering::Relaxed);
         }
         m.latency.observe(took);
+    }
+
+    /// Commands that have been called at least once, with their metrics
+    /// (series of commands never called are left out, as Redis leaves
+    /// them out of `INFO commandstats`).
+    fn called(&self) -> impl Iterator<Item = (&&'static str, &CommandMetrics)> {
+        self.names
+            .iter()
+            .zip(self.commands.iter())
+            .filter(|(_, m)| m.latency.count.load(Ordering::Relaxed) > 0)
     }
 
     /// Appends the request metrics in Prometheus text format.
@@ -93,7 +122,7 @@ impl RequestMetrics {
             "# HELP requests_total Client commands processed, by command and status."
         );
         let _ = writeln!(out, "# TYPE requests_total counter");
-        for (name, m) in COUNTED_COMMANDS.iter().zip(self.commands.iter()) {
+        for (name, m) in self.called() {
             for (status, v) in [("ok", &m.ok), ("error", &m.error)] {
                 let _ = writeln!(
                     out,
@@ -107,7 +136,7 @@ impl RequestMetrics {
             "# HELP request_duration_seconds Time from a command's arrival to its reply."
         );
         let _ = writeln!(out, "# TYPE request_duration_seconds histogram");
-        for (name, m) in COUNTED_COMMANDS.iter().zip(self.commands.iter()) {
+        for (name, m) in self.called() {
             let labels = format!("node_id=\"{node_id}\",command=\"{name}\"");
             for (bound, bucket) in LATENCY_BUCKETS_SECONDS.iter().zip(m.latency.buckets.iter()) {
                 let _ = writeln!(
@@ -178,6 +207,10 @@ mod tests {
         assert!(
             out.contains("requests_total{node_id=\"1\",command=\"other\",status=\"ok\"} 1"),
             "{out}"
+        );
+        assert!(
+            !out.contains("command=\"set\""),
+            "never-called commands are left out"
         );
         assert!(
             out.contains(

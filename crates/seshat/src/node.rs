@@ -1,6 +1,8 @@
-//! A running node: storage, the Raft instance, and the two request paths
-//! the RESP server uses — [`Node::write`] and [`Node::read`] — with every
-//! Raft outcome mapped to a client-facing [`ServeError`].
+//! A running node: storage, the Raft instance, and the request paths the
+//! RESP server uses — [`Node::propose`]/[`Node::finish`] for writes,
+//! [`Node::read`] for reads after a barrier — with every Raft outcome
+//! mapped to a client-facing [`ServeError`]. It also runs the leader's
+//! expiry sweep ([`run_expiry_sweeper`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +14,13 @@ use openraft::impls::ProgressResponder;
 use openraft::raft::ClientWriteResult;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, SnapshotPolicy};
-use seshat_kv::{OpResult, Operation};
+use seshat_commands::Decl;
+use seshat_kv::keys::DATA_GROUP;
+use seshat_kv::{Keyspace, Watch, Write, WriteBatch};
+use seshat_protocol_resp::Frame;
 use seshat_raft::log_store::LogStore;
 use seshat_raft::network::Network;
-use seshat_raft::state_machine::{self, SmStats};
+use seshat_raft::state_machine::{ReadView, SmStats};
 use seshat_raft::{Raft, SeshatNode, StorageConfig, TypeConfig};
 use seshat_storage::Store;
 
@@ -56,17 +61,20 @@ pub enum ServeError {
 /// Longest a shutting-down leader waits for another node to take over.
 pub const LEADER_HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// A write's outcome: its RESP reply, or why it was not served.
+type WriteResult = Result<Frame, ServeError>;
+
 /// A write handed to the proposer whose result has not arrived yet.
 pub struct PendingWrite {
-    rx: oneshot::Receiver<Result<OpResult, ServeError>>,
+    rx: oneshot::Receiver<WriteResult>,
     slot: u16,
     deadline: tokio::time::Instant,
 }
 
 /// A validated client write waiting to be put in a log entry.
 struct Submission {
-    op: Operation,
-    reply: oneshot::Sender<Result<OpResult, ServeError>>,
+    write: Write,
+    reply: oneshot::Sender<WriteResult>,
     queued: Instant,
 }
 
@@ -98,9 +106,9 @@ pub struct Node {
 pub const MAX_REPLICATION_BATCH_BYTES: usize = 48 * 1024 * 1024;
 
 fn raft_config(settings: &Settings) -> anyhow::Result<openraft::Config> {
-    // Largest possible entry: a SET of the largest key and value, plus
+    // Largest possible entry: the largest write, plus the entry's own
     // framing. A batch of them must fit in one gRPC message.
-    let max_entry_bytes = settings.limits.max_key_bytes + settings.limits.max_value_bytes + 1024;
+    let max_entry_bytes = settings.limits.max_request_bytes() + 1024;
     let max_payload_entries = (MAX_REPLICATION_BATCH_BYTES / max_entry_bytes).clamp(1, 300) as u64;
     let config = openraft::Config {
         max_payload_entries,
@@ -138,9 +146,11 @@ impl ServeError {
 async fn run_proposer(
     raft: Raft,
     store: Store,
+    sm_stats: Arc<SmStats>,
     mut queued: mpsc::Receiver<Submission>,
     max_batch_bytes: usize,
 ) {
+    let mut clock = EntryClock::new(sm_stats);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     let mut taken = Vec::with_capacity(MAX_BATCH_WRITES);
     while queued.recv_many(&mut taken, MAX_BATCH_WRITES).await > 0 {
@@ -163,12 +173,12 @@ async fn run_proposer(
             if submission.reply.is_closed() {
                 continue;
             }
-            let size = submission.op.encoded_size_hint();
+            let size = submission.write.encoded_size_hint();
             if !batch.is_empty() && bytes + size > max_batch_bytes {
                 let Some(p) = entry_slot(&mut permit, &in_flight).await else {
                     return;
                 };
-                submit(&raft, &store, std::mem::take(&mut batch), p).await;
+                submit(&raft, &store, &mut clock, std::mem::take(&mut batch), p).await;
                 bytes = 0;
             }
             bytes += size;
@@ -178,9 +188,50 @@ async fn run_proposer(
             let Some(p) = entry_slot(&mut permit, &in_flight).await else {
                 return;
             };
-            submit(&raft, &store, batch, p).await;
+            submit(&raft, &store, &mut clock, batch, p).await;
         }
     }
+}
+
+/// The time and seed of each proposed entry: `now_ms` is the leader's
+/// clock, but never earlier than the last applied entry's time (which
+/// may come from an earlier leader) nor the last proposed one, so time
+/// never runs backwards across entries or leader changes.
+struct EntryClock {
+    sm_stats: Arc<SmStats>,
+    last_ms: u64,
+    seed: u64,
+}
+
+impl EntryClock {
+    fn new(sm_stats: Arc<SmStats>) -> Self {
+        let seed = wall_clock_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        Self {
+            sm_stats,
+            last_ms: 0,
+            seed,
+        }
+    }
+
+    fn next(&mut self) -> (u64, u64) {
+        let applied = self
+            .sm_stats
+            .last_now_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.last_ms = wall_clock_ms().max(applied).max(self.last_ms);
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (
+            self.last_ms,
+            seshat_kv::EntryRng::new(self.seed, 0).next_u64(),
+        )
+    }
+}
+
+/// The system clock in Unix milliseconds (0 if it is before 1970).
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Moves what is already queued in `rx` into `buf`, up to `limit` items.
@@ -213,20 +264,25 @@ const MAX_ENTRIES_IN_FLIGHT: usize = 2;
 async fn submit(
     raft: &Raft,
     store: &Store,
+    clock: &mut EntryClock,
     batch: Vec<Submission>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let (ops, replies): (Vec<Operation>, Vec<_>) =
-        batch.into_iter().map(|s| (s.op, s.reply)).unzip();
-    let op = match <[Operation; 1]>::try_from(ops) {
-        Ok([single]) => single,
-        Err(ops) if ops.is_empty() => return,
-        Err(ops) => Operation::Batch(ops),
+    let (writes, replies): (Vec<Write>, Vec<_>) =
+        batch.into_iter().map(|s| (s.write, s.reply)).unzip();
+    if writes.is_empty() {
+        return;
+    }
+    let (now_ms, seed) = clock.next();
+    let entry = WriteBatch {
+        now_ms,
+        seed,
+        writes,
     };
     stages::record_entry(replies.len());
     let (responder, rx) = ProgressResponder::complete_only();
     let started = Instant::now();
-    let handed = raft.client_write_ff(op, Some(responder)).await;
+    let handed = raft.client_write_ff(entry, Some(responder)).await;
     stages::record_since(Stage::ProposeHandoff, started);
     if let Err(f) = handed {
         // Not proposed: a definite failure for every write.
@@ -315,7 +371,7 @@ async fn confirm_read(
 /// Hands each write of an entry its own result.
 fn deliver(
     outcome: Result<ClientWriteResult<TypeConfig>, impl std::fmt::Debug>,
-    replies: Vec<oneshot::Sender<Result<OpResult, ServeError>>>,
+    replies: Vec<oneshot::Sender<WriteResult>>,
 ) {
     let result = match outcome {
         // Raft dropped the responder: stopped after the proposal, so the
@@ -325,23 +381,20 @@ fn deliver(
         Ok(r) => r,
     };
     match result {
-        Ok(resp) => match (replies.len(), resp.data) {
-            (1, data) => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Ok(data));
-                }
+        Ok(resp) if resp.data.len() == replies.len() => {
+            for (reply, r) in replies.into_iter().zip(resp.data) {
+                let _ = reply.send(Ok(r));
             }
-            (n, OpResult::Batch(results)) if results.len() == n => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(r));
-                }
-            }
-            (_, other) => {
-                // Cannot happen: apply gives a batch one result per write.
-                tracing::error!(result = %other, "batch applied with a mismatched result");
-                // Dropped senders: the clients are told the outcome is unknown.
-            }
-        },
+        }
+        Ok(resp) => {
+            // Cannot happen: apply gives one reply per write.
+            tracing::error!(
+                replies = resp.data.len(),
+                writes = replies.len(),
+                "entry applied with a mismatched number of replies"
+            );
+            // Dropped senders: the clients are told the outcome is unknown.
+        }
         Err(e) => {
             let e = write_error(e);
             for reply in replies {
@@ -393,14 +446,14 @@ impl Node {
             .await
             .context("cannot start raft")?;
         let (proposals, queued) = mpsc::channel(PROPOSAL_QUEUE);
-        let max_batch_bytes =
-            // A batch is never larger than the largest SET (a single
-            // larger write gets an entry of its own), so `raft_config`'s
-            // replication sizing for maximal entries holds.
-            settings.limits.max_key_bytes + settings.limits.max_value_bytes;
+        // A batch is never larger than the largest write (a write is
+        // refused above it), so `raft_config`'s replication sizing for
+        // maximal entries holds.
+        let max_batch_bytes = settings.limits.max_request_bytes();
         tokio::spawn(run_proposer(
             raft.clone(),
             store.clone(),
+            sm_stats.clone(),
             queued,
             max_batch_bytes,
         ));
@@ -422,6 +475,7 @@ impl Node {
         });
         node.initialize_if_new().await?;
         tokio::spawn(log_role_changes(node.raft.clone()));
+        tokio::spawn(run_expiry_sweeper(Arc::downgrade(&node)));
         Ok(node)
     }
 
@@ -535,22 +589,19 @@ impl Node {
         }
     }
 
-    /// Proposes `op` and waits for it to be committed and applied.
-    pub async fn write(&self, op: Operation, slot: u16) -> Result<OpResult, ServeError> {
-        let pending = self.propose(op, slot).await?;
+    /// Proposes `write` and waits for it to be committed and applied.
+    pub async fn write(&self, write: Write, slot: u16) -> Result<Frame, ServeError> {
+        let pending = self.propose(write, slot).await?;
         self.finish(pending).await
     }
 
-    /// Validates `op` and hands it to the proposer, which puts it in the
-    /// log — in one entry with whatever other writes are waiting. Writes
-    /// are proposed in the order this is called, so a pipeline of writes
-    /// from one connection is applied in the client's order while many are
-    /// in flight.
-    pub async fn propose(&self, op: Operation, slot: u16) -> Result<PendingWrite, ServeError> {
-        seshat_kv::validate(&op, &self.settings.limits)?;
-        if matches!(op, Operation::Batch(_)) {
-            return Err(ServeError::Stopped("batches are formed by the node".into()));
-        }
+    /// Checks `write`'s size and hands it to the proposer, which puts it
+    /// in the log — in one entry with whatever other writes are waiting.
+    /// Writes are proposed in the order this is called, so a pipeline of
+    /// writes from one connection is applied in the client's order while
+    /// many are in flight.
+    pub async fn propose(&self, write: Write, slot: u16) -> Result<PendingWrite, ServeError> {
+        write.check_size(&self.settings.limits)?;
         if let Some(reason) = self.stopped_reason() {
             return Err(ServeError::Stopped(reason));
         }
@@ -559,7 +610,7 @@ impl Node {
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
         let (reply, rx) = oneshot::channel();
         let submission = Submission {
-            op,
+            write,
             reply,
             queued: Instant::now(),
         };
@@ -578,8 +629,8 @@ impl Node {
         Ok(PendingWrite { rx, slot, deadline })
     }
 
-    /// Waits for a proposed write's result, up to the request timeout.
-    pub async fn finish(&self, pending: PendingWrite) -> Result<OpResult, ServeError> {
+    /// Waits for a proposed write's reply, up to the request timeout.
+    pub async fn finish(&self, pending: PendingWrite) -> Result<Frame, ServeError> {
         let timeout_ms = self.settings.request_timeout.as_millis();
         match tokio::time::timeout_at(pending.deadline, pending.rx).await {
             Err(_) => Err(ServeError::Timeout(format!(
@@ -620,58 +671,78 @@ impl Node {
         }
     }
 
-    /// Reads one key after a read barrier.
+    /// The time reads judge expiry against: this node's clock, but never
+    /// earlier than the last applied entry's time.
+    pub fn now_ms(&self) -> u64 {
+        let applied = self
+            .sm_stats
+            .last_now_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        wall_clock_ms().max(applied)
+    }
+
+    /// Runs a read command after a read barrier, on one consistent view.
+    /// Commands not declared `fast` (`KEYS`, `SCAN`, `LCS`, …) run on a
+    /// blocking thread, so they never hold up the async workers that carry
+    /// heartbeats.
     ///
     /// `confirmed`: a read barrier that began after this read arrived has
     /// already succeeded (pipelined reads share one), so none is needed.
-    pub async fn get(
+    pub async fn read(
         &self,
-        key: &[u8],
+        decl: &'static Decl,
+        argv: &[Bytes],
         slot: u16,
         confirmed: bool,
-    ) -> Result<Option<Bytes>, ServeError> {
+    ) -> Result<Frame, ServeError> {
         if !confirmed {
             self.read_barrier(slot).await?;
         }
-        state_machine::read_value(&self.store, key).map_err(|e| ServeError::Stopped(e.to_string()))
+        let key_count = self
+            .sm_stats
+            .key_count
+            .load(std::sync::atomic::Ordering::Acquire);
+        let now = self.now_ms();
+        let seed = now ^ wall_clock_nanos();
+        let run = move |store: &Store, argv: &[Bytes]| {
+            let mut view = ReadView::new(store);
+            seshat_commands::run_read(decl, argv, &mut view, now, key_count, seed)
+                .map_err(|e| ServeError::Stopped(e.to_string()))
+        };
+        if decl.flags.has(seshat_commands::Flags::FAST) {
+            return run(&self.store, argv);
+        }
+        let (store, argv) = (self.store.clone(), argv.to_vec());
+        tokio::task::spawn_blocking(move || run(&store, &argv))
+            .await
+            .map_err(|e| ServeError::Stopped(format!("read task failed: {e}")))?
     }
 
-    /// Counts which of `keys` exist (with repetition, as Redis does).
-    /// `confirmed` as for [`Self::get`].
-    pub async fn exists(
+    /// What `WATCH` remembers of `keys`: each one's modification index
+    /// (absent keys: `None`), read after a read barrier.
+    pub async fn watch(
         &self,
         keys: &[Bytes],
         slot: u16,
         confirmed: bool,
-    ) -> Result<i64, ServeError> {
+    ) -> Result<Vec<Watch>, ServeError> {
         if !confirmed {
             self.read_barrier(slot).await?;
         }
-        // One RocksDB snapshot for all keys, so a multi-key EXISTS sees a
-        // single point in time.
-        let view = self.store.snapshot();
-        let mut n: i64 = 0;
-        for key in keys {
-            let found = view
-                .get(seshat_storage::Cf::DataKv, &state_machine::data_key(key))
-                .map_err(|e| ServeError::Stopped(e.to_string()))?;
-            if found.is_some() {
-                n = n.saturating_add(1);
-            }
-        }
-        Ok(n)
-    }
-
-    /// Number of keys, after a read barrier.
-    /// `confirmed` as for [`Self::get`].
-    pub async fn dbsize(&self, confirmed: bool) -> Result<u64, ServeError> {
-        if !confirmed {
-            self.read_barrier(0).await?;
-        }
-        Ok(self
-            .sm_stats
-            .key_count
-            .load(std::sync::atomic::Ordering::Acquire))
+        let mut view = ReadView::new(&self.store);
+        let mut space = Keyspace::new(&mut view, DATA_GROUP, self.now_ms(), 0, 0);
+        keys.iter()
+            .map(|key| {
+                let mod_index = space
+                    .get(key)
+                    .map_err(|e| ServeError::Stopped(e.to_string()))?
+                    .map(|r| r.mod_index);
+                Ok(Watch {
+                    key: key.clone(),
+                    mod_index,
+                })
+            })
+            .collect()
     }
 
     /// If this node leads a multi-node group, hands leadership to the most
@@ -779,6 +850,65 @@ async fn log_role_changes(raft: Raft) {
         last = Some(now);
         if rx.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+fn wall_clock_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()))
+}
+
+/// Most expired keys one removal entry carries.
+pub const MAX_EXPIRED_KEYS_PER_ENTRY: usize = 256;
+/// How often the leader looks for expired keys.
+pub const EXPIRY_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The leader's expiry sweep: finds keys whose expiry is due in the expiry
+/// index and proposes their removal, at most
+/// [`MAX_EXPIRED_KEYS_PER_ENTRY`] per entry, as a Redis master sends `DEL`
+/// to its replicas. Followers never remove keys on their own; until the
+/// removal applies, expired keys are already absent to every command.
+pub async fn run_expiry_sweeper(node: std::sync::Weak<Node>) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        if !node.raft.is_leader() {
+            continue;
+        }
+        // Sweep until a pass finds fewer than a full entry's worth.
+        loop {
+            let due = {
+                let mut view = ReadView::new(&node.store);
+                let mut space = Keyspace::new(&mut view, DATA_GROUP, node.now_ms(), 0, 0);
+                match space.due_keys(MAX_EXPIRED_KEYS_PER_ENTRY) {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "expiry sweep cannot read the expiry index");
+                        break;
+                    }
+                }
+            };
+            let full = due.len() == MAX_EXPIRED_KEYS_PER_ENTRY;
+            if due.is_empty() {
+                break;
+            }
+            let count = due.len();
+            match node.write(Write::ExpireKeys(due), 0).await {
+                Ok(_) => tracing::debug!(keys = count, "expired keys removed"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "expiry sweep write not applied");
+                    break;
+                }
+            }
+            if !full {
+                break;
+            }
         }
     }
 }

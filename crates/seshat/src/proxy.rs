@@ -1,6 +1,7 @@
 //! Follower proxy mode (`--follower-mode proxy`): a follower forwards data
-//! commands to the leader over the internal gRPC port and relays the reply,
-//! instead of answering `MOVED`.
+//! commands (those whose declaration reads or writes data) to the leader
+//! over the internal gRPC port and relays the reply, instead of answering
+//! `MOVED`. The leader's side is [`crate::forwarded`].
 //!
 //! At most once: a forwarded command is sent exactly one time — neither
 //! the follower nor the gRPC link retries it. If the link fails after the
@@ -9,24 +10,16 @@
 //! new command, as with Redis itself.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use bytes::{Bytes, BytesMut};
-use seshat_protocol_resp::{
-    self as resp, decode_frame, parse_command, Command, DecodeLimits, Frame, ProtocolVersion,
-    Request,
-};
-use seshat_raft::grpc_server::ForwardHandler;
+use bytes::Bytes;
+use seshat_protocol_resp::{decode_frame, DecodeLimits, Frame, ProtocolVersion};
 use seshat_raft::network::{CONNECT_TIMEOUT, MAX_RPC_MESSAGE_BYTES};
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::commands;
-use crate::connection::ClientState;
 use crate::node::ServeError;
-use crate::server::Shared;
 
 /// Whether a follower redirects clients or forwards their commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
@@ -37,21 +30,6 @@ pub enum FollowerMode {
     Redirect,
     /// Forward the command to the leader and relay its reply.
     Proxy,
-}
-
-/// True for the commands a follower forwards in proxy mode: the ones that
-/// read or write data and so must run on the leader.
-pub fn is_forwarded(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Get { .. }
-            | Command::Set { .. }
-            | Command::Del { .. }
-            | Command::Exists { .. }
-            | Command::DbSize
-            | Command::FlushAll
-            | Command::FlushDb
-    )
 }
 
 /// gRPC clients to leaders, one per address.
@@ -113,50 +91,5 @@ fn link_error(is_write: bool, why: &str) -> ServeError {
         ))
     } else {
         ServeError::NoLeader(format!("leader unreachable through proxy ({why})"))
-    }
-}
-
-/// Runs forwarded commands on the leader through the normal command path.
-pub struct LeaderExecutor {
-    /// The leader's server state.
-    pub shared: Arc<Shared>,
-}
-
-#[tonic::async_trait]
-impl ForwardHandler for LeaderExecutor {
-    async fn forward(&self, args: Vec<Bytes>, protover: u32) -> Bytes {
-        let version =
-            ProtocolVersion::from_protover(i64::from(protover)).unwrap_or(ProtocolVersion::Resp2);
-        let frame = match parse_command(&Request::new(args)) {
-            Err(e) => Frame::error(e.to_string()),
-            Ok(command) if !is_forwarded(&command) => {
-                Frame::error("ERR command cannot be forwarded")
-            }
-            Ok(command) => match commands::as_write(&command) {
-                Some((op, slot)) => match self.shared.node.write(op, slot).await {
-                    Ok(r) => commands::op_result_frame(r),
-                    Err(e) => Frame::error(e.to_string()),
-                },
-                None => {
-                    let mut client = ClientState {
-                        id: 0,
-                        name: None,
-                        version,
-                        lib_name: None,
-                        lib_ver: None,
-                        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-                        read_confirmed: false,
-                    };
-                    match commands::execute(command, &mut client, &self.shared).await {
-                        commands::Outcome::Reply(f)
-                        | commands::Outcome::Close(f)
-                        | commands::Outcome::ReplyThenSwitch(f, _) => f,
-                    }
-                }
-            },
-        };
-        let mut out = BytesMut::new();
-        resp::encode(&frame, version, &mut out);
-        out.freeze()
     }
 }

@@ -3,9 +3,9 @@
 //! shutdown stops accepting, lets in-flight requests finish (bounded by a
 //! grace period), then returns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use seshat_protocol_resp::{Frame, ProtocolVersion};
@@ -15,52 +15,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::connection::Connection;
-use crate::node::Node;
+use crate::shared::Shared;
 
 /// Redis's reply when `maxclients` is reached.
 pub const MAX_CLIENTS_REPLY: &str = "ERR max number of clients reached";
-
-/// Server-wide counters shown by INFO.
-#[derive(Debug)]
-pub struct ServerStats {
-    /// When the server started.
-    pub started: Instant,
-    /// Connections accepted since start.
-    pub total_connections: AtomicU64,
-    /// Connections refused because of `max_clients`.
-    pub rejected_connections: AtomicU64,
-    /// Commands processed since start.
-    pub total_commands: AtomicU64,
-    /// Clients connected now.
-    pub connected_clients: AtomicU64,
-    /// Source of client ids (`CLIENT ID`).
-    pub next_client_id: AtomicU64,
-}
-
-impl Default for ServerStats {
-    fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            total_connections: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            total_commands: AtomicU64::new(0),
-            connected_clients: AtomicU64::new(0),
-            next_client_id: AtomicU64::new(1),
-        }
-    }
-}
-
-/// What every connection shares.
-pub struct Shared {
-    /// The node serving the requests.
-    pub node: Arc<Node>,
-    /// Counters.
-    pub stats: ServerStats,
-    /// Per-command counters and latencies.
-    pub requests: crate::metrics::RequestMetrics,
-    /// Clients to the leader for proxy mode.
-    pub proxy: crate::proxy::Proxy,
-}
 
 /// Accepts clients until `shutdown` turns true, then drains connections.
 pub async fn serve(

@@ -7,7 +7,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use seshat_protocol_resp::{
-    decode_frame, decode_request, encode, parse_command, DecodeLimits, ProtocolVersion,
+    decode_frame, decode_request, encode, DecodeLimits, ProtocolVersion,
     RequestDecoder,
 };
 
@@ -29,7 +29,6 @@ fuzz_target!(|data: &[u8]| {
         match decode_request(rest, &limits) {
             Ok(Some((request, used))) => {
                 assert!(used > 0 && used <= rest.len());
-                let _ = parse_command(&request);
                 pos += used;
             }
             Ok(None) | Err(_) => break,
@@ -41,10 +40,8 @@ fuzz_target!(|data: &[u8]| {
     let split = data.len() / 2;
     let mut buf = BytesMut::from(data.get(..split).unwrap_or_default());
     while let Ok(Some(request)) = decoder.decode(&mut buf) {
-        let _ = parse_command(&request);
     }
     buf.extend_from_slice(data.get(split..).unwrap_or_default());
     while let Ok(Some(request)) = decoder.decode(&mut buf) {
-        let _ = parse_command(&request);
     }
 });

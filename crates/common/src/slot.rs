@@ -1,8 +1,7 @@
 //! Redis Cluster key slots: CRC16-XMODEM of the key (or its hash tag)
 //! modulo 16384.
 
-/// Number of hash slots in a Redis Cluster.
-pub const CLUSTER_SLOTS: u16 = 16384;
+use crate::CLUSTER_SLOTS;
 
 /// CRC16-XMODEM (polynomial 0x1021, initial value 0), table-driven.
 const CRC16_TABLE: [u16; 256] = build_crc16_table();

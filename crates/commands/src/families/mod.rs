@@ -1,0 +1,28 @@
+//! One module per family of commands, each with its `COMMANDS` list.
+
+pub mod cluster;
+pub mod connection;
+pub mod keyspace;
+pub mod server;
+pub mod string;
+pub mod txn;
+
+use bytes::Bytes;
+use seshat_kv::{Kind, Record};
+
+use crate::exec::Ctx;
+use crate::reply::{wrong_type, CmdError};
+
+/// The live string record of `key`, `None` if absent; `-WRONGTYPE` for
+/// any other type.
+pub(crate) fn string_record(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Record>, CmdError> {
+    match ctx.db.get(key)? {
+        Some(r) if r.kind != Kind::String => Err(wrong_type()),
+        other => Ok(other),
+    }
+}
+
+/// The string value of `key`, `None` if absent; `-WRONGTYPE` otherwise.
+pub(crate) fn string_value(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, CmdError> {
+    Ok(string_record(ctx, key)?.map(|r| r.payload))
+}

@@ -1,0 +1,203 @@
+//! The one place that knows how user data is laid out in `data_kv`.
+//!
+//! Every record of a Raft group starts with the group id, so a group's
+//! whole state is one contiguous range:
+//!
+//! ```text
+//! metadata   group u32 | slot u16 | 0x00 | fnv32(key) u32 | key      → record
+//! sub-keys   group u32 | slot u16 | 0x01 | …  (composite types, later)
+//! expiry     group u32 | 0xFFFF   | expire_at_ms u64 | slot u16 | key → ""
+//! ```
+//!
+//! All integers are big-endian so byte order is numeric order. The slot
+//! comes right after the group, so one slot range of one group is one
+//! contiguous range (a migration's copy and drop are range operations).
+//! Slots are below 16384, so `0xFFFF` in the slot position is a namespace
+//! no slot reaches: the expiry index sorts after all slot data and is
+//! ordered by time, so the leader finds due keys with one range scan.
+//!
+//! Inside a slot, keys are ordered by a 32-bit FNV-1a hash of the key and
+//! then the key. That order is what a `SCAN` cursor encodes: `slot << 32 |
+//! hash` is a position that stays meaningful across restarts, snapshots and
+//! leader changes, so a scan resumed anywhere returns every key that was
+//! present the whole time.
+
+use seshat_common::{crc16_slot, CLUSTER_SLOTS};
+
+/// The Raft group of today's single data group.
+pub const DATA_GROUP: u32 = 1;
+/// Tag after the slot of a metadata record.
+pub const TAG_META: u8 = 0x00;
+/// Tag after the slot of a composite value's sub-key record.
+pub const TAG_SUBKEY: u8 = 0x01;
+/// The slot-position value of the expiry index namespace.
+pub const EXPIRY_NAMESPACE: u16 = 0xFFFF;
+/// Bytes of a metadata key before the user key.
+pub const META_HEADER_BYTES: usize = 4 + 2 + 1 + 4;
+
+/// FNV-1a, 32 bits: the in-slot order of keys. Part of the on-disk format:
+/// never change it without bumping the format version.
+pub fn key_hash(key: &[u8]) -> u32 {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    key.iter()
+        .fold(OFFSET, |h, b| (h ^ u32::from(*b)).wrapping_mul(PRIME))
+}
+
+/// The metadata key of user key `key` in `group`.
+pub fn meta_key(group: u32, key: &[u8]) -> Vec<u8> {
+    let slot = crc16_slot(key);
+    let mut k = Vec::with_capacity(META_HEADER_BYTES + key.len());
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&slot.to_be_bytes());
+    k.push(TAG_META);
+    k.extend_from_slice(&key_hash(key).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// A decoded metadata key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaKey<'a> {
+    /// The key's slot.
+    pub slot: u16,
+    /// The key's in-slot hash.
+    pub hash: u32,
+    /// The user key.
+    pub key: &'a [u8],
+}
+
+/// Splits a raw key of `group` into its parts if it is a metadata key.
+pub fn parse_meta_key(group: u32, raw: &[u8]) -> Option<MetaKey<'_>> {
+    let (g, rest) = raw.split_first_chunk::<4>()?;
+    if u32::from_be_bytes(*g) != group {
+        return None;
+    }
+    let (slot, rest) = rest.split_first_chunk::<2>()?;
+    let (tag, rest) = rest.split_first()?;
+    let (hash, key) = rest.split_first_chunk::<4>()?;
+    let slot = u16::from_be_bytes(*slot);
+    (*tag == TAG_META && slot < CLUSTER_SLOTS).then_some(MetaKey {
+        slot,
+        hash: u32::from_be_bytes(*hash),
+        key,
+    })
+}
+
+/// The first metadata key at or after in-slot position (`slot`, `hash`).
+pub fn meta_position(group: u32, slot: u16, hash: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(META_HEADER_BYTES);
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&slot.to_be_bytes());
+    k.push(TAG_META);
+    k.extend_from_slice(&hash.to_be_bytes());
+    k
+}
+
+/// The end (exclusive) of `slot`'s metadata records.
+pub fn meta_slot_end(group: u32, slot: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(7);
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&slot.to_be_bytes());
+    k.push(TAG_META + 1);
+    k
+}
+
+/// The expiry index key of `key` expiring at `expire_at_ms`.
+pub fn expiry_key(group: u32, expire_at_ms: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + 2 + 8 + 2 + key.len());
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&EXPIRY_NAMESPACE.to_be_bytes());
+    k.extend_from_slice(&expire_at_ms.to_be_bytes());
+    k.extend_from_slice(&crc16_slot(key).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The start of the expiry index of `group`.
+pub fn expiry_start(group: u32) -> Vec<u8> {
+    let mut k = group.to_be_bytes().to_vec();
+    k.extend_from_slice(&EXPIRY_NAMESPACE.to_be_bytes());
+    k
+}
+
+/// The end (exclusive) of the expiry entries due at or before `now_ms`.
+pub fn expiry_due_end(group: u32, now_ms: u64) -> Vec<u8> {
+    let mut k = expiry_start(group);
+    k.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+    k
+}
+
+/// Splits an expiry index key into its time and user key.
+pub fn parse_expiry_key(group: u32, raw: &[u8]) -> Option<(u64, &[u8])> {
+    let (g, rest) = raw.split_first_chunk::<4>()?;
+    let (ns, rest) = rest.split_first_chunk::<2>()?;
+    if u32::from_be_bytes(*g) != group || u16::from_be_bytes(*ns) != EXPIRY_NAMESPACE {
+        return None;
+    }
+    let (at, rest) = rest.split_first_chunk::<8>()?;
+    let (_slot, key) = rest.split_first_chunk::<2>()?;
+    Some((u64::from_be_bytes(*at), key))
+}
+
+/// The range `[start, end)` holding every record of `group`.
+pub fn group_range(group: u32) -> (Vec<u8>, Vec<u8>) {
+    let start = group.to_be_bytes().to_vec();
+    let end = match group.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xFF; 5],
+    };
+    (start, end)
+}
+
+/// The range of every slot's metadata and sub-keys of `group` (not the
+/// expiry index).
+pub fn slots_range(group: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut end = group.to_be_bytes().to_vec();
+    end.extend_from_slice(&CLUSTER_SLOTS.to_be_bytes());
+    (group.to_be_bytes().to_vec(), end)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_key_round_trips_and_sorts_by_slot_then_hash() {
+        let k = meta_key(DATA_GROUP, b"foo");
+        let parsed = parse_meta_key(DATA_GROUP, &k).unwrap();
+        assert_eq!(parsed.key, b"foo");
+        assert_eq!(parsed.slot, 12182);
+        assert_eq!(parsed.hash, key_hash(b"foo"));
+        assert!(parse_meta_key(2, &k).is_none());
+        assert!(meta_position(DATA_GROUP, 12182, 0) <= k);
+        assert!(k < meta_slot_end(DATA_GROUP, 12182));
+        let (start, end) = group_range(DATA_GROUP);
+        assert!(start <= k && k < end);
+        let (s0, s1) = slots_range(DATA_GROUP);
+        assert!(s0 <= k && k < s1);
+    }
+
+    #[test]
+    fn expiry_keys_sort_by_time_after_all_slots() {
+        let a = expiry_key(DATA_GROUP, 5, b"zzz");
+        let b = expiry_key(DATA_GROUP, 6, b"aaa");
+        assert!(a < b);
+        assert!(meta_key(DATA_GROUP, b"x") < a);
+        assert!(a < expiry_due_end(DATA_GROUP, 5));
+        assert!(b >= expiry_due_end(DATA_GROUP, 5));
+        assert_eq!(parse_expiry_key(DATA_GROUP, &b), Some((6, &b"aaa"[..])));
+        let (_, end) = group_range(DATA_GROUP);
+        assert!(b < end);
+        assert!(parse_meta_key(DATA_GROUP, &a).is_none());
+    }
+
+    #[test]
+    fn fnv_is_the_documented_function() {
+        // FNV-1a 32 test vectors.
+        assert_eq!(key_hash(b""), 0x811c_9dc5);
+        assert_eq!(key_hash(b"a"), 0xe40c_292c);
+        assert_eq!(key_hash(b"foobar"), 0xbf9c_f968);
+    }
+}

@@ -1,0 +1,367 @@
+//! A group's keys over a [`RawKv`]: typed records, expiry, modification
+//! indexes, the key count, scans. Commands see the data only through this.
+
+use bytes::Bytes;
+use seshat_common::CLUSTER_SLOTS;
+
+use crate::keys::{self, MetaKey};
+use crate::record::Record;
+use crate::{KvError, RawKv};
+
+/// Raw records read per step of a scan.
+const SCAN_STEP_RECORDS: usize = 256;
+/// Most records a `RANDOMKEY` looks at before giving up on a keyspace
+/// full of expired keys.
+const RANDOM_KEY_MAX_RECORDS: usize = 1024;
+
+/// One group's keys as of one point in time (`now_ms`), optionally being
+/// changed by the log entry at `mod_index`.
+pub struct Keyspace<'a, K: RawKv + ?Sized> {
+    kv: &'a mut K,
+    group: u32,
+    now_ms: u64,
+    mod_index: u64,
+    key_count: u64,
+}
+
+impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
+    /// The keyspace of `group` in `kv`, at time `now_ms`; writes stamp keys
+    /// with `mod_index`; `key_count` is the group's count before them.
+    pub fn new(kv: &'a mut K, group: u32, now_ms: u64, mod_index: u64, key_count: u64) -> Self {
+        Self {
+            kv,
+            group,
+            now_ms,
+            mod_index,
+            key_count,
+        }
+    }
+
+    /// The time keys are judged expired against.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The number of keys (including expired ones not yet removed).
+    pub fn key_count(&self) -> u64 {
+        self.key_count
+    }
+
+    /// The log index writes are stamped with.
+    pub fn mod_index(&self) -> u64 {
+        self.mod_index
+    }
+
+    fn raw_record(&mut self, meta_key: &[u8]) -> Result<Option<Record>, KvError> {
+        self.kv.get(meta_key)?.map(Record::decode).transpose()
+    }
+
+    /// The live record of `key` (`None` if absent or expired).
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Record>, KvError> {
+        let now = self.now_ms;
+        let mk = keys::meta_key(self.group, key);
+        Ok(self.raw_record(&mk)?.filter(|r| !r.is_expired(now)))
+    }
+
+    /// Writes `record` for `key`, stamped with this keyspace's `mod_index`,
+    /// keeping the expiry index and the key count in step.
+    pub fn put(&mut self, key: &[u8], mut record: Record) -> Result<(), KvError> {
+        let mk = keys::meta_key(self.group, key);
+        let old_expiry = match self.raw_record(&mk)? {
+            None => {
+                self.key_count = self.key_count.saturating_add(1);
+                0
+            }
+            Some(old) => old.expire_at_ms,
+        };
+        if old_expiry != record.expire_at_ms {
+            if old_expiry != 0 {
+                self.kv
+                    .delete(keys::expiry_key(self.group, old_expiry, key))?;
+            }
+            if record.expire_at_ms != 0 {
+                self.kv.put(
+                    keys::expiry_key(self.group, record.expire_at_ms, key),
+                    Vec::new(),
+                )?;
+            }
+        }
+        record.mod_index = self.mod_index;
+        self.kv.put(mk, record.encode())
+    }
+
+    /// Removes `key`; true if it existed and had not expired.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, KvError> {
+        let mk = keys::meta_key(self.group, key);
+        let Some(old) = self.raw_record(&mk)? else {
+            return Ok(false);
+        };
+        if old.expire_at_ms != 0 {
+            self.kv
+                .delete(keys::expiry_key(self.group, old.expire_at_ms, key))?;
+        }
+        self.kv.delete(mk)?;
+        self.key_count = self.key_count.saturating_sub(1);
+        Ok(!old.is_expired(self.now_ms))
+    }
+
+    /// Removes `key` if it has expired by now; true if it was removed.
+    pub fn remove_if_expired(&mut self, key: &[u8]) -> Result<bool, KvError> {
+        let mk = keys::meta_key(self.group, key);
+        match self.raw_record(&mk)? {
+            Some(r) if r.is_expired(self.now_ms) => self.delete(key).map(|_| true),
+            _ => Ok(false),
+        }
+    }
+
+    /// Removes every key of the group.
+    pub fn clear(&mut self) -> Result<(), KvError> {
+        let (start, end) = keys::group_range(self.group);
+        self.kv.delete_range(start, end)?;
+        self.key_count = 0;
+        Ok(())
+    }
+
+    /// Up to `limit` keys whose expiry is due by now, oldest first.
+    pub fn due_keys(&mut self, limit: usize) -> Result<Vec<Bytes>, KvError> {
+        let start = keys::expiry_start(self.group);
+        let end = keys::expiry_due_end(self.group, self.now_ms);
+        let mut out = Vec::new();
+        for (raw, _) in self.kv.scan(&start, &end, limit)? {
+            let (_, key) = keys::parse_expiry_key(self.group, &raw)
+                .ok_or_else(|| KvError::Corrupt("malformed expiry index key".into()))?;
+            out.push(Bytes::copy_from_slice(key));
+        }
+        Ok(out)
+    }
+
+    /// One step of a `SCAN`: examines about `count` keys from `cursor` on
+    /// and returns the live ones `keep` accepts, with the cursor to resume
+    /// from (0 when the scan is complete). Keys with one in-slot hash are
+    /// always examined together, so a resumed scan never loops.
+    pub fn scan(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        mut keep: impl FnMut(&[u8], &Record) -> bool,
+    ) -> Result<(u64, Vec<Bytes>), KvError> {
+        let mut out = Vec::new();
+        let Some((slot, hash)) = split_cursor(cursor) else {
+            return Ok((0, out));
+        };
+        let mut examined = 0usize;
+        let mut last: Option<(u16, u32)> = None;
+        let mut walk = MetaWalk::new(self.group, slot, hash);
+        while let Some((raw, value)) = walk.next(self.kv)? {
+            let mk = parse_meta(self.group, &raw)?;
+            let here = (mk.slot, mk.hash);
+            if examined >= count.max(1) && last != Some(here) {
+                return Ok((join_cursor(mk.slot, mk.hash), out));
+            }
+            examined += 1;
+            last = Some(here);
+            let record = Record::decode(value)?;
+            if !record.is_expired(self.now_ms) && keep(mk.key, &record) {
+                out.push(Bytes::copy_from_slice(mk.key));
+            }
+        }
+        Ok((0, out))
+    }
+
+    /// The first live key at or after position `seed` (wrapping around),
+    /// or `None` if there is none among the first records looked at.
+    pub fn random_key(&mut self, seed: u64) -> Result<Option<Bytes>, KvError> {
+        let slot = u16::try_from((seed >> 32) % u64::from(CLUSTER_SLOTS)).unwrap_or(0);
+        let hash = seed as u32;
+        let mut looked = 0usize;
+        for (from_slot, from_hash) in [(slot, hash), (0, 0)] {
+            let mut walk = MetaWalk::new(self.group, from_slot, from_hash);
+            while let Some((raw, value)) = walk.next(self.kv)? {
+                looked += 1;
+                if looked > RANDOM_KEY_MAX_RECORDS {
+                    return Ok(None);
+                }
+                let mk = parse_meta(self.group, &raw)?;
+                if !Record::decode(value)?.is_expired(self.now_ms) {
+                    return Ok(Some(Bytes::copy_from_slice(mk.key)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse_meta(group: u32, raw: &[u8]) -> Result<MetaKey<'_>, KvError> {
+    keys::parse_meta_key(group, raw)
+        .ok_or_else(|| KvError::Corrupt("malformed metadata key".into()))
+}
+
+/// The (slot, hash) position a `SCAN` cursor names; `None` past the end.
+fn split_cursor(cursor: u64) -> Option<(u16, u32)> {
+    let slot = u16::try_from(cursor >> 32).ok()?;
+    (slot < CLUSTER_SLOTS).then_some((slot, cursor as u32))
+}
+
+fn join_cursor(slot: u16, hash: u32) -> u64 {
+    (u64::from(slot) << 32) | u64::from(hash)
+}
+
+/// Walks a group's metadata records in order from a position, skipping
+/// each slot's sub-key records.
+struct MetaWalk {
+    group: u32,
+    next_from: Option<Vec<u8>>,
+    slot: u16,
+    buffered: std::vec::IntoIter<(Bytes, Bytes)>,
+}
+
+impl MetaWalk {
+    fn new(group: u32, slot: u16, hash: u32) -> Self {
+        Self {
+            group,
+            next_from: Some(keys::meta_position(group, slot, hash)),
+            slot,
+            buffered: Vec::new().into_iter(),
+        }
+    }
+
+    fn next<K: RawKv + ?Sized>(&mut self, kv: &mut K) -> Result<Option<(Bytes, Bytes)>, KvError> {
+        loop {
+            if let Some(item) = self.buffered.next() {
+                return Ok(Some(item));
+            }
+            let Some(from) = self.next_from.take() else {
+                return Ok(None);
+            };
+            // Read the rest of the current slot's metadata.
+            let end = keys::meta_slot_end(self.group, self.slot);
+            let batch = kv.scan(&from, &end, SCAN_STEP_RECORDS)?;
+            if batch.len() == SCAN_STEP_RECORDS {
+                self.next_from = batch.last().map(|(k, _)| after(k));
+            } else {
+                // This slot is done; find the next slot with any record.
+                self.next_from = self.next_slot_start(kv)?;
+            }
+            self.buffered = batch.into_iter();
+        }
+    }
+
+    /// The metadata start of the next slot after `self.slot` that has any
+    /// record, found with one seek.
+    fn next_slot_start<K: RawKv + ?Sized>(
+        &mut self,
+        kv: &mut K,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        let Some(next) = self.slot.checked_add(1).filter(|s| *s < CLUSTER_SLOTS) else {
+            return Ok(None);
+        };
+        let from = keys::meta_position(self.group, next, 0);
+        let (_, end) = keys::slots_range(self.group);
+        let Some((raw, _)) = kv.scan(&from[..6], &end, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let slot = raw
+            .get(4..6)
+            .and_then(|s| <[u8; 2]>::try_from(s).ok())
+            .map(u16::from_be_bytes)
+            .ok_or_else(|| KvError::Corrupt("short data key".into()))?;
+        self.slot = slot;
+        Ok(Some(keys::meta_position(self.group, slot, 0)))
+    }
+}
+
+/// The smallest key after `key`.
+fn after(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::keys::DATA_GROUP;
+    use crate::MemKv;
+    use proptest::prelude::*;
+
+    fn ks(kv: &mut MemKv, now: u64) -> Keyspace<'_, MemKv> {
+        let count = kv
+            .map
+            .keys()
+            .filter(|k| keys::parse_meta_key(DATA_GROUP, k).is_some())
+            .count() as u64;
+        Keyspace::new(kv, DATA_GROUP, now, 7, count)
+    }
+
+    #[test]
+    fn expiry_hides_keys_and_the_index_follows_the_record() {
+        let mut kv = MemKv::default();
+        let mut s = ks(&mut kv, 100);
+        let mut r = Record::string(Bytes::from_static(b"v"));
+        r.expire_at_ms = 150;
+        s.put(b"k", r.clone()).unwrap();
+        assert_eq!(s.get(b"k").unwrap().unwrap().mod_index, 7);
+        assert!(s.due_keys(10).unwrap().is_empty());
+        let mut later = ks(&mut kv, 150);
+        assert_eq!(later.get(b"k").unwrap(), None);
+        assert_eq!(later.due_keys(10).unwrap(), vec![Bytes::from_static(b"k")]);
+        // Overwriting without expiry removes the index entry.
+        later
+            .put(b"k", Record::string(Bytes::from_static(b"w")))
+            .unwrap();
+        assert!(later.due_keys(10).unwrap().is_empty());
+        assert_eq!(later.key_count(), 1);
+        assert!(later.delete(b"k").unwrap());
+        assert_eq!(later.key_count(), 0);
+        assert!(kv.map.is_empty());
+    }
+
+    #[test]
+    fn deleting_an_expired_key_reports_absent() {
+        let mut kv = MemKv::default();
+        let mut r = Record::string(Bytes::from_static(b"v"));
+        r.expire_at_ms = 10;
+        ks(&mut kv, 0).put(b"k", r).unwrap();
+        let mut s = ks(&mut kv, 20);
+        assert!(s.remove_if_expired(b"k").unwrap());
+        assert!(!s.delete(b"k").unwrap());
+        assert!(kv.map.is_empty());
+    }
+
+    proptest! {
+        /// Every key present for the whole scan is returned, whatever COUNT,
+        /// and a scan always ends.
+        #[test]
+        fn scan_returns_every_key(names in prop::collection::btree_set("[a-z]{0,6}", 0..200), count in 1usize..50) {
+            let mut kv = MemKv::default();
+            let mut s = ks(&mut kv, 0);
+            for n in &names {
+                s.put(n.as_bytes(), Record::string(Bytes::new())).unwrap();
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            let mut cursor = 0;
+            let mut steps = 0;
+            loop {
+                let (next, keys) = s.scan(cursor, count, |_, _| true).unwrap();
+                seen.extend(keys.into_iter().map(|k| String::from_utf8(k.to_vec()).unwrap()));
+                steps += 1;
+                prop_assert!(steps <= names.len() + 2);
+                if next == 0 { break; }
+                cursor = next;
+            }
+            prop_assert_eq!(seen, names);
+        }
+    }
+
+    #[test]
+    fn random_key_finds_a_live_key() {
+        let mut kv = MemKv::default();
+        let mut s = ks(&mut kv, 0);
+        assert_eq!(s.random_key(12345).unwrap(), None);
+        s.put(b"a", Record::string(Bytes::new())).unwrap();
+        for seed in [0, 1 << 40, u64::MAX] {
+            assert_eq!(s.random_key(seed).unwrap(), Some(Bytes::from_static(b"a")));
+        }
+    }
+}

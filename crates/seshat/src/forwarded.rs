@@ -1,0 +1,42 @@
+//! The leader's side of proxy mode: runs commands forwarded by followers
+//! through the normal command path and returns the encoded reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use seshat_commands::Route;
+use seshat_protocol_resp::{self as resp, Frame, ProtocolVersion};
+use seshat_raft::grpc_server::ForwardHandler;
+
+use crate::commands;
+use crate::session::ClientState;
+use crate::shared::Shared;
+
+/// Runs forwarded commands on the leader.
+pub struct LeaderExecutor {
+    /// The leader's server state.
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl ForwardHandler for LeaderExecutor {
+    async fn forward(&self, args: Vec<Bytes>, protover: u32) -> Bytes {
+        let version =
+            ProtocolVersion::from_protover(i64::from(protover)).unwrap_or(ProtocolVersion::Resp2);
+        let frame = match seshat_commands::resolve(&args) {
+            Err(e) => e.into_frame(),
+            Ok(decl) => match decl.route() {
+                Route::Write | Route::Read => {
+                    let mut client = ClientState::new(0, SocketAddr::from(([0, 0, 0, 0], 0)));
+                    client.version = version;
+                    commands::run_data(decl, args, &client, &self.shared).await
+                }
+                Route::Pure | Route::Server(_) => Frame::error("ERR command cannot be forwarded"),
+            },
+        };
+        let mut out = BytesMut::new();
+        resp::encode(&frame, version, &mut out);
+        out.freeze()
+    }
+}

@@ -1,0 +1,64 @@
+//! What the server knows about one client connection: its name, protocol,
+//! and transaction state. Commands see the connection only through this.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use seshat_commands::Decl;
+use seshat_kv::Watch;
+use seshat_protocol_resp::ProtocolVersion;
+
+/// Per-client state that commands read and change.
+#[derive(Debug)]
+pub struct ClientState {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// Reply protocol (RESP3 after `HELLO 3`).
+    pub version: ProtocolVersion,
+    /// `CLIENT SETINFO lib-name`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO lib-ver`.
+    pub lib_ver: Option<Bytes>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The command being run was received before a read barrier that has
+    /// since succeeded: a read needs no barrier of its own.
+    pub read_confirmed: bool,
+    /// Commands queued since `MULTI`, if a transaction is open.
+    pub multi: Option<Multi>,
+    /// Keys `WATCH`ed, with what was observed, until `EXEC`/`UNWATCH`.
+    pub watches: Vec<Watch>,
+}
+
+impl ClientState {
+    /// A new connection's state.
+    pub fn new(id: u64, peer: SocketAddr) -> Self {
+        Self {
+            id,
+            name: None,
+            version: ProtocolVersion::Resp2,
+            lib_name: None,
+            lib_ver: None,
+            peer,
+            read_confirmed: false,
+            multi: None,
+            watches: Vec::new(),
+        }
+    }
+}
+
+/// An open transaction.
+#[derive(Debug, Default)]
+pub struct Multi {
+    /// The queued commands, in order.
+    pub queued: Vec<(&'static Decl, Vec<Bytes>)>,
+    /// A command was refused while queueing: `EXEC` will abort.
+    pub dirty: bool,
+    /// Bytes of arguments queued, checked against the largest write.
+    pub bytes: usize,
+}
+
+/// Most commands one transaction may queue.
+pub const MAX_QUEUED_COMMANDS: usize = 10_000;

@@ -1,0 +1,50 @@
+//! What every connection shares: the node, counters, metrics and the
+//! proxy's clients.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::node::Node;
+
+/// Server-wide counters shown by INFO.
+#[derive(Debug)]
+pub struct ServerStats {
+    /// When the server started.
+    pub started: Instant,
+    /// Connections accepted since start.
+    pub total_connections: AtomicU64,
+    /// Connections refused because of `max_clients`.
+    pub rejected_connections: AtomicU64,
+    /// Commands processed since start.
+    pub total_commands: AtomicU64,
+    /// Clients connected now.
+    pub connected_clients: AtomicU64,
+    /// Source of client ids (`CLIENT ID`).
+    pub next_client_id: AtomicU64,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            total_commands: AtomicU64::new(0),
+            connected_clients: AtomicU64::new(0),
+            next_client_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    /// The node serving the requests.
+    pub node: Arc<Node>,
+    /// Counters.
+    pub stats: ServerStats,
+    /// Per-command counters and latencies.
+    pub requests: crate::metrics::RequestMetrics,
+    /// Clients to the leader for proxy mode.
+    pub proxy: crate::proxy::Proxy,
+}
