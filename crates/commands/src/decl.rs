@@ -248,6 +248,8 @@ pub enum Group {
     Transactions,
     /// Cluster.
     Cluster,
+    /// Scripting and functions.
+    Scripting,
 }
 
 impl Group {
@@ -260,6 +262,7 @@ impl Group {
             Group::Server => "server",
             Group::Transactions => "transactions",
             Group::Cluster => "cluster",
+            Group::Scripting => "scripting",
         }
     }
 
@@ -270,6 +273,7 @@ impl Group {
             Group::Generic => Some("@keyspace"),
             Group::Connection => Some("@connection"),
             Group::Transactions => Some("@transaction"),
+            Group::Scripting => Some("@scripting"),
             Group::Server | Group::Cluster => None,
         }
     }

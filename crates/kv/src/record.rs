@@ -2,7 +2,7 @@
 //! string's bytes inline so `GET` is one point read.
 //!
 //! ```text
-//! kind u8 | expire_at_ms u64 | mod_index u64 | payload
+//! kind u8 (bit 7: raw) | expire_at_ms u64 | mod_index u64 | payload
 //! ```
 //!
 //! `expire_at_ms` is absolute (0 = no expiry). `mod_index` is the Raft log
@@ -76,7 +76,12 @@ pub struct Record {
     pub mod_index: u64,
     /// A string's bytes; for other kinds, their fixed metadata.
     pub payload: Bytes,
+    /// A string last changed in place (Redis's `raw` encoding).
+    pub raw: bool,
 }
+
+/// The bit of the kind byte that marks a [`Record::raw`] string.
+const RAW_BIT: u8 = 0x80;
 
 impl Record {
     /// A string record without expiry (the caller sets `mod_index` when it
@@ -87,6 +92,7 @@ impl Record {
             expire_at_ms: 0,
             mod_index: 0,
             payload,
+            raw: false,
         }
     }
 
@@ -98,7 +104,7 @@ impl Record {
     /// The on-disk bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + self.payload.len());
-        out.push(self.kind.code());
+        out.push(self.kind.code() | if self.raw { RAW_BIT } else { 0 });
         out.extend_from_slice(&self.expire_at_ms.to_be_bytes());
         out.extend_from_slice(&self.mod_index.to_be_bytes());
         out.extend_from_slice(&self.payload);
@@ -112,8 +118,8 @@ impl Record {
             .get(..RECORD_HEADER_BYTES)
             .ok_or_else(|| corrupt("shorter than its header"))?;
         let (code, rest) = head.split_first().ok_or_else(|| corrupt("empty"))?;
-        let kind =
-            Kind::from_code(*code).ok_or_else(|| corrupt(&format!("unknown type {code}")))?;
+        let kind = Kind::from_code(*code & !RAW_BIT)
+            .ok_or_else(|| corrupt(&format!("unknown type {code}")))?;
         let (expire, rest) = rest
             .split_first_chunk::<8>()
             .ok_or_else(|| corrupt("no expiry"))?;
@@ -125,6 +131,7 @@ impl Record {
             expire_at_ms: u64::from_be_bytes(*expire),
             mod_index: u64::from_be_bytes(*modi),
             payload: raw.slice(RECORD_HEADER_BYTES..),
+            raw: *code & RAW_BIT != 0,
         })
     }
 }
@@ -137,8 +144,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn records_round_trip(code in 1u8..=5, at in any::<u64>(), m in any::<u64>(), p in prop::collection::vec(any::<u8>(), 0..64)) {
-            let r = Record { kind: Kind::from_code(code).unwrap(), expire_at_ms: at, mod_index: m, payload: Bytes::from(p) };
+        fn records_round_trip(code in 1u8..=5, at in any::<u64>(), m in any::<u64>(), p in prop::collection::vec(any::<u8>(), 0..64), raw in any::<bool>()) {
+            let r = Record { kind: Kind::from_code(code).unwrap(), expire_at_ms: at, mod_index: m, payload: Bytes::from(p), raw };
             prop_assert_eq!(Record::decode(Bytes::from(r.encode())).unwrap(), r);
         }
 

@@ -376,10 +376,10 @@ impl Connection {
             }
             Route::Server(ServerCmd::Quit) => return Ok(None),
             Route::Server(_) => {
+                // Server commands act on the connection or the node, not
+                // on data: they cannot run in the replicated log.
                 self.mark_dirty();
-                Frame::error(format!(
-                    "ERR '{name}' cannot run inside MULTI on Seshat: a transaction runs in the replicated log"
-                ))
+                Frame::error("ERR Command not allowed inside a transaction")
             }
             Route::Write | Route::Read | Route::Pure => self.queue(decl, args),
         };

@@ -419,6 +419,7 @@ fn object_encoding(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(Frame::Null);
     };
     let name = match record.kind {
+        Kind::String if record.raw => "raw",
         Kind::String if record.payload.len() <= 20 && int(&record.payload).is_ok() => "int",
         Kind::String if record.payload.len() <= EMBSTR_MAX_BYTES => "embstr",
         Kind::String => "raw",

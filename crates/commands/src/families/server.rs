@@ -112,6 +112,16 @@ const CONFIG_SUBCOMMANDS: &[Decl] = &[
     ),
 ];
 
+const FUNCTION_SUBCOMMANDS: &[Decl] = &[Decl::new(
+    "function|flush",
+    -2,
+    Flags::NOSCRIPT,
+    KeySpec::NONE,
+    Group::Scripting,
+    ("Deletes all library and functions.", "7.0.0"),
+    pure(function_flush),
+)];
+
 /// The server commands.
 pub static COMMANDS: &[Decl] = &[
     srv(
@@ -137,6 +147,12 @@ pub static COMMANDS: &[Decl] = &[
         Group::Server,
         ("A container for server configuration commands.", "2.0.0"),
         CONFIG_SUBCOMMANDS,
+    ),
+    Decl::container(
+        "function",
+        Group::Scripting,
+        ("A container for function commands.", "7.0.0"),
+        FUNCTION_SUBCOMMANDS,
     ),
     srv(
         "time",
@@ -180,4 +196,16 @@ fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
         Frame::Bulk(Bytes::from((now / 1000).to_string())),
         Frame::Bulk(Bytes::from(((now % 1000) * 1000).to_string())),
     ]))
+}
+
+/// `FUNCTION FLUSH [ASYNC|SYNC]`: Seshat has no functions, so there is
+/// nothing to delete (test harnesses and tools call it to reset a server).
+fn function_flush(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    match args {
+        [_, _] => Ok(Frame::ok()),
+        [_, _, mode] if crate::args::is(mode, "ASYNC") || crate::args::is(mode, "SYNC") => {
+            Ok(Frame::ok())
+        }
+        _ => Err(err(SYNTAX)),
+    }
 }

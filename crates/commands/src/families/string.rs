@@ -450,15 +450,24 @@ fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(Frame::Integer(1))
 }
 
-/// Writes a string's new bytes keeping the key's expiry.
+/// Writes a string's new bytes keeping the key's expiry; `in_place`
+/// marks it changed in place (Redis's `raw` encoding).
 fn update_string(
     ctx: &mut Ctx<'_>,
     key: &[u8],
     old: Option<Record>,
     value: Bytes,
+    in_place: bool,
 ) -> Result<(), CmdError> {
-    let at = old.map(|r| r.expire_at_ms).filter(|at| *at != 0);
-    write_string(ctx, key, value, at)
+    let mut record = Record::string(value);
+    record.expire_at_ms = old.map_or(0, |r| r.expire_at_ms);
+    record.raw = in_place;
+    if record.is_expired(ctx.now_ms()) {
+        ctx.db.delete(key)?;
+    } else {
+        ctx.db.put(key, record)?;
+    }
+    Ok(())
 }
 
 fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -472,7 +481,7 @@ fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mut value = BytesMut::with_capacity(len);
     value.extend_from_slice(&head);
     value.extend_from_slice(tail);
-    update_string(ctx, key, old, value.freeze())?;
+    update_string(ctx, key, old, value.freeze(), true)?;
     Ok(Frame::Integer(len_i64(len)))
 }
 
@@ -535,7 +544,7 @@ fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         dst.copy_from_slice(patch);
     }
     let len = value.len();
-    update_string(ctx, key, old, value.freeze())?;
+    update_string(ctx, key, old, value.freeze(), true)?;
     Ok(Frame::Integer(len_i64(len)))
 }
 
@@ -547,7 +556,7 @@ fn add(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
         None => 0,
     };
     let next = current.checked_add(delta).ok_or_else(|| err(OVERFLOW))?;
-    update_string(ctx, key, old, Bytes::from(next.to_string()))?;
+    update_string(ctx, key, old, Bytes::from(next.to_string()), false)?;
     Ok(Frame::Integer(next))
 }
 
@@ -589,7 +598,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Err(err("ERR increment would produce NaN or Infinity"));
     }
     let text = Bytes::from(format_float(next));
-    update_string(ctx, key, old, text.clone())?;
+    update_string(ctx, key, old, text.clone(), false)?;
     Ok(Frame::Bulk(text))
 }
 
