@@ -1,6 +1,12 @@
 //! The server half of the node-to-node transport: a tonic service that
 //! hands each RPC to the local Raft instance.
 //!
+//! Nothing a peer sends reaches openraft unchecked: each request must keep
+//! the rules of [`crate::peer_input`] — its shape as it is decoded, then
+//! against what this node knows ([`LocalView`]) — or it is refused with
+//! `invalid_argument`. openraft asserts on some impossible messages, and an
+//! assert stops its core for good.
+//!
 //! Incoming snapshots are written chunk by chunk to a file under
 //! `snapshots/incoming/`, then **validated completely** (sizes, record
 //! framing, versions, key prefix, and that the header matches the
@@ -13,12 +19,12 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::codec::{log_id_from_pb, membership_from_pb, vote_from_pb};
 use crate::pb;
 use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
+use crate::peer_input::LocalView;
 use crate::rpc_codec;
 use crate::snapshot::{self, SnapshotFile};
-use crate::types::{Raft, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::types::{Raft, TypeConfig};
 
 /// Distinguishes the files of concurrent or retried snapshot transfers.
 static INCOMING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -74,6 +80,30 @@ fn stopped(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
+/// Decodes an AppendEntries request and checks it against this node.
+fn accept_append(
+    raft: &Raft,
+    r: pb::AppendEntriesRequest,
+) -> Result<openraft::raft::AppendEntriesRequest<TypeConfig>, Status> {
+    let req = rpc_codec::append_request_from_pb(r).map_err(bad_request)?;
+    LocalView::of(raft)
+        .check_append(&req)
+        .map_err(bad_request)?;
+    Ok(req)
+}
+
+/// Decodes a Vote or Pre-Vote request and checks it against this node.
+fn accept_vote(
+    raft: &Raft,
+    r: pb::VoteRequest,
+) -> Result<openraft::raft::VoteRequest<TypeConfig>, Status> {
+    let req = rpc_codec::vote_request_from_pb(r).map_err(bad_request)?;
+    LocalView::of(raft)
+        .check_sender("vote request", &req.vote)
+        .map_err(bad_request)?;
+    Ok(req)
+}
+
 /// The reply stream of a pipelined append.
 pub type StreamAppendReplies =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamAppendReply, Status>> + Send>>;
@@ -86,33 +116,45 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<Streaming<pb::AppendEntriesRequest>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
-        // A malformed request ends the input; openraft then ends the output
-        // and the leader reconnects.
+        // A transport error ends the input. So does a refused request: the
+        // replies already due are sent, then the refusal, and the leader
+        // reconnects.
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<Status>));
+        let raft = self.raft.clone();
         let input = request
             .into_inner()
             .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| {
-                std::future::ready(match r.map(rpc_codec::append_request_from_pb) {
-                    Ok(Ok(req)) => Some(req),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "dropping malformed append request");
+            .filter_map(|r| std::future::ready(r.ok()))
+            .scan(refused.clone(), move |refused, r| {
+                std::future::ready(match accept_append(&raft, r) {
+                    Ok(req) => Some(req),
+                    Err(status) => {
+                        tracing::warn!(error = %status.message(), "refusing append request");
+                        if let Ok(mut slot) = refused.lock() {
+                            *slot = Some(status);
+                        }
                         None
                     }
-                    Err(_) => None,
                 })
             });
         let output = self.raft.stream_append(input).map(|r| match r {
             Ok(result) => Ok(rpc_codec::stream_result_to_pb(&result)),
             Err(fatal) => Err(stopped(fatal)),
         });
-        Ok(Response::new(Box::pin(output)))
+        // Runs once the input has ended and every reply due was sent.
+        let refusal =
+            futures::stream::once(
+                async move { refused.lock().ok().and_then(|mut slot| slot.take()) },
+            )
+            .filter_map(|s| std::future::ready(s.map(Err)));
+        Ok(Response::new(Box::pin(output.chain(refusal))))
     }
 
     async fn append_entries(
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = rpc_codec::append_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let req = accept_append(&self.raft, request.into_inner())?;
         let resp = self.raft.append_entries(req).await.map_err(stopped)?;
         Ok(Response::new(rpc_codec::append_response_to_pb(&resp)))
     }
@@ -121,7 +163,7 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let req = rpc_codec::vote_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let req = accept_vote(&self.raft, request.into_inner())?;
         let resp = self.raft.vote(req).await.map_err(stopped)?;
         Ok(Response::new(rpc_codec::vote_response_to_pb(&resp)))
     }
@@ -130,7 +172,7 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let req = rpc_codec::vote_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let req = accept_vote(&self.raft, request.into_inner())?;
         let resp = self.raft.pre_vote(req).await.map_err(stopped)?;
         Ok(Response::new(rpc_codec::vote_response_to_pb(&resp)))
     }
@@ -154,22 +196,12 @@ impl RaftService for RaftGrpc {
                 start.size_bytes
             )));
         }
-        let vote = vote_from_pb(
-            &start
-                .vote
-                .ok_or_else(|| bad_request("snapshot without vote"))?,
-        );
-        let meta = SnapshotMeta {
-            last_log_id: start.last_log_id.as_ref().map(log_id_from_pb),
-            last_membership: StoredMembership::new(
-                start.membership_log_id.as_ref().map(log_id_from_pb),
-                membership_from_pb(
-                    "snapshot start",
-                    &start.membership.clone().unwrap_or_default(),
-                )
-                .map_err(bad_request)?,
-            ),
-        };
+        // Checked before a byte is received, and again against what this
+        // node knows once it is.
+        let (vote, meta) = rpc_codec::snapshot_start_from_pb(&start).map_err(bad_request)?;
+        LocalView::of(&self.raft)
+            .check_snapshot(&vote, &meta)
+            .map_err(bad_request)?;
         let path = self.receive_file(&start, &mut stream).await?;
         let checked = {
             let path = path.clone();
@@ -181,6 +213,11 @@ impl RaftService for RaftGrpc {
         if let Err(e) = checked {
             let _ = std::fs::remove_file(&path);
             return Err(bad_request(format!("invalid snapshot: {e}")));
+        }
+        // Receiving took a while: this node may have committed more since.
+        if let Err(e) = LocalView::of(&self.raft).check_snapshot(&vote, &meta) {
+            let _ = std::fs::remove_file(&path);
+            return Err(bad_request(e));
         }
         let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
             meta,
@@ -198,16 +235,11 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderReply>, Status> {
-        let r = request.into_inner();
-        let from = vote_from_pb(
-            &r.from_leader
-                .ok_or_else(|| bad_request("transfer without vote"))?,
-        );
-        let req = openraft::raft::TransferLeaderRequest::new(
-            from,
-            r.to_node_id,
-            r.last_log_id.as_ref().map(log_id_from_pb),
-        );
+        const WHAT: &str = "transfer-leader request";
+        let req = rpc_codec::transfer_leader_from_pb(&request.into_inner()).map_err(bad_request)?;
+        LocalView::of(&self.raft)
+            .check_sender(WHAT, req.from_leader())
+            .map_err(bad_request)?;
         let resp = self
             .raft
             .handle_transfer_leader(req)

@@ -11,6 +11,10 @@
 //! * an apply writes the data, the applied log id, the membership and the
 //!   key count in one atomic batch ([`state_machine`]).
 //!
+//! Nothing a peer sends reaches openraft before it passes the checks of
+//! [`peer_input`]: openraft asserts on impossible messages, and an assert
+//! stops its core for good.
+//!
 //! ```no_run
 //! use seshat_raft::{open_storage, StorageConfig};
 //! let (store, log, sm) = open_storage(&StorageConfig::new("/tmp/seshat-demo".into()))?;
@@ -21,6 +25,7 @@ pub mod codec;
 pub mod grpc_server;
 pub mod log_store;
 pub mod network;
+pub mod peer_input;
 pub mod rpc_codec;
 pub mod snapshot;
 pub mod state_machine;

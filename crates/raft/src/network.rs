@@ -28,7 +28,7 @@ use openraft::raft::{
 use openraft::{OptionalSend, RaftNetworkV2};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::codec::{log_id_to_pb, membership_to_pb, vote_from_pb, vote_to_pb, CodecError};
+use crate::codec::{log_id_to_pb, membership_to_pb, vote_to_pb, CodecError};
 use crate::pb;
 use crate::pb::raft_service_client::RaftServiceClient;
 use crate::rpc_codec;
@@ -428,8 +428,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 )))
             }
         }
-        let vote = reply.vote.as_ref().map(vote_from_pb).ok_or_else(|| {
-            StreamingError::Network(NetworkError::from_string("snapshot reply without vote"))
+        let vote = rpc_codec::snapshot_reply_from_pb(&reply).map_err(|e| {
+            StreamingError::Network(NetworkError::from_string(format!(
+                "bad reply from node {target}: {e}"
+            )))
         })?;
         Ok(SnapshotResponse::new(vote))
     }

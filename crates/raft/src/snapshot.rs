@@ -236,8 +236,8 @@ pub fn remove_other_snapshots(dir: &Path, keep: &Path) -> io::Result<()> {
 }
 
 /// Reads a whole snapshot file and checks it: framing, versions, that
-/// every key is a user key, and that its header describes the state `meta`
-/// announces. Used on snapshots received from peers before they are
+/// every key is a user key, and that its header describes the state and
+/// membership `meta` announces. Used on snapshots received from peers before they are
 /// installed.
 pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Result<()> {
     let mut reader = SnapshotReader::open(path)?;
@@ -248,17 +248,16 @@ pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Resu
             format!("bad snapshot id {id:?}"),
         ));
     }
-    let applied = reader.header.applied.clone().unwrap_or_default();
-    let last = applied.last_applied.as_ref().map(codec::log_id_from_pb);
-    if last != meta.last_log_id {
+    // Read exactly as the install will read it: a header the install
+    // could not decode would fail there, and stop the Raft core.
+    let held = crate::state_machine::meta_from_header(&reader.header)?;
+    if held != *meta {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "snapshot holds state up to {last:?}, announced {:?}",
-                meta.last_log_id
-            ),
+            format!("snapshot holds {held:?}, announced {meta:?}"),
         ));
     }
+    let applied = reader.header.applied.clone().unwrap_or_default();
     let mut key_count: u64 = 0;
     while let Some(chunk) = reader.next_chunk()? {
         if chunk.keys.iter().any(|k| !in_data_group(k)) {
@@ -284,4 +283,87 @@ pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Resu
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
+    use crate::SeshatNode;
+    use std::collections::BTreeMap;
+
+    fn membership() -> Membership {
+        let nodes: BTreeMap<u64, SeshatNode> = [(1, SeshatNode::default())].into();
+        Membership::new(vec![[1].into_iter().collect()], nodes).unwrap()
+    }
+
+    /// A file holding `header` only (no keys).
+    fn file_with(dir: &Path, header: &pb::SnapshotHeader) -> PathBuf {
+        let path = dir.join("s.part");
+        let mut out = File::create(&path).unwrap();
+        write_message(&mut out, header).unwrap();
+        path
+    }
+
+    fn header(membership: pb::Membership) -> pb::SnapshotHeader {
+        pb::SnapshotHeader {
+            version: RECORD_VERSION,
+            snapshot_id: "7-1".into(),
+            applied: Some(pb::AppliedRecord {
+                version: RECORD_VERSION,
+                last_applied: Some(pb::LogId {
+                    term: 1,
+                    leader_node_id: 1,
+                    index: 7,
+                }),
+                membership_log_id: Some(pb::LogId {
+                    term: 0,
+                    leader_node_id: 1,
+                    index: 0,
+                }),
+                membership: Some(membership),
+                key_count: 0,
+                last_now_ms: 0,
+            }),
+        }
+    }
+
+    fn announced() -> SnapshotMeta {
+        let log_id = |term, index| LogId::new(CommittedLeaderId { term, node_id: 1 }, index);
+        SnapshotMeta {
+            last_log_id: Some(log_id(1, 7)),
+            last_membership: StoredMembership::new(Some(log_id(0, 0)), membership()),
+        }
+    }
+
+    #[test]
+    fn a_file_matching_its_announcement_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), &header(codec::membership_to_pb(&membership())));
+        validate_file(&path, &announced()).unwrap();
+    }
+
+    /// Regression (issue 18): only the header's last log id was compared,
+    /// so a header whose membership the install cannot decode (a voter
+    /// without an address) passed, and the install's error stopped the
+    /// Raft core.
+    #[test]
+    fn issue_18_a_header_the_install_cannot_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let unreadable = pb::Membership {
+            configs: vec![pb::NodeIdSet { node_ids: vec![1] }],
+            nodes: Default::default(),
+        };
+        let path = file_with(dir.path(), &header(unreadable));
+        assert!(validate_file(&path, &announced()).is_err());
+    }
+
+    #[test]
+    fn a_header_with_another_membership_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: BTreeMap<u64, SeshatNode> = [1, 2].map(|id| (id, SeshatNode::default())).into();
+        let other = Membership::new(vec![[1, 2].into_iter().collect()], nodes).unwrap();
+        let path = file_with(dir.path(), &header(codec::membership_to_pb(&other)));
+        assert!(validate_file(&path, &announced()).is_err());
+    }
 }

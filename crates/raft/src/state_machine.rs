@@ -568,7 +568,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-fn meta_from_header(header: &pb::SnapshotHeader) -> io::Result<SnapshotMeta> {
+/// The metadata a snapshot file's header describes.
+pub(crate) fn meta_from_header(header: &pb::SnapshotHeader) -> io::Result<SnapshotMeta> {
     let applied = header.applied.clone().unwrap_or_default();
     let (last_log_id, last_membership) = applied_from_record(&applied)?;
     Ok(SnapshotMeta {

@@ -45,13 +45,14 @@ pub fn health_problem(shared: &Shared) -> Option<String> {
     if let Some(reason) = node.store.poison_reason() {
         return Some(format!("storage failure: {reason}"));
     }
+    // Before any metric: a core that stopped left them as they were.
+    if let Some(reason) = node.core_problem() {
+        return Some(reason);
+    }
     if let Some(reason) = node.task_problem() {
         return Some(reason);
     }
     let m = node.metrics();
-    if let Err(e) = &m.running_state {
-        return Some(format!("raft stopped: {e}"));
-    }
     match m.current_leader {
         None => Some("no raft leader".into()),
         Some(l) if l == m.id => match crate::node::millis_since_quorum_ack(&m) {
@@ -116,12 +117,20 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         m.current_term,
     );
+    let running = node.core_problem().is_none();
+    gauge(
+        &mut out,
+        "raft_core_running",
+        "1 while the Raft core runs; 0 once it has stopped (the node then exits).",
+        id,
+        u8::from(running),
+    );
     gauge(
         &mut out,
         "raft_is_leader",
         "1 if this node leads its group.",
         id,
-        u8::from(m.state == ServerState::Leader),
+        u8::from(running && m.state == ServerState::Leader),
     );
     gauge(
         &mut out,

@@ -167,17 +167,23 @@ fn raft(out: &mut String, shared: &Shared) {
         .learner_ids()
         .map(|id| id.to_string())
         .collect();
+    // A stopped core left its metrics as they were: it leads nothing now.
+    let stopped = node.core_problem();
+    let (role, leader) = match &stopped {
+        Some(_) => (openraft::ServerState::Shutdown, None),
+        None => (m.state, m.current_leader),
+    };
     let _ = write!(
         out,
-        "# Raft\r\nraft_node_id:{}\r\nraft_role:{:?}\r\nraft_term:{}\r\nraft_leader_id:{}\r\n\
+        "# Raft\r\nraft_node_id:{}\r\nraft_core:{}\r\nraft_role:{:?}\r\nraft_term:{}\r\nraft_leader_id:{}\r\n\
          raft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_last_log_index:{}\r\n\
          raft_snapshot_index:{}\r\nraft_snapshot_bytes:{}\r\nraft_last_purged_index:{}\r\n\
          raft_log_entries_on_disk:{log_entries}\r\nraft_voters:{}\r\nraft_learners:{}\r\n",
         m.id,
-        m.state,
+        if stopped.is_some() { "stopped" } else { "running" },
+        role,
         m.current_term,
-        m.current_leader
-            .map_or("none".to_string(), |l| l.to_string()),
+        leader.map_or("none".to_string(), |l| l.to_string()),
         m.local_committed.map_or(0, |l| l.index),
         m.last_applied.map_or(0, |l| l.index),
         m.last_log_index.unwrap_or(0),
@@ -187,6 +193,11 @@ fn raft(out: &mut String, shared: &Shared) {
         voters.join(","),
         learners.join(","),
     );
+    if let Some(reason) = stopped {
+        // One line: the reason must not break INFO's `field:value` lines.
+        let reason = reason.replace(['\r', '\n'], " ");
+        let _ = write!(out, "raft_core_stop_reason:{reason}\r\n");
+    }
 }
 
 fn storage(out: &mut String, shared: &Shared) {

@@ -1,6 +1,7 @@
 //! The `seshat` binary: parses settings, starts the node and the RESP
-//! server, and shuts both down cleanly on SIGINT or SIGTERM. `main` only
-//! maps errors to an exit code.
+//! server, and shuts both down cleanly on SIGINT or SIGTERM — or, if the
+//! Raft core stops, after a short grace period with a non-zero exit. `main`
+//! only maps errors to an exit code.
 
 mod cluster;
 mod commands;
@@ -35,6 +36,13 @@ use crate::shared::{ServerStats, Shared};
 // (many small, short-lived buffers crossing threads).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How long a node whose Raft core stopped (a panic, a fatal storage error)
+/// goes on answering — `/health` and `/ready` with 503 and the reason,
+/// clients with errors — before it exits non-zero for its supervisor to
+/// restart it. Long enough for a health probe to see why; short enough
+/// that the restart is prompt.
+const RAFT_STOPPED_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -133,10 +141,30 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         "ready to accept connections"
     );
 
-    wait_for_stop_signal().await?;
-    // Hand over leadership while still serving, so clients are redirected
-    // to the new leader instead of seeing an election.
-    node.hand_over_leadership().await;
+    let core_stopped = tokio::select! {
+        signal = wait_for_stop_signal() => {
+            signal?;
+            None
+        }
+        reason = node.core_stopped() => Some(reason),
+    };
+    match &core_stopped {
+        // Hand over leadership while still serving, so clients are
+        // redirected to the new leader instead of seeing an election.
+        None => node.hand_over_leadership().await,
+        Some(reason) => {
+            tracing::error!(
+                %reason,
+                exit_after_ms = RAFT_STOPPED_EXIT_GRACE.as_millis(),
+                "the node can no longer serve; exiting so that it is restarted"
+            );
+            // Meanwhile /health and /ready say why, and clients get errors.
+            tokio::select! {
+                () = tokio::time::sleep(RAFT_STOPPED_EXIT_GRACE) => {}
+                Ok(()) = wait_for_stop_signal() => {}
+            }
+        }
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     if let Err(e) = client_server.await {
@@ -155,7 +183,11 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "final sync failed");
     }
     tracing::info!("stopped");
-    Ok(())
+    match core_stopped {
+        // A non-zero exit, so a supervisor restarts the node.
+        Some(reason) => Err(anyhow::anyhow!("{reason}")),
+        None => Ok(()),
+    }
 }
 
 async fn wait_for_stop_signal() -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ use seshat_storage::Store;
 
 use seshat_common::stages::{self, Stage};
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Settings;
 
@@ -99,6 +99,8 @@ pub struct Node {
     proposals: mpsc::Sender<Submission>,
     /// Reads waiting for the read confirmer task.
     read_waiters: mpsc::Sender<ReadWaiter>,
+    /// Why the Raft core stopped, once it has (set by [`watch_core`]).
+    core_stop: watch::Receiver<Option<String>>,
 }
 
 /// Bytes of log payload one replication message may carry, well under
@@ -464,6 +466,8 @@ impl Node {
             waiting,
             settings.request_timeout,
         ));
+        let (core_stopped, core_stop) = watch::channel(None);
+        tokio::spawn(watch_core(raft.clone(), core_stopped));
         let node = Arc::new(Node {
             raft,
             store,
@@ -472,6 +476,7 @@ impl Node {
             settings,
             proposals,
             read_waiters,
+            core_stop,
         });
         node.initialize_if_new().await?;
         tokio::spawn(log_role_changes(node.raft.clone()));
@@ -573,7 +578,26 @@ impl Node {
 
     /// Why the node cannot serve at all, if it cannot.
     fn stopped_reason(&self) -> Option<String> {
-        stopped_reason(&self.store).or_else(|| self.task_problem())
+        stopped_reason(&self.store)
+            .or_else(|| self.core_problem())
+            .or_else(|| self.task_problem())
+    }
+
+    /// Set once the Raft core has stopped, for any reason: the node then
+    /// refuses requests, reports itself unhealthy, and exits (see `main`).
+    pub fn core_problem(&self) -> Option<String> {
+        self.core_stop.borrow().clone()
+    }
+
+    /// Waits until the Raft core stops and returns why.
+    pub async fn core_stopped(&self) -> String {
+        let mut rx = self.core_stop.clone();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The watcher always says why before it ends.
+            Err(_) => "raft stopped: its watcher ended".into(),
+        };
+        reason
     }
 
     /// Set when the proposer or the read confirmer task has ended (they
@@ -823,6 +847,27 @@ pub fn millis_since_quorum_ack(m: &openraft::RaftMetrics<TypeConfig>) -> Option<
     m.last_quorum_acked
         .as_ref()
         .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Waits until the Raft core task has ended, for any reason, and publishes
+/// why in `stopped`.
+///
+/// openraft reports a fatal error in the metrics' `running_state`, but a
+/// core that panics reports nothing: its metrics just stop changing, which
+/// is how a panicked node went on answering `/health` with 200 (issue 18).
+/// Either way the core's task drops the senders of its metrics channels
+/// when it ends, so the end of the server-metrics channel (which changes
+/// only with role or leader, so this task rarely wakes) is the signal; any
+/// call into the core then returns why it stopped.
+async fn watch_core(raft: Raft, stopped: watch::Sender<Option<String>>) {
+    let mut server = raft.server_metrics();
+    while server.changed().await.is_ok() {}
+    let reason = match raft.with_raft_state(|_| ()).await {
+        Err(fatal) => format!("raft stopped: {fatal}"),
+        // Cannot happen: the core answered after its channels closed.
+        Ok(()) => "raft stopped: its metrics ended".into(),
+    };
+    let _ = stopped.send(Some(reason));
 }
 
 /// Logs leader, role and membership changes with node id and term, until

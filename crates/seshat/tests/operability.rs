@@ -189,3 +189,58 @@ fn json_logs_are_one_object_per_line() {
         assert!(line.contains("\"level\""), "{line}");
     }
 }
+
+/// Issue 18: a Raft core that stops is never hidden. A panicked core left
+/// its metrics as they were, so `/health` kept answering 200 and the
+/// process stayed up answering every command with an error; now
+/// `/health`, `/ready` and `INFO` say the core stopped, and the process
+/// exits non-zero after a grace period so its supervisor restarts it.
+///
+/// The trigger is the state the old term bug left on disk: a stored vote
+/// of term `u64::MAX`. The node's first election computes `term + 1`,
+/// which wraps, and openraft panics — a stop no peer-input check can
+/// prevent, since it comes from the node's own disk.
+#[test]
+fn issue_18_stopped_raft_core_fails_health_and_exits() {
+    use openraft::storage::RaftLogStorage;
+
+    let mut server = Server::start();
+    {
+        let mut c = server.conn();
+        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    }
+    assert!(server.terminate().success());
+    {
+        let storage = seshat_raft::StorageConfig::new(server.data_dir());
+        let (_store, mut log, _sm) = seshat_raft::open_storage(&storage).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(log.save_vote(&seshat_raft::types::Vote::new(u64::MAX, 1)))
+            .unwrap();
+    }
+    server.restart();
+    let http = server.http_port;
+    wait_until(
+        "/health to report the stopped core",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = http_get(http, "/health");
+            status == 503 && body.contains("raft stopped: panicked")
+        },
+    );
+    let (status, body) = http_get(http, "/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("raft stopped"), "{body}");
+    assert_eq!(server.info_field("raft_core").as_deref(), Some("stopped"));
+    assert_eq!(server.info_field("raft_role").as_deref(), Some("Shutdown"));
+    let mut c = server.conn();
+    let err = redis::cmd("GET")
+        .arg("k")
+        .query::<Option<String>>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("raft stopped"), "{err}");
+    // The grace period is 5 s; allow for a slow machine.
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "exit status {status}");
+    let log = server.log();
+    assert!(log.contains("exiting so that it is restarted"), "{log}");
+}
