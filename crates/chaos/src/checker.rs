@@ -2,12 +2,18 @@
 //!
 //! Each key is an independent register (P-compositionality): its initial
 //! value is `None` (absent), `Write(Some(v))` sets it, `Write(None)` deletes
-//! it, and a read must return the current value. Each key's history is checked
-//! with the Wing–Gong algorithm as improved by Lowe: a depth-first search
-//! that repeatedly picks a pending operation to linearize next, backtracks
-//! when some operation's completion is reached before it was linearized, and
-//! memoises (set of linearized operations, register value) pairs so that no
-//! configuration is explored twice. At most
+//! it, and a read must return the current value. A write with a TTL is a
+//! plain write when the TTL outlasts the key's history. Keys that are not
+//! registers are skipped: those with an `INCR` (see
+//! [`crate::check_counters`]) or with a write whose TTL may run out within
+//! the history (see [`crate::expired_keys_stay_expired`]).
+//!
+//! Each key's history is checked with the Wing–Gong algorithm as improved
+//! by Lowe: a depth-first search that repeatedly picks a pending operation
+//! to linearize next, backtracks when some operation's completion is
+//! reached before it was linearized, and memoises (set of linearized
+//! operations, register value) pairs so that no configuration is explored
+//! twice. At most
 //! [`CheckerConfig::max_states_per_key`] configurations are explored per
 //! key; past that the key is [`Verdict::Inconclusive`].
 //!
@@ -32,7 +38,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::ops::Range;
 
-use crate::history::{fmt_value, Op, OpKind, Outcome};
+use crate::history::{fmt_value, ms_to_ns, Op, OpKind, Outcome};
 
 /// Default bound on the configurations explored for one key before giving
 /// up as inconclusive.
@@ -129,10 +135,13 @@ impl fmt::Display for Violation {
 /// The result of checking a whole history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
-    /// Every key was shown linearizable.
+    /// Every register key was shown linearizable.
     pub ok: bool,
-    /// How many distinct keys the history touched.
+    /// How many distinct register keys the history touched.
     pub keys_checked: usize,
+    /// How many keys were skipped as not registers (counters, keys whose
+    /// TTL may run out within the history).
+    pub keys_skipped: usize,
     /// One entry per non-linearizable key, in key order.
     pub violations: Vec<Violation>,
     /// Keys whose search hit `max_states_per_key`, in key order.
@@ -157,8 +166,9 @@ impl fmt::Display for CheckResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} keys checked: {} not linearizable, {} inconclusive",
+            "{} register keys checked ({} other keys skipped): {} not linearizable, {} inconclusive",
             self.keys_checked,
+            self.keys_skipped,
             self.violations.len(),
             self.inconclusive.len()
         )?;
@@ -179,17 +189,20 @@ pub fn check(history: &[Op]) -> CheckResult {
     check_with(history, &CheckerConfig::default())
 }
 
-/// Checks `history`, each key independently.
+/// Checks `history`, each register key independently.
 pub fn check_with(history: &[Op], config: &CheckerConfig) -> CheckResult {
-    let by_key = split_by_key(history);
+    let (registers, others): (Vec<_>, Vec<_>) = split_by_key(history)
+        .into_iter()
+        .partition(|(_, ops)| is_register(ops));
     let mut result = CheckResult {
         ok: true,
-        keys_checked: by_key.len(),
+        keys_checked: registers.len(),
+        keys_skipped: others.len(),
         violations: Vec::new(),
         inconclusive: Vec::new(),
         states_explored: 0,
     };
-    for (key, ops) in by_key {
+    for (key, ops) in registers {
         let (verdict, states) = search(&prepare(&ops), config.max_states_per_key);
         result.states_explored += states;
         match verdict {
@@ -203,8 +216,28 @@ pub fn check_with(history: &[Op], config: &CheckerConfig) -> CheckResult {
 }
 
 /// Checks `ops` as the history of a single register, ignoring their keys.
+/// `INCR`s are ignored, and writes with a TTL are taken as plain writes.
 pub fn check_register(ops: &[Op], max_states: usize) -> Verdict {
     search(&prepare(ops), max_states).0
+}
+
+/// Whether one key's ops fit the register model: none is an `INCR`, and no
+/// write with a TTL may expire within the history. Such a write cannot
+/// expire before `ttl_ms` after its invoke, and the history ends at its
+/// latest event.
+fn is_register(ops: &[Op]) -> bool {
+    let end_ns = ops
+        .iter()
+        .map(|op| op.effective_complete_ns().unwrap_or(op.invoke_ns))
+        .max()
+        .unwrap_or(0);
+    ops.iter().all(|op| match &op.kind {
+        OpKind::Incr => false,
+        OpKind::WriteWithTtl { ttl_ms, .. } => {
+            op.outcome == Outcome::Fail || op.invoke_ns.saturating_add(ms_to_ns(*ttl_ms)) > end_ns
+        }
+        OpKind::Read | OpKind::Write(_) => true,
+    })
 }
 
 fn split_by_key(history: &[Op]) -> BTreeMap<&[u8], Vec<Op>> {
@@ -217,6 +250,25 @@ fn split_by_key(history: &[Op]) -> BTreeMap<&[u8], Vec<Op>> {
 
 // ---------------------------------------------------------------------------
 // Preparation: drop what cannot matter, intern values.
+
+/// An op as the register model sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegisterOp<'a> {
+    Read,
+    /// Sets the value (`None` deletes the key).
+    Write(Option<&'a [u8]>),
+}
+
+/// How the register model sees `kind`; `None` for an `INCR`, which is not
+/// a register operation.
+fn register_op(kind: &OpKind) -> Option<RegisterOp<'_>> {
+    match kind {
+        OpKind::Read => Some(RegisterOp::Read),
+        OpKind::Write(v) => Some(RegisterOp::Write(v.as_deref())),
+        OpKind::WriteWithTtl { value, .. } => Some(RegisterOp::Write(Some(value))),
+        OpKind::Incr => None,
+    }
+}
 
 /// A model step, with values interned (`ABSENT` = key absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,24 +295,25 @@ impl Prepared {
 /// The values that successful reads in `ops` returned.
 fn read_values<'a>(ops: impl IntoIterator<Item = &'a Op>) -> HashSet<Option<&'a [u8]>> {
     ops.into_iter()
-        .filter_map(|op| match (&op.kind, &op.outcome) {
-            (OpKind::Read, Outcome::Ok(v)) => Some(v.as_deref()),
+        .filter_map(|op| match (register_op(&op.kind), &op.outcome) {
+            (Some(RegisterOp::Read), Outcome::Ok(v)) => Some(v.as_deref()),
             _ => None,
         })
         .collect()
 }
 
 /// The ops of one register that can matter, in their original order. Dropped:
-/// failed ops, reads of unknown outcome, and unknown writes whose value no
-/// read returned (such a write can always be taken as never having happened:
-/// removing a write whose value nobody reads keeps a linearization valid).
+/// failed ops, reads of unknown outcome, unknown writes whose value no read
+/// returned (such a write can always be taken as never having happened:
+/// removing a write whose value nobody reads keeps a linearization valid),
+/// and ops that are not register operations.
 fn relevant(ops: &[Op]) -> Vec<&Op> {
     let seen = read_values(ops);
     ops.iter()
-        .filter(|op| match (&op.kind, &op.outcome) {
-            (_, Outcome::Fail) | (OpKind::Read, Outcome::Unknown) => false,
-            (OpKind::Write(v), Outcome::Unknown) => seen.contains(&v.as_deref()),
-            (OpKind::Read, Outcome::Ok(_)) | (OpKind::Write(_), Outcome::Ok(_)) => true,
+        .filter(|op| match (register_op(&op.kind), &op.outcome) {
+            (None, _) | (_, Outcome::Fail) | (Some(RegisterOp::Read), Outcome::Unknown) => false,
+            (Some(RegisterOp::Write(v)), Outcome::Unknown) => seen.contains(&v),
+            (Some(_), Outcome::Ok(_)) => true,
         })
         .collect()
 }
@@ -269,21 +322,17 @@ fn prepare(ops: &[Op]) -> Vec<Prepared> {
     let mut ids: HashMap<&[u8], usize> = HashMap::new();
     relevant(ops)
         .into_iter()
-        .map(|op| {
-            let value = match (&op.kind, &op.outcome) {
-                (OpKind::Write(v), _) | (OpKind::Read, Outcome::Ok(v)) => v.as_deref(),
-                (OpKind::Read, _) => None,
+        .filter_map(|op| {
+            let action = match (register_op(&op.kind)?, &op.outcome) {
+                (RegisterOp::Write(v), _) => Action::Write(intern(&mut ids, v)),
+                (RegisterOp::Read, Outcome::Ok(v)) => Action::Read(intern(&mut ids, v.as_deref())),
+                (RegisterOp::Read, _) => Action::Read(ABSENT),
             };
-            let id = intern(&mut ids, value);
-            let action = match op.kind {
-                OpKind::Read => Action::Read(id),
-                OpKind::Write(_) => Action::Write(id),
-            };
-            Prepared {
+            Some(Prepared {
                 invoke: op.invoke_ns,
                 complete: op.effective_complete_ns(),
                 action,
-            }
+            })
         })
         .collect()
 }
@@ -645,9 +694,9 @@ fn removable(ops: &[Op], range: Range<usize>) -> Vec<usize> {
     let (start, end) = (range.start, range.end);
     let kept_reads = read_values(ops[..start].iter().chain(&ops[end..]));
     range
-        .filter(|&i| match &ops[i].kind {
-            OpKind::Write(v) => !kept_reads.contains(&v.as_deref()),
-            OpKind::Read => true,
+        .filter(|&i| match register_op(&ops[i].kind) {
+            Some(RegisterOp::Write(v)) => !kept_reads.contains(&v),
+            Some(RegisterOp::Read) | None => true,
         })
         .collect()
 }
@@ -874,6 +923,59 @@ mod tests {
         assert_eq!(r.violations[0].key, b"z");
     }
 
+    fn set_ttl(client: u64, v: &str, ttl_ms: u64, t: (u64, u64)) -> Op {
+        let kind = OpKind::WriteWithTtl {
+            value: v.into(),
+            ttl_ms,
+        };
+        op(client, kind, t, Outcome::Ok(None))
+    }
+
+    #[test]
+    fn a_ttl_that_outlasts_the_history_is_a_plain_write() {
+        let ms = 1_000_000;
+        assert_ok(&[
+            set_ttl(1, "a", 10, (0, 1)),
+            get(2, Some("a"), (2, 10 * ms - 1)),
+        ]);
+        assert_violation(&[
+            set_ttl(1, "a", 10, (0, 1)),
+            set_ttl(1, "b", 10, (2, 3)),
+            get(2, Some("a"), (4, 5)),
+        ]);
+        // A failed write cannot expire anything.
+        assert_violation(&[
+            set(1, "a", (0, 1)),
+            with(set_ttl(1, "b", 10, (2, 3)), Outcome::Fail),
+            get(2, None, (20 * ms, 20 * ms + 1)),
+        ]);
+    }
+
+    #[test]
+    fn keys_that_are_not_registers_are_skipped() {
+        let ms = 1_000_000;
+        let h = [
+            // May have expired by the read: not a register.
+            keyed(set_ttl(1, "a", 10, (0, 1)), "e"),
+            keyed(get(2, None, (10 * ms, 10 * ms + 1)), "e"),
+            // A counter.
+            keyed(
+                op(1, OpKind::Incr, (0, 1), Outcome::Ok(Some(b"1".to_vec()))),
+                "c",
+            ),
+            keyed(get(2, Some("zzz"), (2, 3)), "c"),
+            // A register.
+            set(1, "a", (0, 1)),
+        ];
+        let r = check(&h);
+        assert!(r.ok, "{r}");
+        assert_eq!((r.keys_checked, r.keys_skipped), (1, 2));
+        assert!(r.to_string().contains("2 other keys skipped"), "{r}");
+        // Checked alone, INCRs are ignored and TTLs taken as plain writes.
+        assert_eq!(check_register(&h[..2], 100), Verdict::NotLinearizable);
+        assert_eq!(check_register(&h[2..3], 100), Verdict::Linearizable);
+    }
+
     #[test]
     fn shrinks_to_the_culprit() {
         let mut h = Vec::new();
@@ -1010,7 +1112,7 @@ mod tests {
                 .map(|o| {
                     let value = match (&o.kind, &o.outcome) {
                         (OpKind::Write(v), _) | (OpKind::Read, Outcome::Ok(v)) => v.as_deref(),
-                        (OpKind::Read, _) => None,
+                        _ => None,
                     };
                     let id = intern(&mut ids, value);
                     let action = if o.is_write() { Action::Write(id) } else { Action::Read(id) };

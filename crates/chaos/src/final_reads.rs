@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use crate::checker::{check_with, CheckResult, CheckerConfig, Verdict};
 use crate::history::{Op, OpKind, Outcome};
 
+/// The value of each key read once a run is over (`None` = absent), as
+/// `GET` returned it.
+pub type FinalReads = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// The client id of the synthetic final read.
 pub const FINAL_READ_CLIENT: u64 = u64::MAX;
 
@@ -16,18 +20,15 @@ pub const FINAL_READ_CLIENT: u64 = u64::MAX;
 ///
 /// Returns one readable problem per failing or undecidable key; empty means
 /// all is well. Keys of the history missing from `final_reads` are not
-/// checked.
-pub fn acknowledged_writes_visible(
-    history: &[Op],
-    final_reads: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-) -> Vec<String> {
+/// checked, nor are keys that are not registers (see [`crate::check`]).
+pub fn acknowledged_writes_visible(history: &[Op], final_reads: &FinalReads) -> Vec<String> {
     acknowledged_writes_visible_with(history, final_reads, &CheckerConfig::default())
 }
 
 /// [`acknowledged_writes_visible`] with explicit search bounds.
 pub fn acknowledged_writes_visible_with(
     history: &[Op],
-    final_reads: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    final_reads: &FinalReads,
     config: &CheckerConfig,
 ) -> Vec<String> {
     final_reads
@@ -110,7 +111,7 @@ mod tests {
         op(1, OpKind::Write(Some(v.into())), t, outcome)
     }
 
-    fn finals(v: Option<&str>) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    fn finals(v: Option<&str>) -> FinalReads {
         BTreeMap::from([(b"k".to_vec(), v.map(Into::into))])
     }
 

@@ -2,7 +2,8 @@
 //!
 //! A history is a list of [`Op`]s, each with the interval in which it was in
 //! flight (`invoke_ns` .. `complete_ns`) and what the client learned about it
-//! (its [`Outcome`]). [`Recorder`] builds one from many threads; [`write_jsonl`]
+//! (its [`Outcome`]). An op reads, writes (optionally with a TTL) or
+//! increments one key. [`Recorder`] builds one from many threads; [`write_jsonl`]
 //! and [`read_jsonl`] save and load it one JSON object per line.
 
 use std::fmt;
@@ -21,13 +22,34 @@ pub enum OpKind {
     Read,
     /// `SET key value` (`Some(value)`) or `DEL key` (`None`).
     Write(Option<Vec<u8>>),
+    /// `SET key value PX ttl_ms`: the key expires `ttl_ms` after the store
+    /// applies the write.
+    WriteWithTtl {
+        /// The value written.
+        value: Vec<u8>,
+        /// The time to live, in milliseconds.
+        ttl_ms: u64,
+    },
+    /// `INCR key`.
+    Incr,
+}
+
+impl OpKind {
+    /// The TTL this op sets, in milliseconds; `None` if it sets none.
+    pub fn ttl_ms(&self) -> Option<u64> {
+        match self {
+            Self::WriteWithTtl { ttl_ms, .. } => Some(*ttl_ms),
+            Self::Read | Self::Write(_) | Self::Incr => None,
+        }
+    }
 }
 
 /// What the client learned about an operation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
-    /// It happened. For a read, the value read (`None` = key absent); for a
-    /// write, `None`.
+    /// It happened. For a read, the value read (`None` = key absent); for
+    /// `INCR`, the new value in decimal digits, as Redis would send it in a
+    /// bulk string; for other writes, `None`.
     Ok(Option<Vec<u8>>),
     /// Definite failure: it did not happen and never will.
     Fail,
@@ -55,9 +77,9 @@ pub struct Op {
 }
 
 impl Op {
-    /// Whether this is a write (`SET` or `DEL`).
+    /// Whether this is a write (`SET`, `DEL` or `INCR`).
     pub fn is_write(&self) -> bool {
-        matches!(self.kind, OpKind::Write(_))
+        !matches!(self.kind, OpKind::Read)
     }
 
     /// The completion time the checker uses: `None` (infinity) for an
@@ -71,6 +93,14 @@ impl Op {
     }
 }
 
+/// Nanoseconds in a millisecond.
+const NANOS_PER_MILLI: u64 = 1_000_000;
+
+/// `ms` milliseconds in nanoseconds, saturating.
+pub(crate) fn ms_to_ns(ms: u64) -> u64 {
+    ms.saturating_mul(NANOS_PER_MILLI)
+}
+
 /// Writes bytes as a quoted, ASCII-escaped string, or `nil` for `None`.
 pub(crate) fn fmt_value(f: &mut fmt::Formatter<'_>, value: Option<&[u8]>) -> fmt::Result {
     match value {
@@ -81,18 +111,15 @@ pub(crate) fn fmt_value(f: &mut fmt::Formatter<'_>, value: Option<&[u8]>) -> fmt
 
 impl fmt::Display for Op {
     /// `client 1: read "k" -> "v" [10, 20]`, `client 2: set "k" = "v" [5, ?] (unknown)`,
-    /// `client 3: del "k" [7, 9] (failed)`.
+    /// `client 3: del "k" [7, 9] (failed)`, `client 4: set "k" = "v" px 200 [1, 2]`,
+    /// `client 5: incr "c" -> "7" [3, 4]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "client {}: ", self.client)?;
         match &self.kind {
             OpKind::Read => {
                 f.write_str("read ")?;
                 fmt_value(f, Some(&self.key))?;
-                f.write_str(" -> ")?;
-                match &self.outcome {
-                    Outcome::Ok(v) => fmt_value(f, v.as_deref())?,
-                    Outcome::Fail | Outcome::Unknown => f.write_str("?")?,
-                }
+                self.fmt_result(f)?;
             }
             OpKind::Write(Some(v)) => {
                 f.write_str("set ")?;
@@ -104,11 +131,34 @@ impl fmt::Display for Op {
                 f.write_str("del ")?;
                 fmt_value(f, Some(&self.key))?;
             }
+            OpKind::WriteWithTtl { value, ttl_ms } => {
+                f.write_str("set ")?;
+                fmt_value(f, Some(&self.key))?;
+                f.write_str(" = ")?;
+                fmt_value(f, Some(value))?;
+                write!(f, " px {ttl_ms}")?;
+            }
+            OpKind::Incr => {
+                f.write_str("incr ")?;
+                fmt_value(f, Some(&self.key))?;
+                self.fmt_result(f)?;
+            }
         }
         match self.outcome {
             Outcome::Ok(_) => write!(f, " [{}, {}]", self.invoke_ns, self.complete_ns),
             Outcome::Fail => write!(f, " [{}, {}] (failed)", self.invoke_ns, self.complete_ns),
             Outcome::Unknown => write!(f, " [{}, ?] (unknown)", self.invoke_ns),
+        }
+    }
+}
+
+impl Op {
+    /// ` -> value`, or ` -> ?` when the outcome is not known.
+    fn fmt_result(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(" -> ")?;
+        match &self.outcome {
+            Outcome::Ok(v) => fmt_value(f, v.as_deref()),
+            Outcome::Fail | Outcome::Unknown => f.write_str("?"),
         }
     }
 }
@@ -370,6 +420,52 @@ mod tests {
             ops[3].to_string(),
             r#"client 3: read "k" -> ? [6, 7] (failed)"#
         );
+    }
+
+    #[test]
+    fn ttl_and_incr_forms() {
+        let ops = vec![
+            Op {
+                client: 4,
+                key: b"e".to_vec(),
+                kind: OpKind::WriteWithTtl {
+                    value: b"v".to_vec(),
+                    ttl_ms: 200,
+                },
+                invoke_ns: 1,
+                complete_ns: 2,
+                outcome: Outcome::Ok(None),
+            },
+            Op {
+                client: 5,
+                key: b"c".to_vec(),
+                kind: OpKind::Incr,
+                invoke_ns: 3,
+                complete_ns: 4,
+                outcome: Outcome::Ok(Some(b"7".to_vec())),
+            },
+            Op {
+                client: 5,
+                key: b"c".to_vec(),
+                kind: OpKind::Incr,
+                invoke_ns: 5,
+                complete_ns: 0,
+                outcome: Outcome::Unknown,
+            },
+        ];
+        assert_eq!(
+            ops[0].to_string(),
+            r#"client 4: set "e" = "v" px 200 [1, 2]"#
+        );
+        assert_eq!(ops[1].to_string(), r#"client 5: incr "c" -> "7" [3, 4]"#);
+        assert_eq!(
+            ops[2].to_string(),
+            r#"client 5: incr "c" -> ? [5, ?] (unknown)"#
+        );
+        assert!(ops.iter().all(Op::is_write));
+        let mut buf = Vec::new();
+        write_jsonl(&ops, &mut buf).unwrap();
+        assert_eq!(read_jsonl(buf.as_slice()).unwrap(), ops);
     }
 
     #[test]

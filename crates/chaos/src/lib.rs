@@ -11,6 +11,12 @@
 //!   sub-history that shows it ([`Violation`]);
 //! - [`acknowledged_writes_visible`] checks the values read once the cluster
 //!   has healed against the history;
+//! - [`check_counters`] checks keys changed only by `INCR`: acknowledged
+//!   values distinct and in real-time order, and the final value counting
+//!   every acknowledged increment once (no increment lost or doubled);
+//! - [`expired_keys_stay_expired`] checks that no read returns a value whose
+//!   writes had all expired, and [`ttls_kept`] that keys written only with
+//!   a TTL keep one;
 //! - [`save_jsonl`] keeps a failing history for later study ([`load_jsonl`]
 //!   reads it back).
 //!
@@ -33,18 +39,24 @@
 //! ```
 
 mod checker;
+mod counters;
+mod expiry;
 mod final_reads;
 mod history;
+mod report;
 
 pub use checker::{
     check, check_register, check_with, CheckResult, CheckerConfig, Verdict, Violation,
     DEFAULT_MAX_SHRINK_STEPS, DEFAULT_MAX_STATES_PER_KEY, DEFAULT_SHRINK_MAX_STATES,
     DEFAULT_SHRINK_TOTAL_STATES,
 };
+pub use counters::{check_counters, CounterProblem, CounterViolation};
+pub use expiry::{expired_keys_stay_expired, ttls_kept, ExpiryProblem, ExpiryViolation};
 pub use final_reads::{
-    acknowledged_writes_visible, acknowledged_writes_visible_with, FINAL_READ_CLIENT,
+    acknowledged_writes_visible, acknowledged_writes_visible_with, FinalReads, FINAL_READ_CLIENT,
 };
 pub use history::{
     load_jsonl, read_jsonl, save_jsonl, write_jsonl, HistoryError, Op, OpHandle, OpKind, Outcome,
     Recorder,
 };
+pub use report::{KeyViolation, MAX_OPS_SHOWN};

@@ -1,7 +1,9 @@
 //! The chaos suite: real `seshat` processes in their own network
 //! namespaces, real faults (kill -9, SIGSTOP, partitions and packet loss
-//! with iptables), concurrent recorded clients, and every history checked
-//! for linearizability; replicas must converge to identical data.
+//! with iptables), concurrent recorded clients, and every history checked:
+//! registers for linearizability, `INCR` counters for lost or doubled
+//! increments, keys with a TTL for keeping it and expired keys for staying
+//! expired; replicas must converge to identical data.
 //!
 //! Needs root (network namespaces, iptables). Without root every test says
 //! it was skipped. Scenarios run one at a time.
@@ -10,13 +12,16 @@
 
 mod chaos_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chaos_support::netns::{self, ChaosCluster};
-use chaos_support::workload::{Workload, KEYS};
-use seshat_chaos::{acknowledged_writes_visible, check, save_jsonl, Op, Outcome};
+use chaos_support::workload::{read_back_expiring, Keys, Workload, SHORT_TTL_MS};
+use seshat_chaos::{
+    acknowledged_writes_visible, check, check_counters, expired_keys_stay_expired, save_jsonl,
+    ttls_kept, FinalReads, Op, OpKind, Outcome,
+};
 
 /// Scenarios share the machine's two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -73,11 +78,13 @@ fn scenario_full(
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     let recovery = healed.elapsed();
     std::thread::sleep(Duration::from_secs(1));
+    let (recorder, keys) = (load.recorder.clone(), load.keys.clone());
     let history = load.stop();
     let leader =
         leader.unwrap_or_else(|| panic!("{name}: no leader after healing\n{}", cluster.logs()));
-    let final_reads = read_all(&cluster, leader);
-    report_and_check(name, &history, &final_reads, &cluster);
+    let finals = read_finals(&cluster, leader, &keys);
+    read_back_expiring(&cluster.addrs(), &keys, &recorder, &history);
+    report_and_check(name, &recorder.history(), &finals, &cluster);
     eprintln!("{name}: served again {recovery:?} after healing");
     assert!(
         recovery < RECOVERY_BOUND + Duration::from_secs(10),
@@ -91,27 +98,48 @@ fn scenario_full(
     }
 }
 
-fn read_all(cluster: &ChaosCluster, leader: usize) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-    final_reads(cluster, leader, "")
+/// What is read once a run is over, through the leader.
+struct Finals {
+    /// Each register key's value.
+    registers: FinalReads,
+    /// Each counter key's value.
+    counters: FinalReads,
+    /// Each TTL register key's `PTTL`.
+    pttls: BTreeMap<Vec<u8>, i64>,
 }
 
-/// Reads every workload key (with `prefix`) through the leader. Leadership
-/// can move between finding the leader and reading (the node then answers
-/// `MOVED` or `CLUSTERDOWN`, or the connection drops): a read that fails is
-/// retried through whichever node leads then, for up to 60 s. Reads are
-/// linearizable wherever they are answered, so retrying changes nothing the
-/// checker relies on.
-fn final_reads(
-    cluster: &ChaosCluster,
-    leader: usize,
-    prefix: &str,
-) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+fn read_finals(cluster: &ChaosCluster, leader: usize, keys: &Keys) -> Finals {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut target = leader;
+    Finals {
+        registers: read_through_leader(cluster, &mut target, deadline, "GET", &keys.registers()),
+        counters: read_through_leader(cluster, &mut target, deadline, "GET", &keys.counters()),
+        pttls: read_through_leader(
+            cluster,
+            &mut target,
+            deadline,
+            "PTTL",
+            &keys.ttl_registers(),
+        ),
+    }
+}
+
+/// Sends `command key` for each of `keys` through the leader (`target`).
+/// Leadership can move between finding the leader and reading (the node
+/// then answers `MOVED` or `CLUSTERDOWN`, or the connection drops): a read
+/// that fails is retried through whichever node leads then, until
+/// `deadline`. Reads are linearizable wherever they are answered, so
+/// retrying changes nothing the checkers rely on.
+fn read_through_leader<T: redis::FromRedisValue>(
+    cluster: &ChaosCluster,
+    target: &mut usize,
+    deadline: Instant,
+    command: &str,
+    keys: &[String],
+) -> BTreeMap<Vec<u8>, T> {
     let mut finals = BTreeMap::new();
     let mut last_error = String::new();
-    'keys: for k in KEYS {
-        let key = format!("{prefix}{k}");
+    'keys: for key in keys {
         loop {
             assert!(
                 Instant::now() < deadline,
@@ -120,23 +148,23 @@ fn final_reads(
             );
             let addr = format!(
                 "redis://{}:{}/",
-                cluster.nodes[target - 1].ip,
+                cluster.nodes[*target - 1].ip,
                 netns::CLIENT_PORT
             );
             let read = redis::Client::open(addr)
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
-                .and_then(|mut c| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(&mut c));
+                .and_then(|mut c| redis::cmd(command).arg(key).query::<T>(&mut c));
             match read {
                 Ok(v) => {
-                    finals.insert(key.into_bytes(), v);
+                    finals.insert(key.clone().into_bytes(), v);
                     continue 'keys;
                 }
                 Err(e) => {
                     last_error = e.to_string();
                     std::thread::sleep(Duration::from_millis(200));
-                    target = cluster
+                    *target = cluster
                         .wait_for_leader(Duration::from_secs(10))
-                        .unwrap_or(target);
+                        .unwrap_or(*target);
                 }
             }
         }
@@ -144,33 +172,86 @@ fn final_reads(
     finals
 }
 
-fn report_and_check(
-    name: &str,
-    history: &[Op],
-    finals: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    cluster: &ChaosCluster,
-) {
+/// Runs every checker on `history` and what was read after it; the
+/// problems found, if any.
+fn problems(history: &[Op], finals: &Finals) -> Option<String> {
+    let registers = check(history);
+    let found: Vec<String> = acknowledged_writes_visible(history, &finals.registers)
+        .into_iter()
+        .chain(
+            check_counters(history, &finals.counters)
+                .iter()
+                .map(ToString::to_string),
+        )
+        .chain(
+            expired_keys_stay_expired(history)
+                .iter()
+                .map(ToString::to_string),
+        )
+        .chain(
+            ttls_kept(history, &finals.pttls)
+                .iter()
+                .map(ToString::to_string),
+        )
+        .collect();
+    if registers.ok && found.is_empty() {
+        return None;
+    }
+    Some(format!("{registers}\n{}", found.join("\n")))
+}
+
+fn report_and_check(name: &str, history: &[Op], finals: &Finals, cluster: &ChaosCluster) {
     let count = |f: fn(&Outcome) -> bool| history.iter().filter(|o| f(&o.outcome)).count();
     let ok = count(|o| matches!(o, Outcome::Ok(_)));
     let fail = count(|o| matches!(o, Outcome::Fail));
     let unknown = count(|o| matches!(o, Outcome::Unknown));
+    let served = |o: &&Op| matches!(o.outcome, Outcome::Ok(_));
+    let acked_incrs = history
+        .iter()
+        .filter(served)
+        .filter(|o| o.kind == OpKind::Incr)
+        .count();
+    let short_lived: HashSet<&[u8]> = history
+        .iter()
+        .filter(|o| o.kind.ttl_ms() == Some(SHORT_TTL_MS))
+        .map(|o| o.key.as_slice())
+        .collect();
+    let expiry_reads = history
+        .iter()
+        .filter(served)
+        .filter(|o| o.kind == OpKind::Read && short_lived.contains(o.key.as_slice()))
+        .count();
     eprintln!(
-        "{name}: {} ops: {ok} ok, {fail} failed, {unknown} indeterminate",
-        history.len()
+        "{name}: {} ops: {ok} ok, {fail} failed, {unknown} indeterminate; \
+         {acked_incrs} INCRs acknowledged, counters {}; {} short-lived keys, \
+         {expiry_reads} reads of them served; PTTLs {:?}",
+        history.len(),
+        describe_counters(&finals.counters),
+        short_lived.len(),
+        finals.pttls.values().collect::<Vec<_>>(),
     );
     assert!(ok > 0, "{name}: no operation succeeded\n{}", cluster.logs());
-    let result = check(history);
-    let lost = acknowledged_writes_visible(history, finals);
-    if !result.ok || !lost.is_empty() {
+    if let Some(problems) = problems(history, finals) {
         let path = std::env::temp_dir().join(format!("seshat-chaos-{name}.jsonl"));
         let _ = save_jsonl(history, &path);
         panic!(
-            "{name}: consistency violation (history saved to {})\n{result}\n{}\n{}",
+            "{name}: consistency violation (history saved to {})\n{problems}\n{}",
             path.display(),
-            lost.join("\n"),
             cluster.logs()
         );
     }
+}
+
+/// `c0=12 c1=9 c2=nil`.
+fn describe_counters(counters: &FinalReads) -> String {
+    counters
+        .iter()
+        .map(|(k, v)| {
+            let v = v.as_deref().map_or("nil".into(), String::from_utf8_lossy);
+            format!("{}={v}", String::from_utf8_lossy(k))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn leader_of(cluster: &ChaosCluster) -> usize {
@@ -440,6 +521,7 @@ fn soak() {
         rng ^= rng << 17;
         let fault = faults[(rng % faults.len() as u64) as usize];
         let load = Workload::start_on(cluster.addrs(), CLIENTS, 2, &format!("w{window}-"));
+        let (recorder, keys) = (load.recorder.clone(), load.keys.clone());
         std::thread::sleep(Duration::from_secs(2));
         let leader = cluster
             .wait_for_leader(Duration::from_secs(30))
@@ -499,7 +581,9 @@ fn soak() {
                 cluster.logs()
             );
         };
-        let finals = final_reads(&cluster, new_leader, &format!("w{window}-"));
+        let finals = read_finals(&cluster, new_leader, &keys);
+        read_back_expiring(&cluster.addrs(), &keys, &recorder, &history);
+        let history = recorder.history();
         let ok = history
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
@@ -512,16 +596,13 @@ fn soak() {
         totals[0] += ok;
         totals[1] += fail;
         totals[2] += unknown;
-        let result = check(&history);
-        let lost = acknowledged_writes_visible(&history, &finals);
-        if !result.ok || !lost.is_empty() {
+        if let Some(problems) = problems(&history, &finals) {
             violations += 1;
             let path = std::env::temp_dir().join(format!("seshat-soak-window-{window}.jsonl"));
             let _ = save_jsonl(&history, &path);
             report.push(format!(
-                "VIOLATION in window {window} ({fault}), history in {}:\n{result}\n{}",
+                "VIOLATION in window {window} ({fault}), history in {}:\n{problems}",
                 path.display(),
-                lost.join("\n")
             ));
         }
         let rss_now: Vec<u64> = cluster

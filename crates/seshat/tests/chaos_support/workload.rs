@@ -1,15 +1,42 @@
 //! Concurrent clients that record every operation for the checker.
+//!
+//! Keys, all named `<prefix><name>` so that successive runs against one
+//! cluster can work on disjoint keys:
+//! - registers [`KEYS`] (`GET`, `SET`, `DEL`) and [`TTL_KEYS`] (`GET`, and
+//!   `SET … PX` [`LONG_TTL_MS`] only: the TTL outlasts any run, so they stay
+//!   registers and must still have a TTL at the end);
+//! - counters [`COUNTER_KEYS`], only ever incremented with `INCR`;
+//! - fresh keys `e<client>-<n>`, each written once with `SET … PX`
+//!   [`SHORT_TTL_MS`] and read back [`EXPIRED_READ_DELAY`] after the
+//!   acknowledgement, when it must have expired.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Value;
-use seshat_chaos::{Op, OpKind, Outcome, Recorder};
+use seshat_chaos::{Op, OpKind, Outcome, Recorder, FINAL_READ_CLIENT};
 
-/// The keys every client works on: few, so operations contend.
+/// The plain register keys: few, so operations contend.
 pub const KEYS: [&str; 5] = ["k0", "k1", "k2", "k3", "k4"];
+/// Register keys only ever written with `SET … PX` [`LONG_TTL_MS`].
+pub const TTL_KEYS: [&str; 3] = ["t0", "t1", "t2"];
+/// Counter keys, only ever changed by `INCR`.
+pub const COUNTER_KEYS: [&str; 3] = ["c0", "c1", "c2"];
+/// The TTL of [`TTL_KEYS`]' writes: far longer than any run.
+pub const LONG_TTL_MS: u64 = 600_000;
+/// The TTL of the fresh short-lived keys.
+pub const SHORT_TTL_MS: u64 = 200;
+/// How long after its acknowledgement a short-lived key is read back: well
+/// past [`SHORT_TTL_MS`], so it must read as absent.
+pub const EXPIRED_READ_DELAY: Duration = Duration::from_secs(1);
+/// Most short-lived keys a client waits to read back; it writes no new one
+/// while this many wait.
+const MAX_PENDING_EXPIRED_READS: usize = 32;
+/// Most `GET`s in one pipeline of the final reads of short-lived keys.
+const FINAL_READ_PIPELINE_DEPTH: usize = 256;
 /// How long a client waits for a reply before calling it indeterminate.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -19,6 +46,8 @@ pub struct Workload {
     handles: Vec<JoinHandle<()>>,
     /// Every operation so far.
     pub recorder: Recorder,
+    /// The keys the clients work on.
+    pub keys: Arc<Keys>,
 }
 
 impl Workload {
@@ -41,8 +70,7 @@ impl Workload {
         pipelined: usize,
         prefix: &str,
     ) -> Workload {
-        let keys: Arc<Vec<String>> =
-            Arc::new(KEYS.iter().map(|k| format!("{prefix}{k}")).collect());
+        let keys = Arc::new(Keys::new(prefix));
         let stop = Arc::new(AtomicBool::new(false));
         let recorder = Recorder::new();
         let handles = (0..clients + pipelined)
@@ -62,6 +90,7 @@ impl Workload {
             stop,
             handles,
             recorder,
+            keys,
         }
     }
 
@@ -72,6 +101,143 @@ impl Workload {
             let _ = h.join();
         }
         self.recorder.history()
+    }
+}
+
+/// The workload's key names, with their prefix.
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn named(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|k| format!("{}{k}", self.prefix))
+            .collect()
+    }
+
+    /// Every register key: [`KEYS`] and [`TTL_KEYS`].
+    pub fn registers(&self) -> Vec<String> {
+        self.named(&KEYS.iter().chain(&TTL_KEYS).copied().collect::<Vec<_>>())
+    }
+
+    /// The register keys written with a TTL.
+    pub fn ttl_registers(&self) -> Vec<String> {
+        self.named(&TTL_KEYS)
+    }
+
+    /// The counter keys.
+    pub fn counters(&self) -> Vec<String> {
+        self.named(&COUNTER_KEYS)
+    }
+
+    /// A random register key, and the TTL its writes set.
+    fn register(&self, rng: &mut Rng) -> (String, Option<u64>) {
+        let i = rng.next() as usize % (KEYS.len() + TTL_KEYS.len());
+        match KEYS.get(i) {
+            Some(k) => (format!("{}{k}", self.prefix), None),
+            None => (
+                format!("{}{}", self.prefix, TTL_KEYS[i - KEYS.len()]),
+                Some(LONG_TTL_MS),
+            ),
+        }
+    }
+
+    fn counter(&self, rng: &mut Rng) -> String {
+        let k = COUNTER_KEYS[rng.next() as usize % COUNTER_KEYS.len()];
+        format!("{}{k}", self.prefix)
+    }
+
+    /// Client `id`'s `n`th short-lived key.
+    fn expiring(&self, id: u64, n: u64) -> String {
+        format!("{}e{id}-{n}", self.prefix)
+    }
+
+    /// Whether `key` is one of the short-lived keys.
+    fn is_expiring(&self, key: &[u8]) -> bool {
+        key.strip_prefix(self.prefix.as_bytes())
+            .is_some_and(|k| k.starts_with(b"e"))
+    }
+}
+
+/// A command to send, and how the history records it.
+struct Planned {
+    key: String,
+    kind: OpKind,
+    cmd: redis::Cmd,
+}
+
+impl Planned {
+    fn get(key: String) -> Planned {
+        let cmd = redis::cmd("GET").arg(&key).clone();
+        Planned {
+            key,
+            kind: OpKind::Read,
+            cmd,
+        }
+    }
+
+    /// `SET key value`, with `PX ttl_ms` if given.
+    fn set(key: String, value: String, ttl_ms: Option<u64>) -> Planned {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(&value);
+        let value = value.into_bytes();
+        let kind = match ttl_ms {
+            Some(ttl_ms) => {
+                cmd.arg("PX").arg(ttl_ms);
+                OpKind::WriteWithTtl { value, ttl_ms }
+            }
+            None => OpKind::Write(Some(value)),
+        };
+        Planned { key, kind, cmd }
+    }
+
+    fn del(key: String) -> Planned {
+        let cmd = redis::cmd("DEL").arg(&key).clone();
+        Planned {
+            key,
+            kind: OpKind::Write(None),
+            cmd,
+        }
+    }
+
+    fn incr(key: String) -> Planned {
+        let cmd = redis::cmd("INCR").arg(&key).clone();
+        Planned {
+            key,
+            kind: OpKind::Incr,
+            cmd,
+        }
+    }
+}
+
+/// What a successful reply to `kind` says. A reply of the wrong type for
+/// its command fails the test (replies out of order, say).
+fn outcome_of(kind: &OpKind, reply: Value) -> Outcome {
+    match (kind, reply) {
+        (OpKind::Read, Value::BulkString(v)) => Outcome::Ok(Some(v)),
+        (OpKind::Read, Value::Nil) => Outcome::Ok(None),
+        (OpKind::Write(Some(_)) | OpKind::WriteWithTtl { .. }, Value::Okay) => Outcome::Ok(None),
+        (OpKind::Write(None), Value::Int(_)) => Outcome::Ok(None),
+        (OpKind::Incr, Value::Int(n)) => Outcome::Ok(Some(n.to_string().into_bytes())),
+        (kind, reply) => panic!("unexpected reply {reply:?} to {kind:?}"),
+    }
+}
+
+/// How an op ends that got no reply, or an error that does not say it did
+/// not happen: a write may have happened, a read tells nothing.
+fn indeterminate(kind: &OpKind) -> Outcome {
+    if *kind == OpKind::Read {
+        Outcome::Fail
+    } else {
+        Outcome::Unknown
     }
 }
 
@@ -110,37 +276,57 @@ fn try_connect(
     }
 }
 
-fn client_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop: &AtomicBool) {
+/// A one-command-at-a-time client: reads, writes and deletes registers,
+/// increments counters, writes short-lived keys and reads each back once
+/// [`EXPIRED_READ_DELAY`] has passed since it was acknowledged.
+fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut target = addrs[id as usize % addrs.len()].clone();
     let mut conn: Option<redis::Connection> = None;
     let mut seq = 0u64;
+    // Acknowledged short-lived keys, oldest first, with when they were.
+    let mut expiring: VecDeque<(String, Instant)> = VecDeque::new();
     while !stop.load(Ordering::Acquire) {
         let Some(c) = conn.as_mut() else {
             try_connect(&mut conn, &mut target, addrs, &mut rng);
             continue;
         };
-        let key = keys[rng.next() as usize % keys.len()].as_str();
-        let roll = rng.next() % 10;
-        let (kind, cmd) = if roll < 4 {
-            seq += 1;
-            let value = format!("c{id}-{seq}");
-            (
-                OpKind::Write(Some(value.clone().into_bytes())),
-                redis::cmd("SET").arg(key).arg(value).clone(),
-            )
-        } else if roll == 4 {
-            (OpKind::Write(None), redis::cmd("DEL").arg(key).clone())
+        let due = expiring
+            .front()
+            .is_some_and(|(_, acked)| acked.elapsed() >= EXPIRED_READ_DELAY);
+        let planned = if due {
+            let (key, _) = expiring.pop_front().expect("a key is due");
+            Planned::get(key)
         } else {
-            (OpKind::Read, redis::cmd("GET").arg(key).clone())
+            match rng.next() % 20 {
+                0..=2 => Planned::incr(keys.counter(&mut rng)),
+                3 if expiring.len() < MAX_PENDING_EXPIRED_READS => {
+                    seq += 1;
+                    let key = keys.expiring(id, seq);
+                    Planned::set(key, format!("c{id}-{seq}"), Some(SHORT_TTL_MS))
+                }
+                _ => {
+                    let (key, ttl_ms) = keys.register(&mut rng);
+                    match rng.next() % 10 {
+                        0..=3 => {
+                            seq += 1;
+                            Planned::set(key, format!("c{id}-{seq}"), ttl_ms)
+                        }
+                        4 if ttl_ms.is_none() => Planned::del(key),
+                        _ => Planned::get(key),
+                    }
+                }
+            }
         };
-        let is_write = matches!(kind, OpKind::Write(_));
-        let op = rec.invoke(id, key, kind);
-        match cmd.query::<Value>(c) {
-            Ok(Value::BulkString(v)) => op.complete(Outcome::Ok(Some(v))),
-            Ok(Value::Nil) => op.complete(Outcome::Ok(None)),
-            Ok(Value::Okay) | Ok(Value::Int(_)) => op.complete(Outcome::Ok(None)),
-            Ok(other) => panic!("unexpected reply {other:?}"),
+        let short_lived = planned.kind.ttl_ms() == Some(SHORT_TTL_MS);
+        let op = rec.invoke(id, planned.key.as_str(), planned.kind.clone());
+        match planned.cmd.query::<Value>(c) {
+            Ok(reply) => {
+                op.complete(outcome_of(&planned.kind, reply));
+                if short_lived {
+                    expiring.push_back((planned.key, Instant::now()));
+                }
+            }
             Err(e) => match e.code() {
                 Some("MOVED") => {
                     op.complete(Outcome::Fail);
@@ -155,29 +341,15 @@ fn client_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop:
                     conn = None;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Some("TIMEOUT") => {
-                    op.complete(if is_write {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Fail
-                    });
-                }
+                Some("TIMEOUT") => op.complete(indeterminate(&planned.kind)),
                 Some("ERR") => {
                     // E.g. a stopping node; count a write as indeterminate.
-                    op.complete(if is_write {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Fail
-                    });
+                    op.complete(indeterminate(&planned.kind));
                     conn = None;
                 }
                 _ => {
                     // I/O error or timeout: the request may have been sent.
-                    op.complete(if is_write {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Fail
-                    });
+                    op.complete(indeterminate(&planned.kind));
                     target = addrs[rng.next() as usize % addrs.len()].clone();
                     conn = None;
                 }
@@ -189,12 +361,12 @@ fn client_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop:
 /// Commands per pipeline of a pipelined client.
 pub const PIPELINE_DEPTH: usize = 8;
 
-/// A client that sends pipelines of SETs and GETs. Each command is
+/// A client that sends pipelines of SETs, GETs and INCRs. Each command is
 /// recorded with the pipeline's interval; if any reply is an error or the
 /// connection fails, its writes count as indeterminate and its reads as
 /// failed. Replies must come back in order: a reply of the wrong type for
 /// its command fails the test.
-fn pipeline_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, stop: &AtomicBool) {
+fn pipeline_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut target = addrs[id as usize % addrs.len()].clone();
     let mut conn: Option<redis::Connection> = None;
@@ -206,43 +378,34 @@ fn pipeline_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, sto
         };
         let mut pipe = redis::pipe();
         let mut ops = Vec::new();
-        let mut kinds = Vec::new();
         for _ in 0..PIPELINE_DEPTH {
-            let key = keys[rng.next() as usize % keys.len()].as_str();
-            if rng.next().is_multiple_of(2) {
-                seq += 1;
-                let value = format!("p{id}-{seq}");
-                pipe.cmd("SET").arg(key).arg(&value);
-                ops.push(rec.invoke(id, key, OpKind::Write(Some(value.into_bytes()))));
-                kinds.push(true);
+            let planned = if rng.next() % 20 < 3 {
+                Planned::incr(keys.counter(&mut rng))
             } else {
-                pipe.cmd("GET").arg(key);
-                ops.push(rec.invoke(id, key, OpKind::Read));
-                kinds.push(false);
-            }
+                let (key, ttl_ms) = keys.register(&mut rng);
+                if rng.next().is_multiple_of(2) {
+                    seq += 1;
+                    Planned::set(key, format!("p{id}-{seq}"), ttl_ms)
+                } else {
+                    Planned::get(key)
+                }
+            };
+            pipe.add_command(planned.cmd);
+            ops.push((
+                rec.invoke(id, planned.key.as_str(), planned.kind.clone()),
+                planned.kind,
+            ));
         }
         match pipe.query::<Vec<Value>>(c) {
             Ok(replies) => {
                 assert_eq!(replies.len(), ops.len(), "one reply per pipelined command");
-                for ((op, reply), is_set) in ops.into_iter().zip(replies).zip(kinds) {
-                    match (is_set, reply) {
-                        (true, Value::Okay) => op.complete(Outcome::Ok(None)),
-                        (false, Value::BulkString(v)) => op.complete(Outcome::Ok(Some(v))),
-                        (false, Value::Nil) => op.complete(Outcome::Ok(None)),
-                        (is_set, other) => panic!(
-                            "reply out of order: {other:?} for a {}",
-                            if is_set { "SET" } else { "GET" }
-                        ),
-                    }
+                for ((op, kind), reply) in ops.into_iter().zip(replies) {
+                    op.complete(outcome_of(&kind, reply));
                 }
             }
             Err(e) => {
-                for (op, is_set) in ops.into_iter().zip(kinds) {
-                    op.complete(if is_set {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Fail
-                    });
+                for (op, kind) in ops {
+                    op.complete(indeterminate(&kind));
                 }
                 if let Some((addr, _)) = e.redirect_node() {
                     target = addr.to_string();
@@ -251,6 +414,56 @@ fn pipeline_loop(id: u64, addrs: &[String], keys: &[String], rec: &Recorder, sto
                 }
                 conn = None;
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Reads back, on every node in `addrs`, each short-lived key written in
+/// `history` and acknowledged at least [`EXPIRED_READ_DELAY`] ago,
+/// recording the reads in `rec` (whose clock `history` uses). A node that
+/// does not serve reads (a follower answers `MOVED`) records them as
+/// failed. Every served read must find the key expired.
+pub fn read_back_expiring(addrs: &[String], keys: &Keys, rec: &Recorder, history: &[Op]) {
+    let due_ns = rec
+        .now_ns()
+        .saturating_sub(EXPIRED_READ_DELAY.as_nanos() as u64);
+    let expiring: Vec<&[u8]> = history
+        .iter()
+        .filter(|op| op.kind.ttl_ms().is_some() && keys.is_expiring(&op.key))
+        .filter(|op| matches!(op.outcome, Outcome::Ok(_)) && op.complete_ns <= due_ns)
+        .map(|op| op.key.as_slice())
+        .collect();
+    for addr in addrs {
+        for chunk in expiring.chunks(FINAL_READ_PIPELINE_DEPTH) {
+            read_chunk(addr, chunk, rec);
+        }
+    }
+}
+
+/// `GET`s each of `keys` on `addr` in one pipeline, recording each read.
+fn read_chunk(addr: &str, keys: &[&[u8]], rec: &Recorder) {
+    let Some(mut c) = connect(addr) else {
+        return;
+    };
+    let mut pipe = redis::pipe();
+    let ops: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            pipe.cmd("GET").arg(*key);
+            rec.invoke(FINAL_READ_CLIENT, *key, OpKind::Read)
+        })
+        .collect();
+    match pipe.query::<Vec<Value>>(&mut c) {
+        Ok(replies) => {
+            assert_eq!(replies.len(), ops.len(), "one reply per pipelined command");
+            for (op, reply) in ops.into_iter().zip(replies) {
+                op.complete(outcome_of(&OpKind::Read, reply));
+            }
+        }
+        Err(_) => {
+            for op in ops {
+                op.complete(Outcome::Fail);
             }
         }
     }
