@@ -180,6 +180,19 @@ pub enum ServerCmd {
     Unwatch,
 }
 
+/// A data command's handler without preparation.
+pub const fn data(run: DataFn) -> Handler {
+    Handler::Data { run, prepare: None }
+}
+
+/// A write's handler with its leader-side preparation.
+pub const fn prepared(run: DataFn, prepare: PrepareFn) -> Handler {
+    Handler::Data {
+        run,
+        prepare: Some(prepare),
+    }
+}
+
 /// How a command runs.
 #[derive(Clone, Copy)]
 pub enum Handler {

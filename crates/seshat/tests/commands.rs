@@ -308,17 +308,7 @@ fn command_introspection_comes_from_the_declarations() {
 /// transaction) and SCAN, with the cluster client following MOVED.
 #[test]
 fn a_redis_py_application_runs_through_a_leader_kill() {
-    if !common::have_tool("python3") {
-        return;
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import redis"])
-        .status()
-        .unwrap()
-        .success();
-    if !ok {
-        assert!(std::env::var("CI").is_err(), "redis-py is required in CI");
-        eprintln!("SKIPPED: redis-py not installed");
+    if !common::redis_py_available() {
         return;
     }
     let mut cluster = Cluster::start(3);

@@ -500,17 +500,7 @@ fn redis_cli_interactive_session() {
 
 #[test]
 fn redis_py_default_resp3_and_resp2() {
-    if !common::have_tool("python3") {
-        return;
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import redis"])
-        .status()
-        .unwrap()
-        .success();
-    if !ok {
-        assert!(std::env::var("CI").is_err(), "redis-py is required in CI");
-        eprintln!("SKIPPED: redis-py not installed");
+    if !common::redis_py_available() {
         return;
     }
     let server = Server::start();
@@ -554,7 +544,7 @@ fn redis_benchmark_completes_without_errors() {
             "-p",
             &server.port.to_string(),
             "-t",
-            "set,get,ping",
+            "set,get,incr,mset,ping",
             "-n",
             "20000",
             "-q",
@@ -568,7 +558,15 @@ fn redis_benchmark_completes_without_errors() {
         !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
         "{stdout}\n{stderr}"
     );
-    for test in ["SET", "GET", "PING"] {
+    for test in ["SET", "GET", "INCR", "MSET", "PING"] {
         assert!(stdout.contains(test), "{test} missing from:\n{stdout}");
     }
+    // INCR's counter reached every increment (redis-benchmark uses one
+    // key, `counter:__rand_int__` without -r).
+    let mut c = server.conn();
+    let counter: i64 = redis::cmd("GET")
+        .arg("counter:__rand_int__")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(counter, 20_000);
 }

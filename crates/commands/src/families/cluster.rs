@@ -6,7 +6,7 @@ use seshat_common::crc16_slot;
 use seshat_protocol_resp::Frame;
 
 use crate::args::arg;
-use crate::decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, ServerCmd};
+use crate::decl::{data, Decl, Flags, Group, Handler, KeySpec, ServerCmd};
 use crate::exec::Ctx;
 use crate::reply::CmdResult;
 
@@ -32,10 +32,6 @@ const fn cl(
     )
 }
 
-const fn pure(run: DataFn) -> Handler {
-    Handler::Data { run, prepare: None }
-}
-
 const CLUSTER_SUBCOMMANDS: &[Decl] = &[
     cl(
         "cluster|info",
@@ -49,7 +45,7 @@ const CLUSTER_SUBCOMMANDS: &[Decl] = &[
         3,
         STALE,
         ("Returns the hash slot for a key.", "3.0.0"),
-        pure(keyslot),
+        data(keyslot),
     ),
     cl(
         "cluster|myid",

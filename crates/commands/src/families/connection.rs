@@ -4,7 +4,7 @@ use bytes::Bytes;
 use seshat_protocol_resp::Frame;
 
 use crate::args::{arg, int, is};
-use crate::decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, ServerCmd};
+use crate::decl::{data, Decl, Flags, Group, Handler, KeySpec, ServerCmd};
 use crate::exec::Ctx;
 use crate::reply::{err, wrong_arity, CmdError, CmdResult};
 use crate::table::echo;
@@ -17,10 +17,6 @@ const HANDSHAKE: Flags = Flags::NOSCRIPT
     .with(Flags::NO_AUTH)
     .with(Flags::ALLOW_BUSY);
 const CLIENT_SUB: Flags = Flags::NOSCRIPT.with(Flags::LOADING).with(Flags::STALE);
-
-const fn pure(run: DataFn) -> Handler {
-    Handler::Data { run, prepare: None }
-}
 
 const fn conn(
     name: &'static str,
@@ -88,14 +84,14 @@ pub static COMMANDS: &[Decl] = &[
         -1,
         Flags::FAST,
         ("Returns the server's liveliness response.", "1.0.0"),
-        pure(ping),
+        data(ping),
     ),
     conn(
         "echo",
         2,
         CONN_FAST,
         ("Returns the given string.", "1.0.0"),
-        pure(echo_cmd),
+        data(echo_cmd),
     ),
     conn(
         "quit",

@@ -6,7 +6,7 @@ use seshat_kv::{Kind, Record};
 use seshat_protocol_resp::Frame;
 
 use crate::args::{arg, glob_match, int, is};
-use crate::decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, PrepareFn};
+use crate::decl::{data, prepared, Decl, Flags, Group, Handler, KeySpec};
 use crate::exec::Ctx;
 use crate::reply::{err, CmdError, CmdResult, NO_SUCH_KEY, SYNTAX};
 
@@ -15,17 +15,6 @@ const WF: Flags = Flags::WRITE.with(Flags::FAST);
 const WD: Flags = Flags::WRITE.with(Flags::DENYOOM);
 const RF: Flags = Flags::READONLY.with(Flags::FAST);
 const R: Flags = Flags::READONLY;
-
-const fn data(run: DataFn) -> Handler {
-    Handler::Data { run, prepare: None }
-}
-
-const fn prepared(run: DataFn, prepare: PrepareFn) -> Handler {
-    Handler::Data {
-        run,
-        prepare: Some(prepare),
-    }
-}
 
 const fn cmd(
     name: &'static str,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use seshat_protocol_resp::Frame;
 
-use crate::decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, ServerCmd};
+use crate::decl::{data, Decl, Flags, Group, Handler, KeySpec, ServerCmd};
 use crate::exec::Ctx;
 use crate::introspect;
 use crate::reply::{err, CmdResult, SYNTAX};
@@ -15,10 +15,6 @@ const CONFIG_SUB: Flags = Flags::ADMIN
     .with(Flags::NOSCRIPT)
     .with(Flags::LOADING)
     .with(Flags::STALE);
-
-const fn pure(run: DataFn) -> Handler {
-    Handler::Data { run, prepare: None }
-}
 
 const fn srv(
     name: &'static str,
@@ -44,7 +40,7 @@ const COMMAND_SUBCOMMANDS: &[Decl] = &[
         2,
         LOADING_STALE,
         ("Returns a count of commands.", "2.8.13"),
-        pure(command_count),
+        data(command_count),
     ),
     srv(
         "command|docs",
@@ -54,7 +50,7 @@ const COMMAND_SUBCOMMANDS: &[Decl] = &[
             "Returns documentary information about one, multiple or all commands.",
             "7.0.0",
         ),
-        pure(command_docs),
+        data(command_docs),
     ),
     srv(
         "command|getkeys",
@@ -64,7 +60,7 @@ const COMMAND_SUBCOMMANDS: &[Decl] = &[
             "Extracts the key names from an arbitrary command.",
             "2.8.13",
         ),
-        pure(command_getkeys),
+        data(command_getkeys),
     ),
     srv(
         "command|info",
@@ -74,14 +70,14 @@ const COMMAND_SUBCOMMANDS: &[Decl] = &[
             "Returns information about one, multiple or all commands.",
             "2.8.13",
         ),
-        pure(command_info),
+        data(command_info),
     ),
     srv(
         "command|list",
         -2,
         LOADING_STALE,
         ("Returns a list of command names.", "7.0.0"),
-        pure(command_list),
+        data(command_list),
     ),
 ];
 
@@ -119,7 +115,7 @@ const FUNCTION_SUBCOMMANDS: &[Decl] = &[Decl::new(
     KeySpec::NONE,
     Group::Scripting,
     ("Deletes all library and functions.", "7.0.0"),
-    pure(function_flush),
+    data(function_flush),
 )];
 
 /// The server commands.
@@ -129,7 +125,7 @@ pub static COMMANDS: &[Decl] = &[
         -1,
         LOADING_STALE,
         ("Returns detailed information about all commands.", "2.8.13"),
-        pure(command_all),
+        data(command_all),
     )
     .with_subcommands(COMMAND_SUBCOMMANDS),
     srv(
@@ -159,7 +155,7 @@ pub static COMMANDS: &[Decl] = &[
         1,
         LOADING_STALE.with(Flags::FAST),
         ("Returns the server time.", "2.6.0"),
-        pure(time),
+        data(time),
     ),
 ];
 

@@ -5,7 +5,7 @@ use seshat_kv::{Kind, Record};
 use seshat_protocol_resp::Frame;
 
 use crate::args::{arg, float, format_float, int, is};
-use crate::decl::{Decl, Flags, Group, Handler, KeySpec, PrepareFn};
+use crate::decl::{data, prepared, Decl, Flags, Group, Handler, KeySpec};
 use crate::exec::Ctx;
 use crate::families::{string_record, string_value};
 use crate::reply::{err, wrong_type, CmdError, CmdResult, OVERFLOW, STRING_TOO_LONG, SYNTAX};
@@ -16,17 +16,6 @@ const WDF: Flags = WD.with(Flags::FAST);
 const WF: Flags = Flags::WRITE.with(Flags::FAST);
 const RF: Flags = Flags::READONLY.with(Flags::FAST);
 const R: Flags = Flags::READONLY;
-
-const fn data(run: crate::decl::DataFn) -> Handler {
-    Handler::Data { run, prepare: None }
-}
-
-const fn prepared(run: crate::decl::DataFn, prepare: PrepareFn) -> Handler {
-    Handler::Data {
-        run,
-        prepare: Some(prepare),
-    }
-}
 
 const fn cmd(
     name: &'static str,

@@ -306,6 +306,23 @@ pub fn have_tool(tool: &str) -> bool {
 }
 
 /// Path helper for readability.
+/// Whether python3 with redis-py is here; outside CI its absence skips a
+/// test with a message, in CI it fails the test.
+pub fn redis_py_available() -> bool {
+    if !have_tool("python3") {
+        return false;
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import redis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var("CI").is_err(), "redis-py is required in CI");
+        eprintln!("SKIPPED: redis-py not installed");
+    }
+    ok
+}
+
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
