@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use seshat_kv::keys::DATA_GROUP;
-use seshat_kv::{EntryRng, Keyspace, KvError, RawKv, Write, WriteBatch};
+use seshat_kv::{Counts, EntryRng, Keyspace, KvError, RawKv, Write, WriteBatch};
 use seshat_protocol_resp::Frame;
 
 use crate::decl::{Decl, Handler};
@@ -32,8 +32,8 @@ impl Ctx<'_> {
 /// entry and persisted with the applied index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupState {
-    /// Number of keys.
-    pub key_count: u64,
+    /// Number of keys, and of keys with an expiry.
+    pub counts: Counts,
     /// The time of the last applied write entry: entries never run earlier.
     pub last_now_ms: u64,
 }
@@ -72,7 +72,7 @@ pub fn apply_batch<K: RawKv>(
             DATA_GROUP,
             now_ms,
             index,
-            state.key_count,
+            state.counts,
         ),
         rng: EntryRng::new(batch.seed, 0),
     };
@@ -81,7 +81,7 @@ pub fn apply_batch<K: RawKv>(
         ctx.rng = EntryRng::new(batch.seed, position as u64);
         replies.push(apply_write(&mut ctx, write, index)?);
     }
-    state.key_count = ctx.db.key_count();
+    state.counts = ctx.db.counts();
     state.last_now_ms = now_ms;
     Ok(replies)
 }
@@ -150,14 +150,14 @@ pub fn run_read<K: RawKv>(
     argv: &[Bytes],
     view: &mut K,
     now_ms: u64,
-    key_count: u64,
+    counts: Counts,
     seed: u64,
 ) -> Result<Frame, KvError> {
     let Handler::Data { run, .. } = decl.handler else {
         return Ok(Frame::error("ERR internal error: not a data command"));
     };
     let mut ctx = Ctx {
-        db: Keyspace::new(view as &mut dyn RawKv, DATA_GROUP, now_ms, 0, key_count),
+        db: Keyspace::new(view as &mut dyn RawKv, DATA_GROUP, now_ms, 0, counts),
         rng: EntryRng::new(seed, 0),
     };
     match run(&mut ctx, argv) {

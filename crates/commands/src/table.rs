@@ -51,11 +51,12 @@ pub fn count() -> usize {
 
 /// A top-level command by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static Decl> {
-    if name.len() > MAX_NAME_BYTES {
-        return None;
-    }
-    let lower = name.to_ascii_lowercase();
-    let name = std::str::from_utf8(&lower).ok()?;
+    // Lower-case into a stack buffer: this runs for every request.
+    let mut buf = [0u8; MAX_NAME_BYTES];
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let name = std::str::from_utf8(lower).ok()?;
     BY_NAME.get(name).copied()
 }
 

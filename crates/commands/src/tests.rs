@@ -134,6 +134,9 @@ fn arity_and_unknown_command_errors_are_redis_s() {
         "ERR unknown command 'f\u{fffd}o  ', with args beginning with: 'a b' "
     );
     assert_eq!(resolve(&argv(&["GeT", "k"])).unwrap().name, "get");
+    assert_eq!(crate::lookup(b"PeXpIrEtImE").unwrap().name, "pexpiretime");
+    assert!(crate::lookup(&[b'g'; 33]).is_none());
+    assert!(crate::lookup(b"").is_none());
     assert_eq!(
         resolve(&argv(&["OBJECT", "encoding", "k"])).unwrap().name,
         "object|encoding"
@@ -271,7 +274,7 @@ fn expiry_uses_the_entry_time() {
     assert_eq!(r.run(2_000, &["TTL", "nope"]), Frame::Integer(-2));
     assert_eq!(r.run(2_000, &["EXPIRE", "k", "-1"]), Frame::Integer(1));
     assert_eq!(r.run(2_000, &["EXISTS", "k"]), Frame::Integer(0));
-    assert_eq!(r.state.key_count, 0);
+    assert_eq!(r.state.counts.keys, 0);
 }
 
 #[test]
@@ -289,7 +292,7 @@ fn expired_keys_are_removed_only_if_still_expired() {
     );
     assert_eq!(removed, vec![Frame::Integer(1)]);
     assert_eq!(r.run(20, &["GET", "b"]), bulk("2"));
-    assert_eq!(r.state.key_count, 1);
+    assert_eq!(r.state.counts.keys, 1);
 }
 
 #[test]
@@ -424,6 +427,8 @@ proptest! {
         prop_assert_eq!(a.state, b.state);
         // The key count matches the records actually stored.
         let metas = a.kv.map.keys().filter(|k| seshat_kv::keys::parse_meta_key(1, k).is_some()).count();
-        prop_assert_eq!(a.state.key_count, metas as u64);
+        prop_assert_eq!(a.state.counts.keys, metas as u64);
+        let expiring = a.kv.map.keys().filter(|k| seshat_kv::keys::parse_expiry_key(1, k).is_some()).count();
+        prop_assert_eq!(a.state.counts.expiring, expiring as u64);
     }
 }

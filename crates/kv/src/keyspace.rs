@@ -14,6 +14,16 @@ const SCAN_STEP_RECORDS: usize = 256;
 /// full of expired keys.
 const RANDOM_KEY_MAX_RECORDS: usize = 1024;
 
+/// How many keys a group stores, and how many of them have an expiry
+/// (both include expired keys not yet removed, as Redis counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Keys.
+    pub keys: u64,
+    /// Keys with an expiry.
+    pub expiring: u64,
+}
+
 /// One group's keys as of one point in time (`now_ms`), optionally being
 /// changed by the log entry at `mod_index`.
 pub struct Keyspace<'a, K: RawKv + ?Sized> {
@@ -21,19 +31,19 @@ pub struct Keyspace<'a, K: RawKv + ?Sized> {
     group: u32,
     now_ms: u64,
     mod_index: u64,
-    key_count: u64,
+    counts: Counts,
 }
 
 impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
     /// The keyspace of `group` in `kv`, at time `now_ms`; writes stamp keys
-    /// with `mod_index`; `key_count` is the group's count before them.
-    pub fn new(kv: &'a mut K, group: u32, now_ms: u64, mod_index: u64, key_count: u64) -> Self {
+    /// with `mod_index`; `counts` are the group's counts before them.
+    pub fn new(kv: &'a mut K, group: u32, now_ms: u64, mod_index: u64, counts: Counts) -> Self {
         Self {
             kv,
             group,
             now_ms,
             mod_index,
-            key_count,
+            counts,
         }
     }
 
@@ -44,7 +54,12 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
 
     /// The number of keys (including expired ones not yet removed).
     pub fn key_count(&self) -> u64 {
-        self.key_count
+        self.counts.keys
+    }
+
+    /// The key counts after the changes made so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
     }
 
     /// The log index writes are stamped with.
@@ -69,7 +84,7 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         let mk = keys::meta_key(self.group, key);
         let old_expiry = match self.raw_record(&mk)? {
             None => {
-                self.key_count = self.key_count.saturating_add(1);
+                self.counts.keys = self.counts.keys.saturating_add(1);
                 0
             }
             Some(old) => old.expire_at_ms,
@@ -78,12 +93,14 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
             if old_expiry != 0 {
                 self.kv
                     .delete(keys::expiry_key(self.group, old_expiry, key))?;
+                self.counts.expiring = self.counts.expiring.saturating_sub(1);
             }
             if record.expire_at_ms != 0 {
                 self.kv.put(
                     keys::expiry_key(self.group, record.expire_at_ms, key),
                     Vec::new(),
                 )?;
+                self.counts.expiring = self.counts.expiring.saturating_add(1);
             }
         }
         record.mod_index = self.mod_index;
@@ -99,9 +116,10 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         if old.expire_at_ms != 0 {
             self.kv
                 .delete(keys::expiry_key(self.group, old.expire_at_ms, key))?;
+            self.counts.expiring = self.counts.expiring.saturating_sub(1);
         }
         self.kv.delete(mk)?;
-        self.key_count = self.key_count.saturating_sub(1);
+        self.counts.keys = self.counts.keys.saturating_sub(1);
         Ok(!old.is_expired(self.now_ms))
     }
 
@@ -118,7 +136,7 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
     pub fn clear(&mut self) -> Result<(), KvError> {
         let (start, end) = keys::group_range(self.group);
         self.kv.delete_range(start, end)?;
-        self.key_count = 0;
+        self.counts = Counts::default();
         Ok(())
     }
 
@@ -286,12 +304,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn ks(kv: &mut MemKv, now: u64) -> Keyspace<'_, MemKv> {
-        let count = kv
-            .map
-            .keys()
-            .filter(|k| keys::parse_meta_key(DATA_GROUP, k).is_some())
-            .count() as u64;
-        Keyspace::new(kv, DATA_GROUP, now, 7, count)
+        let count = |pred: fn(&[u8]) -> bool| kv.map.keys().filter(|k| pred(k)).count() as u64;
+        let counts = Counts {
+            keys: count(|k| keys::parse_meta_key(DATA_GROUP, k).is_some()),
+            expiring: count(|k| keys::parse_expiry_key(DATA_GROUP, k).is_some()),
+        };
+        Keyspace::new(kv, DATA_GROUP, now, 7, counts)
     }
 
     #[test]
@@ -303,6 +321,13 @@ mod tests {
         s.put(b"k", r.clone()).unwrap();
         assert_eq!(s.get(b"k").unwrap().unwrap().mod_index, 7);
         assert!(s.due_keys(10).unwrap().is_empty());
+        assert_eq!(
+            s.counts(),
+            Counts {
+                keys: 1,
+                expiring: 1
+            }
+        );
         let mut later = ks(&mut kv, 150);
         assert_eq!(later.get(b"k").unwrap(), None);
         assert_eq!(later.due_keys(10).unwrap(), vec![Bytes::from_static(b"k")]);

@@ -13,15 +13,16 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use seshat_kv::{keys::DATA_GROUP, Keyspace, MemKv, Record};
+//! use seshat_kv::{keys::DATA_GROUP, Counts, Keyspace, MemKv, Record};
 //!
 //! let mut kv = MemKv::default();
-//! let mut space = Keyspace::new(&mut kv, DATA_GROUP, 1_000, 1, 0);
+//! let mut space = Keyspace::new(&mut kv, DATA_GROUP, 1_000, 1, Counts::default());
 //! let mut record = Record::string(Bytes::from("v"));
 //! record.expire_at_ms = 2_000;
 //! space.put(b"k", record)?;
 //! assert!(space.get(b"k")?.is_some());
-//! let mut later = Keyspace::new(&mut kv, DATA_GROUP, 2_000, 2, 1);
+//! let counts = space.counts();
+//! let mut later = Keyspace::new(&mut kv, DATA_GROUP, 2_000, 2, counts);
 //! assert!(later.get(b"k")?.is_none(), "expired keys are absent");
 //! # Ok::<(), seshat_kv::KvError>(())
 //! ```
@@ -33,6 +34,6 @@ mod raw;
 mod record;
 
 pub use entry::{Argv, EntryRng, Watch, Write, WriteBatch, ARG_FRAMING_BYTES};
-pub use keyspace::Keyspace;
+pub use keyspace::{Counts, Keyspace};
 pub use raw::{KvError, MemKv, RawKv};
 pub use record::{Kind, Record, RECORD_HEADER_BYTES};

@@ -324,6 +324,7 @@ mod tests {
                 membership: Some(membership),
                 key_count: 0,
                 last_now_ms: 0,
+                expiring_count: 0,
             }),
         }
     }

@@ -70,6 +70,8 @@ pub struct SmStats {
     pub applied_index: AtomicU64,
     /// Number of user keys.
     pub key_count: AtomicU64,
+    /// Number of user keys with an expiry.
+    pub expiring_count: AtomicU64,
     /// Time of the last applied write entry (Unix ms).
     pub last_now_ms: AtomicU64,
     /// Index of the newest snapshot (0 = none).
@@ -216,6 +218,9 @@ impl StateMachine {
             .store(applied.map_or(0, |l| l.index), Ordering::Release);
         stats.key_count.store(record.key_count, Ordering::Release);
         stats
+            .expiring_count
+            .store(record.expiring_count, Ordering::Release);
+        stats
             .last_now_ms
             .store(record.last_now_ms, Ordering::Release);
         let sm = Self {
@@ -256,7 +261,8 @@ impl StateMachine {
             last_applied: self.applied.as_ref().map(codec::log_id_to_pb),
             membership_log_id: self.membership.log_id().as_ref().map(codec::log_id_to_pb),
             membership: Some(codec::membership_to_pb(self.membership.membership())),
-            key_count: self.group.key_count,
+            key_count: self.group.counts.keys,
+            expiring_count: self.group.counts.expiring,
             last_now_ms: self.group.last_now_ms,
         }
     }
@@ -267,7 +273,10 @@ impl StateMachine {
             .store(self.applied.map_or(0, |l| l.index), Ordering::Release);
         self.stats
             .key_count
-            .store(self.group.key_count, Ordering::Release);
+            .store(self.group.counts.keys, Ordering::Release);
+        self.stats
+            .expiring_count
+            .store(self.group.counts.expiring, Ordering::Release);
         self.stats
             .last_now_ms
             .store(self.group.last_now_ms, Ordering::Release);
@@ -276,7 +285,10 @@ impl StateMachine {
 
 fn group_state(record: &pb::AppliedRecord) -> GroupState {
     GroupState {
-        key_count: record.key_count,
+        counts: seshat_kv::Counts {
+            keys: record.key_count,
+            expiring: record.expiring_count,
+        },
         last_now_ms: record.last_now_ms,
     }
 }
@@ -758,7 +770,8 @@ mod tests {
                 .extend(seshat_commands::apply_batch(&batch, i as u64 + 1, &mut b, state).unwrap());
             let record = pb::AppliedRecord {
                 version: RECORD_VERSION,
-                key_count: state.key_count,
+                key_count: state.counts.keys,
+                expiring_count: state.counts.expiring,
                 last_now_ms: state.last_now_ms,
                 ..Default::default()
             };
@@ -911,7 +924,7 @@ mod tests {
         let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
         let sm = StateMachine::open(store.clone(), &config).unwrap();
         assert_eq!(contents(&store), contents(&source));
-        assert_eq!(sm.group.key_count, 3000);
+        assert_eq!(sm.group.counts.keys, 3000);
         assert_eq!(store.get(Cf::DataRaftState, KEY_INSTALLING).unwrap(), None);
     }
 }

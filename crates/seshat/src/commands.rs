@@ -89,7 +89,7 @@ pub async fn run_data(
 /// Runs a command that touches no data, at this node's clock.
 pub fn run_pure(decl: &Decl, args: &[Bytes]) -> Frame {
     let now = wall_clock_ms();
-    cmds::run_read(decl, args, &mut NoData, now, 0, now).unwrap_or_else(error)
+    cmds::run_read(decl, args, &mut NoData, now, Default::default(), now).unwrap_or_else(error)
 }
 
 /// Runs a command the server answers itself. Transaction commands are run

@@ -220,9 +220,14 @@ fn storage(out: &mut String, shared: &Shared) {
 }
 
 fn keyspace(out: &mut String, shared: &Shared) {
-    let keys = shared.node.sm_stats.key_count.load(Ordering::Acquire);
+    let counts = shared.node.counts();
     out.push_str("# Keyspace\r\n");
-    if keys > 0 {
-        let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+    if counts.keys > 0 {
+        // avg_ttl is not tracked: Redis reports 0 too when it has no sample.
+        let _ = write!(
+            out,
+            "db0:keys={},expires={},avg_ttl=0\r\n",
+            counts.keys, counts.expiring
+        );
     }
 }

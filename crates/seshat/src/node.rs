@@ -16,7 +16,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, SnapshotPolicy};
 use seshat_commands::Decl;
 use seshat_kv::keys::DATA_GROUP;
-use seshat_kv::{Keyspace, Watch, Write, WriteBatch};
+use seshat_kv::{Counts, Keyspace, Watch, Write, WriteBatch};
 use seshat_protocol_resp::Frame;
 use seshat_raft::log_store::LogStore;
 use seshat_raft::network::Network;
@@ -722,15 +722,12 @@ impl Node {
         if !confirmed {
             self.read_barrier(slot).await?;
         }
-        let key_count = self
-            .sm_stats
-            .key_count
-            .load(std::sync::atomic::Ordering::Acquire);
+        let counts = self.counts();
         let now = self.now_ms();
         let seed = now ^ wall_clock_nanos();
         let run = move |store: &Store, argv: &[Bytes]| {
             let mut view = ReadView::new(store);
-            seshat_commands::run_read(decl, argv, &mut view, now, key_count, seed)
+            seshat_commands::run_read(decl, argv, &mut view, now, counts, seed)
                 .map_err(|e| ServeError::Stopped(e.to_string()))
         };
         if decl.flags.has(seshat_commands::Flags::FAST) {
@@ -740,6 +737,15 @@ impl Node {
         tokio::task::spawn_blocking(move || run(&store, &argv))
             .await
             .map_err(|e| ServeError::Stopped(format!("read task failed: {e}")))?
+    }
+
+    /// The group's key counts as last applied.
+    pub fn counts(&self) -> Counts {
+        use std::sync::atomic::Ordering::Acquire;
+        Counts {
+            keys: self.sm_stats.key_count.load(Acquire),
+            expiring: self.sm_stats.expiring_count.load(Acquire),
+        }
     }
 
     /// What `WATCH` remembers of `keys`: each one's modification index
@@ -754,7 +760,7 @@ impl Node {
             self.read_barrier(slot).await?;
         }
         let mut view = ReadView::new(&self.store);
-        let mut space = Keyspace::new(&mut view, DATA_GROUP, self.now_ms(), 0, 0);
+        let mut space = Keyspace::new(&mut view, DATA_GROUP, self.now_ms(), 0, Counts::default());
         keys.iter()
             .map(|key| {
                 let mod_index = space
@@ -930,7 +936,8 @@ pub async fn run_expiry_sweeper(node: std::sync::Weak<Node>) {
         loop {
             let due = {
                 let mut view = ReadView::new(&node.store);
-                let mut space = Keyspace::new(&mut view, DATA_GROUP, node.now_ms(), 0, 0);
+                let mut space =
+                    Keyspace::new(&mut view, DATA_GROUP, node.now_ms(), 0, Counts::default());
                 match space.due_keys(MAX_EXPIRED_KEYS_PER_ENTRY) {
                     Ok(keys) => keys,
                     Err(e) => {

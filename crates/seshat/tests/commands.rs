@@ -166,6 +166,9 @@ fn keys_expire_and_are_removed_by_the_leader() {
     assert!(int(&mut c, &["TTL", "r3"]) > 90);
     assert_eq!(cmd_err(&mut c, &["RENAME", "nope", "x"]), "ERR no such key");
     assert_eq!(int(&mut c, &["RENAMENX", "r2", "r3"]), 0);
+    // r2 and r3 expire; p was persisted.
+    let info: String = redis::cmd("INFO").arg("keyspace").query(&mut c).unwrap();
+    assert!(info.contains("db0:keys=3,expires=2,"), "{info}");
     assert_eq!(
         text(&mut c, &["OBJECT", "ENCODING", "r3"]).as_deref(),
         Some("int")

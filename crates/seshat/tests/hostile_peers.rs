@@ -130,6 +130,7 @@ fn snapshot_stream(
             membership: Some(membership.clone()),
             key_count: 0,
             last_now_ms: 0,
+            expiring_count: 0,
         }),
     };
     let file = header.encode_length_delimited_to_vec();
