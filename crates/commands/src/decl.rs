@@ -263,6 +263,14 @@ pub enum Group {
     Cluster,
     /// Scripting and functions.
     Scripting,
+    /// Hashes.
+    Hash,
+    /// Lists.
+    List,
+    /// Sets.
+    Set,
+    /// Sorted sets.
+    SortedSet,
 }
 
 impl Group {
@@ -276,6 +284,10 @@ impl Group {
             Group::Transactions => "transactions",
             Group::Cluster => "cluster",
             Group::Scripting => "scripting",
+            Group::Hash => "hash",
+            Group::List => "list",
+            Group::Set => "set",
+            Group::SortedSet => "sorted-set",
         }
     }
 
@@ -287,6 +299,10 @@ impl Group {
             Group::Connection => Some("@connection"),
             Group::Transactions => Some("@transaction"),
             Group::Scripting => Some("@scripting"),
+            Group::Hash => Some("@hash"),
+            Group::List => Some("@list"),
+            Group::Set => Some("@set"),
+            Group::SortedSet => Some("@sortedset"),
             Group::Server | Group::Cluster => None,
         }
     }

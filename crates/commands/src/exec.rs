@@ -199,4 +199,7 @@ impl RawKv for NoData {
     fn scan(&mut self, _: &[u8], _: &[u8], _: usize) -> Result<Vec<(Bytes, Bytes)>, KvError> {
         Ok(Vec::new())
     }
+    fn scan_rev(&mut self, _: &[u8], _: &[u8], _: usize) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        Ok(Vec::new())
+    }
 }

@@ -19,6 +19,10 @@ pub static FAMILIES: &[&[Decl]] = &[
     families::server::COMMANDS,
     families::txn::COMMANDS,
     families::cluster::COMMANDS,
+    families::hash::COMMANDS,
+    families::list::COMMANDS,
+    families::set::COMMANDS,
+    families::zset::COMMANDS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Decl>> = LazyLock::new(|| {

@@ -5,9 +5,16 @@
 //!
 //! ```text
 //! metadata   group u32 | slot u16 | 0x00 | fnv32(key) u32 | key      → record
-//! sub-keys   group u32 | slot u16 | 0x01 | …  (composite types, later)
+//! sub-keys   group u32 | slot u16 | 0x01 | keylen u32 | key | field  → value
+//! scores     group u32 | slot u16 | 0x02 | keylen u32 | key | score | member → ""
 //! expiry     group u32 | 0xFFFF   | expire_at_ms u64 | slot u16 | key → ""
 //! ```
+//!
+//! A composite value's (hash, list, set, sorted set) elements are its
+//! sub-keys: one contiguous range per key (the key length makes `a` and
+//! `ab` distinct prefixes), so deleting the key is one range delete in the
+//! apply batch, whatever its size. A sorted set also keeps a score index,
+//! ordered by [`encode_score`].
 //!
 //! All integers are big-endian so byte order is numeric order. The slot
 //! comes right after the group, so one slot range of one group is one
@@ -103,6 +110,82 @@ pub fn meta_slot_end(group: u32, slot: u16) -> Vec<u8> {
     k
 }
 
+/// Tag after the slot of a sorted set's score index records.
+pub const TAG_SCORE: u8 = 0x02;
+
+fn element_prefix(group: u32, tag: u8, key: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+    let mut k = Vec::with_capacity(4 + 2 + 1 + 4 + key.len() + 16);
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&crc16_slot(key).to_be_bytes());
+    k.push(tag);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The prefix of every sub-key of `key`.
+pub fn subkey_prefix(group: u32, key: &[u8]) -> Vec<u8> {
+    element_prefix(group, TAG_SUBKEY, key)
+}
+
+/// The sub-key of `key`'s element `field`.
+pub fn subkey(group: u32, key: &[u8], field: &[u8]) -> Vec<u8> {
+    let mut k = subkey_prefix(group, key);
+    k.extend_from_slice(field);
+    k
+}
+
+/// The prefix of every score index record of `key`.
+pub fn score_prefix(group: u32, key: &[u8]) -> Vec<u8> {
+    element_prefix(group, TAG_SCORE, key)
+}
+
+/// The score index record of `member` with `score` in `key`.
+pub fn score_key(group: u32, key: &[u8], score: f64, member: &[u8]) -> Vec<u8> {
+    let mut k = score_prefix(group, key);
+    k.extend_from_slice(&encode_score(score));
+    k.extend_from_slice(member);
+    k
+}
+
+/// The smallest key after every key that starts with `prefix` (`None`
+/// only for an all-`0xFF` prefix, which no record prefix is).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if let Some(next) = last.checked_add(1) {
+            end.push(next);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// An `f64` as 8 bytes whose byte order is the numbers' order (`-0.0` is
+/// stored as `0.0`; NaN never reaches storage).
+pub fn encode_score(score: f64) -> [u8; 8] {
+    let score = if score == 0.0 { 0.0 } else { score };
+    let bits = score.to_bits();
+    let ordered = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    ordered.to_be_bytes()
+}
+
+/// The inverse of [`encode_score`].
+pub fn decode_score(bytes: [u8; 8]) -> f64 {
+    let ordered = u64::from_be_bytes(bytes);
+    let bits = if ordered >> 63 == 1 {
+        ordered & !(1 << 63)
+    } else {
+        !ordered
+    };
+    f64::from_bits(bits)
+}
+
 /// The expiry index key of `key` expiring at `expire_at_ms`.
 pub fn expiry_key(group: u32, expire_at_ms: u64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + 2 + 8 + 2 + key.len());
@@ -191,6 +274,38 @@ mod tests {
         let (_, end) = group_range(DATA_GROUP);
         assert!(b < end);
         assert!(parse_meta_key(DATA_GROUP, &a).is_none());
+    }
+
+    #[test]
+    fn element_prefixes_separate_keys_and_scores_sort_numerically() {
+        let a = subkey_prefix(DATA_GROUP, b"a");
+        let ab = subkey(DATA_GROUP, b"ab", b"");
+        let end = prefix_end(&a).unwrap();
+        assert!(
+            !(a <= ab && ab < end),
+            "key ab's elements are outside a's range"
+        );
+        assert!(subkey(DATA_GROUP, b"a", b"\xff\xff") < end);
+        let scores = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            f64::INFINITY,
+        ];
+        for pair in scores.windows(2) {
+            assert!(encode_score(pair[0]) <= encode_score(pair[1]), "{pair:?}");
+        }
+        for s in scores {
+            assert_eq!(
+                decode_score(encode_score(s)),
+                if s == 0.0 { 0.0 } else { s }
+            );
+        }
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use seshat_common::CLUSTER_SLOTS;
 
 use crate::keys::{self, MetaKey};
-use crate::record::Record;
+use crate::record::{Kind, Record};
 use crate::{KvError, RawKv};
 
 /// Raw records read per step of a scan.
@@ -78,11 +78,34 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         Ok(self.raw_record(&mk)?.filter(|r| !r.is_expired(now)))
     }
 
-    /// Writes `record` for `key`, stamped with this keyspace's `mod_index`,
-    /// keeping the expiry index and the key count in step.
-    pub fn put(&mut self, key: &[u8], mut record: Record) -> Result<(), KvError> {
+    /// Writes `record` for `key` as a new value: a composite value it
+    /// replaces loses its elements. Stamped with this keyspace's
+    /// `mod_index`; the expiry index and the counts follow.
+    pub fn put(&mut self, key: &[u8], record: Record) -> Result<(), KvError> {
         let mk = keys::meta_key(self.group, key);
-        let old_expiry = match self.raw_record(&mk)? {
+        let old = self.raw_record(&mk)?;
+        if old.as_ref().is_some_and(|o| o.kind != Kind::String) {
+            self.clear_elements(key)?;
+        }
+        self.write_meta(key, mk, old.as_ref(), record)
+    }
+
+    /// Writes new metadata for the live key `key` (a composite value's
+    /// size, say, or an expiry), keeping its elements.
+    pub fn update(&mut self, key: &[u8], record: Record) -> Result<(), KvError> {
+        let mk = keys::meta_key(self.group, key);
+        let old = self.raw_record(&mk)?;
+        self.write_meta(key, mk, old.as_ref(), record)
+    }
+
+    fn write_meta(
+        &mut self,
+        key: &[u8],
+        mk: Vec<u8>,
+        old: Option<&Record>,
+        mut record: Record,
+    ) -> Result<(), KvError> {
+        let old_expiry = match old {
             None => {
                 self.counts.keys = self.counts.keys.saturating_add(1);
                 0
@@ -118,9 +141,163 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
                 .delete(keys::expiry_key(self.group, old.expire_at_ms, key))?;
             self.counts.expiring = self.counts.expiring.saturating_sub(1);
         }
+        if old.kind != Kind::String {
+            self.clear_elements(key)?;
+        }
         self.kv.delete(mk)?;
         self.counts.keys = self.counts.keys.saturating_sub(1);
         Ok(!old.is_expired(self.now_ms))
+    }
+
+    /// Removes every element (sub-key and score record) of `key`: two
+    /// range deletes, whatever the size.
+    fn clear_elements(&mut self, key: &[u8]) -> Result<(), KvError> {
+        for prefix in [
+            keys::subkey_prefix(self.group, key),
+            keys::score_prefix(self.group, key),
+        ] {
+            let end = end_of(&prefix)?;
+            self.kv.delete_range(prefix, end)?;
+        }
+        Ok(())
+    }
+
+    /// The value of `key`'s element `field`.
+    pub fn element(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.kv.get(&keys::subkey(self.group, key, field))
+    }
+
+    /// Sets `key`'s element `field` (the caller keeps the size in the
+    /// metadata record).
+    pub fn put_element(&mut self, key: &[u8], field: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.kv
+            .put(keys::subkey(self.group, key, field), value.to_vec())
+    }
+
+    /// Removes `key`'s element `field`.
+    pub fn delete_element(&mut self, key: &[u8], field: &[u8]) -> Result<(), KvError> {
+        self.kv.delete(keys::subkey(self.group, key, field))
+    }
+
+    /// Up to `limit` of `key`'s elements with `from <= field < to` (`None`:
+    /// unbounded), as (field, value), ascending or (`rev`) descending.
+    pub fn elements(
+        &mut self,
+        key: &[u8],
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        limit: usize,
+        rev: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let prefix = keys::subkey_prefix(self.group, key);
+        self.range_below(&prefix, from, to, limit, rev)
+    }
+
+    /// Adds `member` with `score` to `key`'s score index.
+    pub fn put_score(&mut self, key: &[u8], score: f64, member: &[u8]) -> Result<(), KvError> {
+        self.kv
+            .put(keys::score_key(self.group, key, score, member), Vec::new())
+    }
+
+    /// Removes `member` with `score` from `key`'s score index.
+    pub fn delete_score(&mut self, key: &[u8], score: f64, member: &[u8]) -> Result<(), KvError> {
+        self.kv
+            .delete(keys::score_key(self.group, key, score, member))
+    }
+
+    /// Up to `limit` (score, member) pairs of `key`'s score index from
+    /// position `from` (inclusive) to `to` (exclusive), each a (score,
+    /// member) position (`None`: unbounded; a member of `b""` is the first
+    /// at that score), ascending or (`rev`) descending.
+    pub fn scores(
+        &mut self,
+        key: &[u8],
+        from: Option<(f64, &[u8])>,
+        to: Option<(f64, &[u8])>,
+        limit: usize,
+        rev: bool,
+    ) -> Result<Vec<(f64, Bytes)>, KvError> {
+        let prefix = keys::score_prefix(self.group, key);
+        let pos = |p: (f64, &[u8])| {
+            let mut v = keys::encode_score(p.0).to_vec();
+            v.extend_from_slice(p.1);
+            v
+        };
+        let (from, to) = (from.map(pos), to.map(pos));
+        let rows = self.range_below(&prefix, from.as_deref(), to.as_deref(), limit, rev)?;
+        rows.into_iter()
+            .map(|(rest, _)| {
+                let (score, member) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| KvError::Corrupt("short score index record".into()))?;
+                let _ = member;
+                Ok((keys::decode_score(*score), rest.slice(8..)))
+            })
+            .collect()
+    }
+
+    /// Copies every element (and score record) of `src` to `dst`, which
+    /// has none (it was just put as a new value).
+    pub fn copy_elements(&mut self, src: &[u8], dst: &[u8]) -> Result<(), KvError> {
+        for (src_prefix, dst_prefix) in [
+            (
+                keys::subkey_prefix(self.group, src),
+                keys::subkey_prefix(self.group, dst),
+            ),
+            (
+                keys::score_prefix(self.group, src),
+                keys::score_prefix(self.group, dst),
+            ),
+        ] {
+            let end = end_of(&src_prefix)?;
+            let mut from = src_prefix.clone();
+            loop {
+                let rows = self.kv.scan(&from, &end, SCAN_STEP_RECORDS)?;
+                let full = rows.len() == SCAN_STEP_RECORDS;
+                for (k, v) in &rows {
+                    let rest = k.get(src_prefix.len()..).unwrap_or_default();
+                    let mut to = dst_prefix.clone();
+                    to.extend_from_slice(rest);
+                    self.kv.put(to, v.to_vec())?;
+                }
+                match (full, rows.last()) {
+                    (true, Some((last, _))) => from = after(last),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows under `prefix` between the suffixes `from` (inclusive) and `to`
+    /// (exclusive), with the prefix stripped from the keys.
+    fn range_below(
+        &mut self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        limit: usize,
+        rev: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let bound = |suffix: &[u8]| {
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(suffix);
+            k
+        };
+        let start = from.map_or_else(|| prefix.to_vec(), bound);
+        let end = match to {
+            Some(t) => bound(t),
+            None => end_of(prefix)?,
+        };
+        let rows = if rev {
+            self.kv.scan_rev(&start, &end, limit)?
+        } else {
+            self.kv.scan(&start, &end, limit)?
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k.slice(prefix.len().min(k.len())..), v))
+            .collect())
     }
 
     /// Removes `key` if it has expired by now; true if it was removed.
@@ -288,6 +465,11 @@ impl MetaWalk {
     }
 }
 
+/// The end of the range of keys starting with `prefix`.
+fn end_of(prefix: &[u8]) -> Result<Vec<u8>, KvError> {
+    keys::prefix_end(prefix).ok_or_else(|| KvError::Corrupt("unbounded element prefix".into()))
+}
+
 /// The smallest key after `key`.
 fn after(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
@@ -377,6 +559,74 @@ mod tests {
             }
             prop_assert_eq!(seen, names);
         }
+    }
+
+    #[test]
+    fn composite_values_lose_their_elements_when_replaced_or_deleted() {
+        let mut kv = MemKv::default();
+        let mut s = ks(&mut kv, 0);
+        s.put(b"h", Record::composite(Kind::Hash, 2, 0, 0)).unwrap();
+        s.put_element(b"h", b"f1", b"v1").unwrap();
+        s.put_element(b"h", b"f2", b"v2").unwrap();
+        s.put(b"hh", Record::composite(Kind::Hash, 1, 0, 0))
+            .unwrap();
+        s.put_element(b"hh", b"f1", b"other").unwrap();
+        let all = s.elements(b"h", None, None, 10, false).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            s.elements(b"h", Some(b"f2"), None, 10, false)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            s.elements(b"h", None, None, 10, true).unwrap()[0].0,
+            Bytes::from_static(b"f2")
+        );
+        // Copy, then replace the original by a string: its elements go.
+        s.put(b"c", Record::composite(Kind::Hash, 2, 0, 0)).unwrap();
+        s.copy_elements(b"h", b"c").unwrap();
+        s.put(b"h", Record::string(Bytes::from_static(b"x")))
+            .unwrap();
+        assert_eq!(s.element(b"h", b"f1").unwrap(), None);
+        assert_eq!(
+            s.element(b"c", b"f1").unwrap(),
+            Some(Bytes::from_static(b"v1"))
+        );
+        assert_eq!(
+            s.element(b"hh", b"f1").unwrap(),
+            Some(Bytes::from_static(b"other"))
+        );
+        assert!(s.delete(b"c").unwrap());
+        assert!(s.delete(b"hh").unwrap());
+        assert!(s.delete(b"h").unwrap());
+        assert!(kv.map.is_empty(), "{:?}", kv.map);
+    }
+
+    #[test]
+    fn scores_come_back_in_numeric_order_both_ways() {
+        let mut kv = MemKv::default();
+        let mut s = ks(&mut kv, 0);
+        s.put(b"z", Record::composite(Kind::ZSet, 4, 0, 0)).unwrap();
+        for (score, m) in [(2.0, "b"), (-1.5, "a"), (2.0, "c"), (10.0, "d")] {
+            s.put_score(b"z", score, m.as_bytes()).unwrap();
+        }
+        let up: Vec<(f64, Bytes)> = s.scores(b"z", None, None, 10, false).unwrap();
+        let names: Vec<&[u8]> = up.iter().map(|(_, m)| m.as_ref()).collect();
+        assert_eq!(names, vec![&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(up[0].0, -1.5);
+        let mid = s
+            .scores(b"z", Some((2.0, b"")), Some((10.0, b"")), 10, true)
+            .unwrap();
+        assert_eq!(
+            mid,
+            vec![
+                (2.0, Bytes::from_static(b"c")),
+                (2.0, Bytes::from_static(b"b"))
+            ]
+        );
+        s.delete_score(b"z", 2.0, b"b").unwrap();
+        assert_eq!(s.scores(b"z", None, None, 10, false).unwrap().len(), 3);
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub trait RawKv {
         to: &[u8],
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, KvError>;
+    /// Up to `limit` pairs with `from <= key < to`, in descending order.
+    fn scan_rev(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError>;
 }
 
 /// An in-memory [`RawKv`].
@@ -90,6 +97,24 @@ impl RawKv for MemKv {
         Ok(self
             .map
             .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .take(limit)
+            .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
+            .collect())
+    }
+
+    fn scan_rev(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .map
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .rev()
             .take(limit)
             .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
             .collect())

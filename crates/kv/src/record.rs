@@ -80,6 +80,9 @@ pub struct Record {
     pub raw: bool,
 }
 
+/// Bytes of a composite record's payload: size, head, tail.
+pub const COMPOSITE_PAYLOAD_BYTES: usize = 24;
+
 /// The bit of the kind byte that marks a [`Record::raw`] string.
 const RAW_BIT: u8 = 0x80;
 
@@ -93,6 +96,48 @@ impl Record {
             mod_index: 0,
             payload,
             raw: false,
+        }
+    }
+
+    /// A composite record (hash, list, set, sorted set) of `size` elements;
+    /// a list also records the indexes of its first element and one past
+    /// its last (`head`, `tail`).
+    pub fn composite(kind: Kind, size: u64, head: u64, tail: u64) -> Record {
+        let mut payload = Vec::with_capacity(COMPOSITE_PAYLOAD_BYTES);
+        payload.extend_from_slice(&size.to_be_bytes());
+        payload.extend_from_slice(&head.to_be_bytes());
+        payload.extend_from_slice(&tail.to_be_bytes());
+        Record {
+            kind,
+            expire_at_ms: 0,
+            mod_index: 0,
+            payload: Bytes::from(payload),
+            raw: false,
+        }
+    }
+
+    /// A composite record's (size, head, tail); see [`Record::composite`].
+    pub fn composite_meta(&self) -> Result<(u64, u64, u64), KvError> {
+        let field = |i: usize| {
+            self.payload
+                .get(i * 8..i * 8 + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| KvError::Corrupt("short composite metadata".into()))
+        };
+        if self.kind == Kind::String {
+            return Err(KvError::Corrupt(
+                "a string has no composite metadata".into(),
+            ));
+        }
+        Ok((field(0)?, field(1)?, field(2)?))
+    }
+
+    /// The same record with new composite metadata, keeping its expiry.
+    pub fn with_composite_meta(&self, size: u64, head: u64, tail: u64) -> Record {
+        Record {
+            expire_at_ms: self.expire_at_ms,
+            ..Record::composite(self.kind, size, head, tail)
         }
     }
 

@@ -195,6 +195,25 @@ impl RawKv for ReadView<'_> {
             .map_err(kv_error)?;
         Ok(out)
     }
+
+    fn scan_rev(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let mut out = Vec::new();
+        if limit == 0 || from >= to {
+            return Ok(out);
+        }
+        self.view
+            .for_each_rev(Cf::DataKv, from, to, |k, v| {
+                out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
+                out.len() < limit
+            })
+            .map_err(kv_error)?;
+        Ok(out)
+    }
 }
 
 impl StateMachine {
@@ -327,6 +346,16 @@ impl<'a> ApplyBatch<'a> {
         }
     }
 
+    /// The start of a cleared range that covers the keys just below `end`
+    /// (so every key in `[start, end)` is cleared), if one does.
+    fn cleared_below(&self, end: &[u8]) -> Option<&[u8]> {
+        self.cleared
+            .iter()
+            .filter(|(s, e)| s.as_slice() < end && end <= e.as_slice())
+            .map(|(s, _)| s.as_slice())
+            .min()
+    }
+
     /// The end of a cleared range containing `key`, if one does.
     fn cleared_until(&self, key: &[u8]) -> Option<&[u8]> {
         self.cleared
@@ -365,6 +394,11 @@ impl RawKv for ApplyBatch<'_> {
     }
 
     fn delete_range(&mut self, from: Vec<u8>, to: Vec<u8>) -> Result<(), KvError> {
+        // An empty or inverted range deletes nothing (and must not reach
+        // the overlay's ordered range, which would panic).
+        if from >= to {
+            return Ok(());
+        }
         self.batch.delete_range(Cf::DataKv, &from, &to);
         let doomed: Vec<Vec<u8>> = self
             .overlay
@@ -425,6 +459,54 @@ impl RawKv for ApplyBatch<'_> {
             .take(limit);
         let mut merged: Vec<(Bytes, Bytes)> = stored.into_iter().chain(written).collect();
         merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.truncate(limit);
+        Ok(merged)
+    }
+
+    /// [`Self::scan`] in descending order: cleared ranges are jumped over
+    /// downwards.
+    fn scan_rev(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        if limit == 0 || from >= to {
+            return Ok(Vec::new());
+        }
+        let mut stored: Vec<(Bytes, Bytes)> = Vec::new();
+        let mut end = to.to_vec();
+        while stored.len() < limit && from < end.as_slice() {
+            if let Some(start) = self.cleared_below(&end) {
+                end = start.max(from).to_vec();
+                continue;
+            }
+            let chunk = self
+                .store
+                .scan_rev(Cf::DataKv, from, &end, limit)
+                .map_err(kv_error)?;
+            let full = chunk.len() == limit;
+            let mut lowest = None;
+            for (k, v) in chunk {
+                let hidden = self.overlay.contains_key(&k) || self.cleared_until(&k).is_some();
+                if !hidden && stored.len() < limit {
+                    stored.push((Bytes::from(k.clone()), Bytes::from(v)));
+                }
+                lowest = Some(k);
+            }
+            match (full, lowest) {
+                (true, Some(low)) => end = low,
+                _ => break,
+            }
+        }
+        let written = self
+            .overlay
+            .range(from.to_vec()..to.to_vec())
+            .rev()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (Bytes::from(k.clone()), v.clone())))
+            .take(limit);
+        let mut merged: Vec<(Bytes, Bytes)> = stored.into_iter().chain(written).collect();
+        merged.sort_by(|a, b| b.0.cmp(&a.0));
         merged.truncate(limit);
         Ok(merged)
     }
@@ -872,6 +954,69 @@ mod tests {
             prop_assert_eq!(contents(&full), model_contents);
             prop_assert_eq!(full_state, model_state);
             prop_assert_eq!(full_replies, model_replies);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum RawOp {
+        Put(u8, u8),
+        Delete(u8),
+        DeleteRange(u8, u8),
+    }
+
+    fn raw_op() -> impl Strategy<Value = RawOp> {
+        let k = 0u8..12;
+        prop_oneof![
+            4 => (k.clone(), any::<u8>()).prop_map(|(k, v)| RawOp::Put(k, v)),
+            2 => k.clone().prop_map(RawOp::Delete),
+            1 => (k.clone(), k).prop_map(|(a, b)| RawOp::DeleteRange(a, b)),
+        ]
+    }
+
+    fn run_raw(kv: &mut dyn RawKv, op: &RawOp) {
+        match *op {
+            RawOp::Put(k, v) => kv.put(vec![k], vec![v]).unwrap(),
+            RawOp::Delete(k) => kv.delete(vec![k]).unwrap(),
+            RawOp::DeleteRange(a, b) => kv.delete_range(vec![a], vec![b]).unwrap(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The apply overlay (this batch's writes, deletes and range
+        /// deletes over what RocksDB holds) reads, scans and scans in
+        /// reverse exactly like one in-memory map with every change.
+        #[test]
+        fn the_apply_overlay_reads_like_one_map(
+            stored in prop::collection::vec(raw_op(), 0..20),
+            pending in prop::collection::vec(raw_op(), 0..20),
+            from in 0u8..13, to in 0u8..13, limit in 1usize..6,
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = open(tmp.path());
+            let mut model = MemKv::default();
+            let mut base = ApplyBatch::new(&store);
+            for op in &stored {
+                run_raw(&mut base, op);
+                run_raw(&mut model, op);
+            }
+            store.write(base.batch, false).unwrap();
+            let mut overlay = ApplyBatch::new(&store);
+            for op in &pending {
+                run_raw(&mut overlay, op);
+                run_raw(&mut model, op);
+            }
+            for k in 0u8..12 {
+                prop_assert_eq!(overlay.get(&[k]).unwrap(), model.get(&[k]).unwrap());
+            }
+            prop_assert_eq!(
+                overlay.scan(&[from], &[to], limit).unwrap(),
+                model.scan(&[from], &[to], limit).unwrap()
+            );
+            prop_assert_eq!(
+                overlay.scan_rev(&[from], &[to], limit).unwrap(),
+                model.scan_rev(&[from], &[to], limit).unwrap()
+            );
         }
     }
 

@@ -352,6 +352,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Reads the entries of `cf` with keys in `[from, to)`, in descending
+    /// key order, stopping after `limit` entries.
+    pub fn scan_rev(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        let iter =
+            self.inner
+                .db
+                .iterator_cf_opt(self.cf(cf)?, bounded(from, to), IteratorMode::End);
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| StorageError::rocks("scan", e))?;
+            if k.as_ref() >= from && k.as_ref() < to {
+                out.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The last entry of `cf` (largest key), if any.
     pub fn last(&self, cf: Cf) -> Result<Option<KeyValue>, StorageError> {
         let mut iter = self.inner.db.iterator_cf(self.cf(cf)?, IteratorMode::End);
@@ -386,6 +412,14 @@ impl Store {
     }
 }
 
+/// Read options bounding an iterator to `[from, to)` in both directions.
+fn bounded(from: &[u8], to: &[u8]) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(from.to_vec());
+    opts.set_iterate_upper_bound(to.to_vec());
+    opts
+}
+
 fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
@@ -404,6 +438,30 @@ impl DbSnapshot<'_> {
         self.snap
             .get_cf(self.store.cf(cf)?, key)
             .map_err(|e| StorageError::rocks("read", e))
+    }
+
+    /// Visits the entries of `cf` in `[from, to)` in descending key order
+    /// as of the snapshot; `visit` returns `false` to stop early.
+    pub fn for_each_rev(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        let iter =
+            self.snap
+                .iterator_cf_opt(self.store.cf(cf)?, bounded(from, to), IteratorMode::End);
+        for item in iter {
+            let (k, v) = item.map_err(|e| StorageError::rocks("scan", e))?;
+            if k.as_ref() < from || k.as_ref() >= to {
+                continue;
+            }
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Visits the entries of `cf` in `[from, to)` in key order as of the
@@ -516,6 +574,33 @@ mod tests {
         assert!(store.sync_wal().is_err());
         // Reads still work, so the operator can inspect the node.
         assert_eq!(store.get(Cf::DataKv, b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn reverse_scans_respect_bounds_and_limit() {
+        let (_tmp, store) = open_temp();
+        let mut b = Batch::default();
+        for k in [b"a", b"b", b"c", b"d"] {
+            b.put(Cf::DataKv, k, b"v");
+        }
+        store.write(b, false).unwrap();
+        let keys = |rows: Vec<KeyValue>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.scan_rev(Cf::DataKv, b"b", b"d", 10).unwrap()),
+            vec![b"c".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            keys(store.scan_rev(Cf::DataKv, b"a", b"z", 1).unwrap()),
+            vec![b"d".to_vec()]
+        );
+        let view = store.snapshot();
+        let mut seen = Vec::new();
+        view.for_each_rev(Cf::DataKv, b"a", b"c", |k, _| {
+            seen.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b"b".to_vec(), b"a".to_vec()]);
     }
 
     #[test]

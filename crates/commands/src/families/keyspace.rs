@@ -110,20 +110,20 @@ fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, CmdErro
     if nx && ctx.db.get(dst)?.is_some() {
         return Ok(false);
     }
-    ensure_string(&record)?;
+    copy_value(ctx, src, dst, record)?;
     ctx.db.delete(src)?;
-    ctx.db.put(dst, record)?;
     Ok(true)
 }
 
-/// Composite values arrive with their sub-keys (a later change); until
-/// then only strings exist, and anything else is refused loudly rather
-/// than moved without its elements.
-fn ensure_string(record: &Record) -> Result<(), CmdError> {
-    match record.kind {
-        Kind::String => Ok(()),
-        _ => Err(err("ERR this command does not support this type yet")),
+/// Writes `record` (the value of `src`) as `dst`'s new value, with a
+/// composite value's elements.
+fn copy_value(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], record: Record) -> Result<(), CmdError> {
+    let composite = record.kind != Kind::String;
+    ctx.db.put(dst, record)?;
+    if composite {
+        ctx.db.copy_elements(src, dst)?;
     }
+    Ok(())
 }
 
 fn rename(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -161,8 +161,7 @@ fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if !replace && ctx.db.get(dst)?.is_some() {
         return Ok(Frame::Integer(0));
     }
-    ensure_string(&record)?;
-    ctx.db.put(dst, record)?;
+    copy_value(ctx, src, dst, record)?;
     Ok(Frame::Integer(1))
 }
 

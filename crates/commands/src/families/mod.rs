@@ -2,10 +2,14 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod hash;
 pub mod keyspace;
+pub mod list;
 pub mod server;
+pub mod set;
 pub mod string;
 pub mod txn;
+pub mod zset;
 
 use bytes::Bytes;
 use seshat_kv::{Kind, Record};

@@ -1,0 +1,6 @@
+//! Hashes.
+
+use crate::decl::Decl;
+
+/// The hashes commands.
+pub static COMMANDS: &[Decl] = &[];

@@ -1,0 +1,6 @@
+//! Lists.
+
+use crate::decl::Decl;
+
+/// The lists commands.
+pub static COMMANDS: &[Decl] = &[];

@@ -1,0 +1,6 @@
+//! Sets.
+
+use crate::decl::Decl;
+
+/// The sets commands.
+pub static COMMANDS: &[Decl] = &[];

@@ -1,0 +1,6 @@
+//! Sorted sets.
+
+use crate::decl::Decl;
+
+/// The sorted sets commands.
+pub static COMMANDS: &[Decl] = &[];
