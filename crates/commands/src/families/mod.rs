@@ -17,13 +17,23 @@ use seshat_kv::{Kind, Record};
 use crate::exec::Ctx;
 use crate::reply::{wrong_type, CmdError};
 
+/// The live record of `key` if it holds a `kind` value, `None` if absent;
+/// `-WRONGTYPE` for any other type.
+pub(crate) fn typed_record(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    kind: Kind,
+) -> Result<Option<Record>, CmdError> {
+    match ctx.db.get(key)? {
+        Some(r) if r.kind != kind => Err(wrong_type()),
+        other => Ok(other),
+    }
+}
+
 /// The live string record of `key`, `None` if absent; `-WRONGTYPE` for
 /// any other type.
 pub(crate) fn string_record(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Record>, CmdError> {
-    match ctx.db.get(key)? {
-        Some(r) if r.kind != Kind::String => Err(wrong_type()),
-        other => Ok(other),
-    }
+    typed_record(ctx, key, Kind::String)
 }
 
 /// The string value of `key`, `None` if absent; `-WRONGTYPE` otherwise.
