@@ -33,9 +33,12 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
 
-/// Most entries one `try_get_log_entries` call returns; openraft asks for
-/// bounded ranges already, this is a backstop.
-pub const MAX_ENTRIES_PER_READ: usize = 65_536;
+/// Most entries read from RocksDB in one scan; longer ranges are read in
+/// several. Also the most `limited_get_log_entries` returns (replication
+/// batches are bounded further by openraft's `max_payload_entries`), and
+/// the chunk `entries_stream` reads at a time, so applying a long run of
+/// entries holds at most this many in memory.
+pub const MAX_ENTRIES_PER_READ: usize = 4096;
 
 /// Most entries the in-memory cache keeps.
 pub const CACHE_MAX_ENTRIES: usize = 8192;
@@ -119,9 +122,7 @@ impl EntryCache {
             return None;
         }
         let skip = usize::try_from(from - first).ok()?;
-        let take = usize::try_from(to.saturating_sub(from))
-            .ok()?
-            .min(MAX_ENTRIES_PER_READ);
+        let take = usize::try_from(to.saturating_sub(from)).ok()?;
         Some(
             self.entries
                 .iter()
@@ -163,7 +164,53 @@ impl LogStore {
         })
     }
 
+    /// Every entry the log holds in `[from, to_exclusive)`, read in scans
+    /// of at most [`MAX_ENTRIES_PER_READ`]: missing entries are tolerated
+    /// only before the first (purged) and after the last (not appended);
+    /// a hole is an error. openraft requires the whole range.
     fn read_entries(&self, from: u64, to_exclusive: u64) -> io::Result<Vec<Entry>> {
+        let mut out: Vec<Entry> = Vec::new();
+        let mut next = from;
+        while next < to_exclusive {
+            let chunk = self.read_chunk(next, to_exclusive)?;
+            let full = chunk.len() == MAX_ENTRIES_PER_READ;
+            if let (Some(prev), Some(first)) = (out.last(), chunk.first()) {
+                if first.log_id.index != prev.log_id.index.saturating_add(1) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "log has a hole: expected index {}, found {}",
+                            prev.log_id.index.saturating_add(1),
+                            first.log_id.index
+                        ),
+                    ));
+                }
+            }
+            let Some(last) = chunk.last().map(|e| e.log_id.index) else {
+                break;
+            };
+            out.extend(chunk);
+            if !full {
+                break;
+            }
+            next = last.saturating_add(1);
+        }
+        Ok(out)
+    }
+
+    /// The entries of `[from, to)`, from the cache when it holds them all.
+    fn entries(&self, from: u64, to: u64) -> io::Result<Vec<Entry>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if let Some(entries) = self.cache().get(from, to) {
+            return Ok(entries);
+        }
+        self.read_entries(from, to)
+    }
+
+    /// One scan: at most [`MAX_ENTRIES_PER_READ`] entries from `from`.
+    fn read_chunk(&self, from: u64, to_exclusive: u64) -> io::Result<Vec<Entry>> {
         if from >= to_exclusive {
             return Ok(Vec::new());
         }
@@ -253,13 +300,64 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (from, to) = range_to_bounds(&range);
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        if let Some(entries) = self.cache().get(from, to) {
-            return Ok(entries);
-        }
-        self.read_entries(from, to)
+        self.entries(from, to)
+    }
+
+    /// At most [`MAX_ENTRIES_PER_READ`] entries from `start` (replication
+    /// asks for its batches this way).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let cap = u64::try_from(MAX_ENTRIES_PER_READ).unwrap_or(u64::MAX);
+        self.entries(start, end.min(start.saturating_add(cap)))
+    }
+
+    /// The range's entries as a stream read [`MAX_ENTRIES_PER_READ`] at a
+    /// time, so applying a long run of entries (after a restart, say)
+    /// never holds all of them in memory.
+    async fn entries_stream<RB>(
+        &mut self,
+        range: RB,
+    ) -> impl futures::Stream<Item = Result<Entry, io::Error>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        use futures::StreamExt;
+        let (from, to) = range_to_bounds(&range);
+        let reader = self.clone();
+        let cap = u64::try_from(MAX_ENTRIES_PER_READ).unwrap_or(u64::MAX);
+        // State: the next index, and whether an entry was read already (a
+        // later chunk must start exactly there: a gap is a hole).
+        futures::stream::unfold(Some((from, false)), move |state| {
+            let reader = reader.clone();
+            async move {
+                let (next, started) = state.filter(|(n, _)| *n < to)?;
+                let chunk_end = to.min(next.saturating_add(cap));
+                let entries = match reader.entries(next, chunk_end) {
+                    Err(e) => return Some((vec![Err(e)], None)),
+                    Ok(entries) => entries,
+                };
+                if let Some(first) = entries.first().filter(|_| started) {
+                    if first.log_id.index != next {
+                        let hole = io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "log has a hole: expected index {next}, found {}",
+                                first.log_id.index
+                            ),
+                        );
+                        return Some((vec![Err(hole)], None));
+                    }
+                }
+                // A chunk that ends early reached the end of the log.
+                let after = entries.last().map(|e| e.log_id.index.saturating_add(1));
+                let more = after.filter(|a| *a == chunk_end).map(|a| (a, true));
+                Some((entries.into_iter().map(Ok).collect::<Vec<_>>(), more))
+            }
+        })
+        .flat_map(futures::stream::iter)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -494,6 +592,67 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId { term, node_id: 1 }, index),
             payload: EntryPayload::Blank,
         }
+    }
+
+    /// Writes entries `indexes` straight into the log column family.
+    fn write_log(store: &Store, indexes: impl Iterator<Item = u64>) {
+        let mut batch = Batch::default();
+        for i in indexes {
+            batch.put(
+                Cf::DataRaftLog,
+                &log_key(i),
+                &codec::encode_entry(&entry(i, 1)),
+            );
+        }
+        store.write(batch, false).unwrap();
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Regression: `try_get_log_entries` stopped after 65,536 entries,
+    /// while openraft requires every entry of the range (a replica could
+    /// skip applying entries).
+    #[test]
+    fn long_ranges_come_back_whole_and_streamed_in_bounded_chunks() {
+        use futures::StreamExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), &seshat_storage::StoreOptions::default()).unwrap();
+        // More than the old cap (65,536) and than two scans.
+        let n = (MAX_ENTRIES_PER_READ * 2 + 17).max(65_536 + 100) as u64;
+        write_log(&store, 5..5 + n);
+        let mut log = LogStore::new(store.clone()).unwrap();
+        let all = block_on(log.try_get_log_entries(0..u64::MAX)).unwrap();
+        assert_eq!(all.len() as u64, n);
+        assert!(all
+            .windows(2)
+            .all(|w| w[1].log_id.index == w[0].log_id.index + 1));
+        let streamed: Vec<Entry> = block_on(async {
+            log.entries_stream(5..5 + n)
+                .await
+                .map(|e| e.unwrap())
+                .collect()
+                .await
+        });
+        assert_eq!(streamed, all);
+        let limited = block_on(log.limited_get_log_entries(5, 5 + n)).unwrap();
+        assert_eq!(limited.len(), MAX_ENTRIES_PER_READ);
+        // A hole after the first chunk is an error, never a short read.
+        let hole = 5 + MAX_ENTRIES_PER_READ as u64 + 3;
+        let mut b = Batch::default();
+        b.delete(Cf::DataRaftLog, &log_key(hole));
+        store.write(b, false).unwrap();
+        assert!(block_on(log.try_get_log_entries(0..u64::MAX)).is_err());
+        let results: Vec<Result<Entry, io::Error>> =
+            block_on(async { log.entries_stream(5..5 + n).await.collect().await });
+        assert!(
+            results.iter().any(|r| r.is_err()),
+            "the stream reports the hole"
+        );
     }
 
     #[derive(Debug, Clone)]
