@@ -647,6 +647,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        // A build writes the new file and removes the old ones under this
+        // lock: listing then opening without it could open a file a build
+        // just removed, and the error would stop the Raft core.
+        let _files = self.snapshot_files.clone().lock_owned().await;
         let Some(path) = snapshot::newest_snapshot(&self.snapshot_dir)? else {
             return Ok(None);
         };
@@ -1018,6 +1022,48 @@ mod tests {
                 model.scan_rev(&[from], &[to], limit).unwrap()
             );
         }
+    }
+
+    /// Regression (issue 18 item 2): listing the newest snapshot while a
+    /// build replaced it could open a file the build had just removed, and
+    /// that error stopped the Raft core. A build holds the snapshot-files
+    /// lock while it writes the new file and removes the old ones; the
+    /// listing must wait for it.
+    #[test]
+    fn current_snapshot_waits_for_a_build_in_progress() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StorageConfig::new(tmp.path().to_path_buf());
+        let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+        apply_direct(
+            &store,
+            &[argv(&["SET", "k", "v"])],
+            &mut GroupState::default(),
+        );
+        let mut sm = StateMachine::open(store, &config).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            // A build in progress holds the lock.
+            let build_in_progress = sm.snapshot_files.clone().lock_owned().await;
+            let listing = sm.get_current_snapshot();
+            tokio::pin!(listing);
+            for _ in 0..10 {
+                tokio::select! {
+                    biased;
+                    _ = &mut listing => panic!("listed snapshots while a build was replacing them"),
+                    _ = tokio::task::yield_now() => {}
+                }
+            }
+            drop(build_in_progress);
+            assert!(listing.await.unwrap().is_some());
+        });
     }
 
     #[test]
