@@ -45,7 +45,9 @@ for f in "${files[@]}"; do
   done
   skip=()
   [ -f "$here/redis-compat/skip-$name.txt" ] && skip=(--skipfile "$here/redis-compat/skip-$name.txt")
-  (cd "$redis_dir" && ./runtest --host 127.0.0.1 --port "$port" --singledb --single "$f" \
+  # The harness listens on its own base port: derive it from PORT so
+  # several runs can go side by side.
+  (cd "$redis_dir" && ./runtest --host 127.0.0.1 --port "$port" --baseport "$((port + 5000))" --singledb --single "$f" \
     --tags -needs:debug --tags -needs:repl --tags -needs:config-maxmemory "${skip[@]}" 2>&1) |
     sed 's/\x1b\[[0-9;]*m//g' >"$work/$name.log" || true
   stop

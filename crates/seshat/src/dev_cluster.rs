@@ -1,6 +1,9 @@
 //! `seshat dev-cluster`: N local nodes for development, each a child
 //! process of this one, with data, pid and log under `DIR/node-i/`.
-//! Ctrl-C (or SIGTERM) stops them all gracefully.
+//! Ctrl-C (or SIGTERM) stops them all gracefully. When one node exits (a
+//! crash, or `kill` while trying failover) the others keep serving; the
+//! launcher says which node stopped, and SIGUSR1 restarts every stopped
+//! node with its data.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -47,6 +50,11 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let launcher = Launcher {
+        exe,
+        members,
+        pid: std::process::id(),
+    };
     println!(
         "seshat dev-cluster: {} nodes, files under {}",
         args.nodes,
@@ -64,8 +72,18 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
                 .display()
         );
     }
-    println!("Ctrl-C stops every node.");
-    wait(&mut children)
+    println!(
+        "Ctrl-C stops every node; if one stops, `kill -USR1 {}` restarts it.",
+        launcher.pid
+    );
+    wait(args, &launcher, &mut children)
+}
+
+/// What restarting a node needs.
+struct Launcher {
+    exe: std::path::PathBuf,
+    members: String,
+    pid: u32,
 }
 
 fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyhow::Result<Child> {
@@ -110,35 +128,72 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
     Ok(child)
 }
 
-fn wait(children: &mut Vec<(u16, Child)>) -> anyhow::Result<()> {
+/// Watches the nodes until SIGINT/SIGTERM: a node that exits is reported
+/// once and left stopped (the others keep serving); SIGUSR1 restarts the
+/// stopped ones.
+fn wait(
+    args: &DevClusterArgs,
+    launcher: &Launcher,
+    children: &mut Vec<(u16, Child)>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let stop = runtime.block_on(async {
+    let mut stopped: Vec<u16> = Vec::new();
+    runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                _ = term.recv() => return Ok::<_, std::io::Error>(None),
-                _ = int.recv() => return Ok(None),
-                _ = tick.tick() => {
-                    for (i, child) in children.iter_mut() {
-                        if let Ok(Some(status)) = child.try_wait() {
-                            return Ok(Some((*i, status)));
-                        }
-                    }
-                }
+                _ = term.recv() => return Ok::<_, anyhow::Error>(()),
+                _ = int.recv() => return Ok(()),
+                _ = usr1.recv() => restart_stopped(args, launcher, children, &mut stopped),
+                _ = tick.tick() => reap(children, &mut stopped, launcher.pid),
             }
         }
     })?;
-    if let Some((i, status)) = stop {
-        eprintln!("node {i} exited ({status}); stopping the others");
-    }
     stop_all(children);
     Ok(())
+}
+
+/// Reports nodes that exited since the last look and forgets their process.
+fn reap(children: &mut Vec<(u16, Child)>, stopped: &mut Vec<u16>, launcher_pid: u32) {
+    children.retain_mut(|(i, child)| match child.try_wait() {
+        Ok(Some(status)) => {
+            eprintln!(
+                "node {i} exited ({status}); the other nodes keep serving. \
+                 `kill -USR1 {launcher_pid}` restarts it (its log is node-{i}/seshat.log)"
+            );
+            stopped.push(*i);
+            false
+        }
+        _ => true,
+    });
+}
+
+/// Starts every stopped node again on its ports and data.
+fn restart_stopped(
+    args: &DevClusterArgs,
+    launcher: &Launcher,
+    children: &mut Vec<(u16, Child)>,
+    stopped: &mut Vec<u16>,
+) {
+    for i in std::mem::take(stopped) {
+        match spawn_node(&launcher.exe, args, i, &launcher.members) {
+            Ok(child) => {
+                println!("node {i} restarted (pid {})", child.id());
+                children.push((i, child));
+            }
+            Err(e) => {
+                eprintln!("node {i} could not be restarted: {e:#}");
+                stopped.push(i);
+            }
+        }
+    }
 }
 
 fn stop_all(children: &mut Vec<(u16, Child)>) {

@@ -93,6 +93,26 @@ async fn bind(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListe
         .with_context(|| format!("cannot listen on {name} {addr}"))
 }
 
+/// Longest a one-node cluster waits to lead before serving clients anyway.
+const LONE_VOTER_LEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A one-node cluster elects itself within an election timeout of starting;
+/// until then every write would get `CLUSTERDOWN`. Clients are served once
+/// it leads (connections made meanwhile wait in the listen backlog), so a
+/// script that waits for `PONG` can write at once. Multi-node clusters
+/// serve at once: a follower's `MOVED` is useful.
+async fn wait_until_a_lone_voter_leads(node: &Node) {
+    let members = &node.settings.initial_members;
+    let alone = members.len() <= 1 && members.keys().all(|id| *id == node.settings.node_id);
+    if !alone {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LONE_VOTER_LEAD_WAIT;
+    while !node.raft.is_leader() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Bind first: a busy port fails fast, before storage is opened.
     let client_listener = bind("client-addr", settings.client_addr).await?;
@@ -133,6 +153,7 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
             })
             .into_future(),
     );
+    wait_until_a_lone_voter_leads(&node).await;
     let client_server = tokio::spawn(server::serve(client_listener, shared, stop_rx));
     tracing::info!(
         node_id = settings.node_id,

@@ -101,6 +101,8 @@ pub struct Node {
     read_waiters: mpsc::Sender<ReadWaiter>,
     /// Why the Raft core stopped, once it has (set by [`watch_core`]).
     core_stop: watch::Receiver<Option<String>>,
+    /// Set by [`Node::shutdown`]: the core is then stopped on purpose.
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Bytes of log payload one replication message may carry, well under
@@ -467,7 +469,12 @@ impl Node {
             settings.request_timeout,
         ));
         let (core_stopped, core_stop) = watch::channel(None);
-        tokio::spawn(watch_core(raft.clone(), core_stopped));
+        let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(watch_core(
+            raft.clone(),
+            core_stopped,
+            shutting_down.clone(),
+        ));
         let node = Arc::new(Node {
             raft,
             store,
@@ -477,6 +484,7 @@ impl Node {
             proposals,
             read_waiters,
             core_stop,
+            shutting_down,
         });
         node.initialize_if_new().await?;
         tokio::spawn(log_role_changes(node.raft.clone()));
@@ -831,6 +839,8 @@ impl Node {
 
     /// Stops Raft; the log and state are already durable.
     pub async fn shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown reported an error");
         }
@@ -865,9 +875,19 @@ pub fn millis_since_quorum_ack(m: &openraft::RaftMetrics<TypeConfig>) -> Option<
 /// when it ends, so the end of the server-metrics channel (which changes
 /// only with role or leader, so this task rarely wakes) is the signal; any
 /// call into the core then returns why it stopped.
-async fn watch_core(raft: Raft, stopped: watch::Sender<Option<String>>) {
+async fn watch_core(
+    raft: Raft,
+    stopped: watch::Sender<Option<String>>,
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut server = raft.server_metrics();
     while server.changed().await.is_ok() {}
+    // A shutdown stops the core on purpose: asking it why would only log
+    // an error on every clean stop.
+    if shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+        let _ = stopped.send(Some("raft stopped: the node is shutting down".into()));
+        return;
+    }
     let reason = match raft.with_raft_state(|_| ()).await {
         Err(fatal) => format!("raft stopped: {fatal}"),
         // Cannot happen: the core answered after its channels closed.

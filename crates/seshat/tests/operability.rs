@@ -244,3 +244,91 @@ fn issue_18_stopped_raft_core_fails_health_and_exits() {
     let log = server.log();
     assert!(log.contains("exiting so that it is restarted"), "{log}");
 }
+
+/// Three consecutive free ports (a dev-cluster base), taken from the
+/// test port allocator so no other port it hands out overlaps them.
+fn free_port_run() -> u16 {
+    loop {
+        let (a, b, c) = (
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+        );
+        if b == a + 1 && c == a + 2 {
+            return a;
+        }
+    }
+}
+
+fn answers_ping(port: u16) -> bool {
+    common::raw_roundtrip(port, b"PING\r\n").is_ok_and(|r| r == b"+PONG\r\n")
+}
+
+/// Regression (issue 18 item 9): `seshat dev-cluster` stopped every node
+/// when one died, so trying failover by killing the leader lost the whole
+/// cluster. Now the others keep serving, the launcher says which node
+/// stopped, and SIGUSR1 restarts it.
+#[test]
+fn dev_cluster_keeps_serving_when_a_node_dies_and_restarts_it_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (client, raft, http) = (free_port_run(), free_port_run(), free_port_run());
+    let out = std::fs::File::create(tmp.path().join("launcher.out")).unwrap();
+    let err = std::fs::File::create(tmp.path().join("launcher.err")).unwrap();
+    let mut launcher = std::process::Command::new(env!("CARGO_BIN_EXE_seshat"))
+        .arg("dev-cluster")
+        .args(["--nodes", "3", "--dir"])
+        .arg(tmp.path().join("cluster"))
+        .args(["--client-port-base", &client.to_string()])
+        .args(["--raft-port-base", &raft.to_string()])
+        .args(["--http-port-base", &http.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let ports: Vec<u16> = (0..3).map(|i| client + i).collect();
+    wait_until("every node answers PING", Duration::from_secs(60), || {
+        ports.iter().all(|p| answers_ping(*p))
+    });
+    let pid_of = |i: u16| -> u32 {
+        let text =
+            std::fs::read_to_string(tmp.path().join(format!("cluster/node-{i}/pid"))).unwrap();
+        text.trim().parse().unwrap()
+    };
+    let old_pid = pid_of(1);
+    common::signal(old_pid, "KILL");
+    let err_log = || std::fs::read_to_string(tmp.path().join("launcher.err")).unwrap_or_default();
+    wait_until(
+        "the launcher reports node 1",
+        Duration::from_secs(20),
+        || err_log().contains("node 1 exited"),
+    );
+    assert!(
+        launcher.try_wait().unwrap().is_none(),
+        "the launcher keeps running"
+    );
+    // The two others elect a leader and take writes.
+    wait_until(
+        "a write on the surviving nodes",
+        Duration::from_secs(30),
+        || {
+            ports[1..].iter().any(|p| {
+                common::raw_roundtrip(*p, b"SET after-kill 1\r\n").is_ok_and(|r| r == b"+OK\r\n")
+            })
+        },
+    );
+    common::signal(launcher.id(), "USR1");
+    wait_until("node 1 restarted", Duration::from_secs(60), || {
+        answers_ping(ports[0]) && pid_of(1) != old_pid
+    });
+    common::signal(launcher.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while launcher.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the launcher ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        ports.iter().all(|p| !answers_ping(*p)),
+        "every node stopped"
+    );
+}

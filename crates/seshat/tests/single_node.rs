@@ -570,3 +570,40 @@ fn redis_benchmark_completes_without_errors() {
         .unwrap();
     assert_eq!(counter, 20_000);
 }
+
+/// Regression (issue 18 item 9): a node started alone answered PONG before
+/// it had elected itself, so a script that waited for PONG and then wrote
+/// got CLUSTERDOWN (on a restart the election waits a timeout).
+#[test]
+fn a_lone_node_answers_pong_only_once_it_takes_writes() {
+    for round in 0..6 {
+        // Even rounds: a first start; odd rounds: a restart of it.
+        let mut server = Server::spawn_with(&[]);
+        if round % 2 == 1 {
+            server.wait_ready();
+            server.terminate();
+            server.respawn();
+        }
+        // Like a start-up script: PING until PONG, then write at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut conn = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no PONG:\n{}",
+                server.log()
+            );
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", server.port)) else {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                continue;
+            };
+            s.write_all(b"PING\r\n").unwrap();
+            if common::read_exact_timeout(&mut s, 7) == b"+PONG\r\n" {
+                break s;
+            }
+        };
+        conn.write_all(format!("SET round {round}\r\n").as_bytes())
+            .unwrap();
+        let reply = common::read_exact_timeout(&mut conn, 5);
+        assert_eq!(String::from_utf8_lossy(&reply), "+OK\r\n", "round {round}");
+    }
+}

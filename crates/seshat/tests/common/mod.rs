@@ -57,6 +57,14 @@ impl Server {
 
     /// Starts a one-node server with extra flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        let mut s = Self::spawn_with(extra);
+        s.wait_ready();
+        s
+    }
+
+    /// Spawns a one-node server in a fresh directory without waiting for
+    /// it to answer.
+    pub fn spawn_with(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let mut s = Server {
@@ -71,7 +79,6 @@ impl Server {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         s.spawn();
-        s.wait_ready();
         s
     }
 
@@ -202,6 +209,12 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Starts the process again without waiting for it to answer.
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn();
     }
 
     /// Starts the process again on the same ports and data directory.
