@@ -425,6 +425,19 @@ fn a_list_keeps_its_expiry_and_an_expired_one_is_replaced_whole() {
     r.assert_exact("m");
 }
 
+/// Regression: `EXPIRE`/`PERSIST` rewrote the metadata with `put`, which
+/// drops a composite value's elements (found by the snapshot test).
+#[test]
+fn expire_and_persist_keep_a_lists_elements() {
+    let mut r = Replica::new();
+    r.run(&["RPUSH", "l", "a", "b"]);
+    assert_eq!(r.run(&["EXPIRE", "l", "100"]), Frame::Integer(1));
+    assert_eq!(r.run(&["LRANGE", "l", "0", "-1"]), bulks(&["a", "b"]));
+    assert_eq!(r.run(&["PERSIST", "l"]), Frame::Integer(1));
+    assert_eq!(r.run(&["LRANGE", "l", "0", "-1"]), bulks(&["a", "b"]));
+    r.assert_exact("l");
+}
+
 #[test]
 fn watch_sees_every_change_and_no_other() {
     use seshat_kv::Watch;
@@ -569,6 +582,8 @@ enum Value {
 #[derive(Default)]
 struct Model {
     keys: BTreeMap<String, Value>,
+    /// Keys with an expiry (far in the future: they never expire here).
+    expiring: std::collections::BTreeSet<String>,
 }
 
 fn norm(i: i64, len: usize) -> i64 {
@@ -592,6 +607,7 @@ impl Model {
     fn store(&mut self, key: &str, list: VecDeque<String>) {
         if list.is_empty() {
             self.keys.remove(key);
+            self.expiring.remove(key);
         } else {
             self.keys.insert(key.to_string(), Value::List(list));
         }
@@ -783,7 +799,18 @@ impl Model {
                 }
                 Ok(Frame::NullArray)
             }
-            "DEL" => Ok(Frame::Integer(self.keys.remove(key).is_some() as i64)),
+            "DEL" => {
+                self.expiring.remove(key);
+                Ok(Frame::Integer(self.keys.remove(key).is_some() as i64))
+            }
+            "PEXPIRE" => {
+                let exists = self.keys.contains_key(key);
+                if exists {
+                    self.expiring.insert(key.to_string());
+                }
+                Ok(Frame::Integer(exists as i64))
+            }
+            "PERSIST" => Ok(Frame::Integer(self.expiring.remove(key) as i64)),
             "SET" => {
                 self.keys.insert(key.to_string(), Value::Str);
                 Ok(Frame::ok())
@@ -818,7 +845,9 @@ fn arb_command() -> impl Strategy<Value = Vec<String>> {
             .prop_map(move |(a, b, f, t)| vec![s("LMOVE"), s(a), s(b), s(f), s(t)]),
         1 => (key.clone(), key.clone(), end, 1u8..4)
             .prop_map(move |(a, b, w, n)| vec![s("LMPOP"), s("2"), s(a), s(b), s(w), s("COUNT"), n.to_string()]),
-        1 => key.prop_filter("lists only", |k| *k != "s").prop_map(move |k| vec![s("DEL"), s(k)]),
+        1 => key.clone().prop_filter("lists only", |k| *k != "s").prop_map(move |k| vec![s("DEL"), s(k)]),
+        1 => (prop::sample::select(vec!["PEXPIRE", "PERSIST"]), key.prop_filter("lists only", |k| *k != "s"))
+            .prop_map(move |(c, k)| if c == "PEXPIRE" { vec![s(c), s(k), s("1000000")] } else { vec![s(c), s(k)] }),
     ]
 }
 
