@@ -26,9 +26,10 @@
 //!
 //! # Replies
 //!
-//! A reply holds at most [`MAX_REPLY_ELEMENTS`] elements; a command that
-//! would return more (`LRANGE`, a pop with a count, `LPOS … COUNT 0`)
-//! answers an error instead of building an unbounded buffer.
+//! A reply holds at most [`MAX_REPLY_ELEMENTS`] elements and
+//! [`MAX_REPLY_BYTES`] of them; a command that would return more
+//! (`LRANGE`, a pop with a count, `LPOS … COUNT 0`) answers an error
+//! instead of building an unbounded buffer (a pop changes nothing then).
 //!
 //! The blocking variants (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`,
 //! `BLMPOP`) are not implemented.
@@ -47,6 +48,8 @@ use crate::reply::{err, wrong_arity, CmdError, CmdResult, NO_SUCH_KEY, SYNTAX};
 
 /// Most elements one reply may hold.
 pub const MAX_REPLY_ELEMENTS: usize = 1 << 20;
+/// Most bytes of elements one reply may hold.
+pub const MAX_REPLY_BYTES: usize = 256 << 20;
 /// Most elements one `LINSERT` or `LREM` may read at apply: its search for
 /// the pivot or the matches, plus the elements it moves.
 pub const MAX_EDIT_ELEMENTS: usize = 1 << 17;
@@ -54,8 +57,9 @@ pub const MAX_EDIT_ELEMENTS: usize = 1 << 17;
 pub const MAX_EDIT_BYTES: usize = 64 << 20;
 /// The position of a new list's first element: the middle of the space.
 pub const START_POSITION: u64 = 1 << 63;
-/// Elements read from storage per step of a walk along a list.
-const SCAN_STEP_ELEMENTS: usize = 1024;
+/// Elements read from storage per step of a walk along a list (at most
+/// this many values are held at once by a walk).
+const SCAN_STEP_ELEMENTS: usize = 128;
 /// Up to this many elements removed at once are deleted one by one; more
 /// take one range delete (many small range tombstones slow RocksDB reads).
 const POINT_DELETES_MAX: u64 = 128;
@@ -151,6 +155,12 @@ fn check_reply_len(n: u64) -> Result<(), CmdError> {
     Err(err(format!(
         "ERR reply would hold {n} elements, more than the {MAX_REPLY_ELEMENTS} Seshat returns at once; ask for fewer"
     )))
+}
+
+fn reply_too_large(max_bytes: usize) -> CmdError {
+    err(format!(
+        "ERR reply would hold more than {max_bytes} bytes, more than Seshat returns at once; ask for fewer elements"
+    ))
 }
 
 /// A list as one command sees and changes it.
@@ -305,7 +315,7 @@ impl<'k> List<'k> {
     }
 
     /// The elements at indexes `[from, to)` (inside the list), from the
-    /// tail end when `rev`. The caller bounds `to - from`.
+    /// tail end when `rev`, in one read: the caller bounds `to - from`.
     fn read(
         &self,
         ctx: &mut Ctx<'_>,
@@ -323,6 +333,29 @@ impl<'k> List<'k> {
             )));
         }
         Ok(rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The elements at indexes `[from, to)` for a reply, from the tail end
+    /// when `rev`: `-ERR` past [`MAX_REPLY_ELEMENTS`] elements or
+    /// `max_bytes` bytes.
+    fn read_reply(
+        &self,
+        ctx: &mut Ctx<'_>,
+        from: u64,
+        to: u64,
+        rev: bool,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, CmdError> {
+        check_reply_len(to - from)?;
+        let (mut out, mut budget) = (Vec::new(), max_bytes);
+        self.walk(ctx, from, to, rev, |_, value| {
+            budget = budget
+                .checked_sub(value.len())
+                .ok_or_else(|| reply_too_large(max_bytes))?;
+            out.push(value);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
     }
 
     /// Calls `visit(index, element)` for the elements at indexes `[from,
@@ -371,14 +404,12 @@ impl<'k> List<'k> {
     /// Removes up to `count` elements at `end` and returns them in the
     /// order they were popped.
     fn pop(&mut self, ctx: &mut Ctx<'_>, end: End, count: u64) -> Result<Vec<Bytes>, CmdError> {
-        let n = count.min(self.len());
-        check_reply_len(n)?;
-        let len = self.len();
+        let (n, len) = (count.min(self.len()), self.len());
         let (from, to) = match end {
             End::Head => (0, n),
             End::Tail => (len - n, len),
         };
-        let values = self.read(ctx, from, to, end == End::Tail)?;
+        let values = self.read_reply(ctx, from, to, end == End::Tail, MAX_REPLY_BYTES)?;
         self.remove_end(ctx, end, n)?;
         Ok(values)
     }
@@ -647,8 +678,13 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(Frame::Array(Vec::new()));
     };
     let (from, to) = list.range(start, stop);
-    check_reply_len(to - from)?;
-    Ok(bulks(list.read(ctx, from, to, false)?))
+    Ok(bulks(list.read_reply(
+        ctx,
+        from,
+        to,
+        false,
+        MAX_REPLY_BYTES,
+    )?))
 }
 
 /// `LPOS key element [RANK r] [COUNT n] [MAXLEN m]`.

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use proptest::prelude::*;
 use seshat_kv::keys::{self, DATA_GROUP};
-use seshat_kv::{Counts, Keyspace, Kind, MemKv, Record, Write, WriteBatch};
+use seshat_kv::{Counts, EntryRng, Keyspace, Kind, MemKv, RawKv, Record, Write, WriteBatch};
 use seshat_protocol_resp::Frame;
 
-use super::{Budget, MAX_EDIT_ELEMENTS, MAX_REPLY_ELEMENTS, START_POSITION};
-use crate::{apply_batch, prepare_write, resolve, GroupState};
+use super::{Budget, List, MAX_EDIT_ELEMENTS, MAX_REPLY_ELEMENTS, START_POSITION};
+use crate::{apply_batch, prepare_write, resolve, Ctx, GroupState};
 
 fn argv(args: &[&str]) -> Vec<Bytes> {
     args.iter()
@@ -517,6 +517,22 @@ fn large_replies_and_large_edits_are_refused_before_any_change() {
     assert_eq!(r.run(&["LTRIM", "e", "5", "9"]), Frame::ok());
     assert_eq!(r.run(&["LRANGE", "e", "0", "0"]), bulks(&["5"]));
     r.assert_exact("e");
+}
+
+#[test]
+fn a_reply_is_bounded_in_bytes_too() {
+    let mut r = Replica::new();
+    r.run(&["RPUSH", "l", "aaaa", "bbbb", "cccc"]);
+    let counts = r.state.counts;
+    let mut ctx = Ctx {
+        db: Keyspace::new(&mut r.kv as &mut dyn RawKv, DATA_GROUP, 1_000, 0, counts),
+        rng: EntryRng::new(0, 0),
+    };
+    let list = List::load(&mut ctx, b"l").unwrap().unwrap();
+    let all = list.read_reply(&mut ctx, 0, 3, true, 12).unwrap();
+    assert_eq!(all, ["cccc", "bbbb", "aaaa"]);
+    let e = list.read_reply(&mut ctx, 0, 3, false, 11).unwrap_err();
+    assert!(e.to_string().contains("more than 11 bytes"), "{e}");
 }
 
 #[test]
