@@ -852,6 +852,7 @@ fn lrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             }
         }
     } else {
+        // Every element matched: nothing to move, the key goes.
         list.remove_end(ctx, End::Tail, r)?;
     }
     list.save(ctx)?;
