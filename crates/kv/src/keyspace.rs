@@ -179,6 +179,15 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         self.kv.delete(keys::subkey(self.group, key, field))
     }
 
+    /// Removes `key`'s elements with `from <= field < to`: one range
+    /// delete, whatever their number (the caller keeps the size).
+    pub fn delete_elements(&mut self, key: &[u8], from: &[u8], to: &[u8]) -> Result<(), KvError> {
+        self.kv.delete_range(
+            keys::subkey(self.group, key, from),
+            keys::subkey(self.group, key, to),
+        )
+    }
+
     /// Up to `limit` of `key`'s elements with `from <= field < to` (`None`:
     /// unbounded), as (field, value), ascending or (`rev`) descending.
     pub fn elements(

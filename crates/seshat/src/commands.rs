@@ -232,7 +232,27 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
         ),
         ("timeout", "0".into()),
     ]
+    .into_iter()
+    .chain(ENCODING_KNOBS.iter().map(|(n, v, _)| (*n, v.to_string())))
+    .collect()
 }
+
+/// Redis's encoding knobs of data types, with Redis's default and valid
+/// range. Seshat has one storage layout per type, so `CONFIG SET` accepts
+/// any valid value for them and ignores it (test suites set them).
+const ENCODING_KNOBS: &[(&str, &str, std::ops::RangeInclusive<i64>)] = &[
+    (
+        "list-max-listpack-size",
+        "-2",
+        i32::MIN as i64..=i32::MAX as i64,
+    ),
+    (
+        "list-max-ziplist-size",
+        "-2",
+        i32::MIN as i64..=i32::MAX as i64,
+    ),
+    ("list-compress-depth", "0", 0..=i32::MAX as i64),
+];
 
 fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
     let mut pairs = Vec::new();
@@ -259,6 +279,21 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
         let [name, value] = pair else {
             return Frame::error("ERR syntax error");
         };
+        let knob = ENCODING_KNOBS
+            .iter()
+            .find(|(n, ..)| name.eq_ignore_ascii_case(n.as_bytes()));
+        if let Some((n, _, range)) = knob {
+            match resp::parse_i64(value) {
+                Some(v) if range.contains(&v) => continue,
+                _ => {
+                    return Frame::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{n}') - argument must be an integer between {} and {} inclusive",
+                        range.start(),
+                        range.end()
+                    ))
+                }
+            }
+        }
         let current = table
             .iter()
             .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
