@@ -232,7 +232,25 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
         ),
         ("timeout", "0".into()),
     ]
+    .into_iter()
+    .chain(
+        ENCODING_KNOBS
+            .iter()
+            .map(|(name, default)| (*name, default.to_string())),
+    )
+    .collect()
 }
+
+/// Redis's thresholds for its compact encodings, with their defaults.
+/// Seshat has one encoding per type, so `CONFIG SET` accepts any value
+/// for these and ignores it (Redis's own test suite sets them).
+const ENCODING_KNOBS: &[(&str, &str)] = &[
+    ("hash-max-listpack-entries", "128"),
+    ("hash-max-listpack-value", "64"),
+    ("hash-max-ziplist-entries", "128"),
+    ("hash-max-ziplist-value", "64"),
+    ("set-max-intset-entries", "512"),
+];
 
 fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
     let mut pairs = Vec::new();
@@ -262,7 +280,11 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
         let current = table
             .iter()
             .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
+        let knob = ENCODING_KNOBS
+            .iter()
+            .any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
         match current {
+            Some(_) if knob => {}
             Some((_, v)) if v.as_bytes() == value.as_ref() => {}
             Some((n, _)) => {
                 return Frame::error(format!(

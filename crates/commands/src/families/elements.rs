@@ -515,6 +515,40 @@ fn after(e: &Element) -> Vec<u8> {
     k
 }
 
+/// Redis's `hash-max-listpack-entries` default.
+const LISTPACK_MAX_ENTRIES: u64 = 128;
+/// Redis's `hash-max-listpack-value` default, in bytes.
+const LISTPACK_MAX_VALUE_BYTES: usize = 64;
+/// Redis's `set-max-intset-entries` default.
+const INTSET_MAX_ENTRIES: u64 = 512;
+
+/// The encoding `OBJECT ENCODING` reports for the hash or set at `key`:
+/// what Redis 7.0 would use for a value built from these elements with
+/// its default thresholds (Seshat stores every size alike): a hash is a
+/// `listpack` up to 128 fields of at most 64-byte fields and values, a
+/// set an `intset` up to 512 integer members, else a `hashtable`. Reads
+/// at most those 128 or 512 elements.
+pub fn redis_encoding(ctx: &mut Ctx<'_>, key: &[u8], kind: Kind) -> Result<&'static str, CmdError> {
+    let collection = Collection::open(ctx, key, kind)?;
+    let compact = match kind {
+        Kind::Set if collection.len() <= INTSET_MAX_ENTRIES => {
+            collection.all(ctx)?.iter().all(|e| int(&e.name).is_ok())
+        }
+        Kind::Hash if collection.len() <= LISTPACK_MAX_ENTRIES => {
+            collection.all(ctx)?.iter().all(|e| {
+                e.name.len() <= LISTPACK_MAX_VALUE_BYTES
+                    && e.value.len() <= LISTPACK_MAX_VALUE_BYTES
+            })
+        }
+        _ => false,
+    };
+    Ok(match (kind, compact) {
+        (Kind::Set, true) => "intset",
+        (Kind::Hash, true) => "listpack",
+        _ => "hashtable",
+    })
+}
+
 /// A scan cursor as Redis reads it (a decimal `u64`).
 pub fn parse_cursor(arg: &[u8]) -> Result<u64, CmdError> {
     std::str::from_utf8(arg)
@@ -799,6 +833,36 @@ mod tests {
         let (_, more) = sscan(&mut r, at + 1, 1);
         assert_eq!(more.len(), 1);
         assert!(more[0].starts_with('m'));
+    }
+
+    #[test]
+    fn encodings_and_sizes_are_reported_as_redis_would() {
+        let mut r = Replica::default();
+        let encoding = |r: &mut Replica, key: &str| r.run(&["OBJECT", "ENCODING", key]);
+        r.run(&["SADD", "ints", "1", "-2", "30"]);
+        assert_eq!(encoding(&mut r, "ints"), Frame::bulk("intset"));
+        r.run(&["SADD", "ints", "x"]);
+        assert_eq!(encoding(&mut r, "ints"), Frame::bulk("hashtable"));
+        r.run(&["HSET", "h", "f", "v"]);
+        assert_eq!(encoding(&mut r, "h"), Frame::bulk("listpack"));
+        r.run(&["HSET", "h", "long", &"v".repeat(65)]);
+        assert_eq!(encoding(&mut r, "h"), Frame::bulk("hashtable"));
+        let mut many = vec!["SADD".to_string(), "big".into()];
+        many.extend((0..513).map(|i| i.to_string()));
+        r.run(&many);
+        assert_eq!(encoding(&mut r, "big"), Frame::bulk("hashtable"));
+        let Frame::Integer(small) = r.run(&["MEMORY", "USAGE", "ints"]) else {
+            panic!()
+        };
+        let Frame::Integer(big) = r.run(&["MEMORY", "USAGE", "big", "SAMPLES", "0"]) else {
+            panic!()
+        };
+        assert!(0 < small && small < big, "{small} {big}");
+        assert_eq!(r.run(&["MEMORY", "USAGE", "nope"]), Frame::Null);
+        assert_eq!(
+            r.run(&["MEMORY", "USAGE", "big", "SAMPLES", "-1"]),
+            Frame::error("ERR syntax error")
+        );
     }
 
     /// Chi-square of `picks` over `n` equally likely outcomes.
