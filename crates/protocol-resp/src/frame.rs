@@ -1,6 +1,7 @@
 //! RESP2/RESP3 frames and their encoder.
 //!
-//! [`Frame`] models every RESP3 type plus the RESP2 null array. [`encode`]
+//! [`Frame`] models every RESP3 type plus the RESP2 null array and Redis's
+//! repeated pairs (nested in RESP3, flat in RESP2). [`encode`]
 //! writes a frame in either dialect; in RESP2 the RESP3-only types are
 //! downgraded exactly the way Redis downgrades its own replies.
 
@@ -60,6 +61,11 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 set (`~N`); an array in RESP2.
     Set(Vec<Frame>),
+    /// Pairs that may repeat, Redis's shape for `HRANDFIELD … WITHVALUES`
+    /// and `… WITHSCORES` replies: an array of two-element arrays in
+    /// RESP3, a flat array of 2N items in RESP2. Not a wire type of its
+    /// own (the decoder never produces it).
+    Pairs(Vec<(Frame, Frame)>),
     /// RESP3 double (`,1.5`); a bulk string in RESP2.
     Double(f64),
     /// RESP3 boolean (`#t`); the integer 1 or 0 in RESP2.
@@ -140,8 +146,9 @@ impl Frame {
 ///
 /// In RESP2 the RESP3-only types are downgraded as Redis does: `Null` →
 /// `$-1`, `Map` → flat array, `Set`/`Push` → array, `Boolean` → `:1`/`:0`,
-/// `Double`/`BigNumber` → bulk string, `Verbatim` → bulk of its text and
-/// `BlobError` → simple error. In RESP3 both nulls are written as `_`.
+/// `Double`/`BigNumber` → bulk string, `Verbatim` → bulk of its text,
+/// `BlobError` → simple error and `Pairs` → flat array. In RESP3 both
+/// nulls are written as `_`.
 pub fn encode(frame: &Frame, version: ProtocolVersion, out: &mut BytesMut) {
     let resp3 = version == ProtocolVersion::Resp3;
     match frame {
@@ -156,6 +163,7 @@ pub fn encode(frame: &Frame, version: ProtocolVersion, out: &mut BytesMut) {
         Frame::Array(items) => put_aggregate(out, b'*', items, version),
         Frame::Map(pairs) => encode_map(pairs, version, out),
         Frame::Set(items) => put_aggregate(out, if resp3 { b'~' } else { b'*' }, items, version),
+        Frame::Pairs(pairs) => encode_pairs(pairs, version, out),
         Frame::Push(items) => put_aggregate(out, if resp3 { b'>' } else { b'*' }, items, version),
         Frame::Double(d) => encode_double(*d, resp3, out),
         Frame::Boolean(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
@@ -212,6 +220,22 @@ fn encode_map(pairs: &[(Frame, Frame)], version: ProtocolVersion, out: &mut Byte
     for (key, value) in pairs {
         encode(key, version, out);
         encode(value, version, out);
+    }
+}
+
+/// Writes pairs as `*N` of `*2` arrays (RESP3) or as a flat `*2N` array
+/// (RESP2).
+fn encode_pairs(pairs: &[(Frame, Frame)], version: ProtocolVersion, out: &mut BytesMut) {
+    match version {
+        ProtocolVersion::Resp3 => put_length_line(out, b'*', pairs.len()),
+        ProtocolVersion::Resp2 => put_length_line(out, b'*', pairs.len().saturating_mul(2)),
+    }
+    for (first, second) in pairs {
+        if version == ProtocolVersion::Resp3 {
+            put_length_line(out, b'*', 2);
+        }
+        encode(first, version, out);
+        encode(second, version, out);
     }
 }
 
@@ -373,6 +397,24 @@ mod tests {
         let (r2, r3) = both(&map);
         assert_eq!(r2, b"*2\r\n$1\r\nk\r\n:1\r\n");
         assert_eq!(r3, b"%1\r\n$1\r\nk\r\n:1\r\n");
+    }
+
+    #[test]
+    fn pairs_nest_in_resp3_and_flatten_in_resp2() {
+        let pairs = Frame::Pairs(vec![
+            (Frame::bulk("a"), Frame::bulk("1")),
+            (Frame::bulk("a"), Frame::bulk("1")),
+        ]);
+        let (r2, r3) = both(&pairs);
+        assert_eq!(r2, b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\na\r\n$1\r\n1\r\n");
+        assert_eq!(
+            r3,
+            b"*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(
+            both(&Frame::Pairs(vec![])),
+            (b"*0\r\n".to_vec(), b"*0\r\n".to_vec())
+        );
     }
 
     #[test]

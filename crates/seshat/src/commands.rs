@@ -252,6 +252,11 @@ const ENCODING_KNOBS: &[(&str, &str, std::ops::RangeInclusive<i64>)] = &[
         i32::MIN as i64..=i32::MAX as i64,
     ),
     ("list-compress-depth", "0", 0..=i32::MAX as i64),
+    ("hash-max-listpack-entries", "128", 0..=i64::MAX),
+    ("hash-max-listpack-value", "64", 0..=i64::MAX),
+    ("hash-max-ziplist-entries", "128", 0..=i64::MAX),
+    ("hash-max-ziplist-value", "64", 0..=i64::MAX),
+    ("set-max-intset-entries", "512", 0..=i64::MAX),
 ];
 
 fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {

@@ -41,6 +41,16 @@ const OBJECT_SUBCOMMANDS: &[Decl] = &[cmd(
     data(object_encoding),
 )];
 
+const MEMORY_SUBCOMMANDS: &[Decl] = &[Decl::new(
+    "memory|usage",
+    -3,
+    R,
+    KeySpec::new(2, 2, 1),
+    Group::Server,
+    ("Estimates the memory usage of a key.", "4.0.0"),
+    data(memory_usage),
+)];
+
 /// The keyspace commands.
 pub static COMMANDS: &[Decl] = &[
     cmd("del", -2, W, ALL, ("Deletes one or more keys.", "1.0.0"), data(del)),
@@ -64,6 +74,7 @@ pub static COMMANDS: &[Decl] = &[
     cmd("pexpiretime", 2, RF, ONE, ("Returns the expiration time of a key as a Unix milliseconds timestamp.", "7.0.0"), data(pexpiretime)),
     cmd("persist", 2, WF, ONE, ("Removes the expiration time of a key.", "2.2.0"), data(persist)),
     Decl::container("object", Group::Generic, ("A container for object introspection commands.", "2.2.3"), OBJECT_SUBCOMMANDS),
+    Decl::container("memory", Group::Server, ("A container for memory diagnostics commands.", "4.0.0"), MEMORY_SUBCOMMANDS),
     Decl::new("dbsize", 1, RF, NONE, Group::Server, ("Returns the number of keys in the database.", "1.0.0"), data(dbsize)),
     Decl::new("flushall", -1, W, NONE, Group::Server, ("Removes all keys from all databases.", "1.0.0"), data(flush)),
     Decl::new("flushdb", -1, W, NONE, Group::Server, ("Remove all keys from the current database.", "1.0.0"), data(flush)),
@@ -405,7 +416,8 @@ fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 const EMBSTR_MAX_BYTES: usize = 44;
 
 fn object_encoding(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let Some(record) = ctx.db.get(arg(args, 2)?)? else {
+    let key = arg(args, 2)?;
+    let Some(record) = ctx.db.get(key)? else {
         return Ok(Frame::Null);
     };
     let name = match record.kind {
@@ -413,13 +425,61 @@ fn object_encoding(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         Kind::String if record.payload.len() <= 20 && int(&record.payload).is_ok() => "int",
         Kind::String if record.payload.len() <= EMBSTR_MAX_BYTES => "embstr",
         Kind::String => "raw",
-        Kind::Hash => "hashtable",
+        Kind::Hash | Kind::Set => super::elements::redis_encoding(ctx, key, record.kind)?,
         Kind::List => "quicklist",
-        Kind::Set => "hashtable",
         Kind::ZSet => "skiplist",
     };
     Ok(Frame::bulk(name))
 }
+
+/// Elements `MEMORY USAGE` samples by default (Redis's default).
+const MEMORY_SAMPLES_DEFAULT: usize = 5;
+
+/// `MEMORY USAGE key [SAMPLES n]`: the bytes the key takes in storage, an
+/// estimate: its metadata record, plus for a composite value its size
+/// times the mean size of up to `n` of its elements (0: all of them, up
+/// to the most one command may read).
+fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let key = arg(args, 2)?;
+    let mut samples = MEMORY_SAMPLES_DEFAULT;
+    let mut i = 3;
+    while let Some(opt) = args.get(i) {
+        match args.get(i + 1) {
+            Some(n) if is(opt, "SAMPLES") => {
+                let n = usize::try_from(int(n)?).map_err(|_| err(SYNTAX))?;
+                samples = if n == 0 { usize::MAX } else { n };
+                i += 2;
+            }
+            _ => return Err(err(SYNTAX)),
+        }
+    }
+    let Some(record) = ctx.db.get(key)? else {
+        return Ok(Frame::Null);
+    };
+    let meta = key.len() + record.encode().len();
+    let elements = if record.kind == Kind::String {
+        0
+    } else {
+        let (size, _, _) = record.composite_meta()?;
+        let sample = ctx
+            .db
+            .elements(key, None, None, samples.min(MEMORY_SAMPLES_MAX), false)?;
+        let bytes: usize = sample
+            .iter()
+            .map(|(k, v)| key.len() + k.len() + v.len())
+            .sum();
+        let mean = u64::try_from(bytes / sample.len().max(1)).unwrap_or(u64::MAX);
+        mean.saturating_mul(size)
+    };
+    Ok(Frame::Integer(to_i64(
+        u64::try_from(meta)
+            .unwrap_or(u64::MAX)
+            .saturating_add(elements),
+    )))
+}
+
+/// Most elements `MEMORY USAGE` reads.
+const MEMORY_SAMPLES_MAX: usize = 1 << 20;
 
 fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     Ok(Frame::Integer(to_i64(ctx.db.key_count())))
