@@ -30,6 +30,10 @@ pid=""
 stop() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
 trap 'stop; rm -rf "$work"' EXIT
 
+if redis-cli -p "$port" PING >/dev/null 2>&1; then
+  echo "redis-compat: something already answers on port $port; stop it or set PORT" >&2
+  exit 1
+fi
 printf '%-20s %6s %6s %8s %8s\n' file passed failed skipped ignored
 for f in "${files[@]}"; do
   name=$(basename "$f")

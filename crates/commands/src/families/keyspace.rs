@@ -32,14 +32,24 @@ const ALL: KeySpec = KeySpec::ALL;
 const TWO: KeySpec = KeySpec::new(1, 2, 1);
 const NONE: KeySpec = KeySpec::NONE;
 
-const OBJECT_SUBCOMMANDS: &[Decl] = &[cmd(
-    "object|encoding",
-    3,
-    R,
-    KeySpec::new(2, 2, 1),
-    ("Returns the internal encoding of a Redis object.", "2.2.3"),
-    data(object_encoding),
-)];
+const OBJECT_SUBCOMMANDS: &[Decl] = &[
+    cmd(
+        "object|encoding",
+        3,
+        R,
+        KeySpec::new(2, 2, 1),
+        ("Returns the internal encoding of a Redis object.", "2.2.3"),
+        data(object_encoding),
+    ),
+    cmd(
+        "object|refcount",
+        3,
+        R,
+        KeySpec::new(2, 2, 1),
+        ("Returns the reference count of a value of a key.", "2.2.3"),
+        data(object_refcount),
+    ),
+];
 
 const MEMORY_SUBCOMMANDS: &[Decl] = &[Decl::new(
     "memory|usage",
@@ -480,6 +490,15 @@ fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 /// Most elements `MEMORY USAGE` reads.
 const MEMORY_SAMPLES_MAX: usize = 1 << 20;
+
+/// `OBJECT REFCOUNT`: Seshat never shares a value between keys, so an
+/// existing key's value has exactly one reference.
+fn object_refcount(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    Ok(match ctx.db.get(arg(args, 2)?)? {
+        Some(_) => Frame::Integer(1),
+        None => Frame::Null,
+    })
+}
 
 fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     Ok(Frame::Integer(to_i64(ctx.db.key_count())))
