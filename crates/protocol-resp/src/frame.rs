@@ -60,7 +60,8 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 set (`~N`); an array in RESP2.
     Set(Vec<Frame>),
-    /// RESP3 double (`,1.5`); a bulk string in RESP2.
+    /// RESP3 double (`,1.5`); a bulk string in RESP2. Printed as Redis 7.0
+    /// does, with `%.17g` ([`double_text`]).
     Double(f64),
     /// RESP3 boolean (`#t`); the integer 1 or 0 in RESP2.
     Boolean(bool),
@@ -237,6 +238,13 @@ fn encode_pairs(pairs: &[(Frame, Frame)], version: ProtocolVersion, out: &mut By
         encode(first, version, out);
         encode(second, version, out);
     }
+}
+
+/// A double's text as Redis 7.0 prints it (see [`Frame::Double`]): `%.17g`,
+/// `inf` or `-inf` — for replies that carry a score as a plain bulk string
+/// (`ZSCAN`).
+pub fn double_text(d: f64) -> Bytes {
+    Bytes::copy_from_slice(DoubleText::new(d).as_bytes())
 }
 
 /// Writes a double as `,text` (RESP3) or as a bulk string (RESP2).
