@@ -213,10 +213,24 @@ fn client_info_line(client: &ClientState) -> String {
     )
 }
 
+/// Redis's encoding thresholds, with its defaults: Seshat has one
+/// encoding per type, so `CONFIG SET` accepts any non-negative integer for
+/// them and ignores it (Redis's own test suite sets them), and `CONFIG GET`
+/// reports the default.
+const IGNORED_ENCODING_KNOBS: &[(&str, &str)] = &[
+    ("zset-max-ziplist-entries", "128"),
+    ("zset-max-ziplist-value", "64"),
+    ("zset-max-listpack-entries", "128"),
+    ("zset-max-listpack-value", "64"),
+];
+
 /// The parameters `CONFIG GET` reports, with their values.
 fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
     let s = &shared.node.settings;
-    vec![
+    let knobs = IGNORED_ENCODING_KNOBS
+        .iter()
+        .map(|(n, v)| (*n, v.to_string()));
+    let mut table = vec![
         ("save", String::new()),
         ("appendonly", "yes".into()),
         ("appendfsync", "always".into()),
@@ -231,7 +245,9 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
             resp::DEFAULT_MAX_BULK_BYTES.to_string(),
         ),
         ("timeout", "0".into()),
-    ]
+    ];
+    table.extend(knobs);
+    table
 }
 
 fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
@@ -248,8 +264,9 @@ fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
 }
 
 /// `CONFIG SET`: a parameter may be set to the value it already has (so
-/// test suites and clients that restate settings work); anything else is
-/// refused, since Seshat's settings are fixed at start.
+/// test suites and clients that restate settings work), an ignored
+/// encoding knob to any non-negative integer; anything else is refused,
+/// since Seshat's settings are fixed at start.
 fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR syntax error");
@@ -262,7 +279,17 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
         let current = table
             .iter()
             .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
+        let ignored = IGNORED_ENCODING_KNOBS
+            .iter()
+            .any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
         match current {
+            Some((n, _)) if ignored => {
+                if !value.iter().all(u8::is_ascii_digit) || value.is_empty() {
+                    return Frame::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{n}') - argument couldn't be parsed into an integer"
+                    ));
+                }
+            }
             Some((_, v)) if v.as_bytes() == value.as_ref() => {}
             Some((n, _)) => {
                 return Frame::error(format!(
