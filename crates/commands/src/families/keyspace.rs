@@ -304,7 +304,8 @@ fn set_expiry(ctx: &mut Ctx<'_>, args: &[Bytes], at: i64) -> CmdResult {
         ctx.db.delete(key)?;
     } else {
         record.expire_at_ms = at_u;
-        ctx.db.put(key, record)?;
+        // `update`, not `put`: a composite value keeps its elements.
+        ctx.db.update(key, record)?;
     }
     Ok(Frame::Integer(1))
 }
@@ -392,7 +393,7 @@ fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     match ctx.db.get(key)? {
         Some(mut r) if r.expire_at_ms != 0 => {
             r.expire_at_ms = 0;
-            ctx.db.put(key, r)?;
+            ctx.db.update(key, r)?;
             Ok(Frame::Integer(1))
         }
         _ => Ok(Frame::Integer(0)),

@@ -208,6 +208,19 @@ fn zadd_keeps_the_expiry_and_replaces_an_expired_value() {
     assert_eq!(r.stored("z").unwrap().len(), 1);
 }
 
+/// Regression: `EXPIRE`-family commands and `PERSIST` rewrote the key's
+/// record as a new value, which dropped a sorted set's members.
+#[test]
+fn expire_and_persist_keep_a_sorted_sets_members() {
+    let mut r = Replica::new();
+    r.run(&["ZADD", "z", "1", "a", "2", "b"]);
+    assert_eq!(r.run(&["PEXPIRE", "z", "100000"]), int(1));
+    assert_eq!(r.stored("z").unwrap().len(), 2);
+    assert_eq!(r.run(&["PERSIST", "z"]), int(1));
+    assert_eq!(r.stored("z").unwrap().len(), 2);
+    assert_eq!(r.run(&["ZRANGE", "z", "0", "-1"]), members(&["a", "b"]));
+}
+
 #[test]
 fn zrem_zcard_zscore_zmscore() {
     let mut r = Replica::new();
@@ -870,6 +883,12 @@ enum Op {
     Del {
         key: usize,
     },
+    Expire {
+        key: usize,
+    },
+    Persist {
+        key: usize,
+    },
 }
 
 const KEYS: [&str; 3] = ["k0", "k1", "k2"];
@@ -1011,6 +1030,8 @@ impl Op {
                 v
             }
             Op::Del { key } => vec!["DEL".into(), k(key)],
+            Op::Expire { key } => vec!["PEXPIRE".into(), k(key), "100000000".into()],
+            Op::Persist { key } => vec!["PERSIST".into(), k(key)],
         };
         v.shrink_to_fit();
         v
@@ -1019,10 +1040,12 @@ impl Op {
 
 type Set = BTreeMap<Vec<u8>, f64>;
 
-/// The model: plain maps of member → score.
+/// The model: plain maps of member → score, and which keys have an
+/// expiry (never reached).
 #[derive(Debug, Default, Clone)]
 struct Model {
     sets: BTreeMap<usize, Set>,
+    expiring: BTreeSet<usize>,
 }
 
 fn ordered(set: &Set) -> Vec<(Vec<u8>, f64)> {
@@ -1068,7 +1091,7 @@ fn model_ranks(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     } else {
         stop.min(len - 1)
     };
-    (s <= e && s < len).then(|| (s as usize, e as usize))
+    (s <= e && s < len).then_some((s as usize, e as usize))
 }
 
 fn lex_ok(m: &[u8], min: &str, max: &str) -> bool {
@@ -1096,6 +1119,8 @@ impl Model {
 
     fn tidy(&mut self) {
         self.sets.retain(|_, s| !s.is_empty());
+        let sets = &self.sets;
+        self.expiring.retain(|k| sets.contains_key(k));
     }
 
     fn apply(&mut self, op: &Op) -> Frame {
@@ -1120,7 +1145,7 @@ impl Model {
                 if nx && xx {
                     return error("ERR XX and NX options at the same time are not compatible");
                 }
-                if (gt && nx) || (lt && nx) || (gt && lt) {
+                if (nx && (gt || lt)) || (gt && lt) {
                     return error(
                         "ERR GT, LT, and/or NX options at the same time are not compatible",
                     );
@@ -1337,11 +1362,20 @@ impl Model {
                 }
                 let n = out.len();
                 self.sets.insert(*dst, out);
+                self.expiring.remove(dst);
                 int(n as i64)
             }
             Op::Del { key } => int(i64::from(
                 self.sets.remove(key).is_some_and(|s| !s.is_empty()),
             )),
+            Op::Expire { key } => {
+                let exists = self.sets.get(key).is_some_and(|s| !s.is_empty());
+                if exists {
+                    self.expiring.insert(*key);
+                }
+                int(i64::from(exists))
+            }
+            Op::Persist { key } => int(i64::from(self.expiring.remove(key))),
         }
     }
 }
@@ -1390,7 +1424,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (key.clone(), -5i64..5, -5i64..5).prop_map(|(key, start, stop)| Op::RemRank { key, start, stop }),
         1 => (key.clone(), arb_range()).prop_map(|(key, range)| Op::RemScore { key, range }),
         1 => (prop::sample::select(vec!["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]), key.clone(), prop::collection::vec(key.clone(), 1..4), prop::sample::select(vec!["SUM", "MIN", "MAX"])).prop_map(|(op, dst, srcs, agg)| Op::Store { op, dst, srcs, agg }),
-        1 => key.prop_map(|key| Op::Del { key }),
+        1 => key.clone().prop_map(|key| Op::Del { key }),
+        1 => key.clone().prop_map(|key| Op::Expire { key }),
+        1 => key.prop_map(|key| Op::Persist { key }),
     ]
 }
 
@@ -1412,6 +1448,7 @@ proptest! {
             for (i, key) in KEYS.iter().enumerate() {
                 prop_assert_eq!(r.stored(key), model.sets.get(&i).cloned(), "{} after {:?}", key, op.argv());
             }
+            prop_assert_eq!(r.state.counts.expiring, model.expiring.len() as u64);
         }
         prop_assert_eq!(r.state.counts.keys, model.sets.len() as u64);
     }
