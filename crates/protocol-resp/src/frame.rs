@@ -352,10 +352,8 @@ impl DoubleText {
             .parse()
             .map_err(|_| fmt::Error)?;
         let mut digits = [b'0'; DOUBLE_DIGITS];
-        let mut n = 0;
-        for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+        for (n, &b) in mantissa.iter().filter(|b| b.is_ascii_digit()).enumerate() {
             *digits.get_mut(n).ok_or(fmt::Error)? = b;
-            n += 1;
         }
         if negative {
             self.write_str("-")?;

@@ -154,10 +154,13 @@ struct ZaddOpts {
     incr: bool,
 }
 
+/// `ZADD`'s (score, member) pairs.
+type ScorePairs<'a> = Vec<(f64, &'a Bytes)>;
+
 /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member …`; `ZINCRBY` is
 /// the same with `INCR` (and its increment read where options may be,
 /// as Redis does).
-fn parse_zadd(args: &[Bytes], incr: bool) -> Result<(ZaddOpts, Vec<(f64, &Bytes)>), CmdError> {
+fn parse_zadd(args: &[Bytes], incr: bool) -> Result<(ZaddOpts, ScorePairs<'_>), CmdError> {
     let mut o = ZaddOpts {
         incr,
         ..ZaddOpts::default()
@@ -184,7 +187,7 @@ fn parse_zadd(args: &[Bytes], incr: bool) -> Result<(ZaddOpts, Vec<(f64, &Bytes)
             "ERR XX and NX options at the same time are not compatible",
         ));
     }
-    if (o.gt && o.nx) || (o.lt && o.nx) || (o.gt && o.lt) {
+    if (o.nx && (o.gt || o.lt)) || (o.gt && o.lt) {
         return Err(err(
             "ERR GT, LT, and/or NX options at the same time are not compatible",
         ));

@@ -66,6 +66,13 @@ fn next_up(x: f64) -> f64 {
     f64::from_bits(if x > 0.0 { bits + 1 } else { bits - 1 })
 }
 
+/// Score index positions from (inclusive) and to (exclusive); `None`:
+/// unbounded.
+pub(super) type IndexBounds = (Option<IndexPos>, Option<IndexPos>);
+
+/// Members from (inclusive) and to (exclusive); `None`: unbounded.
+pub(super) type MemberBounds = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A score range: `min`/`max`, each inclusive or (`(`) exclusive.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct ScoreRange {
@@ -96,7 +103,7 @@ impl ScoreRange {
 
     /// The score index positions of the range, from (inclusive) and to
     /// (exclusive); `None` when no score can be in it.
-    pub fn bounds(&self) -> Option<(Option<IndexPos>, Option<IndexPos>)> {
+    pub fn bounds(&self) -> Option<IndexBounds> {
         if self.min > self.max || (self.min == self.max && (self.min_ex || self.max_ex)) {
             return None;
         }
@@ -157,7 +164,7 @@ impl LexRange {
 
     /// The member bounds, from (inclusive) and to (exclusive); `None` when
     /// no member can be in the range.
-    pub fn bounds(&self) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    pub fn bounds(&self) -> Option<MemberBounds> {
         let lo = match &self.min {
             LexEnd::Max => return None,
             LexEnd::Min => None,
