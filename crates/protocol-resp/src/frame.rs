@@ -66,7 +66,8 @@ pub enum Frame {
     /// RESP3, a flat array of 2N items in RESP2. Not a wire type of its
     /// own (the decoder never produces it).
     Pairs(Vec<(Frame, Frame)>),
-    /// RESP3 double (`,1.5`); a bulk string in RESP2.
+    /// RESP3 double (`,1.5`); a bulk string in RESP2. Printed as Redis 7.0
+    /// does, with `%.17g` ([`double_text`]).
     Double(f64),
     /// RESP3 boolean (`#t`); the integer 1 or 0 in RESP2.
     Boolean(bool),
@@ -147,8 +148,8 @@ impl Frame {
 /// In RESP2 the RESP3-only types are downgraded as Redis does: `Null` →
 /// `$-1`, `Map` → flat array, `Set`/`Push` → array, `Boolean` → `:1`/`:0`,
 /// `Double`/`BigNumber` → bulk string, `Verbatim` → bulk of its text,
-/// `BlobError` → simple error and `Pairs` → flat array. In RESP3 both
-/// nulls are written as `_`.
+/// `BlobError` → simple error and `Pairs` → flat array. In RESP3 both nulls
+/// are written as `_`.
 pub fn encode(frame: &Frame, version: ProtocolVersion, out: &mut BytesMut) {
     let resp3 = version == ProtocolVersion::Resp3;
     match frame {
@@ -162,8 +163,8 @@ pub fn encode(frame: &Frame, version: ProtocolVersion, out: &mut BytesMut) {
         Frame::NullArray => out.put_slice(b"*-1\r\n"),
         Frame::Array(items) => put_aggregate(out, b'*', items, version),
         Frame::Map(pairs) => encode_map(pairs, version, out),
-        Frame::Set(items) => put_aggregate(out, if resp3 { b'~' } else { b'*' }, items, version),
         Frame::Pairs(pairs) => encode_pairs(pairs, version, out),
+        Frame::Set(items) => put_aggregate(out, if resp3 { b'~' } else { b'*' }, items, version),
         Frame::Push(items) => put_aggregate(out, if resp3 { b'>' } else { b'*' }, items, version),
         Frame::Double(d) => encode_double(*d, resp3, out),
         Frame::Boolean(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
@@ -223,20 +224,30 @@ fn encode_map(pairs: &[(Frame, Frame)], version: ProtocolVersion, out: &mut Byte
     }
 }
 
-/// Writes pairs as `*N` of `*2` arrays (RESP3) or as a flat `*2N` array
+/// Writes pairs as `*N` of `*2` arrays (RESP3) or one flat `*2N` array
 /// (RESP2).
 fn encode_pairs(pairs: &[(Frame, Frame)], version: ProtocolVersion, out: &mut BytesMut) {
-    match version {
-        ProtocolVersion::Resp3 => put_length_line(out, b'*', pairs.len()),
-        ProtocolVersion::Resp2 => put_length_line(out, b'*', pairs.len().saturating_mul(2)),
-    }
+    let resp3 = version == ProtocolVersion::Resp3;
+    let len = if resp3 {
+        pairs.len()
+    } else {
+        pairs.len().saturating_mul(2)
+    };
+    put_length_line(out, b'*', len);
     for (first, second) in pairs {
-        if version == ProtocolVersion::Resp3 {
-            put_length_line(out, b'*', 2);
+        if resp3 {
+            out.put_slice(b"*2\r\n");
         }
         encode(first, version, out);
         encode(second, version, out);
     }
+}
+
+/// A double's text as Redis 7.0 prints it (see [`Frame::Double`]): `%.17g`,
+/// `inf` or `-inf` — for replies that carry a score as a plain bulk string
+/// (`ZSCAN`).
+pub fn double_text(d: f64) -> Bytes {
+    Bytes::copy_from_slice(DoubleText::new(d).as_bytes())
 }
 
 /// Writes a double as `,text` (RESP3) or as a bulk string (RESP2).
@@ -295,35 +306,86 @@ fn put_u64(out: &mut BytesMut, mut n: u64) {
     out.put_slice(digits.get(start..).unwrap_or_default());
 }
 
-/// A double's RESP text (`inf`, `-inf`, `nan` or the shortest decimal that
-/// round-trips), formatted on the stack.
+/// A double's RESP text as Redis 7.0 writes it (`addReplyDouble`): `inf`,
+/// `-inf`, `nan`, or C's `%.17g` — 17 significant digits (so it always
+/// reads back as the same value), trailing zeros dropped, exponent form
+/// below 1e-4 and from 1e17. Formatted on the stack.
 struct DoubleText {
     buf: [u8; 48],
     len: usize,
 }
 
+/// Significant digits of `%.17g`.
+const DOUBLE_DIGITS: usize = 17;
+
 impl DoubleText {
-    /// Formats `d`; `{:?}` prints the shortest round-tripping form and
-    /// switches to exponent notation for very large or small magnitudes.
     fn new(d: f64) -> Self {
         let mut text = Self {
             buf: [0; 48],
             len: 0,
         };
-        let written = if d.is_nan() {
+        // Writes cannot fail: the longest text, `-d.dddddddddddddddde-308`,
+        // is 24 bytes.
+        let _ = if d.is_nan() {
             text.write_str("nan")
         } else if d.is_infinite() {
             text.write_str(if d > 0.0 { "inf" } else { "-inf" })
         } else {
-            write!(text, "{d:?}")
+            text.write_g17(d)
         };
-        if written.is_err() {
-            // Unreachable: a finite f64 prints in at most 24 bytes. Fall
-            // back to exponent form, which is just as short.
-            text.len = 0;
-            let _ = write!(text, "{d:e}");
-        }
         text
+    }
+
+    /// `%.17g` of a finite `d`, from Rust's exactly rounded `{:.16e}`.
+    fn write_g17(&mut self, d: f64) -> fmt::Result {
+        let mut sci = DoubleText {
+            buf: [0; 48],
+            len: 0,
+        };
+        write!(sci, "{d:.16e}")?;
+        let sci = sci.as_bytes();
+        let (negative, sci) = match sci.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, sci),
+        };
+        let e_at = sci.iter().position(|&b| b == b'e').ok_or(fmt::Error)?;
+        let (mantissa, exp) = sci.split_at(e_at);
+        let exp: i32 = std::str::from_utf8(exp.get(1..).unwrap_or_default())
+            .map_err(|_| fmt::Error)?
+            .parse()
+            .map_err(|_| fmt::Error)?;
+        let mut digits = [b'0'; DOUBLE_DIGITS];
+        for (n, &b) in mantissa.iter().filter(|b| b.is_ascii_digit()).enumerate() {
+            *digits.get_mut(n).ok_or(fmt::Error)? = b;
+        }
+        if negative {
+            self.write_str("-")?;
+        }
+        let digit = |i: usize| char::from(digits.get(i).copied().unwrap_or(b'0'));
+        // The digits that matter: trailing zeros are dropped.
+        let significant = digits.iter().rposition(|&b| b != b'0').map_or(1, |i| i + 1);
+        if !(-4..DOUBLE_DIGITS as i32).contains(&exp) {
+            self.write_char(digit(0))?;
+            if significant > 1 {
+                self.write_char('.')?;
+                (1..significant).try_for_each(|i| self.write_char(digit(i)))?;
+            }
+            let sign = if exp < 0 { '-' } else { '+' };
+            return write!(self, "e{sign}{:02}", exp.unsigned_abs());
+        }
+        if exp < 0 {
+            self.write_str("0.")?;
+            (1..exp.unsigned_abs()).try_for_each(|_| self.write_char('0'))?;
+            return (0..significant).try_for_each(|i| self.write_char(digit(i)));
+        }
+        // 0 <= exp < 17: `exp + 1` integer digits, then the fraction.
+        let int_digits = exp.unsigned_abs() as usize + 1;
+        (0..int_digits).try_for_each(|i| self.write_char(digit(i)))?;
+        if significant > int_digits {
+            self.write_char('.')?;
+            (int_digits..significant).try_for_each(|i| self.write_char(digit(i)))?;
+        }
+        Ok(())
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -462,12 +524,54 @@ mod tests {
             b",nan\r\n"
         );
         assert_eq!(
-            wire(&Frame::Double(1e300), ProtocolVersion::Resp3),
-            b",1e300\r\n"
-        );
-        assert_eq!(
             wire(&Frame::Double(f64::MIN_POSITIVE), ProtocolVersion::Resp3),
             b",2.2250738585072014e-308\r\n"
+        );
+    }
+
+    /// Redis 7.0 prints doubles with `%.17g`; expected texts from C's printf.
+    #[test]
+    fn doubles_print_like_percent_17g() {
+        let cases: &[(f64, &str)] = &[
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (1e17, "1e+17"),
+            (1e16, "10000000000000000"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e-5, "1.0000000000000001e-05"),
+            (0.0001, "0.0001"),
+            (1.5, "1.5"),
+            (3.0, "3"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1e300, "1.0000000000000001e+300"),
+            (5e-324, "4.9406564584124654e-324"),
+            (-2.5, "-2.5"),
+            (0.00012345, "0.00012344999999999999"),
+            (1.0 / 3.0, "0.33333333333333331"),
+            (17179869185.5, "17179869185.5"),
+            (9007199254740992.0, "9007199254740992"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (-1e-300, "-1e-300"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(DoubleText::new(*d).as_bytes(), text.as_bytes(), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn pairs_of_scores_carry_doubles() {
+        let pairs = Frame::Pairs(vec![(Frame::bulk("a"), Frame::Double(1.5))]);
+        assert_eq!(
+            both(&pairs),
+            (
+                b"*2\r\n$1\r\na\r\n$3\r\n1.5\r\n".to_vec(),
+                b"*1\r\n*2\r\n$1\r\na\r\n,1.5\r\n".to_vec()
+            )
+        );
+        assert_eq!(
+            both(&Frame::Pairs(vec![])),
+            (b"*0\r\n".to_vec(), b"*0\r\n".to_vec())
         );
     }
 

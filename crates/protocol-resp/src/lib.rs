@@ -50,6 +50,6 @@ pub use decode::{
     MAX_INLINE_BYTES_CEILING, MAX_NESTING_DEPTH_CEILING, MAX_PREALLOC_ITEMS,
 };
 pub use error::{LimitsError, ProtocolError};
-pub use frame::{encode, Frame, ProtocolVersion};
+pub use frame::{double_text, encode, Frame, ProtocolVersion};
 pub use num::parse_i64;
 pub use seshat_common::{crc16, crc16_slot, hash_tag, CLUSTER_SLOTS};

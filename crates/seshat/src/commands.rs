@@ -257,6 +257,10 @@ const ENCODING_KNOBS: &[(&str, &str, std::ops::RangeInclusive<i64>)] = &[
     ("hash-max-ziplist-entries", "128", 0..=i64::MAX),
     ("hash-max-ziplist-value", "64", 0..=i64::MAX),
     ("set-max-intset-entries", "512", 0..=i64::MAX),
+    ("zset-max-ziplist-entries", "128", 0..=i64::MAX),
+    ("zset-max-ziplist-value", "64", 0..=i64::MAX),
+    ("zset-max-listpack-entries", "128", 0..=i64::MAX),
+    ("zset-max-listpack-value", "64", 0..=i64::MAX),
 ];
 
 fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
@@ -273,8 +277,9 @@ fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
 }
 
 /// `CONFIG SET`: a parameter may be set to the value it already has (so
-/// test suites and clients that restate settings work); anything else is
-/// refused, since Seshat's settings are fixed at start.
+/// test suites and clients that restate settings work), an ignored
+/// encoding knob to any non-negative integer; anything else is refused,
+/// since Seshat's settings are fixed at start.
 fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR syntax error");

@@ -325,8 +325,7 @@ fn set_expiry(ctx: &mut Ctx<'_>, args: &[Bytes], at: i64) -> CmdResult {
         ctx.db.delete(key)?;
     } else {
         record.expire_at_ms = at_u;
-        // The same value with a new expiry: `put` would drop a composite
-        // value's elements.
+        // `update`, not `put`: a composite value keeps its elements.
         ctx.db.update(key, record)?;
     }
     Ok(Frame::Integer(1))
