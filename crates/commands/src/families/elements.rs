@@ -59,7 +59,7 @@ pub const RANDOM_EXACT_MAX_ELEMENTS: u64 = 1024;
 const READ_STEP_ELEMENTS: usize = 1024;
 
 /// Bytes of an element's position before its name.
-const POSITION_BYTES: usize = 8;
+pub const POSITION_BYTES: usize = 8;
 
 /// The position of the element `name`: FNV-1a (64 bits) of the name, then
 /// MurmurHash3's 64-bit finalizer so every bit depends on every byte.
@@ -79,7 +79,7 @@ pub fn position(name: &[u8]) -> u64 {
 }
 
 /// The stored form of element `name`: its position, then the name.
-fn stored_name(name: &[u8]) -> Vec<u8> {
+pub fn stored_name(name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(POSITION_BYTES + name.len());
     out.extend_from_slice(&position(name).to_be_bytes());
     out.extend_from_slice(name);

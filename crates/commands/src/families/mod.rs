@@ -2,7 +2,7 @@
 
 pub mod cluster;
 pub mod connection;
-mod elements;
+pub(crate) mod elements;
 pub mod hash;
 pub mod keyspace;
 pub mod list;

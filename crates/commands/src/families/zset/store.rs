@@ -77,9 +77,14 @@ pub(super) fn member_score(
     kind: Kind,
     member: &[u8],
 ) -> Result<Option<f64>, CmdError> {
+    if kind != Kind::ZSet {
+        // A set stores a member under its hash position (see
+        // `families::elements`).
+        let stored = crate::families::elements::stored_name(member);
+        return Ok(ctx.db.element(key, &stored)?.map(|_| 1.0));
+    }
     Ok(match ctx.db.element(key, member)? {
         None => None,
-        Some(_) if kind != Kind::ZSet => Some(1.0),
         Some(raw) => Some(decode_score_value(&raw)?),
     })
 }
@@ -405,15 +410,23 @@ impl Walk {
                 let rows = ctx
                     .db
                     .elements(key, lo.as_deref(), hi.as_deref(), limit, self.rev)?;
-                let zset = *kind == Kind::ZSet;
+                if *kind != Kind::ZSet {
+                    // A set's members follow their hash position: strip it.
+                    let skip = crate::families::elements::POSITION_BYTES;
+                    return Ok(rows
+                        .into_iter()
+                        .map(|(stored, _)| Scored {
+                            member: stored.slice(skip.min(stored.len())..),
+                            score: 1.0,
+                        })
+                        .collect());
+                }
                 rows.into_iter()
                     .map(|(member, value)| {
-                        let score = if zset {
-                            decode_score_value(&value)?
-                        } else {
-                            1.0
-                        };
-                        Ok(Scored { member, score })
+                        Ok(Scored {
+                            member,
+                            score: decode_score_value(&value)?,
+                        })
                     })
                     .collect()
             }
@@ -430,11 +443,17 @@ impl Walk {
                     *lo = Some((last.score, successor(&last.member)));
                 }
             }
-            Bounds::Members { lo, hi, .. } => {
-                if self.rev {
-                    *hi = Some(last.member.to_vec());
+            Bounds::Members { lo, hi, kind } => {
+                // Bounds are in stored form: a set's carry the position.
+                let stored = if *kind == Kind::ZSet {
+                    last.member.to_vec()
                 } else {
-                    *lo = Some(successor(&last.member));
+                    crate::families::elements::stored_name(&last.member)
+                };
+                if self.rev {
+                    *hi = Some(stored);
+                } else {
+                    *lo = Some(successor(&stored));
                 }
             }
         }

@@ -661,16 +661,8 @@ fn set_operations_follow_redis() {
 fn plain_sets_are_inputs_with_score_one() {
     let mut r = Replica::new();
     r.run(&["ZADD", "z", "5", "a", "7", "b"]);
-    // A plain set as the sets family stores it: its members are element
-    // fields.
-    {
-        let mut ks = Keyspace::new(&mut r.kv, DATA_GROUP, 1_000, 99, r.state.counts);
-        ks.put(b"s", seshat_kv::Record::composite(Kind::Set, 2, 0, 0))
-            .unwrap();
-        ks.put_element(b"s", b"a", b"").unwrap();
-        ks.put_element(b"s", b"c", b"").unwrap();
-        r.state.counts = ks.counts();
-    }
+    // A plain set, made by the sets family.
+    r.run(&["SADD", "s", "a", "c"]);
     assert_eq!(
         r.run(&["ZUNION", "2", "z", "s", "WEIGHTS", "1", "3", "WITHSCORES"]),
         pairs(&[("c", 3.0), ("b", 7.0), ("a", 8.0)])
