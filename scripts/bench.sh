@@ -254,11 +254,12 @@ run_one() { # target workload pipeline
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH_START=$(date +%s)
 # SET before GET, so GETs mostly find keys; targets interleaved so a
-# disturbance on the machine does not hit one system only. INCR and MSET
-# (10 keys per command) run unpipelined only, to keep the run short.
-for workload in set get incr mset; do
+# disturbance on the machine does not hit one system only. INCR, MSET
+# (10 keys per command), HSET, LPUSH and ZADD run unpipelined only, to keep
+# the run short.
+for workload in set get incr mset hset lpush zadd; do
   pipelines=(1 "$PIPELINE")
-  case $workload in incr | mset) pipelines=(1) ;; esac
+  case $workload in incr | mset | hset | lpush | zadd) pipelines=(1) ;; esac
   for pipeline in "${pipelines[@]}"; do
     for target in "${TARGETS[@]}"; do
       run_one "$target" "$workload" "$pipeline"
@@ -292,7 +293,7 @@ redis_version=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
 
 echo
 echo "redis-benchmark: $REQUESTS requests per run, $CLIENTS clients, ${VALUE_BYTES}-byte values," \
-  "keys random in 0..$((KEYSPACE - 1)); SET runs first, then GET, INCR, MSET (10 keys each). Latencies in ms."
+  "keys random in 0..$((KEYSPACE - 1)); SET runs first, then GET, INCR, MSET (10 keys each), HSET, LPUSH, ZADD. Latencies in ms."
 echo "Seshat: $NODES nodes (dev-cluster), benchmark against the leader (node $LEADER); redis-server $redis_version," \
   "AOF on, RDB off. Keys after the SET runs: ${KEYS%, }.$LEADER_NOTE"
 echo

@@ -607,3 +607,29 @@ fn a_lone_node_answers_pong_only_once_it_takes_writes() {
         assert_eq!(String::from_utf8_lossy(&reply), "+OK\r\n", "round {round}");
     }
 }
+
+/// Issue 13's acceptance: redis-benchmark's data type workloads complete
+/// with no error.
+#[test]
+fn redis_benchmark_runs_the_data_type_workloads() {
+    if !common::have_tool("redis-benchmark") {
+        return;
+    }
+    let server = Server::start();
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &server.port.to_string()])
+        .args(["-t", "lpush,lpop,sadd,hset,spop,zadd,lrange_100"])
+        .args(["-n", "5000", "-q"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
+        "{stdout}\n{stderr}"
+    );
+    for test in ["LPUSH", "LPOP", "SADD", "HSET", "SPOP", "ZADD", "LRANGE_100"] {
+        assert!(stdout.contains(test), "{test} missing from:\n{stdout}");
+    }
+}
