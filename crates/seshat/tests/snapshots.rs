@@ -59,6 +59,29 @@ fn a_follower_far_behind_catches_up_by_snapshot_and_serves_every_key_after_leadi
             }
             let _: () = pipe.query(&mut c).unwrap();
         }
+        // Every type travels in the snapshot (and a key with a TTL).
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            pipe.cmd("HSET")
+                .arg("h")
+                .arg(format!("f{i}"))
+                .arg(i)
+                .ignore();
+            pipe.cmd("RPUSH").arg("l").arg(i).ignore();
+            pipe.cmd("SADD").arg("s").arg(format!("m{i}")).ignore();
+            pipe.cmd("ZADD")
+                .arg("z")
+                .arg(i)
+                .arg(format!("m{i}"))
+                .ignore();
+        }
+        pipe.cmd("SET")
+            .arg("ttl")
+            .arg("v")
+            .arg("EX")
+            .arg(3600)
+            .ignore();
+        let _: () = pipe.query(&mut c).unwrap();
     }
     // The log on the leader stays within a few snapshot intervals.
     // Snapshots are built in the background, so give the last one time.
@@ -130,6 +153,14 @@ fn a_follower_far_behind_catches_up_by_snapshot_and_serves_every_key_after_leadi
         snaps.display()
     );
 
+    // The caught-up replica holds exactly what the leader holds: every
+    // record of every type, the expiry index, the applied index.
+    assert_eq!(
+        digest(&cluster.nodes[lagger]),
+        digest(&cluster.nodes[leader]),
+        "replica digests differ after the snapshot install"
+    );
+
     // Kill the old leader: the caught-up node and the third one serve all.
     cluster.nodes[leader].kill9();
     let new_leader = cluster.wait_for_leader(Duration::from_secs(30));
@@ -150,5 +181,52 @@ fn a_follower_far_behind_catches_up_by_snapshot_and_serves_every_key_after_leadi
         }
     }
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
-    assert_eq!(n as usize, KEYS);
+    assert_eq!(n as usize, KEYS + 5);
+    let hlen: i64 = redis::cmd("HLEN").arg("h").query(&mut c).unwrap();
+    let hget: String = redis::cmd("HGET")
+        .arg("h")
+        .arg("f999")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((hlen, hget.as_str()), (1000, "999"));
+    let list: Vec<i64> = redis::cmd("LRANGE")
+        .arg("l")
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(list, (0..1000).collect::<Vec<i64>>());
+    let scard: i64 = redis::cmd("SCARD").arg("s").query(&mut c).unwrap();
+    let member: i64 = redis::cmd("SISMEMBER")
+        .arg("s")
+        .arg("m7")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((scard, member), (1000, 1));
+    let top: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg("z")
+        .arg(-2)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        top,
+        vec![("m998".to_string(), 998.0), ("m999".to_string(), 999.0)]
+    );
+    let ttl: i64 = redis::cmd("TTL").arg("ttl").query(&mut c).unwrap();
+    assert!((3000..=3600).contains(&ttl), "{ttl}");
+}
+
+/// The node's `storage_digest` (applied index, hash of every record, key
+/// count).
+fn digest(node: &common::Server) -> Option<String> {
+    let mut c = redis::Client::open(node.url())
+        .ok()?
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .ok()?;
+    let info: String = redis::cmd("INFO").arg("digest").query(&mut c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("storage_digest:"))
+        .map(|v| v.trim().to_string())
 }
