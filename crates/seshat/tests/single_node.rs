@@ -629,7 +629,15 @@ fn redis_benchmark_runs_the_data_type_workloads() {
         !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
         "{stdout}\n{stderr}"
     );
-    for test in ["LPUSH", "LPOP", "SADD", "HSET", "SPOP", "ZADD", "LRANGE_100"] {
+    for test in [
+        "LPUSH",
+        "LPOP",
+        "SADD",
+        "HSET",
+        "SPOP",
+        "ZADD",
+        "LRANGE_100",
+    ] {
         assert!(stdout.contains(test), "{test} missing from:\n{stdout}");
     }
 }
