@@ -324,6 +324,9 @@ fn applied_from_record(r: &pb::AppliedRecord) -> io::Result<(Option<LogId>, Stor
     Ok((applied, membership))
 }
 
+/// Fewest keys the apply overlay reads from RocksDB per step of a scan.
+const MIN_SCAN_STEP: usize = 64;
+
 /// One apply batch: pending changes that later commands in the same batch
 /// must see before they reach RocksDB.
 struct ApplyBatch<'a> {
@@ -431,11 +434,14 @@ impl RawKv for ApplyBatch<'_> {
                 pos = end.to_vec();
                 continue;
             }
+            // Read a few keys at least: entries this batch deleted are
+            // skipped, and one-key steps past them would cost a seek each.
+            let step = limit.max(MIN_SCAN_STEP);
             let chunk = self
                 .store
-                .scan(Cf::DataKv, &pos, to, limit)
+                .scan(Cf::DataKv, &pos, to, step)
                 .map_err(kv_error)?;
-            let full = chunk.len() == limit;
+            let full = chunk.len() == step;
             let mut next = None;
             for (k, v) in chunk {
                 let hidden = self.overlay.contains_key(&k) || self.cleared_until(&k).is_some();
@@ -481,11 +487,12 @@ impl RawKv for ApplyBatch<'_> {
                 end = start.max(from).to_vec();
                 continue;
             }
+            let step = limit.max(MIN_SCAN_STEP);
             let chunk = self
                 .store
-                .scan_rev(Cf::DataKv, from, &end, limit)
+                .scan_rev(Cf::DataKv, from, &end, step)
                 .map_err(kv_error)?;
-            let full = chunk.len() == limit;
+            let full = chunk.len() == step;
             let mut lowest = None;
             for (k, v) in chunk {
                 let hidden = self.overlay.contains_key(&k) || self.cleared_until(&k).is_some();

@@ -138,8 +138,18 @@ fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, CmdErro
 
 /// Writes `record` (the value of `src`) as `dst`'s new value, with a
 /// composite value's elements.
+/// Most elements `RENAME`/`COPY` copy in one apply (every replica copies
+/// them into one batch): a larger value is refused before anything is
+/// written.
+pub const MAX_COPY_ELEMENTS: u64 = 1 << 20;
+
 fn copy_value(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], record: Record) -> Result<(), CmdError> {
     let composite = record.kind != Kind::String;
+    if composite && record.composite_meta()?.0 > MAX_COPY_ELEMENTS {
+        return Err(err(format!(
+            "ERR this value has more than {MAX_COPY_ELEMENTS} elements; Seshat copies at most that many in one command"
+        )));
+    }
     ctx.db.put(dst, record)?;
     if composite {
         ctx.db.copy_elements(src, dst)?;
@@ -393,7 +403,7 @@ fn to_i64(n: u64) -> i64 {
 
 fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     ttl_reply(ctx, args, |at, now| {
-        (to_i64(at.saturating_sub(now)) + 500) / 1000
+        to_i64(at.saturating_sub(now)).saturating_add(500) / 1000
     })
 }
 
