@@ -5,7 +5,8 @@
 //! it, and a read must return the current value. A write with a TTL is a
 //! plain write when the TTL outlasts the key's history. Keys that are not
 //! registers are skipped: those with an `INCR` (see
-//! [`crate::check_counters`]) or with a write whose TTL may run out within
+//! [`crate::check_counters`]), lists and sets (see [`crate::check_lists`]
+//! and [`crate::check_sets`]), or with a write whose TTL may run out within
 //! the history (see [`crate::expired_keys_stay_expired`]).
 //!
 //! Each key's history is checked with the Wing–Gong algorithm as improved
@@ -139,8 +140,8 @@ pub struct CheckResult {
     pub ok: bool,
     /// How many distinct register keys the history touched.
     pub keys_checked: usize,
-    /// How many keys were skipped as not registers (counters, keys whose
-    /// TTL may run out within the history).
+    /// How many keys were skipped as not registers (counters, lists, sets,
+    /// keys whose TTL may run out within the history).
     pub keys_skipped: usize,
     /// One entry per non-linearizable key, in key order.
     pub violations: Vec<Violation>,
@@ -221,7 +222,8 @@ pub fn check_register(ops: &[Op], max_states: usize) -> Verdict {
     search(&prepare(ops), max_states).0
 }
 
-/// Whether one key's ops fit the register model: none is an `INCR`, and no
+/// Whether one key's ops fit the register model: each is a `GET`, `SET` or
+/// `DEL` (not an `INCR` nor a list or set command), and no
 /// write with a TTL may expire within the history. Such a write cannot
 /// expire before `ttl_ms` after its invoke, and the history ends at its
 /// latest event.
@@ -232,11 +234,10 @@ fn is_register(ops: &[Op]) -> bool {
         .max()
         .unwrap_or(0);
     ops.iter().all(|op| match &op.kind {
-        OpKind::Incr => false,
         OpKind::WriteWithTtl { ttl_ms, .. } => {
             op.outcome == Outcome::Fail || op.invoke_ns.saturating_add(ms_to_ns(*ttl_ms)) > end_ns
         }
-        OpKind::Read | OpKind::Write(_) => true,
+        kind => register_op(kind).is_some(),
     })
 }
 
@@ -259,14 +260,14 @@ enum RegisterOp<'a> {
     Write(Option<&'a [u8]>),
 }
 
-/// How the register model sees `kind`; `None` for an `INCR`, which is not
-/// a register operation.
+/// How the register model sees `kind`; `None` for an `INCR` or a list or
+/// set command, which are not register operations.
 fn register_op(kind: &OpKind) -> Option<RegisterOp<'_>> {
     match kind {
         OpKind::Read => Some(RegisterOp::Read),
         OpKind::Write(v) => Some(RegisterOp::Write(v.as_deref())),
         OpKind::WriteWithTtl { value, .. } => Some(RegisterOp::Write(Some(value))),
-        OpKind::Incr => None,
+        OpKind::Incr | OpKind::RPush(_) | OpKind::LPop | OpKind::SAdd(_) | OpKind::SRem(_) => None,
     }
 }
 
@@ -966,11 +967,25 @@ mod tests {
             keyed(get(2, Some("zzz"), (2, 3)), "c"),
             // A register.
             set(1, "a", (0, 1)),
+            // A list and a set.
+            keyed(
+                op(1, OpKind::RPush(b"x".to_vec()), (0, 1), Outcome::Unknown),
+                "l",
+            ),
+            keyed(op(2, OpKind::LPop, (2, 3), Outcome::Ok(None)), "l"),
+            keyed(
+                op(1, OpKind::SAdd(b"x".to_vec()), (0, 1), Outcome::Unknown),
+                "s",
+            ),
+            keyed(
+                op(2, OpKind::SRem(b"x".to_vec()), (2, 3), Outcome::Fail),
+                "s",
+            ),
         ];
         let r = check(&h);
         assert!(r.ok, "{r}");
-        assert_eq!((r.keys_checked, r.keys_skipped), (1, 2));
-        assert!(r.to_string().contains("2 other keys skipped"), "{r}");
+        assert_eq!((r.keys_checked, r.keys_skipped), (1, 4));
+        assert!(r.to_string().contains("4 other keys skipped"), "{r}");
         // Checked alone, INCRs are ignored and TTLs taken as plain writes.
         assert_eq!(check_register(&h[..2], 100), Verdict::NotLinearizable);
         assert_eq!(check_register(&h[2..3], 100), Verdict::Linearizable);

@@ -20,11 +20,10 @@
 //! These are necessary conditions for a linearizable counter, checked in
 //! O(n log n) per key, not a full linearizability search.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::final_reads::FinalReads;
-use crate::history::{fmt_value, Op, OpKind, Outcome};
+use crate::history::{fmt_value, foreign_ops, ops_by_key, parse_int, Op, OpKind, Outcome};
 use crate::report::{Found, KeyViolation};
 
 /// A problem with one counter; see the [module docs](self) for the checks.
@@ -36,8 +35,8 @@ pub enum CounterProblem {
         /// What was received.
         value: Option<Vec<u8>>,
     },
-    /// The key was written with `SET` or `DEL` too, so it is not checked
-    /// as a counter.
+    /// The key was written with commands other than `INCR` too, so it is
+    /// not checked as a counter.
     NotOnlyIncrements,
     /// Two acknowledged `INCR`s returned the same value (check 1).
     Duplicate {
@@ -95,7 +94,7 @@ impl fmt::Display for CounterProblem {
                 fmt_value(f, value.as_deref())
             }
             Self::NotOnlyIncrements => f.write_str(
-                "written with SET or DEL as well as INCR, so not checked as a counter",
+                "written with commands other than INCR, so not checked as a counter",
             ),
             Self::Duplicate { value } => write!(
                 f,
@@ -140,20 +139,8 @@ pub type CounterViolation = KeyViolation<CounterProblem>;
 /// final value: keys missing from `finals` skip them. Returns one entry per
 /// kind of problem per key, in key order; empty means all is well.
 pub fn check_counters(history: &[Op], finals: &FinalReads) -> Vec<CounterViolation> {
-    let counters: BTreeSet<&[u8]> = history
-        .iter()
-        .filter(|op| op.kind == OpKind::Incr)
-        .map(|op| op.key.as_slice())
-        .chain(finals.keys().map(Vec::as_slice))
-        .collect();
-    let mut by_key: BTreeMap<&[u8], Vec<&Op>> =
-        counters.into_iter().map(|key| (key, Vec::new())).collect();
-    for op in history {
-        if let Some(ops) = by_key.get_mut(op.key.as_slice()) {
-            ops.push(op);
-        }
-    }
-    by_key
+    let also = finals.keys().map(Vec::as_slice);
+    ops_by_key(history, |kind| *kind == OpKind::Incr, also)
         .into_iter()
         .flat_map(|(key, ops)| {
             let final_value = finals.get(key).map(Option::as_deref);
@@ -165,15 +152,6 @@ pub fn check_counters(history: &[Op], finals: &FinalReads) -> Vec<CounterViolati
 /// An acknowledged `INCR` and the value it returned.
 type Acked<'a> = (i64, &'a Op);
 
-/// When an op's reply arrived; never, for an indeterminate one.
-fn done_ns(op: &Op) -> u64 {
-    op.effective_complete_ns().unwrap_or(u64::MAX)
-}
-
-fn parse(value: Option<&[u8]>) -> Option<i64> {
-    std::str::from_utf8(value?).ok()?.parse().ok()
-}
-
 /// Checks one counter key's ops; `final_value` is `None` when not read.
 fn check_counter(
     key: &[u8],
@@ -181,12 +159,7 @@ fn check_counter(
     final_value: Option<Option<&[u8]>>,
 ) -> Vec<CounterViolation> {
     let mut found = Found::new(key);
-    let writes: Vec<&Op> = ops
-        .iter()
-        .copied()
-        .filter(|op| op.kind != OpKind::Read && op.kind != OpKind::Incr)
-        .filter(|op| op.outcome != Outcome::Fail)
-        .collect();
+    let writes = foreign_ops(ops, |kind| matches!(kind, OpKind::Read | OpKind::Incr));
     if !writes.is_empty() {
         found.push(CounterProblem::NotOnlyIncrements, writes);
         return found.into_vec();
@@ -199,7 +172,7 @@ fn check_counter(
     let mut acked: Vec<Acked<'_>> = Vec::new();
     for op in &incrs {
         if let Outcome::Ok(value) = &op.outcome {
-            match parse(value.as_deref()) {
+            match parse_int(value.as_deref()) {
                 Some(n) => acked.push((n, op)),
                 None => found.push(
                     CounterProblem::NotAnInteger {
@@ -235,13 +208,13 @@ fn duplicates(acked: &[Acked<'_>], found: &mut Found<'_, CounterProblem>) {
 /// before it was invoked.
 fn out_of_order(acked: &[Acked<'_>], found: &mut Found<'_, CounterProblem>) {
     let mut by_done: Vec<&Acked<'_>> = acked.iter().collect();
-    by_done.sort_by_key(|(_, op)| done_ns(op));
+    by_done.sort_by_key(|(_, op)| op.done_ns());
     let mut by_invoke: Vec<&Acked<'_>> = acked.iter().collect();
     by_invoke.sort_by_key(|(_, op)| op.invoke_ns);
     let mut done = by_done.into_iter().peekable();
     let mut highest: Option<&Acked<'_>> = None;
     for later in by_invoke {
-        while let Some(earlier) = done.next_if(|(_, op)| done_ns(op) < later.1.invoke_ns) {
+        while let Some(earlier) = done.next_if(|(_, op)| op.done_ns() < later.1.invoke_ns) {
             if highest.is_none_or(|h| earlier.0 > h.0) {
                 highest = Some(earlier);
             }
@@ -268,7 +241,7 @@ fn out_of_range(acked: &[Acked<'_>], incrs: &[&Op], found: &mut Found<'_, Counte
         .collect();
     invokes.sort_unstable();
     for &(value, op) in acked {
-        let invoked = invokes.partition_point(|&t| t <= done_ns(op));
+        let invoked = invokes.partition_point(|&t| t <= op.done_ns());
         let within = usize::try_from(value).is_ok_and(|v| (1..=invoked).contains(&v));
         if !within {
             found.push(CounterProblem::OutOfRange { value, invoked }, [op]);
@@ -285,7 +258,7 @@ fn against_final(
 ) {
     let final_value = match value {
         None => 0,
-        Some(bytes) => match parse(Some(bytes)) {
+        Some(bytes) => match parse_int(Some(bytes)) {
             Some(n) => n,
             None => {
                 let value = Some(bytes.to_vec());
@@ -333,6 +306,8 @@ fn against_final(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     const C: &[u8] = b"c";

@@ -98,7 +98,12 @@ fn written(kind: &OpKind) -> Option<Option<&[u8]>> {
     match kind {
         OpKind::Write(v) => Some(v.as_deref()),
         OpKind::WriteWithTtl { value, .. } => Some(Some(value)),
-        OpKind::Read | OpKind::Incr => None,
+        OpKind::Read
+        | OpKind::Incr
+        | OpKind::RPush(_)
+        | OpKind::LPop
+        | OpKind::SAdd(_)
+        | OpKind::SRem(_) => None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Checking the values read once a run is over against its history.
+//! What is read once a run is over, and checking the values of registers
+//! against the history.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,11 @@ use crate::history::{Op, OpKind, Outcome};
 /// The value of each key read once a run is over (`None` = absent), as
 /// `GET` returned it.
 pub type FinalReads = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The elements of each list or set key read once a run is over, in reply
+/// order: `LRANGE key 0 -1` for a list, `SMEMBERS key` for a set. An
+/// absent key reads as empty.
+pub type FinalCollections = BTreeMap<Vec<u8>, Vec<Vec<u8>>>;
 
 /// The client id of the synthetic final read.
 pub const FINAL_READ_CLIENT: u64 = u64::MAX;

@@ -3,9 +3,11 @@
 //! A history is a list of [`Op`]s, each with the interval in which it was in
 //! flight (`invoke_ns` .. `complete_ns`) and what the client learned about it
 //! (its [`Outcome`]). An op reads, writes (optionally with a TTL) or
-//! increments one key. [`Recorder`] builds one from many threads; [`write_jsonl`]
+//! increments one key, or pushes to or pops from a list, or adds a member
+//! to or removes one from a set. [`Recorder`] builds one from many threads; [`write_jsonl`]
 //! and [`read_jsonl`] save and load it one JSON object per line.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -32,6 +34,18 @@ pub enum OpKind {
     },
     /// `INCR key`.
     Incr,
+    /// `RPUSH key value`: appends `value` to the list. Its reply is the
+    /// list's new length.
+    RPush(Vec<u8>),
+    /// `LPOP key`: takes the list's head. Its reply is the value taken, or
+    /// nil for an empty list.
+    LPop,
+    /// `SADD key member`. Its reply is 1 if `member` was added, 0 if it was
+    /// there already.
+    SAdd(Vec<u8>),
+    /// `SREM key member`. Its reply is 1 if `member` was removed, 0 if it
+    /// was not there.
+    SRem(Vec<u8>),
 }
 
 impl OpKind {
@@ -39,7 +53,13 @@ impl OpKind {
     pub fn ttl_ms(&self) -> Option<u64> {
         match self {
             Self::WriteWithTtl { ttl_ms, .. } => Some(*ttl_ms),
-            Self::Read | Self::Write(_) | Self::Incr => None,
+            Self::Read
+            | Self::Write(_)
+            | Self::Incr
+            | Self::RPush(_)
+            | Self::LPop
+            | Self::SAdd(_)
+            | Self::SRem(_) => None,
         }
     }
 }
@@ -48,8 +68,9 @@ impl OpKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
     /// It happened. For a read, the value read (`None` = key absent); for
-    /// `INCR`, the new value in decimal digits, as Redis would send it in a
-    /// bulk string; for other writes, `None`.
+    /// `LPOP`, the value taken (`None` = the list was empty); for `INCR`,
+    /// `RPUSH`, `SADD` and `SREM`, the integer reply in decimal digits, as
+    /// Redis would send it in a bulk string; for other writes, `None`.
     Ok(Option<Vec<u8>>),
     /// Definite failure: it did not happen and never will.
     Fail,
@@ -77,7 +98,7 @@ pub struct Op {
 }
 
 impl Op {
-    /// Whether this is a write (`SET`, `DEL` or `INCR`).
+    /// Whether this is a write (anything but `GET`).
     pub fn is_write(&self) -> bool {
         !matches!(self.kind, OpKind::Read)
     }
@@ -91,6 +112,58 @@ impl Op {
             _ => Some(self.complete_ns.max(self.invoke_ns)),
         }
     }
+
+    /// [`Self::effective_complete_ns`], with `u64::MAX` for never: `a`
+    /// precedes `b` in real time when `a.done_ns() < b.invoke_ns`.
+    pub fn done_ns(&self) -> u64 {
+        self.effective_complete_ns().unwrap_or(u64::MAX)
+    }
+
+    /// The integer an acknowledged op replied (`INCR`, `RPUSH`, `SADD`,
+    /// `SREM`); `None` if it was not acknowledged or its reply is not a
+    /// decimal integer.
+    pub(crate) fn int_reply(&self) -> Option<i64> {
+        match &self.outcome {
+            Outcome::Ok(reply) => parse_int(reply.as_deref()),
+            Outcome::Fail | Outcome::Unknown => None,
+        }
+    }
+}
+
+/// The ops among `ops` that did not fail and are not of a kind `allowed`:
+/// a checker that expects only `allowed` ones skips a key that has any.
+pub(crate) fn foreign_ops<'a>(ops: &[&'a Op], allowed: impl Fn(&OpKind) -> bool) -> Vec<&'a Op> {
+    ops.iter()
+        .copied()
+        .filter(|op| !allowed(&op.kind) && op.outcome != Outcome::Fail)
+        .collect()
+}
+
+/// `value` as a decimal integer, if it is one.
+pub(crate) fn parse_int(value: Option<&[u8]>) -> Option<i64> {
+    std::str::from_utf8(value?).ok()?.parse().ok()
+}
+
+/// The ops of each key that has an op `selected`, or is in `also`, in
+/// key order; each key's ops in history order.
+pub(crate) fn ops_by_key<'a>(
+    history: &'a [Op],
+    selected: impl Fn(&OpKind) -> bool,
+    also: impl IntoIterator<Item = &'a [u8]>,
+) -> BTreeMap<&'a [u8], Vec<&'a Op>> {
+    let mut by_key: BTreeMap<&[u8], Vec<&Op>> = history
+        .iter()
+        .filter(|op| selected(&op.kind))
+        .map(|op| op.key.as_slice())
+        .chain(also)
+        .map(|key| (key, Vec::new()))
+        .collect();
+    for op in history {
+        if let Some(ops) = by_key.get_mut(op.key.as_slice()) {
+            ops.push(op);
+        }
+    }
+    by_key
 }
 
 /// Nanoseconds in a millisecond.
@@ -112,7 +185,8 @@ pub(crate) fn fmt_value(f: &mut fmt::Formatter<'_>, value: Option<&[u8]>) -> fmt
 impl fmt::Display for Op {
     /// `client 1: read "k" -> "v" [10, 20]`, `client 2: set "k" = "v" [5, ?] (unknown)`,
     /// `client 3: del "k" [7, 9] (failed)`, `client 4: set "k" = "v" px 200 [1, 2]`,
-    /// `client 5: incr "c" -> "7" [3, 4]`.
+    /// `client 5: incr "c" -> "7" [3, 4]`, `client 6: rpush "l" "v" -> "3" [5, 6]`,
+    /// `client 7: lpop "l" -> "v" [5, 6]`, `client 8: sadd "s" "m" -> "1" [5, 6]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "client {}: ", self.client)?;
         match &self.kind {
@@ -138,11 +212,11 @@ impl fmt::Display for Op {
                 fmt_value(f, Some(value))?;
                 write!(f, " px {ttl_ms}")?;
             }
-            OpKind::Incr => {
-                f.write_str("incr ")?;
-                fmt_value(f, Some(&self.key))?;
-                self.fmt_result(f)?;
-            }
+            OpKind::Incr => self.fmt_command(f, "incr", None)?,
+            OpKind::RPush(value) => self.fmt_command(f, "rpush", Some(value))?,
+            OpKind::LPop => self.fmt_command(f, "lpop", None)?,
+            OpKind::SAdd(member) => self.fmt_command(f, "sadd", Some(member))?,
+            OpKind::SRem(member) => self.fmt_command(f, "srem", Some(member))?,
         }
         match self.outcome {
             Outcome::Ok(_) => write!(f, " [{}, {}]", self.invoke_ns, self.complete_ns),
@@ -153,6 +227,22 @@ impl fmt::Display for Op {
 }
 
 impl Op {
+    /// `name "key" "arg" -> reply`.
+    fn fmt_command(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        name: &str,
+        arg: Option<&[u8]>,
+    ) -> fmt::Result {
+        write!(f, "{name} ")?;
+        fmt_value(f, Some(&self.key))?;
+        if let Some(arg) = arg {
+            f.write_str(" ")?;
+            fmt_value(f, Some(arg))?;
+        }
+        self.fmt_result(f)
+    }
+
     /// ` -> value`, or ` -> ?` when the outcome is not known.
     fn fmt_result(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(" -> ")?;
@@ -463,6 +553,43 @@ mod tests {
             r#"client 5: incr "c" -> ? [5, ?] (unknown)"#
         );
         assert!(ops.iter().all(Op::is_write));
+        let mut buf = Vec::new();
+        write_jsonl(&ops, &mut buf).unwrap();
+        assert_eq!(read_jsonl(buf.as_slice()).unwrap(), ops);
+    }
+
+    #[test]
+    fn list_and_set_forms() {
+        let op = |kind, outcome: Outcome| Op {
+            client: 6,
+            key: b"l".to_vec(),
+            kind,
+            invoke_ns: 5,
+            complete_ns: 6,
+            outcome,
+        };
+        let int = |n: &str| Outcome::Ok(Some(n.as_bytes().to_vec()));
+        let ops = vec![
+            op(OpKind::RPush(b"v".to_vec()), int("3")),
+            op(OpKind::LPop, Outcome::Ok(None)),
+            op(OpKind::LPop, Outcome::Unknown),
+            op(OpKind::SAdd(b"m".to_vec()), int("1")),
+            op(OpKind::SRem(b"m".to_vec()), Outcome::Fail),
+        ];
+        let shown: Vec<String> = ops.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"client 6: rpush "l" "v" -> "3" [5, 6]"#,
+                r#"client 6: lpop "l" -> nil [5, 6]"#,
+                r#"client 6: lpop "l" -> ? [5, ?] (unknown)"#,
+                r#"client 6: sadd "l" "m" -> "1" [5, 6]"#,
+                r#"client 6: srem "l" "m" -> ? [5, 6] (failed)"#,
+            ]
+        );
+        assert!(ops
+            .iter()
+            .all(|op| op.is_write() && op.kind.ttl_ms().is_none()));
         let mut buf = Vec::new();
         write_jsonl(&ops, &mut buf).unwrap();
         assert_eq!(read_jsonl(buf.as_slice()).unwrap(), ops);

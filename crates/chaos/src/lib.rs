@@ -14,6 +14,12 @@
 //! - [`check_counters`] checks keys changed only by `INCR`: acknowledged
 //!   values distinct and in real-time order, and the final value counting
 //!   every acknowledged increment once (no increment lost or doubled);
+//! - [`check_lists`] checks lists used as queues (`RPUSH`, `LPOP`) against
+//!   their final contents: no acknowledged push lost, no value popped twice
+//!   or from nowhere, first in first out;
+//! - [`check_sets`] checks sets (`SADD`, `SREM`) against their final
+//!   members: no acknowledged add lost, no member from nowhere or back
+//!   after its removal;
 //! - [`expired_keys_stay_expired`] checks that no read returns a value whose
 //!   writes had all expired, and [`ttls_kept`] that keys written only with
 //!   a TTL keep one;
@@ -43,7 +49,9 @@ mod counters;
 mod expiry;
 mod final_reads;
 mod history;
+mod lists;
 mod report;
+mod sets;
 
 pub use checker::{
     check, check_register, check_with, CheckResult, CheckerConfig, Verdict, Violation,
@@ -53,10 +61,13 @@ pub use checker::{
 pub use counters::{check_counters, CounterProblem, CounterViolation};
 pub use expiry::{expired_keys_stay_expired, ttls_kept, ExpiryProblem, ExpiryViolation};
 pub use final_reads::{
-    acknowledged_writes_visible, acknowledged_writes_visible_with, FinalReads, FINAL_READ_CLIENT,
+    acknowledged_writes_visible, acknowledged_writes_visible_with, FinalCollections, FinalReads,
+    FINAL_READ_CLIENT,
 };
 pub use history::{
     load_jsonl, read_jsonl, save_jsonl, write_jsonl, HistoryError, Op, OpHandle, OpKind, Outcome,
     Recorder,
 };
+pub use lists::{check_lists, ListProblem, ListViolation};
 pub use report::{KeyViolation, MAX_OPS_SHOWN};
+pub use sets::{check_sets, SetProblem, SetViolation};

@@ -1,5 +1,6 @@
 //! Problems found on one key by the checkers that are not a linearizability
-//! search ([`crate::check_counters`], [`crate::expired_keys_stay_expired`],
+//! search ([`crate::check_counters`], [`crate::check_lists`],
+//! [`crate::check_sets`], [`crate::expired_keys_stay_expired`],
 //! [`crate::ttls_kept`]), reported once per kind with the ops that show it.
 
 use std::fmt;

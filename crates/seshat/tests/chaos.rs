@@ -2,8 +2,10 @@
 //! namespaces, real faults (kill -9, SIGSTOP, partitions and packet loss
 //! with iptables), concurrent recorded clients, and every history checked:
 //! registers for linearizability, `INCR` counters for lost or doubled
-//! increments, keys with a TTL for keeping it and expired keys for staying
-//! expired; replicas must converge to identical data.
+//! increments, lists (`RPUSH`/`LPOP`) for lost, duplicated or reordered
+//! values, sets (`SADD`/`SREM`) for lost or resurrected members, keys with
+//! a TTL for keeping it and expired keys for staying expired; replicas must
+//! converge to identical data.
 //!
 //! Needs root (network namespaces, iptables). Without root every test says
 //! it was skipped. Scenarios run one at a time.
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 use chaos_support::netns::{self, ChaosCluster};
 use chaos_support::workload::{read_back_expiring, Keys, Workload, SHORT_TTL_MS};
 use seshat_chaos::{
-    acknowledged_writes_visible, check, check_counters, expired_keys_stay_expired, save_jsonl,
-    ttls_kept, FinalReads, Op, OpKind, Outcome,
+    acknowledged_writes_visible, check, check_counters, check_lists, check_sets,
+    expired_keys_stay_expired, save_jsonl, ttls_kept, FinalCollections, FinalReads, Op, OpKind,
+    Outcome,
 };
 
 /// Scenarios share the machine's two cores: one at a time.
@@ -106,25 +109,30 @@ struct Finals {
     counters: FinalReads,
     /// Each TTL register key's `PTTL`.
     pttls: BTreeMap<Vec<u8>, i64>,
+    /// Each list key's elements (`LRANGE key 0 -1`).
+    lists: FinalCollections,
+    /// Each set key's members (`SMEMBERS key`).
+    sets: FinalCollections,
 }
 
-fn read_finals(cluster: &ChaosCluster, leader: usize, keys: &Keys) -> Finals {
+fn read_finals(cluster: &ChaosCluster, mut leader: usize, keys: &Keys) -> Finals {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut target = leader;
+    let target = &mut leader;
     Finals {
-        registers: read_through_leader(cluster, &mut target, deadline, "GET", &keys.registers()),
-        counters: read_through_leader(cluster, &mut target, deadline, "GET", &keys.counters()),
-        pttls: read_through_leader(
-            cluster,
-            &mut target,
-            deadline,
-            "PTTL",
-            &keys.ttl_registers(),
-        ),
+        registers: read_through_leader(cluster, target, deadline, &["GET"], &keys.registers()),
+        counters: read_through_leader(cluster, target, deadline, &["GET"], &keys.counters()),
+        pttls: read_through_leader(cluster, target, deadline, &["PTTL"], &keys.ttl_registers()),
+        lists: read_through_leader(cluster, target, deadline, &LRANGE_ALL, &keys.lists()),
+        sets: read_through_leader(cluster, target, deadline, &["SMEMBERS"], &keys.sets()),
     }
 }
 
-/// Sends `command key` for each of `keys` through the leader (`target`).
+/// Reads a whole list: `LRANGE key 0 -1`.
+const LRANGE_ALL: [&str; 3] = ["LRANGE", "0", "-1"];
+
+/// Sends `command key args…` (`command` is the command's name, then the
+/// arguments after the key) for each of `keys` through the leader
+/// (`target`).
 /// Leadership can move between finding the leader and reading (the node
 /// then answers `MOVED` or `CLUSTERDOWN`, or the connection drops): a read
 /// that fails is retried through whichever node leads then, until
@@ -134,9 +142,12 @@ fn read_through_leader<T: redis::FromRedisValue>(
     cluster: &ChaosCluster,
     target: &mut usize,
     deadline: Instant,
-    command: &str,
+    command: &[&str],
     keys: &[String],
 ) -> BTreeMap<Vec<u8>, T> {
+    let [name, args @ ..] = command else {
+        panic!("a command has a name");
+    };
     let mut finals = BTreeMap::new();
     let mut last_error = String::new();
     'keys: for key in keys {
@@ -153,7 +164,7 @@ fn read_through_leader<T: redis::FromRedisValue>(
             );
             let read = redis::Client::open(addr)
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
-                .and_then(|mut c| redis::cmd(command).arg(key).query::<T>(&mut c));
+                .and_then(|mut c| redis::cmd(name).arg(key).arg(args).query::<T>(&mut c));
             match read {
                 Ok(v) => {
                     finals.insert(key.clone().into_bytes(), v);
@@ -180,6 +191,16 @@ fn problems(history: &[Op], finals: &Finals) -> Option<String> {
         .into_iter()
         .chain(
             check_counters(history, &finals.counters)
+                .iter()
+                .map(ToString::to_string),
+        )
+        .chain(
+            check_lists(history, &finals.lists)
+                .iter()
+                .map(ToString::to_string),
+        )
+        .chain(
+            check_sets(history, &finals.sets)
                 .iter()
                 .map(ToString::to_string),
         )
@@ -223,10 +244,12 @@ fn report_and_check(name: &str, history: &[Op], finals: &Finals, cluster: &Chaos
         .count();
     eprintln!(
         "{name}: {} ops: {ok} ok, {fail} failed, {unknown} indeterminate; \
-         {acked_incrs} INCRs acknowledged, counters {}; {} short-lived keys, \
+         {acked_incrs} INCRs acknowledged, counters {}; {}; {}; {} short-lived keys, \
          {expiry_reads} reads of them served; PTTLs {:?}",
         history.len(),
         describe_counters(&finals.counters),
+        describe_collections(history, "list", is_list_op, &finals.lists),
+        describe_collections(history, "set", is_set_op, &finals.sets),
         short_lived.len(),
         finals.pttls.values().collect::<Vec<_>>(),
     );
@@ -252,6 +275,38 @@ fn describe_counters(counters: &FinalReads) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn is_list_op(kind: &OpKind) -> bool {
+    matches!(kind, OpKind::RPush(_) | OpKind::LPop)
+}
+
+fn is_set_op(kind: &OpKind) -> bool {
+    matches!(kind, OpKind::SAdd(_) | OpKind::SRem(_))
+}
+
+/// `412 list ops (380 acknowledged, 12 indeterminate), final lengths l0=3 l1=0`.
+fn describe_collections(
+    history: &[Op],
+    what: &str,
+    selected: fn(&OpKind) -> bool,
+    finals: &FinalCollections,
+) -> String {
+    let ops: Vec<&Op> = history.iter().filter(|o| selected(&o.kind)).collect();
+    let acked = ops
+        .iter()
+        .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
+        .count();
+    let unknown = ops.iter().filter(|o| o.outcome == Outcome::Unknown).count();
+    let sizes: Vec<String> = finals
+        .iter()
+        .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), v.len()))
+        .collect();
+    format!(
+        "{} {what} ops ({acked} acknowledged, {unknown} indeterminate), final sizes {}",
+        ops.len(),
+        sizes.join(" ")
+    )
 }
 
 fn leader_of(cluster: &ChaosCluster) -> usize {

@@ -6,6 +6,10 @@
 //!   `SET … PX` [`LONG_TTL_MS`] only: the TTL outlasts any run, so they stay
 //!   registers and must still have a TTL at the end);
 //! - counters [`COUNTER_KEYS`], only ever incremented with `INCR`;
+//! - lists [`LIST_KEYS`], used as queues: `RPUSH` of a unique value,
+//!   `LPOP`;
+//! - sets [`SET_KEYS`]: `SADD` of a unique member, and `SREM` of a member
+//!   the same client added;
 //! - fresh keys `e<client>-<n>`, each written once with `SET … PX`
 //!   [`SHORT_TTL_MS`] and read back [`EXPIRED_READ_DELAY`] after the
 //!   acknowledgement, when it must have expired.
@@ -25,6 +29,12 @@ pub const KEYS: [&str; 5] = ["k0", "k1", "k2", "k3", "k4"];
 pub const TTL_KEYS: [&str; 3] = ["t0", "t1", "t2"];
 /// Counter keys, only ever changed by `INCR`.
 pub const COUNTER_KEYS: [&str; 3] = ["c0", "c1", "c2"];
+/// List keys, only ever changed by `RPUSH` and `LPOP`.
+pub const LIST_KEYS: [&str; 2] = ["l0", "l1"];
+/// Set keys, only ever changed by `SADD` and `SREM`.
+pub const SET_KEYS: [&str; 2] = ["s0", "s1"];
+/// Most members a client remembers having added, to remove later.
+const MAX_REMOVABLE_MEMBERS: usize = 32;
 /// The TTL of [`TTL_KEYS`]' writes: far longer than any run.
 pub const LONG_TTL_MS: u64 = 600_000;
 /// The TTL of the fresh short-lived keys.
@@ -138,6 +148,16 @@ impl Keys {
         self.named(&COUNTER_KEYS)
     }
 
+    /// The list keys.
+    pub fn lists(&self) -> Vec<String> {
+        self.named(&LIST_KEYS)
+    }
+
+    /// The set keys.
+    pub fn sets(&self) -> Vec<String> {
+        self.named(&SET_KEYS)
+    }
+
     /// A random register key, and the TTL its writes set.
     fn register(&self, rng: &mut Rng) -> (String, Option<u64>) {
         let i = rng.next() as usize % (KEYS.len() + TTL_KEYS.len());
@@ -151,7 +171,20 @@ impl Keys {
     }
 
     fn counter(&self, rng: &mut Rng) -> String {
-        let k = COUNTER_KEYS[rng.next() as usize % COUNTER_KEYS.len()];
+        self.any_of(&COUNTER_KEYS, rng)
+    }
+
+    fn list(&self, rng: &mut Rng) -> String {
+        self.any_of(&LIST_KEYS, rng)
+    }
+
+    fn set(&self, rng: &mut Rng) -> String {
+        self.any_of(&SET_KEYS, rng)
+    }
+
+    /// One of `names`, picked at random, with the prefix.
+    fn any_of(&self, names: &[&str], rng: &mut Rng) -> String {
+        let k = names[rng.next() as usize % names.len()];
         format!("{}{k}", self.prefix)
     }
 
@@ -176,12 +209,7 @@ struct Planned {
 
 impl Planned {
     fn get(key: String) -> Planned {
-        let cmd = redis::cmd("GET").arg(&key).clone();
-        Planned {
-            key,
-            kind: OpKind::Read,
-            cmd,
-        }
+        Planned::on_key("GET", key, OpKind::Read)
     }
 
     /// `SET key value`, with `PX ttl_ms` if given.
@@ -200,21 +228,42 @@ impl Planned {
     }
 
     fn del(key: String) -> Planned {
-        let cmd = redis::cmd("DEL").arg(&key).clone();
-        Planned {
-            key,
-            kind: OpKind::Write(None),
-            cmd,
-        }
+        Planned::on_key("DEL", key, OpKind::Write(None))
     }
 
     fn incr(key: String) -> Planned {
-        let cmd = redis::cmd("INCR").arg(&key).clone();
-        Planned {
-            key,
-            kind: OpKind::Incr,
-            cmd,
-        }
+        Planned::on_key("INCR", key, OpKind::Incr)
+    }
+
+    fn lpop(key: String) -> Planned {
+        Planned::on_key("LPOP", key, OpKind::LPop)
+    }
+
+    fn rpush(key: String, value: String) -> Planned {
+        let kind = OpKind::RPush(value.clone().into_bytes());
+        Planned::with_arg("RPUSH", key, value, kind)
+    }
+
+    fn sadd(key: String, member: String) -> Planned {
+        let kind = OpKind::SAdd(member.clone().into_bytes());
+        Planned::with_arg("SADD", key, member, kind)
+    }
+
+    fn srem(key: String, member: String) -> Planned {
+        let kind = OpKind::SRem(member.clone().into_bytes());
+        Planned::with_arg("SREM", key, member, kind)
+    }
+
+    /// `command key`.
+    fn on_key(command: &str, key: String, kind: OpKind) -> Planned {
+        let cmd = redis::cmd(command).arg(&key).clone();
+        Planned { key, kind, cmd }
+    }
+
+    /// `command key arg`.
+    fn with_arg(command: &str, key: String, arg: String, kind: OpKind) -> Planned {
+        let cmd = redis::cmd(command).arg(&key).arg(arg).clone();
+        Planned { key, kind, cmd }
     }
 }
 
@@ -226,7 +275,11 @@ fn outcome_of(kind: &OpKind, reply: Value) -> Outcome {
         (OpKind::Read, Value::Nil) => Outcome::Ok(None),
         (OpKind::Write(Some(_)) | OpKind::WriteWithTtl { .. }, Value::Okay) => Outcome::Ok(None),
         (OpKind::Write(None), Value::Int(_)) => Outcome::Ok(None),
-        (OpKind::Incr, Value::Int(n)) => Outcome::Ok(Some(n.to_string().into_bytes())),
+        (OpKind::Incr | OpKind::RPush(_) | OpKind::SAdd(_) | OpKind::SRem(_), Value::Int(n)) => {
+            Outcome::Ok(Some(n.to_string().into_bytes()))
+        }
+        (OpKind::LPop, Value::BulkString(v)) => Outcome::Ok(Some(v)),
+        (OpKind::LPop, Value::Nil) => Outcome::Ok(None),
         (kind, reply) => panic!("unexpected reply {reply:?} to {kind:?}"),
     }
 }
@@ -277,8 +330,9 @@ fn try_connect(
 }
 
 /// A one-command-at-a-time client: reads, writes and deletes registers,
-/// increments counters, writes short-lived keys and reads each back once
-/// [`EXPIRED_READ_DELAY`] has passed since it was acknowledged.
+/// increments counters, pushes to and pops from lists, adds members to sets
+/// and removes some it added, writes short-lived keys and reads each back
+/// once [`EXPIRED_READ_DELAY`] has passed since it was acknowledged.
 fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut target = addrs[id as usize % addrs.len()].clone();
@@ -286,6 +340,8 @@ fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &At
     let mut seq = 0u64;
     // Acknowledged short-lived keys, oldest first, with when they were.
     let mut expiring: VecDeque<(String, Instant)> = VecDeque::new();
+    // Set members this client added (acknowledged), with their keys.
+    let mut removable: Vec<(String, String)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         let Some(c) = conn.as_mut() else {
             try_connect(&mut conn, &mut target, addrs, &mut rng);
@@ -294,6 +350,7 @@ fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &At
         let due = expiring
             .front()
             .is_some_and(|(_, acked)| acked.elapsed() >= EXPIRED_READ_DELAY);
+        let mut added = None;
         let planned = if due {
             let (key, _) = expiring.pop_front().expect("a key is due");
             Planned::get(key)
@@ -304,6 +361,26 @@ fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &At
                     seq += 1;
                     let key = keys.expiring(id, seq);
                     Planned::set(key, format!("c{id}-{seq}"), Some(SHORT_TTL_MS))
+                }
+                4..=5 => {
+                    let key = keys.list(&mut rng);
+                    if rng.next().is_multiple_of(2) {
+                        seq += 1;
+                        Planned::rpush(key, format!("c{id}-{seq}"))
+                    } else {
+                        Planned::lpop(key)
+                    }
+                }
+                6 if !removable.is_empty() && rng.next().is_multiple_of(4) => {
+                    let (key, member) =
+                        removable.swap_remove(rng.next() as usize % removable.len());
+                    Planned::srem(key, member)
+                }
+                6 => {
+                    seq += 1;
+                    let member = (keys.set(&mut rng), format!("c{id}-{seq}"));
+                    added = Some(member.clone());
+                    Planned::sadd(member.0, member.1)
                 }
                 _ => {
                     let (key, ttl_ms) = keys.register(&mut rng);
@@ -325,6 +402,9 @@ fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &At
                 op.complete(outcome_of(&planned.kind, reply));
                 if short_lived {
                     expiring.push_back((planned.key, Instant::now()));
+                }
+                if removable.len() < MAX_REMOVABLE_MEMBERS {
+                    removable.extend(added);
                 }
             }
             Err(e) => match e.code() {
@@ -361,7 +441,8 @@ fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &At
 /// Commands per pipeline of a pipelined client.
 pub const PIPELINE_DEPTH: usize = 8;
 
-/// A client that sends pipelines of SETs, GETs and INCRs. Each command is
+/// A client that sends pipelines of SETs, GETs, INCRs, RPUSHes, LPOPs and
+/// SADDs. Each command is
 /// recorded with the pipeline's interval; if any reply is an error or the
 /// connection fails, its writes count as indeterminate and its reads as
 /// failed. Replies must come back in order: a reply of the wrong type for
@@ -379,15 +460,25 @@ fn pipeline_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &
         let mut pipe = redis::pipe();
         let mut ops = Vec::new();
         for _ in 0..PIPELINE_DEPTH {
-            let planned = if rng.next() % 20 < 3 {
-                Planned::incr(keys.counter(&mut rng))
-            } else {
-                let (key, ttl_ms) = keys.register(&mut rng);
-                if rng.next().is_multiple_of(2) {
+            let planned = match rng.next() % 20 {
+                0..=2 => Planned::incr(keys.counter(&mut rng)),
+                3 => {
                     seq += 1;
-                    Planned::set(key, format!("p{id}-{seq}"), ttl_ms)
-                } else {
-                    Planned::get(key)
+                    Planned::rpush(keys.list(&mut rng), format!("p{id}-{seq}"))
+                }
+                4 => Planned::lpop(keys.list(&mut rng)),
+                5 => {
+                    seq += 1;
+                    Planned::sadd(keys.set(&mut rng), format!("p{id}-{seq}"))
+                }
+                _ => {
+                    let (key, ttl_ms) = keys.register(&mut rng);
+                    if rng.next().is_multiple_of(2) {
+                        seq += 1;
+                        Planned::set(key, format!("p{id}-{seq}"), ttl_ms)
+                    } else {
+                        Planned::get(key)
+                    }
                 }
             };
             pipe.add_command(planned.cmd);
