@@ -26,7 +26,7 @@ use crate::final_reads::FinalReads;
 use crate::history::{fmt_value, foreign_ops, ops_by_key, parse_int, Op, OpKind, Outcome};
 use crate::report::{Found, KeyViolation};
 
-/// A problem with one counter; see the [module docs](self) for the checks.
+/// A problem with one counter; see the `counters` module docs for the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CounterProblem {
     /// An `INCR` reply (`None`: none) or the final value is not a decimal
@@ -135,7 +135,7 @@ impl fmt::Display for CounterProblem {
 pub type CounterViolation = KeyViolation<CounterProblem>;
 
 /// Checks every key that has an `INCR` in `history` or a value in `finals`
-/// (an absent key counts as 0) as a counter (see the [module docs](self)). Checks 4 and 5 need the
+/// (an absent key counts as 0) as a counter (see the `counters` module docs). Checks 4 and 5 need the
 /// final value: keys missing from `finals` skip them. Returns one entry per
 /// kind of problem per key, in key order; empty means all is well.
 pub fn check_counters(history: &[Op], finals: &FinalReads) -> Vec<CounterViolation> {
