@@ -183,17 +183,7 @@ impl RawKv for ReadView<'_> {
         to: &[u8],
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
-        let mut out = Vec::new();
-        if limit == 0 || from >= to {
-            return Ok(out);
-        }
-        self.view
-            .for_each(Cf::DataKv, from, to, |k, v| {
-                out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
-                out.len() < limit
-            })
-            .map_err(kv_error)?;
-        Ok(out)
+        self.collect(from, to, limit, false)
     }
 
     fn scan_rev(
@@ -202,16 +192,33 @@ impl RawKv for ReadView<'_> {
         to: &[u8],
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        self.collect(from, to, limit, true)
+    }
+}
+
+impl ReadView<'_> {
+    /// Up to `limit` pairs of `[from, to)`, ascending or (`rev`) descending.
+    fn collect(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+        rev: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
         let mut out = Vec::new();
         if limit == 0 || from >= to {
             return Ok(out);
         }
-        self.view
-            .for_each_rev(Cf::DataKv, from, to, |k, v| {
-                out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
-                out.len() < limit
-            })
-            .map_err(kv_error)?;
+        let visit = |k: &[u8], v: &[u8]| {
+            out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
+            out.len() < limit
+        };
+        let visited = if rev {
+            self.view.for_each_rev(Cf::DataKv, from, to, visit)
+        } else {
+            self.view.for_each(Cf::DataKv, from, to, visit)
+        };
+        visited.map_err(kv_error)?;
         Ok(out)
     }
 }
