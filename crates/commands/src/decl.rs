@@ -391,6 +391,21 @@ impl Decl {
         }
     }
 
+    /// Whether one request of this command may run long enough to hold up
+    /// other work on its thread, so it must not run on an async worker
+    /// (heartbeats wait behind it): a command Redis does not flag `fast`
+    /// (its cost grows with the data it reads or changes) outside the
+    /// string group (whose commands are bounded by their arguments); a
+    /// request with many arguments (`EXISTS`, `MGET`, `DEL` of a million
+    /// keys); a fast pop given a count.
+    pub fn may_take_long(&self, argv: &[bytes::Bytes]) -> bool {
+        const MANY_ARGS: usize = 32;
+        const COUNTED_POPS: &[&str] = &["lpop", "rpop", "spop", "zpopmin", "zpopmax"];
+        argv.len() > MANY_ARGS
+            || (!self.flags.has(Flags::FAST) && self.group != Group::String)
+            || (argv.len() > 2 && COUNTED_POPS.contains(&self.name))
+    }
+
     /// Where requests of this command go. Exhaustive over the handler and
     /// flags, so a new command cannot fall through unclassified.
     pub fn route(&self) -> Route {

@@ -59,6 +59,17 @@ pub enum ApplyError {
 /// Applies one entry's writes to `kv` and returns one reply per write.
 /// Deterministic: the replies and the new state depend only on the entry,
 /// its index and the state before it.
+/// Whether applying `batch` may take long (see [`Decl::may_take_long`]):
+/// the state machine then runs it where it cannot delay heartbeats.
+pub fn batch_may_take_long(batch: &WriteBatch) -> bool {
+    let long = |argv: &[Bytes]| resolve(argv).is_ok_and(|decl| decl.may_take_long(argv));
+    batch.writes.iter().any(|write| match write {
+        Write::Command(argv) => long(argv),
+        Write::Transaction { commands, .. } => commands.iter().any(|c| long(c)),
+        Write::ExpireKeys(keys) => keys.len() > 32,
+    })
+}
+
 pub fn apply_batch<K: RawKv>(
     batch: &WriteBatch,
     index: u64,

@@ -42,7 +42,9 @@ mod table;
 
 pub use args::glob_match;
 pub use decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, PrepareFn, Route, ServerCmd};
-pub use exec::{apply_batch, prepare_write, run_read, ApplyError, Ctx, GroupState, NoData};
+pub use exec::{
+    apply_batch, batch_may_take_long, prepare_write, run_read, ApplyError, Ctx, GroupState, NoData,
+};
 pub use families::connection::{
     parse_client_setinfo, parse_hello, parse_select, valid_client_name, ClientAttr, Hello,
 };

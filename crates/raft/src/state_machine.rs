@@ -574,16 +574,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => seshat_commands::apply_batch(
-                    &batch,
-                    entry.log_id.index,
-                    &mut pending,
-                    &mut self.group,
-                )
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot apply a committed entry; stopping");
-                    io::Error::other(e)
-                })?,
+                EntryPayload::Normal(batch) => {
+                    off_the_runtime_if(seshat_commands::batch_may_take_long(&batch), || {
+                        seshat_commands::apply_batch(
+                            &batch,
+                            entry.log_id.index,
+                            &mut pending,
+                            &mut self.group,
+                        )
+                    })
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot apply a committed entry; stopping");
+                        io::Error::other(e)
+                    })?
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Vec::new()
@@ -836,6 +840,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: SnapshotFile { path },
         })
+    }
+}
+
+/// Runs `f` here; when `long` and this is a worker of a multi-threaded
+/// runtime, first hands the worker's other tasks (the Raft core, the
+/// heartbeats, client connections) to another thread, so a long apply
+/// cannot delay them into an election.
+fn off_the_runtime_if<T>(long: bool, f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if long && multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 

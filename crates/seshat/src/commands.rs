@@ -130,11 +130,9 @@ pub fn execute_server(
             Err(e) => e.into_frame(),
         },
         ServerCmd::ClientInfo => Frame::verbatim_text(client_info_line(client)),
-        ServerCmd::Info => Frame::verbatim_text(info::render(
-            args.get(1..).unwrap_or_default(),
-            client,
-            shared,
-        )),
+        ServerCmd::Info => {
+            Frame::verbatim_text(info::render(args.get(1..).unwrap_or_default(), shared))
+        }
         ServerCmd::ConfigGet => config_get(args.get(2..).unwrap_or_default(), shared),
         ServerCmd::ConfigSet => config_set(args.get(2..).unwrap_or_default(), shared),
         ServerCmd::ConfigResetStat => Frame::ok(),
@@ -230,7 +228,13 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
             "proto-max-bulk-len",
             resp::DEFAULT_MAX_BULK_BYTES.to_string(),
         ),
-        ("timeout", "0".into()),
+        ("timeout", s.client_timeout.as_secs().to_string()),
+        ("tcp-keepalive", s.tcp_keepalive.as_secs().to_string()),
+        ("maxmemory-clients", s.maxmemory_clients.to_string()),
+        (
+            "client-query-buffer-limit",
+            resp::DEFAULT_MAX_CLIENT_BUFFER_BYTES.to_string(),
+        ),
     ]
     .into_iter()
     .chain(ENCODING_KNOBS.iter().map(|(n, v, _)| (*n, v.to_string())))

@@ -24,6 +24,13 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATA_DIR: &str = "./seshat-data";
 /// Default cap on connected clients (Redis's `maxclients` default).
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Smallest non-zero `maxmemory-clients`: one client's ordinary buffers
+/// must fit.
+const MIN_MAXMEMORY_CLIENTS: usize = 1 << 20;
+/// Longest idle timeout or keepalive accepted, seconds.
+const MAX_IDLE_SECS: u64 = 365 * 24 * 3600;
+/// Default TCP keepalive idle time on client sockets, seconds (Redis's).
+pub const DEFAULT_TCP_KEEPALIVE_SECS: u64 = 300;
 /// Default time a proposal may take before the client gets `-TIMEOUT`.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Default Raft heartbeat interval.
@@ -118,6 +125,19 @@ pub struct NodeArgs {
     /// Maximum number of connected clients.
     #[arg(long, env = "SESHAT_MAX_CLIENTS")]
     pub max_clients: Option<usize>,
+    /// Bound on memory held for all clients together (input buffers,
+    /// decoded requests not yet answered, unsent replies), e.g. `512mb`;
+    /// past it the largest clients are disconnected. `0`: no bound.
+    #[arg(long, env = "SESHAT_MAXMEMORY_CLIENTS")]
+    pub maxmemory_clients: Option<String>,
+    /// Close a client after this many seconds without a byte read or
+    /// written (Redis's `timeout`). `0`: never.
+    #[arg(long, env = "SESHAT_TIMEOUT")]
+    pub timeout: Option<u64>,
+    /// TCP keepalive probes on client connections after this many idle
+    /// seconds (Redis's `tcp-keepalive`). `0`: off.
+    #[arg(long, env = "SESHAT_TCP_KEEPALIVE")]
+    pub tcp_keepalive: Option<u64>,
     /// Largest key accepted, in bytes.
     #[arg(long, env = "SESHAT_MAX_KEY_BYTES")]
     pub max_key_bytes: Option<usize>,
@@ -168,6 +188,9 @@ struct FileSettings {
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     max_clients: Option<usize>,
+    maxmemory_clients: Option<String>,
+    timeout: Option<u64>,
+    tcp_keepalive: Option<u64>,
     max_key_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
     request_timeout_ms: Option<u64>,
@@ -200,6 +223,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Maximum connected clients.
     pub max_clients: usize,
+    /// Bound on memory held for clients, bytes (0: none).
+    pub maxmemory_clients: usize,
+    /// Idle client timeout (zero: never).
+    pub client_timeout: Duration,
+    /// TCP keepalive idle time on client sockets (zero: off).
+    pub tcp_keepalive: Duration,
     /// Key and value size limits.
     pub limits: Limits,
     /// Time a request may wait on Raft.
@@ -277,6 +306,36 @@ pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, Member>, InvalidSett
     Ok(out)
 }
 
+/// Parses a byte size as Redis does: a number with an optional unit `b`,
+/// `k`/`kb`, `m`/`mb`, `g`/`gb` (`k` is 1000, `kb` 1024, and so on).
+pub fn parse_bytes(name: &'static str, text: &str) -> Result<usize, InvalidSetting> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => {
+            return Err(InvalidSetting::new(
+                name,
+                text,
+                "unknown unit (use b, k, kb, m, mb, g or gb)",
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| InvalidSetting::new(name, text, "expected a byte size such as 512mb"))
+}
+
 fn parse_addr(name: &'static str, value: &str) -> Result<SocketAddr, InvalidSetting> {
     value
         .parse()
@@ -350,6 +409,16 @@ impl Settings {
             log_level: pick!(log_level, "info".into()),
             log_format: pick!(log_format, LogFormat::Text),
             max_clients: pick!(max_clients, DEFAULT_MAX_CLIENTS),
+            maxmemory_clients: match args
+                .maxmemory_clients
+                .clone()
+                .or(file.maxmemory_clients.clone())
+            {
+                Some(text) => parse_bytes("maxmemory-clients", &text)?,
+                None => crate::client_memory::DEFAULT_MAXMEMORY_CLIENTS,
+            },
+            client_timeout: Duration::from_secs(pick!(timeout, 0)),
+            tcp_keepalive: Duration::from_secs(pick!(tcp_keepalive, DEFAULT_TCP_KEEPALIVE_SECS)),
             limits: Limits {
                 max_key_bytes: pick!(max_key_bytes, seshat_common::DEFAULT_MAX_KEY_BYTES),
                 max_value_bytes: pick!(max_value_bytes, seshat_common::DEFAULT_MAX_VALUE_BYTES),
@@ -382,6 +451,27 @@ impl Settings {
                 "max-clients",
                 self.max_clients,
                 "must be between 1 and 1000000"
+            ));
+        }
+        if self.maxmemory_clients != 0 && self.maxmemory_clients < MIN_MAXMEMORY_CLIENTS {
+            bail!(InvalidSetting::new(
+                "maxmemory-clients",
+                self.maxmemory_clients,
+                "must be 0 (no bound) or at least 1mb"
+            ));
+        }
+        if self.client_timeout.as_secs() > MAX_IDLE_SECS {
+            bail!(InvalidSetting::new(
+                "timeout",
+                self.client_timeout.as_secs(),
+                "must be at most 31536000 (a year)"
+            ));
+        }
+        if self.tcp_keepalive.as_secs() > MAX_IDLE_SECS {
+            bail!(InvalidSetting::new(
+                "tcp-keepalive",
+                self.tcp_keepalive.as_secs(),
+                "must be at most 31536000 (a year)"
             ));
         }
         let timeout_ms = self.request_timeout.as_millis();
@@ -458,6 +548,32 @@ mod tests {
         assert_eq!(s.raft_addr.to_string(), DEFAULT_RAFT_ADDR);
         assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn byte_sizes_parse_with_redis_units() {
+        assert_eq!(parse_bytes("x", "0").unwrap(), 0);
+        assert_eq!(parse_bytes("x", "512mb").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("x", "1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("x", "10k").unwrap(), 10_000);
+        assert_eq!(parse_bytes("x", "7b").unwrap(), 7);
+        for bad in ["", "mb", "12tb", "-1", "1.5gb", "99999999999999999999gb"] {
+            let err = parse_bytes("maxmemory-clients", bad).unwrap_err();
+            assert!(err.to_string().contains("maxmemory-clients"), "{err}");
+        }
+        let args = NodeArgs {
+            maxmemory_clients: Some("1000".into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("at least 1mb"), "{err}");
+        let s = Settings::from_args(&NodeArgs::default()).unwrap();
+        assert_eq!(
+            s.maxmemory_clients,
+            crate::client_memory::DEFAULT_MAXMEMORY_CLIENTS
+        );
+        assert_eq!(s.client_timeout, Duration::ZERO);
+        assert_eq!(s.tcp_keepalive, Duration::from_secs(300));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
+use crate::client_memory::{MeteredCodec, Registration};
 use crate::commands::{self, Outcome};
 use crate::node::PendingWrite;
 use crate::proxy::FollowerMode;
@@ -51,8 +52,14 @@ type Decoded = Option<Result<seshat_protocol_resp::Request, CodecError>>;
 
 /// A connected client.
 pub struct Connection {
-    framed: Framed<TcpStream, ServerCodec>,
+    framed: Framed<TcpStream, MeteredCodec>,
     shared: Arc<Shared>,
+    /// This client's entry in the server-wide client memory account.
+    memory: Registration,
+    /// Bytes of the requests in `ahead`.
+    ahead_bytes: usize,
+    /// Bytes of the writes in `inflight`.
+    inflight_bytes: usize,
     state: ClientState,
     inflight: VecDeque<InflightWrite>,
     /// Requests decoded ahead of a shared read barrier, in arrival order.
@@ -71,9 +78,14 @@ impl Connection {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let id = shared.stats.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let usage = shared.client_memory.register(id);
+        let codec = MeteredCodec::new(ServerCodec::default(), usage.clone());
         Self {
-            framed: Framed::new(socket, ServerCodec::default()),
+            framed: Framed::new(socket, codec),
             shared,
+            memory: Registration(usage),
+            ahead_bytes: 0,
+            inflight_bytes: 0,
             state: ClientState::new(id, peer),
             inflight: VecDeque::new(),
             ahead: VecDeque::new(),
@@ -89,8 +101,20 @@ impl Connection {
             .stats
             .connected_clients
             .fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.serve().await {
-            tracing::debug!(client = self.state.id, error = %e, "connection closed with error");
+        let usage = self.memory.0.clone();
+        let idle = self.shared.node.settings.client_timeout;
+        tokio::select! {
+            result = self.serve() => {
+                if let Err(e) = result {
+                    tracing::debug!(client = self.state.id, error = %e, "connection closed with error");
+                }
+            }
+            // Chosen over maxmemory-clients: logged and counted there.
+            () = usage.evicted() => {}
+            () = usage.idle(idle) => {
+                self.shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(client = self.state.id, "idle client timed out");
+            }
         }
         self.shared
             .stats
@@ -103,7 +127,9 @@ impl Connection {
             // Take whatever is already decodable without waiting; when
             // nothing is, answer what is pending and then wait.
             let mut covered = false;
+            self.account_memory();
             let next = if let Some(item) = self.ahead.pop_front() {
+                self.ahead_bytes = self.ahead_bytes.saturating_sub(decoded_bytes(&item));
                 covered = self.covered > 0;
                 self.covered = self.covered.saturating_sub(1);
                 item
@@ -240,12 +266,17 @@ impl Connection {
         started: Instant,
     ) -> Result<Flow, CodecError> {
         let node = self.shared.node.clone();
+        let bytes = write.encoded_size_hint();
         match node.propose(write, slot).await {
-            Ok(pending) => self.inflight.push_back(InflightWrite {
-                pending,
-                name,
-                started,
-            }),
+            Ok(pending) => {
+                self.inflight_bytes += bytes;
+                self.inflight.push_back(InflightWrite {
+                    pending,
+                    name,
+                    started,
+                    bytes,
+                });
+            }
             Err(e) => return self.reply(name, started, Frame::error(e.to_string())).await,
         }
         if self.inflight.len() >= MAX_PIPELINED_WRITES {
@@ -291,7 +322,21 @@ impl Connection {
         started: Instant,
     ) -> Result<Flow, CodecError> {
         self.drain_writes().await?;
-        let outcome = commands::execute_server(cmd, args, &mut self.state, &self.shared);
+        let outcome = if cmd == ServerCmd::Info && crate::info::reads_every_key(&args[1..]) {
+            // `INFO digest` reads every key: on a blocking thread, so
+            // heartbeats never wait behind it.
+            let (shared, args) = (self.shared.clone(), args.to_vec());
+            match tokio::task::spawn_blocking(move || {
+                Frame::verbatim_text(crate::info::render(&args[1..], &shared))
+            })
+            .await
+            {
+                Ok(frame) => Outcome::Reply(frame),
+                Err(e) => Outcome::Reply(Frame::error(format!("ERR INFO failed: {e}"))),
+            }
+        } else {
+            commands::execute_server(cmd, args, &mut self.state, &self.shared)
+        };
         let ok = !matches!(&outcome, Outcome::Reply(Frame::Error(_)));
         self.shared.requests.record(name, ok, started.elapsed());
         match outcome {
@@ -301,7 +346,7 @@ impl Connection {
             }
             Outcome::ReplyThenSwitch(frame, version) => {
                 // HELLO answers in the protocol it switches to.
-                self.framed.codec_mut().set_version(version);
+                self.framed.codec_mut().inner_mut().set_version(version);
                 self.state.version = version;
                 self.framed.feed(frame).await?;
                 Ok(Flow::Continue)
@@ -396,10 +441,7 @@ impl Connection {
     /// write must meet now (a refused command makes `EXEC` fail).
     fn queue(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Frame {
         let limits = self.shared.node.settings.limits;
-        let size: usize = args
-            .iter()
-            .map(|a| a.len() + seshat_kv::ARG_FRAMING_BYTES)
-            .sum();
+        let size = args_bytes(&args);
         let Some(multi) = &mut self.state.multi else {
             return Frame::error("ERR internal error: no open transaction");
         };
@@ -544,6 +586,7 @@ impl Connection {
             match self.framed.next().now_or_never() {
                 Some(item) => {
                     let end = !matches!(item, Some(Ok(_)));
+                    self.ahead_bytes += decoded_bytes(&item);
                     self.ahead.push_back(item);
                     if end {
                         break;
@@ -552,6 +595,7 @@ impl Connection {
                 None => break,
             }
         }
+        self.account_memory();
         if self.ahead.len() <= self.covered {
             return None;
         }
@@ -564,6 +608,16 @@ impl Connection {
         Some(result)
     }
 
+    /// Reports what this client holds besides its input buffer (which the
+    /// codec reports): decoded requests not answered yet, an open `MULTI`
+    /// queue, unsent replies.
+    fn account_memory(&mut self) {
+        let queued = self.state.multi.as_ref().map_or(0, |m| m.bytes);
+        let held =
+            self.ahead_bytes + self.inflight_bytes + queued + self.framed.write_buffer().capacity();
+        self.memory.0.set_held(held);
+    }
+
     async fn flush(&mut self) -> Result<(), CodecError> {
         let started = Instant::now();
         let result = SinkExt::<Frame>::flush(&mut self.framed).await;
@@ -574,6 +628,7 @@ impl Connection {
     /// Waits for every in-flight write, in order, and queues its reply.
     async fn drain_writes(&mut self) -> Result<(), CodecError> {
         while let Some(write) = self.inflight.pop_front() {
+            self.inflight_bytes = self.inflight_bytes.saturating_sub(write.bytes);
             let frame = match self.shared.node.finish(write.pending).await {
                 Ok(frame) => {
                     let ok = !matches!(frame, Frame::Error(_));
@@ -599,6 +654,23 @@ struct InflightWrite {
     pending: PendingWrite,
     name: &'static str,
     started: Instant,
+    /// What its arguments take, for the client memory account.
+    bytes: usize,
+}
+
+/// Bytes a request's arguments hold.
+fn args_bytes(args: &[Bytes]) -> usize {
+    args.iter()
+        .map(|a| a.len() + seshat_kv::ARG_FRAMING_BYTES)
+        .sum()
+}
+
+/// Bytes a decoded look-ahead item holds.
+fn decoded_bytes(item: &Decoded) -> usize {
+    match item {
+        Some(Ok(request)) => args_bytes(&request.args),
+        _ => 0,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -234,6 +234,41 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         shared.stats.connected_clients.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "connections_rejected_total",
+        "Client connections refused because maxclients was reached.",
+        id,
+        shared.stats.rejected_connections.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "client_memory_bytes",
+        "Memory held for clients: input buffers, unanswered requests, unsent replies.",
+        id,
+        shared.client_memory.total() as u64,
+    );
+    gauge(
+        &mut out,
+        "client_memory_limit_bytes",
+        "The maxmemory-clients bound (0: none).",
+        id,
+        shared.client_memory.limit() as u64,
+    );
+    counter(
+        &mut out,
+        "clients_evicted_total",
+        "Clients disconnected because client memory passed maxmemory-clients.",
+        id,
+        shared.client_memory.evicted(),
+    );
+    counter(
+        &mut out,
+        "clients_idle_timeouts_total",
+        "Clients closed by the idle timeout.",
+        id,
+        shared.stats.idle_timeouts.load(Ordering::Relaxed),
+    );
     shared.requests.render(id, &mut out);
     crate::metrics::render_stages(id, &mut out);
     let (entries, writes) = seshat_common::stages::entries_and_writes();

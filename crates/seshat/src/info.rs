@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::session::ClientState;
 use crate::shared::Shared;
 
 /// The Redis version Seshat reports for client compatibility checks.
@@ -24,7 +23,7 @@ const SECTIONS: [&str; 7] = [
 
 /// Renders the requested sections (all when none or `all`/`everything`
 /// /`default` is asked for).
-pub fn render(requested: &[Bytes], client: &ClientState, shared: &Shared) -> String {
+pub fn render(requested: &[Bytes], shared: &Shared) -> String {
     let wanted = |name: &str| {
         requested.is_empty()
             || requested.iter().any(|r| {
@@ -54,14 +53,19 @@ pub fn render(requested: &[Bytes], client: &ClientState, shared: &Shared) -> Str
     }
     // Not part of `all`: it reads every key. Chaos tests compare it
     // across replicas.
-    if requested.iter().any(|r| r.eq_ignore_ascii_case(b"digest")) {
+    if reads_every_key(requested) {
         if !out.is_empty() {
             out.push_str("\r\n");
         }
         digest(&mut out, shared);
     }
-    let _ = client;
     out
+}
+
+/// Whether these `INFO` sections include the digest, which reads every
+/// key.
+pub fn reads_every_key(requested: &[Bytes]) -> bool {
+    requested.iter().any(|r| r.eq_ignore_ascii_case(b"digest"))
 }
 
 /// `# Digest`: the applied index and an FNV-1a hash of every user key and
@@ -100,9 +104,12 @@ fn server(out: &mut String, shared: &Shared) {
 fn clients(out: &mut String, shared: &Shared) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{}\r\nmem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n",
         shared.stats.connected_clients.load(Ordering::Relaxed),
         shared.node.settings.max_clients,
+        shared.client_memory.largest(),
+        shared.client_memory.total(),
+        shared.client_memory.limit(),
     );
 }
 
@@ -110,10 +117,11 @@ fn stats(out: &mut String, shared: &Shared) {
     let st = &shared.stats;
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nevicted_clients:{}\r\n",
         st.total_connections.load(Ordering::Relaxed),
         st.total_commands.load(Ordering::Relaxed),
         st.rejected_connections.load(Ordering::Relaxed),
+        shared.client_memory.evicted(),
     );
 }
 

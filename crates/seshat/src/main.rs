@@ -3,6 +3,7 @@
 //! Raft core stops, after a short grace period with a non-zero exit. `main`
 //! only maps errors to an exit code.
 
+mod client_memory;
 mod cluster;
 mod commands;
 mod config;
@@ -66,8 +67,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .thread_name("seshat")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(Arc::new(settings)))
+    // Raft (its core, replication, heartbeats, the node-to-node server)
+    // runs on threads of its own: however busy the client connections
+    // keep their workers (hundreds of clients uploading at once), the
+    // kernel still schedules these, so heartbeats are not queued behind
+    // client tasks and no election follows.
+    let raft_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RAFT_WORKER_THREADS)
+        .enable_all()
+        .thread_name("seshat-raft")
+        .build()
+        .context("cannot start the Raft runtime")?;
+    let result = runtime.block_on(serve(Arc::new(settings), raft_runtime.handle().clone()));
+    drop(runtime);
+    raft_runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
+
+/// Worker threads of the Raft runtime. Its tasks are light (the heavy
+/// parts — log syncs, snapshot files, long applies — run on blocking
+/// threads), so one keeps up with a busy group; a second lets a long apply
+/// hand its other tasks over without a thread start.
+const RAFT_WORKER_THREADS: usize = 1;
 
 fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
@@ -113,17 +134,24 @@ async fn wait_until_a_lone_voter_leads(node: &Node) {
     }
 }
 
-async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
+async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     // Bind first: a busy port fails fast, before storage is opened.
     let client_listener = bind("client-addr", settings.client_addr).await?;
-    let raft_listener = bind("raft-addr", settings.raft_addr).await?;
+    let raft_listener = std::net::TcpListener::bind(settings.raft_addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on raft-addr {}", settings.raft_addr))?;
     let http_listener = bind("http-addr", settings.http_addr).await?;
-    let node = Node::start(settings.clone()).await?;
+    // Started on the Raft runtime, so openraft's tasks live there.
+    let node = raft_rt
+        .spawn(Node::start(settings.clone()))
+        .await
+        .context("the node's start task failed")??;
     let shared = Arc::new(Shared {
         node: node.clone(),
         stats: ServerStats::default(),
         requests: metrics::RequestMetrics::default(),
         proxy: proxy::Proxy::default(),
+        client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -135,16 +163,19 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         shared: shared.clone(),
     }));
     let mut raft_stop = stop_rx.clone();
-    let raft_server = tokio::spawn(
+    let raft_server = raft_rt.spawn(async move {
+        let listener = TcpListener::from_std(raft_listener)?;
         tonic::transport::Server::builder()
             .add_service(grpc.into_server())
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true)),
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async move {
                     let _ = raft_stop.changed().await;
                 },
-            ),
-    );
+            )
+            .await
+            .map_err(anyhow::Error::from)
+    });
     let mut http_stop = stop_rx.clone();
     let http_server = tokio::spawn(
         axum::serve(http_listener, http::router(shared.clone()))

@@ -435,6 +435,10 @@ fn fatal(store: &Store, f: openraft::errors::Fatal<TypeConfig>) -> ServeError {
     ServeError::Stopped(stopped_reason(store).unwrap_or_else(|| format!("raft stopped: {f}")))
 }
 
+/// Most keys one `WATCH` reads on an async worker; more go to a blocking
+/// thread.
+const MAX_INLINE_WATCH_KEYS: usize = 32;
+
 impl Node {
     /// Opens storage, starts Raft and, on first start of a one-node cluster,
     /// initialises it.
@@ -738,7 +742,9 @@ impl Node {
             seshat_commands::run_read(decl, argv, &mut view, now, counts, seed)
                 .map_err(|e| ServeError::Stopped(e.to_string()))
         };
-        if decl.flags.has(seshat_commands::Flags::FAST) {
+        // Short reads run here; anything that may take long runs on a
+        // blocking thread, so heartbeats never wait behind it.
+        if decl.flags.has(seshat_commands::Flags::FAST) && !decl.may_take_long(argv) {
             return run(&self.store, argv);
         }
         let (store, argv) = (self.store.clone(), argv.to_vec());
@@ -767,20 +773,30 @@ impl Node {
         if !confirmed {
             self.read_barrier(slot).await?;
         }
-        let mut view = ReadView::new(&self.store);
-        let mut space = Keyspace::new(&mut view, DATA_GROUP, self.now_ms(), 0, Counts::default());
-        keys.iter()
-            .map(|key| {
-                let mod_index = space
-                    .get(key)
-                    .map_err(|e| ServeError::Stopped(e.to_string()))?
-                    .map(|r| r.mod_index);
-                Ok(Watch {
-                    key: key.clone(),
-                    mod_index,
+        let now = self.now_ms();
+        let run = move |store: &Store, keys: &[Bytes]| {
+            let mut view = ReadView::new(store);
+            let mut space = Keyspace::new(&mut view, DATA_GROUP, now, 0, Counts::default());
+            keys.iter()
+                .map(|key| {
+                    let mod_index = space
+                        .get(key)
+                        .map_err(|e| ServeError::Stopped(e.to_string()))?
+                        .map(|r| r.mod_index);
+                    Ok(Watch {
+                        key: key.clone(),
+                        mod_index,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        };
+        if keys.len() <= MAX_INLINE_WATCH_KEYS {
+            return run(&self.store, keys);
+        }
+        let (store, keys) = (self.store.clone(), keys.to_vec());
+        tokio::task::spawn_blocking(move || run(&store, &keys))
+            .await
+            .map_err(|e| ServeError::Stopped(format!("watch task failed: {e}")))?
     }
 
     /// If this node leads a multi-node group, hands leadership to the most

@@ -53,6 +53,7 @@ pub async fn serve(
             continue;
         };
         let _ = socket.set_nodelay(true);
+        set_keepalive(&socket, shared.node.settings.tcp_keepalive);
         shared
             .stats
             .total_connections
@@ -79,4 +80,20 @@ async fn refuse(mut socket: TcpStream) {
     Frame::error(MAX_CLIENTS_REPLY).encode(ProtocolVersion::Resp2, &mut out);
     let _ = socket.write_all(&out).await;
     let _ = socket.shutdown().await;
+}
+
+/// TCP keepalive as Redis sets it: the first probe after `idle`, then every
+/// third of it, so a peer that vanished is noticed after about twice
+/// `idle`. Zero leaves keepalive off.
+fn set_keepalive(socket: &TcpStream, idle: Duration) {
+    if idle.is_zero() {
+        return;
+    }
+    let params = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 3).max(Duration::from_secs(1)))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&params) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }

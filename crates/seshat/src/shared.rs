@@ -22,6 +22,8 @@ pub struct ServerStats {
     pub connected_clients: AtomicU64,
     /// Source of client ids (`CLIENT ID`).
     pub next_client_id: AtomicU64,
+    /// Clients closed by the idle `timeout`.
+    pub idle_timeouts: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -33,6 +35,7 @@ impl Default for ServerStats {
             total_commands: AtomicU64::new(0),
             connected_clients: AtomicU64::new(0),
             next_client_id: AtomicU64::new(1),
+            idle_timeouts: AtomicU64::new(0),
         }
     }
 }
@@ -47,4 +50,6 @@ pub struct Shared {
     pub requests: crate::metrics::RequestMetrics,
     /// Clients to the leader for proxy mode.
     pub proxy: crate::proxy::Proxy,
+    /// Memory held for clients, against `maxmemory-clients`.
+    pub client_memory: Arc<crate::client_memory::ClientMemory>,
 }
