@@ -2,12 +2,16 @@
 //! gRPC (tonic).
 //!
 //! Each peer gets one lazily connected HTTP/2 channel that reconnects by
-//! itself; every call is bounded by [`RPC_TIMEOUT`] (or openraft's own
-//! deadline when shorter), message sizes by [`MAX_RPC_MESSAGE_BYTES`], and
+//! itself; message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
 //! snapshots travel as a stream of [`SNAPSHOT_CHUNK_BYTES`] chunks read
 //! from the snapshot file, so memory stays bounded whatever the data size.
-//! openraft sends one request at a time per peer, which bounds the
-//! requests (and bytes) in flight per peer.
+//! Deadlines ([`Timeouts`]) bound waiting without news, never work that
+//! keeps moving: a unary call [`RPC_TIMEOUT`] (or openraft's own deadline
+//! when shorter), an append-stream reply that plus the bytes in flight at
+//! [`LINK_MIN_BYTES_PER_SEC`], a snapshot stream
+//! [`SNAPSHOT_PROGRESS_TIMEOUT`] without a chunk moving. openraft sends
+//! one request at a time per peer, which bounds the requests (and bytes)
+//! in flight per peer.
 
 use std::collections::VecDeque;
 use std::io::Read;
