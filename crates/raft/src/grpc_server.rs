@@ -12,13 +12,22 @@
 //! framing, versions, key prefix, and that the header matches the
 //! announced metadata) before openraft is asked to install them: an
 //! install error would stop the node, so bad data is refused here.
+//!
+//! A transfer is bounded: at most [`MAX_CONCURRENT_INCOMING_SNAPSHOTS`] at
+//! once, refused up front unless the disk has room for it, given up after
+//! [`SNAPSHOT_PROGRESS_TIMEOUT`] without a chunk, and its file is removed
+//! however it ends (an error, the peer's reset, the handler dropped at
+//! shutdown); a crash leaves files that the next start removes
+//! ([`snapshot::clear_incoming`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::network::SNAPSHOT_PROGRESS_TIMEOUT;
 use crate::pb;
 use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
 use crate::peer_input::LocalView;
@@ -31,6 +40,13 @@ static INCOMING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 /// Largest snapshot accepted from a peer, in bytes.
 pub const MAX_INCOMING_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+/// Incoming snapshot transfers received at once (there is one Raft group
+/// per service); a further one is refused with `resource_exhausted` and
+/// the leader retries it later.
+pub const MAX_CONCURRENT_INCOMING_SNAPSHOTS: usize = 1;
+/// Free disk an incoming snapshot must leave beyond twice its size (its
+/// file, and the data loaded from it), by default.
+pub const SNAPSHOT_DISK_MARGIN_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Runs client commands forwarded by followers in proxy mode.
 #[tonic::async_trait]
@@ -45,6 +61,10 @@ pub struct RaftGrpc {
     raft: Raft,
     snapshot_dir: PathBuf,
     forward: Option<std::sync::Arc<dyn ForwardHandler>>,
+    /// Permits for incoming snapshot transfers.
+    transfers: Arc<tokio::sync::Semaphore>,
+    /// See [`RaftGrpc::with_snapshot_disk_margin_bytes`].
+    disk_margin_bytes: u64,
 }
 
 impl RaftGrpc {
@@ -55,7 +75,18 @@ impl RaftGrpc {
             raft,
             snapshot_dir,
             forward: None,
+            transfers: Arc::new(tokio::sync::Semaphore::new(
+                MAX_CONCURRENT_INCOMING_SNAPSHOTS,
+            )),
+            disk_margin_bytes: SNAPSHOT_DISK_MARGIN_BYTES,
         }
+    }
+
+    /// Refuses an incoming snapshot unless its file system has twice its
+    /// size plus `bytes` free (default [`SNAPSHOT_DISK_MARGIN_BYTES`]).
+    pub fn with_snapshot_disk_margin_bytes(mut self, bytes: u64) -> Self {
+        self.disk_margin_bytes = bytes;
+        self
     }
 
     /// Serves forwarded client commands with `handler`.
@@ -116,17 +147,18 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<Streaming<pb::AppendEntriesRequest>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
-        // A transport error ends the input. So does a refused request: the
-        // replies already due are sent, then the refusal, and the leader
-        // reconnects.
-        let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<Status>));
+        // A request that cannot be decoded (or any error of the input)
+        // ends the input, and so does a refused one: the replies already
+        // due are sent, then the refusal, and the leader reconnects.
+        let refused = Arc::new(std::sync::Mutex::new(None::<Status>));
         let raft = self.raft.clone();
         let input = request
             .into_inner()
-            .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| std::future::ready(r.ok()))
             .scan(refused.clone(), move |refused, r| {
-                std::future::ready(match accept_append(&raft, r) {
+                let accepted = r
+                    .map_err(|s| bad_request(format!("unreadable append request: {}", s.message())))
+                    .and_then(|r| accept_append(&raft, r));
+                std::future::ready(match accepted {
                     Ok(req) => Some(req),
                     Err(status) => {
                         tracing::warn!(error = %status.message(), "refusing append request");
@@ -182,12 +214,9 @@ impl RaftService for RaftGrpc {
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotReply>, Status> {
         let mut stream = request.into_inner();
-        let start = match stream.next().await {
-            Some(Ok(pb::SnapshotChunk {
-                payload: Some(pb::snapshot_chunk::Payload::Start(s)),
-            })) => s,
-            Some(Ok(_)) => return Err(bad_request("snapshot stream must begin with its metadata")),
-            Some(Err(s)) => return Err(s),
+        let start = match next_chunk(&mut stream).await?.map(|c| c.payload) {
+            Some(Some(pb::snapshot_chunk::Payload::Start(s))) => s,
+            Some(_) => return Err(bad_request("snapshot stream must begin with its metadata")),
             None => return Err(bad_request("empty snapshot stream")),
         };
         if start.size_bytes > MAX_INCOMING_SNAPSHOT_BYTES {
@@ -202,30 +231,52 @@ impl RaftService for RaftGrpc {
         LocalView::of(&self.raft)
             .check_snapshot(&vote, &meta)
             .map_err(bad_request)?;
-        let path = self.receive_file(&start, &mut stream).await?;
+        // Held until the install below has finished, even if this handler
+        // is dropped before.
+        let permit = self.transfers.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "another snapshot transfer is under way (at most \
+                 {MAX_CONCURRENT_INCOMING_SNAPSHOTS} at once); retry later"
+            ))
+        })?;
+        let dir = snapshot::incoming_dir(&self.snapshot_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
+        check_free_disk(&dir, start.size_bytes, self.disk_margin_bytes)?;
+        let file = receive_file(&dir, &start, &mut stream).await?;
         let checked = {
-            let path = path.clone();
+            let path = file.path().to_path_buf();
             let meta = meta.clone();
             tokio::task::spawn_blocking(move || snapshot::validate_file(&path, &meta))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
         };
         if let Err(e) = checked {
-            let _ = std::fs::remove_file(&path);
             return Err(bad_request(format!("invalid snapshot: {e}")));
         }
         // Receiving took a while: this node may have committed more since.
-        if let Err(e) = LocalView::of(&self.raft).check_snapshot(&vote, &meta) {
-            let _ = std::fs::remove_file(&path);
-            return Err(bad_request(e));
-        }
-        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
-            meta,
-            snapshot: SnapshotFile { path: path.clone() },
-        };
-        let result = self.raft.install_full_snapshot(vote, snapshot).await;
-        let _ = std::fs::remove_file(&path);
-        let resp = result.map_err(stopped)?;
+        LocalView::of(&self.raft)
+            .check_snapshot(&vote, &meta)
+            .map_err(bad_request)?;
+        // The install runs in a task of its own: openraft reads the file
+        // until it is done, whether or not this handler is still there to
+        // answer. The file (unless the install moved it into place) and
+        // the permit go when it ends.
+        let raft = self.raft.clone();
+        let install = tokio::spawn(async move {
+            let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
+                meta,
+                snapshot: SnapshotFile {
+                    path: file.path().to_path_buf(),
+                },
+            };
+            let result = raft.install_full_snapshot(vote, snapshot).await;
+            drop((file, permit));
+            result
+        });
+        let resp = install
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(stopped)?;
         Ok(Response::new(pb::SnapshotReply {
             vote: Some(crate::codec::vote_to_pb(&resp.vote)),
         }))
@@ -274,68 +325,115 @@ impl RaftGrpc {
         let reply = handler.forward(r.args, r.protover).await;
         Ok(Response::new(pb::ForwardReply { reply }))
     }
+}
 
-    /// Writes the streamed bytes to `snapshots/incoming/<index>-<term>.snap`,
-    /// refusing more bytes than announced.
-    async fn receive_file(
-        &self,
-        start: &pb::SnapshotStart,
-        stream: &mut Streaming<pb::SnapshotChunk>,
-    ) -> Result<PathBuf, Status> {
-        let dir = self.snapshot_dir.join("incoming");
-        std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
-        let index = start.last_log_id.as_ref().map_or(0, |l| l.index);
-        let term = start.last_log_id.as_ref().map_or(0, |l| l.term);
-        // One file per transfer: a retried or concurrent transfer of the same
-        // snapshot never truncates a file another one is installing.
-        let unique = INCOMING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = dir.join(format!(
-            "{index:020}-{term:020}-{}-{unique}.part",
-            std::process::id()
-        ));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let mut received: u64 = 0;
-        while let Some(msg) = stream.next().await {
-            let data = match msg?.payload {
-                Some(pb::snapshot_chunk::Payload::Data(d)) => d,
-                _ => {
-                    return Err(cleanup(
-                        &path,
-                        bad_request("unexpected message in snapshot stream"),
-                    ))
-                }
-            };
-            received = received.saturating_add(data.len() as u64);
-            if received > start.size_bytes {
-                return Err(cleanup(
-                    &path,
-                    bad_request("snapshot stream longer than announced"),
-                ));
-            }
-            // Chunks are ≤ 1 MiB: a blocking write of that size is short.
-            file.write_all(&data)
-                .map_err(|e| cleanup(&path, Status::internal(e.to_string())))?;
-        }
-        if received != start.size_bytes {
-            return Err(cleanup(
-                &path,
-                bad_request(format!(
-                    "snapshot stream ended after {received} of {} bytes",
-                    start.size_bytes
-                )),
-            ));
-        }
-        file.sync_all()
-            .map_err(|e| cleanup(&path, Status::internal(e.to_string())))?;
-        Ok(path)
+/// The next message of a snapshot stream; `None` at its end. A peer that sends nothing for [`SNAPSHOT_PROGRESS_TIMEOUT`] is
+/// given up on, so a stalled transfer never holds its permit and file.
+async fn next_chunk(
+    stream: &mut Streaming<pb::SnapshotChunk>,
+) -> Result<Option<pb::SnapshotChunk>, Status> {
+    match tokio::time::timeout(SNAPSHOT_PROGRESS_TIMEOUT, stream.next()).await {
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "snapshot stream sent nothing for {SNAPSHOT_PROGRESS_TIMEOUT:?}"
+        ))),
+        Ok(None) => Ok(None),
+        Ok(Some(msg)) => msg.map(Some),
     }
 }
 
-fn cleanup(path: &Path, status: Status) -> Status {
-    let _ = std::fs::remove_file(path);
-    status
+/// Refuses a snapshot of `size_bytes` unless the file system of `dir`
+/// has room for the file, the data loaded from it (RocksDB holds it beside
+/// the old data until compaction) and `margin_bytes`.
+fn check_free_disk(dir: &Path, size_bytes: u64, margin_bytes: u64) -> Result<(), Status> {
+    let needed = size_bytes.saturating_mul(2).saturating_add(margin_bytes);
+    let available = snapshot::free_bytes(dir).map_err(|e| {
+        Status::internal(format!(
+            "cannot read the free space of {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if available < needed {
+        return Err(Status::resource_exhausted(format!(
+            "not enough disk for a snapshot of {size_bytes} bytes in {}: {needed} bytes needed \
+             (twice its size plus {margin_bytes}), {available} available",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the streamed bytes to a file of their own under `dir`,
+/// refusing more bytes than announced. The file is removed when the
+/// returned guard is dropped.
+async fn receive_file(
+    dir: &Path,
+    start: &pb::SnapshotStart,
+    stream: &mut Streaming<pb::SnapshotChunk>,
+) -> Result<IncomingFile, Status> {
+    let index = start.last_log_id.as_ref().map_or(0, |l| l.index);
+    let term = start.last_log_id.as_ref().map_or(0, |l| l.term);
+    // One file per transfer: a retried or concurrent transfer of the same
+    // snapshot never truncates a file another one is installing.
+    let unique = INCOMING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(
+        "{index:020}-{term:020}-{}-{unique}.part",
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    // From here on, every way out — an error, the peer's reset, this
+    // future dropped — removes the file.
+    let guard = IncomingFile { path };
+    let mut received: u64 = 0;
+    while let Some(chunk) = next_chunk(stream).await? {
+        let Some(pb::snapshot_chunk::Payload::Data(data)) = chunk.payload else {
+            return Err(bad_request("unexpected message in snapshot stream"));
+        };
+        received = received.saturating_add(data.len() as u64);
+        if received > start.size_bytes {
+            return Err(bad_request("snapshot stream longer than announced"));
+        }
+        // Chunks are ≤ 1 MiB: a blocking write of that size is short.
+        file.write_all(&data)
+            .map_err(|e| Status::internal(e.to_string()))?;
+    }
+    if received != start.size_bytes {
+        return Err(bad_request(format!(
+            "snapshot stream ended after {received} of {} bytes",
+            start.size_bytes
+        )));
+    }
+    file.sync_all()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok(guard)
+}
+
+/// A file under `snapshots/incoming/`, removed when dropped: a transfer
+/// that ends in any way before its install leaves nothing behind.
+struct IncomingFile {
+    path: PathBuf,
+}
+
+impl IncomingFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for IncomingFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            // The install moved it into place.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot remove an incoming snapshot file (it goes at the next start)"
+            ),
+        }
+    }
 }

@@ -2,12 +2,16 @@
 //! gRPC (tonic).
 //!
 //! Each peer gets one lazily connected HTTP/2 channel that reconnects by
-//! itself; every call is bounded by [`RPC_TIMEOUT`] (or openraft's own
-//! deadline when shorter), message sizes by [`MAX_RPC_MESSAGE_BYTES`], and
+//! itself; message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
 //! snapshots travel as a stream of [`SNAPSHOT_CHUNK_BYTES`] chunks read
 //! from the snapshot file, so memory stays bounded whatever the data size.
-//! openraft sends one request at a time per peer, which bounds the
-//! requests (and bytes) in flight per peer.
+//! Deadlines ([`Timeouts`]) bound waiting without news, never work that
+//! keeps moving: a unary call [`RPC_TIMEOUT`] (or openraft's own deadline
+//! when shorter), an append-stream reply that plus the bytes in flight at
+//! [`LINK_MIN_BYTES_PER_SEC`], a snapshot stream
+//! [`SNAPSHOT_PROGRESS_TIMEOUT`] without a chunk moving. openraft sends
+//! one request at a time per peer, which bounds the requests (and bytes)
+//! in flight per peer.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -26,6 +30,7 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkV2};
+use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{log_id_to_pb, membership_to_pb, vote_to_pb, CodecError};
@@ -47,22 +52,94 @@ pub const MAX_RPC_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Snapshot chunks buffered between the file reader and the stream.
 pub const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
-/// Longest a whole snapshot transfer may take.
-pub const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest a snapshot stream may go without moving a chunk, on either
+/// side. A transfer takes as long as it needs while bytes keep moving.
+pub const SNAPSHOT_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time the receiver gets, after the last chunk, to check and install a
+/// snapshot, beyond what its size accounts for
+/// ([`SNAPSHOT_INSTALL_MIN_BYTES_PER_SEC`]).
+pub const SNAPSHOT_INSTALL_TIMEOUT_BASE: Duration = Duration::from_secs(60);
+/// Slowest rate at which a receiver is assumed to check and load a
+/// snapshot (it reads the file twice and writes its data once).
+pub const SNAPSHOT_INSTALL_MIN_BYTES_PER_SEC: u64 = 8 * 1024 * 1024;
+/// Slowest link between two nodes the append stream allows for: a reply
+/// may take [`RPC_TIMEOUT`] plus the time the requests in flight take to
+/// cross a link this slow.
+pub const LINK_MIN_BYTES_PER_SEC: u64 = 1024 * 1024;
+
+/// The transport's deadlines. None bounds how long a transfer that keeps
+/// moving may take; each bounds how long the client waits without news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A unary call, a stream's setup, a reply on an idle append stream.
+    pub rpc: Duration,
+    /// A snapshot stream without progress (see [`SNAPSHOT_PROGRESS_TIMEOUT`]).
+    pub snapshot_progress: Duration,
+    /// See [`SNAPSHOT_INSTALL_TIMEOUT_BASE`].
+    pub snapshot_install_base: Duration,
+    /// See [`SNAPSHOT_INSTALL_MIN_BYTES_PER_SEC`].
+    pub snapshot_install_min_bytes_per_sec: u64,
+    /// See [`LINK_MIN_BYTES_PER_SEC`].
+    pub link_min_bytes_per_sec: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            rpc: RPC_TIMEOUT,
+            snapshot_progress: SNAPSHOT_PROGRESS_TIMEOUT,
+            snapshot_install_base: SNAPSHOT_INSTALL_TIMEOUT_BASE,
+            snapshot_install_min_bytes_per_sec: SNAPSHOT_INSTALL_MIN_BYTES_PER_SEC,
+            link_min_bytes_per_sec: LINK_MIN_BYTES_PER_SEC,
+        }
+    }
+}
+
+impl Timeouts {
+    /// How long `bytes` take at `bytes_per_sec` (at least 1 byte/s).
+    fn at_rate(bytes: u64, bytes_per_sec: u64) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / bytes_per_sec.max(1) as f64)
+    }
+
+    /// How long the receiver may take to check and install a snapshot of
+    /// `size_bytes` once it has all of it.
+    pub fn snapshot_install(&self, size_bytes: u64) -> Duration {
+        self.snapshot_install_base
+            + Self::at_rate(size_bytes, self.snapshot_install_min_bytes_per_sec)
+    }
+
+    /// How long a reply on the append stream may take while
+    /// `in_flight_bytes` of requests are unanswered.
+    pub fn append_reply(&self, in_flight_bytes: u64) -> Duration {
+        self.rpc + Self::at_rate(in_flight_bytes, self.link_min_bytes_per_sec)
+    }
+}
 
 /// Creates clients for peers.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    timeouts: Timeouts,
+}
+
+impl Network {
+    /// A network whose clients use `timeouts`.
+    pub fn with_timeouts(timeouts: Timeouts) -> Self {
+        Self { timeouts }
+    }
+}
 
 /// A client for one peer.
 pub struct PeerClient {
     target: u64,
     addr: String,
+    timeouts: Timeouts,
     client: Option<RaftServiceClient<Channel>>,
     /// This is the client openraft uses only for heartbeats.
     for_heartbeats: bool,
     /// The open heartbeat stream of a heartbeat client.
     heartbeats: Option<HeartbeatStream>,
+    /// The heartbeat stream being opened.
+    opening: Option<OpeningHeartbeats>,
 }
 
 /// Heartbeats to one peer go over one long-lived `stream_append` stream.
@@ -71,18 +148,32 @@ pub struct PeerClient {
 /// `stream_append`; as its own gRPC stream that is a stream setup and
 /// teardown (headers, trailers, a server task) per heartbeat, and every
 /// ReadIndex round is a heartbeat. Here the heartbeats share one stream
-/// and each is one message each way. At most one heartbeat is in flight on
-/// the stream, so its reply is the next one to arrive; any doubt (a
-/// heartbeat abandoned before its reply, an error, the stream ending, a
-/// rejection after which the peer ends the stream) drops the stream and
-/// the next heartbeat opens a new one. A reply can therefore never be
-/// taken for the answer to a later heartbeat.
+/// and each is one message each way.
+///
+/// Replies come in request order, and the stream counts the heartbeats
+/// it still owes a reply: a heartbeat abandoned at its deadline leaves its
+/// reply owed, and the next heartbeat skips that many replies before it
+/// takes one as its own. A reply can therefore never be taken for the
+/// answer to a later heartbeat, and a link whose round trip is close to
+/// the deadline keeps its stream instead of reopening it (a round trip
+/// more) after every late reply. Any other doubt (an error, the stream
+/// ending, a rejection after which the peer ends the stream, more than
+/// [`MAX_ABANDONED_HEARTBEATS`] owed) drops the stream.
 struct HeartbeatStream {
     requests: tokio::sync::mpsc::Sender<pb::AppendEntriesRequest>,
     replies: tonic::Streaming<pb::StreamAppendReply>,
-    /// A heartbeat was sent and its reply not yet taken.
-    awaiting_reply: bool,
+    /// Heartbeats sent whose replies were not taken yet.
+    owed: u32,
 }
+
+/// Replies of abandoned heartbeats a heartbeat stream may owe; beyond,
+/// the stream is dropped.
+pub const MAX_ABANDONED_HEARTBEATS: u32 = 4;
+
+/// A heartbeat stream being opened, in a task of its own: opening costs a
+/// round trip or more (a new connection, the stream's headers), and a
+/// heartbeat abandoned meanwhile must not waste it.
+type OpeningHeartbeats = tokio::task::JoinHandle<Result<HeartbeatStream, RPCError<TypeConfig>>>;
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -91,9 +182,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             target,
             addr: node.raft_addr.clone(),
+            timeouts: self.timeouts,
             client: None,
             for_heartbeats: false,
             heartbeats: None,
+            opening: None,
         }
     }
 
@@ -156,7 +249,7 @@ impl PeerClient {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client()?;
-        let deadline = option.hard_ttl().min(RPC_TIMEOUT);
+        let deadline = option.hard_ttl().min(self.timeouts.rpc);
         match tokio::time::timeout(deadline, f(client)).await {
             Err(_) => Err(unreachable(format!(
                 "node {} did not answer within {deadline:?}",
@@ -168,81 +261,127 @@ impl PeerClient {
     }
 
     /// Sends one heartbeat on the peer's heartbeat stream (opening it if
-    /// needed) and waits for its reply; see [`HeartbeatStream`]. Opening
-    /// and the exchange together end by openraft's soft deadline, so the
-    /// heartbeat fails here, cleanly, before openraft gives up on it.
+    /// needed) and waits for its reply; see [`HeartbeatStream`]. It ends by
+    /// openraft's soft deadline, so the heartbeat fails here, cleanly,
+    /// before openraft gives up on it.
     async fn heartbeat(
         &mut self,
         req: AppendEntriesRequest<TypeConfig>,
         option: &RPCOption,
     ) -> Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>> {
         let target = self.target;
-        let deadline = option.soft_ttl().min(RPC_TIMEOUT);
+        let deadline = option.soft_ttl().min(self.timeouts.rpc);
         let started = Instant::now();
         let until = tokio::time::Instant::from_std(started + deadline);
-        if self.heartbeats.as_ref().is_some_and(|s| s.awaiting_reply) {
-            // The previous heartbeat was abandoned before its reply.
+        if self
+            .heartbeats
+            .as_ref()
+            .is_some_and(|s| s.owed > MAX_ABANDONED_HEARTBEATS)
+        {
             self.heartbeats = None;
         }
         if self.heartbeats.is_none() {
-            let mut client = self.client()?;
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let requests =
-                futures::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-                );
-            let replies = match tokio::time::timeout_at(until, client.stream_append(requests)).await
-            {
-                Err(_) => {
-                    return Err(unreachable(format!(
-                        "node {target}: no heartbeat stream within {deadline:?}"
-                    )))
-                }
-                Ok(Err(s)) => return Err(status_error(target, s)),
-                Ok(Ok(r)) => r.into_inner(),
-            };
-            self.heartbeats = Some(HeartbeatStream {
-                requests: tx,
-                replies,
-                awaiting_reply: false,
-            });
+            self.heartbeats = Some(self.open_heartbeats(until, deadline).await?);
         }
         let Some(stream) = self.heartbeats.as_mut() else {
             return Err(network(format!("node {target}: no heartbeat stream")));
         };
-        stream.awaiting_reply = true;
         let exchange = async {
-            stream
+            let permit = stream
                 .requests
-                .send(rpc_codec::append_request_to_pb(&req))
+                .reserve()
                 .await
                 .map_err(|_| unreachable(format!("node {target}: heartbeat stream closed")))?;
-            match stream.replies.next().await {
-                None => Err(unreachable(format!(
-                    "node {target}: heartbeat stream ended"
-                ))),
-                Some(Err(s)) => Err(status_error(target, s)),
-                Some(Ok(reply)) => Ok(reply),
+            // Counted in the same step as it is sent: the count never
+            // misses a heartbeat on the wire.
+            permit.send(rpc_codec::append_request_to_pb(&req));
+            stream.owed += 1;
+            loop {
+                let reply = match stream.replies.next().await {
+                    None => Err(unreachable(format!(
+                        "node {target}: heartbeat stream ended"
+                    ))),
+                    Some(Err(s)) => Err(status_error(target, s)),
+                    Some(Ok(reply)) => Ok(reply),
+                };
+                stream.owed = stream.owed.saturating_sub(1);
+                // Replies before this heartbeat's are those of heartbeats
+                // abandoned at their deadline.
+                if stream.owed == 0 || reply.is_err() {
+                    return reply;
+                }
             }
         };
-        let reply = match tokio::time::timeout_at(until, exchange).await {
-            Err(_) => Err(unreachable(format!(
-                "node {target} did not answer a heartbeat within {deadline:?}"
-            ))),
-            Ok(r) => r,
+        let (reply, late) = match tokio::time::timeout_at(until, exchange).await {
+            Err(_) => (
+                Err(unreachable(format!(
+                    "node {target} did not answer a heartbeat within {deadline:?}"
+                ))),
+                true,
+            ),
+            Ok(r) => (r, false),
         };
         let result = reply
             .and_then(|r| rpc_codec::stream_result_from_pb(r).map_err(|e| decode_error(target, e)));
         match &result {
-            Ok(Ok(_)) => {
-                stream.awaiting_reply = false;
-                stages::record_since(Stage::ReplicationRoundTrip, started);
-            }
+            Ok(Ok(_)) => stages::record_since(Stage::ReplicationRoundTrip, started),
+            // Its reply stays owed, and the stream stays.
+            Err(_) if late => {}
             // The peer ends its side of a stream after a rejection.
             Ok(Err(_)) | Err(_) => self.heartbeats = None,
         }
         result
+    }
+
+    /// Waits until `until` for the heartbeat stream being opened, starting
+    /// to open one if none is. A stream still opening at `until` stays in
+    /// the works for the next heartbeat.
+    async fn open_heartbeats(
+        &mut self,
+        until: tokio::time::Instant,
+        deadline: Duration,
+    ) -> Result<HeartbeatStream, RPCError<TypeConfig>> {
+        let target = self.target;
+        if self.opening.is_none() {
+            let mut client = self.client()?;
+            let setup = self.timeouts.rpc;
+            self.opening = Some(tokio::spawn(async move {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                let requests = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|r| (r, rx))
+                });
+                match tokio::time::timeout(setup, client.stream_append(requests)).await {
+                    Err(_) => Err(unreachable(format!(
+                        "node {target}: no heartbeat stream within {setup:?}"
+                    ))),
+                    Ok(Err(s)) => Err(status_error(target, s)),
+                    Ok(Ok(r)) => Ok(HeartbeatStream {
+                        requests: tx,
+                        replies: r.into_inner(),
+                        owed: 0,
+                    }),
+                }
+            }));
+        }
+        let Some(opening) = self.opening.as_mut() else {
+            return Err(network(format!("node {target}: no heartbeat stream")));
+        };
+        // Kept in `self` while awaited: if this heartbeat is dropped, the
+        // next one finds the stream (being) opened.
+        let joined = tokio::time::timeout_at(until, opening).await;
+        match joined {
+            Err(_) => Err(unreachable(format!(
+                "node {target}: heartbeat stream not open within {deadline:?}"
+            ))),
+            Ok(joined) => {
+                self.opening = None;
+                joined.map_err(|e| {
+                    network(format!(
+                        "node {target}: opening the heartbeat stream failed: {e}"
+                    ))
+                })?
+            }
+        }
     }
 }
 
@@ -291,22 +430,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 );
             }
             let target = self.target;
+            let timeouts = self.timeouts;
             let mut client = self.client()?;
-            // Replies come in request order: the oldest send time is the
-            // one a reply answers.
-            let sent = Arc::new(Mutex::new(VecDeque::new()));
-            let sent_in = sent.clone();
+            // Replies come in request order: the oldest request in flight
+            // is the one a reply answers.
+            let in_flight = Arc::new(Mutex::new(InFlight::default()));
+            let in_flight_in = in_flight.clone();
             let requests = input.map(move |r| {
-                if let Ok(mut q) = sent_in.lock() {
-                    // Bounded by the replication pipeline; a cap in case
-                    // replies stop matching requests.
-                    if q.len() < 4096 {
-                        q.push_back(Instant::now());
-                    }
+                let req = rpc_codec::append_request_to_pb(&r);
+                if let Ok(mut f) = in_flight_in.lock() {
+                    f.sent(req.encoded_len() as u64);
                 }
-                rpc_codec::append_request_to_pb(&r)
+                req
             });
-            let setup = option.soft_ttl().min(RPC_TIMEOUT);
+            let setup = option.soft_ttl().min(timeouts.rpc);
             let replies = match tokio::time::timeout(setup, client.stream_append(requests)).await {
                 Err(_) => {
                     return Err(unreachable(format!(
@@ -316,20 +453,22 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 Ok(Err(s)) => return Err(status_error(target, s)),
                 Ok(Ok(r)) => r.into_inner(),
             };
-            // Each reply must come within RPC_TIMEOUT of asking for it: a
-            // stuck stream is reported instead of waiting forever.
+            // Each reply must come within `Timeouts::append_reply` of the
+            // bytes in flight (a stuck stream is reported instead of
+            // waiting forever; a slow link that keeps moving is not).
             let out = futures::stream::unfold(Some(replies), move |state| {
-                let sent = sent.clone();
+                let in_flight = in_flight.clone();
                 async move {
                     let mut replies = state?;
-                    let item = match tokio::time::timeout(RPC_TIMEOUT, replies.next()).await {
-                        Err(_) => Err(unreachable(format!(
-                            "node {target}: append stream idle for {RPC_TIMEOUT:?}"
+                    let item = match next_reply(&mut replies, &in_flight, &timeouts).await {
+                        Err(waited) => Err(unreachable(format!(
+                            "node {target}: no append reply within {waited:?}"
                         ))),
                         Ok(None) => return None,
                         Ok(Some(Err(s))) => Err(status_error(target, s)),
                         Ok(Some(Ok(reply))) => {
-                            if let Some(t) = sent.lock().ok().and_then(|mut q| q.pop_front()) {
+                            let sent = in_flight.lock().ok().and_then(|mut f| f.answered());
+                            if let Some(t) = sent {
                                 stages::record_since(Stage::ReplicationRoundTrip, t);
                             }
                             rpc_codec::stream_result_from_pb(reply)
@@ -373,6 +512,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         vote: Vote,
         snapshot: openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>,
         cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        // openraft's `install_snapshot_timeout` would bound the whole
+        // transfer; `until_stalled` bounds its progress instead.
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let to_streaming = |e: RPCError<TypeConfig>| match e {
@@ -401,19 +542,32 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         // The file is read in a blocking thread, one bounded chunk at a
         // time; the channel's capacity bounds what is buffered.
         let reader = tokio::task::spawn_blocking(move || stream_file(&path, &tx));
-        let stream =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        // The transport takes a chunk when it has room for it (HTTP/2 flow
+        // control): each one taken is progress.
+        let (moved, progress) = tokio::sync::watch::channel(Progress::default());
+        let stream = futures::stream::unfold((rx, moved), |(mut rx, moved)| async move {
+            match rx.recv().await {
+                Some(chunk) => {
+                    moved.send_modify(|p| p.chunks += 1);
+                    Some((chunk, (rx, moved)))
+                }
+                None => {
+                    moved.send_modify(|p| p.done = true);
+                    None
+                }
+            }
+        });
         let target = self.target;
         let send = async move { client.install_snapshot(stream).await };
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
-            r = tokio::time::timeout(SNAPSHOT_TRANSFER_TIMEOUT, send) => r,
+            r = until_stalled(send, progress, &self.timeouts, size_bytes) => r,
         };
         let read_result = reader.await;
         let reply = match reply {
-            Err(_) => {
+            Err(stalled) => {
                 return Err(to_streaming(unreachable(format!(
-                    "snapshot to node {target} timed out"
+                    "snapshot of {size_bytes} bytes to node {target}: {stalled}"
                 ))))
             }
             Ok(Err(s)) => return Err(to_streaming(status_error(target, s))),
@@ -463,6 +617,112 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         // After a failure, retry a down peer at most every 200 ms instead of
         // spinning.
         Some(Backoff::new(std::iter::repeat(Duration::from_millis(200))))
+    }
+}
+
+/// How far a snapshot stream has gone.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    /// Chunks taken by the transport.
+    chunks: u64,
+    /// The transport has taken the whole stream.
+    done: bool,
+}
+
+/// Runs `send` (a snapshot transfer) while it makes progress: it fails
+/// after `timeouts.snapshot_progress` without a chunk taken, or, once
+/// every chunk is, after `timeouts.snapshot_install(size_bytes)` without
+/// the receiver's reply. A transfer has no overall deadline: a large
+/// snapshot over a slow link takes as long as it needs.
+async fn until_stalled<T>(
+    send: impl std::future::Future<Output = T>,
+    mut progress: tokio::sync::watch::Receiver<Progress>,
+    timeouts: &Timeouts,
+    size_bytes: u64,
+) -> Result<T, String> {
+    tokio::pin!(send);
+    let mut watching = true;
+    let mut seen = Progress::default();
+    let mut until = tokio::time::Instant::now() + timeouts.snapshot_progress;
+    loop {
+        tokio::select! {
+            r = &mut send => return Ok(r),
+            changed = progress.changed(), if watching => {
+                // Closed once the stream is dropped; the last deadline set holds.
+                watching = changed.is_ok();
+                seen = *progress.borrow_and_update();
+                until = tokio::time::Instant::now() + if seen.done {
+                    timeouts.snapshot_install(size_bytes)
+                } else {
+                    timeouts.snapshot_progress
+                };
+            }
+            _ = tokio::time::sleep_until(until) => {
+                return Err(if seen.done {
+                    format!(
+                        "sent, but not installed within {:?}",
+                        timeouts.snapshot_install(size_bytes)
+                    )
+                } else {
+                    format!(
+                        "no progress for {:?} after {} chunks",
+                        timeouts.snapshot_progress, seen.chunks
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// The requests of an append stream not answered yet.
+#[derive(Default)]
+struct InFlight {
+    /// When each was sent, and its size.
+    sent: VecDeque<(Instant, u64)>,
+    /// Their total size.
+    bytes: u64,
+}
+
+impl InFlight {
+    /// Bounded by the replication pipeline; a cap in case replies stop
+    /// matching requests.
+    const MAX_REQUESTS: usize = 4096;
+
+    fn sent(&mut self, bytes: u64) {
+        if self.sent.len() < Self::MAX_REQUESTS {
+            self.sent.push_back((Instant::now(), bytes));
+            self.bytes = self.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// The oldest request was answered: when it was sent.
+    fn answered(&mut self) -> Option<Instant> {
+        let (at, bytes) = self.sent.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(bytes);
+        Some(at)
+    }
+}
+
+/// The next reply of an append stream, waiting at most
+/// `Timeouts::append_reply` of the bytes in flight; the deadline grows
+/// when more requests are sent meanwhile. `Err` carries how long it
+/// waited.
+async fn next_reply(
+    replies: &mut tonic::Streaming<pb::StreamAppendReply>,
+    in_flight: &Mutex<InFlight>,
+    timeouts: &Timeouts,
+) -> Result<Option<Result<pb::StreamAppendReply, tonic::Status>>, Duration> {
+    let since = tokio::time::Instant::now();
+    loop {
+        let bytes = in_flight.lock().map_or(0, |f| f.bytes);
+        let until = since + timeouts.append_reply(bytes);
+        if until <= tokio::time::Instant::now() {
+            return Err(since.elapsed());
+        }
+        // `next` is cancel-safe: a deadline passed loses nothing.
+        if let Ok(reply) = tokio::time::timeout_at(until, replies.next()).await {
+            return Ok(reply);
+        }
     }
 }
 

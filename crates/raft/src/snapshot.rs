@@ -31,6 +31,42 @@ pub fn in_data_group(key: &[u8]) -> bool {
 }
 /// File name suffix of complete snapshots.
 pub const SNAPSHOT_SUFFIX: &str = ".snap";
+/// Directory, under the snapshot directory, of snapshots being received.
+pub const INCOMING_DIR: &str = "incoming";
+
+/// Where snapshots being received from a leader are written.
+pub fn incoming_dir(snapshot_dir: &Path) -> PathBuf {
+    snapshot_dir.join(INCOMING_DIR)
+}
+
+/// Removes every file under [`incoming_dir`]: what a transfer cut short by
+/// a crash left. Called at start, before any transfer can begin; returns
+/// how many files went.
+pub fn clear_incoming(snapshot_dir: &Path) -> io::Result<usize> {
+    let dir = incoming_dir(snapshot_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_file() {
+            fs::remove_file(&path)?;
+            tracing::info!(path = %path.display(), "removed an unfinished incoming snapshot");
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Bytes an unprivileged writer may still use on the file system of
+/// `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
 
 /// A snapshot on disk, as handed to and from openraft.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -227,6 +227,7 @@ impl StateMachine {
     /// Loads the applied state from `store`.
     pub fn open(store: Store, config: &StorageConfig) -> io::Result<Self> {
         resume_interrupted_install(&store, &config.snapshot_dir())?;
+        snapshot::clear_incoming(&config.snapshot_dir())?;
         let record = match store
             .get(Cf::DataRaftState, KEY_APPLIED)
             .map_err(io::Error::other)?
@@ -701,7 +702,8 @@ pub const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 /// Replaces the state with the snapshot at `path` in bounded memory, and
 /// crash-safely:
 ///
-/// 1. the file is copied into the snapshot directory and fsynced;
+/// 1. the file is copied into the snapshot directory and fsynced (a file
+///    received under `incoming/` is moved instead);
 /// 2. a marker naming it is written and fsynced;
 /// 3. `data_kv` is cleared and the snapshot loaded chunk by chunk, each
 ///    chunk its own batch (memory stays at one chunk);
@@ -729,7 +731,13 @@ fn install_from_file(
     let name_string = format!("{id}{}", snapshot::SNAPSHOT_SUFFIX);
     let name = std::ffi::OsStr::new(&name_string);
     let target = dir.join(name);
-    if target != path {
+    if path.parent() == Some(snapshot::incoming_dir(dir).as_path()) {
+        // A received file (already fsynced) belongs to its transfer alone:
+        // moved into place, not copied — a copy of tens of GB costs as
+        // much time and disk again.
+        std::fs::rename(path, &target)?;
+        std::fs::File::open(dir)?.sync_all()?;
+    } else if target != path {
         let tmp = dir.join(format!("{}.copy", name.to_string_lossy()));
         std::fs::copy(path, &tmp)?;
         std::fs::File::open(&tmp)?.sync_all()?;

@@ -450,9 +450,15 @@ impl Node {
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let sm_stats = sm.stats();
         let config = Arc::new(raft_config(&settings)?);
-        let raft = Raft::new(settings.node_id, config, Network, log.clone(), sm)
-            .await
-            .context("cannot start raft")?;
+        let raft = Raft::new(
+            settings.node_id,
+            config,
+            Network::default(),
+            log.clone(),
+            sm,
+        )
+        .await
+        .context("cannot start raft")?;
         let (proposals, queued) = mpsc::channel(PROPOSAL_QUEUE);
         // A batch is never larger than the largest write (a write is
         // refused above it), so `raft_config`'s replication sizing for
