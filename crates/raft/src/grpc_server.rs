@@ -396,9 +396,10 @@ async fn receive_file(
         if received > start.size_bytes {
             return Err(bad_request("snapshot stream longer than announced"));
         }
-        // Chunks are ≤ 1 MiB: a blocking write of that size is short.
-        file.write_all(&data)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        // On a blocking thread: a write can wait for writeback once a
+        // large snapshot has filled the page cache, and the Raft runtime's
+        // worker must stay free for heartbeats.
+        file = off_the_runtime(move || file.write_all(&data).map(|()| file)).await?;
     }
     if received != start.size_bytes {
         return Err(bad_request(format!(
@@ -406,9 +407,18 @@ async fn receive_file(
             start.size_bytes
         )));
     }
-    file.sync_all()
-        .map_err(|e| Status::internal(e.to_string()))?;
+    off_the_runtime(move || file.sync_all()).await?;
     Ok(guard)
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn off_the_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))
 }
 
 /// A file under `snapshots/incoming/`, removed when dropped: a transfer
