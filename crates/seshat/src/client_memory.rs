@@ -53,6 +53,8 @@ pub struct ClientUsage {
     /// Milliseconds since [`ClientMemory::started`] of the last read or
     /// write on the socket.
     last_io_ms: AtomicU64,
+    /// A request is being served (not idle, however long it takes).
+    busy: AtomicBool,
     evict: AtomicBool,
     /// What it held when marked (counted in the registry's `doomed`).
     doomed_bytes: AtomicUsize,
@@ -100,6 +102,7 @@ impl ClientMemory {
             input: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             last_io_ms: AtomicU64::new(self.now_ms()),
+            busy: AtomicBool::new(false),
             evict: AtomicBool::new(false),
             doomed_bytes: AtomicUsize::new(0),
             evicted: Notify::new(),
@@ -208,6 +211,15 @@ impl ClientUsage {
             .store(self.registry.now_ms(), Ordering::Relaxed);
     }
 
+    /// Marks whether a request is being served: a client waiting for its
+    /// reply (a write waiting on Raft, say) is not idle.
+    pub fn set_busy(&self, busy: bool) {
+        if !busy {
+            self.touch();
+        }
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
     /// Completes when this client was chosen for disconnection.
     pub async fn evicted(&self) {
         loop {
@@ -219,18 +231,21 @@ impl ClientUsage {
         }
     }
 
-    /// Completes when no byte was read or written for `timeout`; never
-    /// when `timeout` is zero.
+    /// Completes when no byte was read or written and no request was
+    /// being served for `timeout`; never when `timeout` is zero.
     pub async fn idle(&self, timeout: Duration) {
         if timeout.is_zero() {
             return std::future::pending().await;
         }
         let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
-            let idle = self
-                .registry
-                .now_ms()
-                .saturating_sub(self.last_io_ms.load(Ordering::Relaxed));
+            let idle = if self.busy.load(Ordering::Relaxed) {
+                0
+            } else {
+                self.registry
+                    .now_ms()
+                    .saturating_sub(self.last_io_ms.load(Ordering::Relaxed))
+            };
             if idle >= limit {
                 return;
             }
@@ -392,6 +407,19 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), c.0.idle(Duration::from_millis(50)))
             .await
             .expect("an idle client times out");
+        c.0.set_busy(true);
+        let busy = c.0.idle(Duration::from_millis(20));
+        tokio::pin!(busy);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), busy.as_mut())
+                .await
+                .is_err(),
+            "a client being served is not idle"
+        );
+        c.0.set_busy(false);
+        tokio::time::timeout(Duration::from_secs(10), busy)
+            .await
+            .expect("idle again once served");
         let off = c.0.idle(Duration::ZERO);
         tokio::pin!(off);
         assert!(futures::poll!(off.as_mut()).is_pending());

@@ -139,10 +139,13 @@ impl Connection {
                     None => {
                         self.drain_writes().await?;
                         self.flush().await?;
-                        tokio::select! {
+                        self.memory.0.set_busy(false);
+                        let item = tokio::select! {
                             item = self.framed.next() => item,
                             _ = self.shutdown.changed() => return Ok(()),
-                        }
+                        };
+                        self.memory.0.set_busy(true);
+                        item
                     }
                 }
             };
