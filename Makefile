@@ -15,7 +15,7 @@ deps:
 	@./scripts/deps.sh
 
 build: deps
-	$(CARGO) build $(PROFILE_FLAGS) --locked -p seshat
+	$(CARGO) build $(PROFILE_FLAGS) --locked -p seshat -p seshat-loadgen
 
 run: build
 	$(TARGET_DIR)/release/seshat $(SESHAT_ARGS)

@@ -14,10 +14,14 @@
 #   5. runs the same redis-benchmark workloads against the Seshat leader and
 #      both redis-servers: SET then GET, 64-byte values, 50 clients, random
 #      keys out of 100,000, unpipelined and with -P 16,
-#   6. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios),
-#      then per Seshat run where a request spent its time (the nodes'
-#      stage_seconds metrics, read before and after the run), plus the
-#      machine and date, on stdout; progress goes to stderr.
+#   6. offers SET and GET at fixed rates (BENCH_RATES, open loop, with
+#      seshat-loadgen: latency counted from when each request was due, so
+#      queueing is not hidden) to the Seshat leader and redis `always`,
+#      raising the rate until one saturates,
+#   7. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios),
+#      the offered-load table, then per Seshat run where a request spent its
+#      time (the nodes' stage_seconds metrics, read before and after the
+#      run), plus the machine and date, on stdout; progress goes to stderr.
 # Every process and temp dir it starts is removed on exit, failure or Ctrl-C.
 # After the build, the run takes under a minute and is cut off after
 # BENCH_TIME_LIMIT seconds.
@@ -36,7 +40,9 @@
 #   BENCH_REDIS_EVERYSEC_PORT redis-server, appendfsync everysec   [16480]
 #   BENCH_TMPDIR            where the temp dir (all data) goes     [$TMPDIR or /tmp]
 #   BENCH_RAW_DIR           if set, raw redis-benchmark outputs and node logs are copied here
-#   BENCH_TIME_LIMIT        seconds allowed after the build        [540]
+#   BENCH_TIME_LIMIT        seconds allowed after the build        [720]
+#   BENCH_RATES             offered rates, ops/s, rising           ["2000 5000 10000 20000"]
+#   BENCH_RATE_SECS         measured seconds per offered rate      [5]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,7 +57,9 @@ RAFT_BASE=${BENCH_RAFT_PORT_BASE:-17379}
 HTTP_BASE=${BENCH_HTTP_PORT_BASE:-19090}
 ALWAYS_PORT=${BENCH_REDIS_ALWAYS_PORT:-16479}
 EVERYSEC_PORT=${BENCH_REDIS_EVERYSEC_PORT:-16480}
-TIME_LIMIT=${BENCH_TIME_LIMIT:-540}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-720}
+RATES=${BENCH_RATES:-2000 5000 10000 20000}
+RATE_SECS=${BENCH_RATE_SECS:-5}
 NODES=3
 
 log() { echo "bench [$(($(date +%s) - START))s]: $*" >&2; }
@@ -66,6 +74,8 @@ done
 if [ -n "${SESHAT_BIN:-}" ]; then
   [ -x "$SESHAT_BIN" ] || die "SESHAT_BIN=$SESHAT_BIN is not an executable"
   bin_src=$SESHAT_BIN
+  loadgen_src=${LOADGEN_BIN:-$(dirname "$SESHAT_BIN")/seshat-loadgen}
+  [ -x "$loadgen_src" ] || die "no seshat-loadgen next to SESHAT_BIN (cargo build --release -p seshat-loadgen, or set LOADGEN_BIN)"
 else
   # The build cache CI uses (.ci/run): a fresh clone on a machine that has
   # built Seshat before compiles only the workspace crates (~1 min here), not
@@ -76,6 +86,7 @@ else
   make build >&2
   log "build done"
   bin_src=$CARGO_TARGET_DIR/release/seshat
+  loadgen_src=$CARGO_TARGET_DIR/release/seshat-loadgen
 fi
 
 # --- state for cleanup -------------------------------------------------------
@@ -155,6 +166,7 @@ TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/seshat-bench.XXXXXX")
 mkdir -p "$TMP/raw"
 # A private copy, so a rebuild during the run cannot swap the binary.
 cp "$bin_src" "$TMP/seshat"
+cp "$loadgen_src" "$TMP/seshat-loadgen"
 DEADLINE=$(($(date +%s) + TIME_LIMIT))
 
 # --- Seshat ------------------------------------------------------------------
@@ -273,6 +285,29 @@ for workload in set get incr mset hset lpush zadd; do
     log "keys after the SET runs: ${KEYS%, }"
   fi
 done
+
+# Offered load: each target gets rising rates until it saturates (the
+# run reports saturation, or answers fewer than 95% of what was offered).
+RATE_TABLE="$TMP/raw/rates.tsv"
+: >"$RATE_TABLE"
+for workload in set get; do
+  for target in seshat redis-always; do
+    for rate in $RATES; do
+      left=$((DEADLINE - $(date +%s)))
+      ((left > RATE_SECS + 30)) || die "time limit (BENCH_TIME_LIMIT=${TIME_LIMIT}s) reached before $target $workload at $rate/s"
+      log "$target: $workload offered at $rate ops/s for ${RATE_SECS}s"
+      line=$(timeout "$left" "$TMP/seshat-loadgen" --port "${PORT[$target]}" --command "$workload" \
+        --rate "$rate" --duration "$RATE_SECS" --connections "$CLIENTS" --keyspace "$KEYSPACE" \
+        --value-bytes "$VALUE_BYTES" 2>&1 </dev/null) || die "seshat-loadgen failed: $line"
+      log "  $line"
+      printf '%s\t%s\t%s\t%s\n' "$workload" "$rate" "$target" "$line" >>"$RATE_TABLE"
+      achieved=$(sed -n 's/.*achieved=\([0-9]*\).*/\1/p' <<<"$line")
+      if [[ "$line" == *saturated=1* ]] || ((achieved * 100 < rate * 95)); then
+        break
+      fi
+    done
+  done
+done
 BENCH_SECS=$(($(date +%s) - BENCH_START))
 
 LEADER_AFTER=$(find_leader)
@@ -298,6 +333,10 @@ echo "Seshat: $NODES nodes (dev-cluster), benchmark against the leader (node $LE
   "AOF on, RDB off. Keys after the SET runs: ${KEYS%, }.$LEADER_NOTE"
 echo
 python3 scripts/bench_parse.py table "$MANIFEST"
+echo
+echo "Offered load (seshat-loadgen, open loop: $CLIENTS connections, requests due at a fixed rate, latency from when each was due; ${RATE_SECS}s per rate; '–' = not run, the rate below already saturated):"
+echo
+python3 scripts/bench_parse.py rates "$RATE_TABLE"
 echo
 for workload in set get; do
   for pipeline in 1 "$PIPELINE"; do

@@ -8,6 +8,8 @@
                                  prints where one request of RUN spent its
                                  time, from the stage_seconds metrics saved
                                  in DIR/RUN-{before,after}-node<i>.metrics
+  bench_parse.py rates FILE      prints the offered-load table from the
+                                 seshat-loadgen lines bench.sh saved
 
 MANIFEST has one tab-separated line per run: target workload pipeline file,
 where target is seshat, redis-always or redis-everysec.
@@ -190,6 +192,42 @@ def stages_table(raw, run, leader, nodes, requests):
         print(f"| {stage} | {text} | {lc:,.0f} | {lmean} | {lper} | {fc / max(len(followers), 1):,.0f} | {fmean} |")
 
 
+def rates(path):
+    """The offered-load table from seshat-loadgen lines (workload, rate,
+    target, line) written by bench.sh."""
+    runs = {}
+    order = []
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            workload, rate, target, line = raw.rstrip("\n").split("\t", 3)
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            key = (workload, int(rate))
+            if key not in runs:
+                order.append(key)
+                runs[key] = {}
+            runs[key][target] = fields
+
+    def cells(fields):
+        if fields is None:
+            return ["–"] * 5
+        sat = " (saturated)" if fields.get("saturated") == "1" else ""
+        return [
+            f"{float(fields['achieved']):,.0f}{sat}",
+            fields["p50_ms"],
+            fields["p99_ms"],
+            fields["p999_ms"],
+            fields["errors"],
+        ]
+
+    print("| workload | offered ops/s | Seshat achieved | p50 ms | p99 ms | p99.9 ms | errors "
+          "| redis always achieved | p50 ms | p99 ms | p99.9 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workload, rate in sorted(order, key=lambda k: (k[0] != "set", k[1])):
+        r = runs[(workload, rate)]
+        row = [workload, f"{rate:,}"] + cells(r.get("seshat")) + cells(r.get("redis-always"))
+        print("| " + " | ".join(row) + " |")
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "one":
         rps, p50, p99, p999, errors = parse(sys.argv[2])
@@ -198,6 +236,8 @@ def main():
         table(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "scrape":
         scrape(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "rates":
+        rates(sys.argv[2])
     elif len(sys.argv) == 7 and sys.argv[1] == "stages":
         stages_table(*sys.argv[2:])
     else:
