@@ -15,7 +15,8 @@
 # encodings are not checked (--ignore-encoding): Seshat has one per type.
 #
 # Environment: SESHAT_BIN (default: the release build in CARGO_TARGET_DIR
-# or ./target), PORT (default 16379).
+# or ./target), PORT (default 16379), RUNTEST_ARGS (more arguments for
+# runtest, e.g. "--tags -masterauth").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 redis_dir=${1:?usage: $0 REDIS_DIR [FILE ...]}
@@ -53,7 +54,7 @@ for f in "${files[@]}"; do
   # The harness listens on its own base port: derive it from PORT so
   # several runs can go side by side.
   (cd "$redis_dir" && ./runtest --host 127.0.0.1 --port "$port" --baseport "$((port + 5000))" --singledb --single "$f" \
-    --tags -needs:debug --tags -needs:repl --tags -needs:config-maxmemory --ignore-encoding "${skip[@]}" 2>&1) |
+    --tags -needs:debug --tags -needs:repl --tags -needs:config-maxmemory --ignore-encoding "${skip[@]}" ${RUNTEST_ARGS:-} 2>&1) |
     sed 's/\x1b\[[0-9;]*m//g' >"$work/$name.log" || true
   stop
   log="$work/$name.log"

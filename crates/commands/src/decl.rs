@@ -134,6 +134,8 @@ pub enum ServerCmd {
     Select,
     /// `HELLO`
     Hello,
+    /// `AUTH`
+    Auth,
     /// `CLIENT GETNAME`
     ClientGetName,
     /// `CLIENT ID`

@@ -46,7 +46,8 @@ pub use exec::{
     apply_batch, batch_may_take_long, prepare_write, run_read, ApplyError, Ctx, GroupState, NoData,
 };
 pub use families::connection::{
-    parse_client_setinfo, parse_hello, parse_select, valid_client_name, ClientAttr, Hello,
+    parse_auth, parse_client_setinfo, parse_hello, parse_select, valid_client_name, ClientAttr,
+    Hello,
 };
 pub use reply::{err, CmdError, CmdResult};
 pub use table::{

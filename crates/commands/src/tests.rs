@@ -33,6 +33,17 @@ fn resolve_err(args: &[Bytes]) -> String {
     }
 }
 
+/// Before authentication a client may only log in or leave: Redis 7.0
+/// flags exactly these `no_auth`.
+#[test]
+fn only_auth_hello_and_quit_run_before_authentication() {
+    let no_auth: Vec<&str> = all_with_subcommands()
+        .filter(|d| d.flags.has(crate::Flags::NO_AUTH))
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(no_auth, ["quit", "auth", "hello"]);
+}
+
 /// Walks the whole table: a command that is not classified consistently
 /// fails here, whatever family it is in.
 #[test]

@@ -60,6 +60,12 @@ impl ServerCodec {
         self.version = version;
     }
 
+    /// Whether the client must still authenticate (tighter decode bounds,
+    /// see [`RequestDecoder::set_unauthenticated`]).
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.decoder.set_unauthenticated(unauthenticated);
+    }
+
     /// The decode limits in force.
     pub fn limits(&self) -> &DecodeLimits {
         self.decoder.limits()

@@ -38,6 +38,13 @@ pub const MAX_INLINE_BYTES_CEILING: usize = 512 * 1024 * 1024;
 pub const MAX_NESTING_DEPTH_CEILING: usize = 256;
 /// Most elements reserved up front for any announced count.
 pub const MAX_PREALLOC_ITEMS: usize = 1024;
+/// Largest multibulk count a client that must still authenticate may
+/// announce (Redis's: `AUTH user pass` and `HELLO 3 AUTH user pass SETNAME
+/// n` fit), so an unauthenticated client cannot make the server reserve or
+/// buffer much.
+pub const UNAUTHENTICATED_MAX_ARRAY_LEN: usize = 10;
+/// Largest bulk argument such a client may send (Redis's 16 KiB).
+pub const UNAUTHENTICATED_MAX_BULK_BYTES: usize = 16 * 1024;
 
 /// Bounds on what the decoders accept from the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,7 +546,7 @@ pub fn decode_request(
     loop {
         let rest = buf.get(offset..).unwrap_or_default();
         let mut state = RequestState::default();
-        match step(&mut state, rest, limits)? {
+        match step(&mut state, rest, limits, false)? {
             None => return Ok(None),
             Some(Parsed::Skip(len)) => offset += len,
             Some(Parsed::Inline(args, len)) => return Ok(Some((Request { args }, offset + len))),
@@ -576,6 +583,9 @@ pub fn decode_request_buf(
 pub struct RequestDecoder {
     limits: DecodeLimits,
     state: RequestState,
+    /// The client must still authenticate: the tighter
+    /// `UNAUTHENTICATED_*` bounds apply too.
+    unauthenticated: bool,
 }
 
 impl RequestDecoder {
@@ -584,6 +594,7 @@ impl RequestDecoder {
         Self {
             limits,
             state: RequestState::default(),
+            unauthenticated: false,
         }
     }
 
@@ -592,12 +603,20 @@ impl RequestDecoder {
         &self.limits
     }
 
+    /// Whether the client must still authenticate: while it must, a
+    /// multibulk of more than [`UNAUTHENTICATED_MAX_ARRAY_LEN`] arguments or
+    /// an argument of more than [`UNAUTHENTICATED_MAX_BULK_BYTES`] is a
+    /// protocol error, as in Redis. Takes effect from the next request.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
+    }
+
     /// Decodes the next request from `buf`, consuming its bytes. Returns
     /// `Ok(None)` when more bytes are needed. After an error the stream is
     /// out of sync and the connection should be closed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
         loop {
-            let parsed = match step(&mut self.state, buf, &self.limits) {
+            let parsed = match step(&mut self.state, buf, &self.limits, self.unauthenticated) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Ok(None),
                 Err(e) => {
@@ -654,6 +673,7 @@ fn step(
     state: &mut RequestState,
     buf: &[u8],
     limits: &DecodeLimits,
+    unauthenticated: bool,
 ) -> Result<Option<Parsed>, ProtocolError> {
     if state.multibulk.is_none() {
         let Some(&first) = buf.first() else {
@@ -662,7 +682,7 @@ fn step(
         if first != b'*' {
             return inline_request(buf, limits, &mut state.hint);
         }
-        match multibulk_header(buf, limits, &mut state.hint)? {
+        match multibulk_header(buf, limits, unauthenticated, &mut state.hint)? {
             None => return Ok(None),
             Some((0, len)) => return Ok(Some(Parsed::Skip(len))),
             Some((count, pos)) => {
@@ -674,7 +694,7 @@ fn step(
             }
         }
     }
-    multibulk_args(state, buf, limits)
+    multibulk_args(state, buf, limits, unauthenticated)
 }
 
 /// Reads an inline command line.
@@ -706,6 +726,7 @@ fn inline_request(
 fn multibulk_header(
     buf: &[u8],
     limits: &DecodeLimits,
+    unauthenticated: bool,
     hint: &mut ScanHint,
 ) -> Result<Option<(usize, usize)>, ProtocolError> {
     let cr = match find_cr(buf, 0, limits.max_inline_bytes, hint) {
@@ -719,6 +740,10 @@ fn multibulk_header(
         .filter(|_| has_lf_after(buf, cr))
         .ok_or(ProtocolError::InvalidMultibulkLength)?;
     let count = usize::try_from(count).unwrap_or(0);
+    // The tighter bound first, so it is what such a client is told.
+    if unauthenticated && count > UNAUTHENTICATED_MAX_ARRAY_LEN {
+        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+    }
     if count > limits.max_array_len {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
@@ -730,13 +755,14 @@ fn multibulk_args(
     state: &mut RequestState,
     buf: &[u8],
     limits: &DecodeLimits,
+    unauthenticated: bool,
 ) -> Result<Option<Parsed>, ProtocolError> {
     let RequestState { multibulk, hint } = state;
     let Some(partial) = multibulk.as_mut() else {
         return Ok(None);
     };
     while partial.remaining > 0 {
-        let Some((range, next)) = bulk_arg(buf, partial.pos, limits, hint)? else {
+        let Some((range, next)) = bulk_arg(buf, partial.pos, limits, unauthenticated, hint)? else {
             return Ok(None);
         };
         partial.args.push(range);
@@ -753,6 +779,7 @@ fn bulk_arg(
     buf: &[u8],
     pos: usize,
     limits: &DecodeLimits,
+    unauthenticated: bool,
     hint: &mut ScanHint,
 ) -> Result<Option<(Range<usize>, usize)>, ProtocolError> {
     let cr = match find_cr(buf, pos, limits.max_inline_bytes, hint) {
@@ -769,8 +796,15 @@ fn bulk_arg(
         .get(pos + 1..cr)
         .and_then(parse_i64)
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| n <= limits.max_bulk_bytes && has_lf_after(buf, cr))
+        .filter(|_| has_lf_after(buf, cr))
         .ok_or(ProtocolError::InvalidBulkLength)?;
+    // The tighter bound first, so it is what such a client is told.
+    if unauthenticated && len > UNAUTHENTICATED_MAX_BULK_BYTES {
+        return Err(ProtocolError::UnauthenticatedBulkLength);
+    }
+    if len > limits.max_bulk_bytes {
+        return Err(ProtocolError::InvalidBulkLength);
+    }
     blob_range(buf, cr + 2, len)
 }
 

@@ -17,6 +17,14 @@ pub enum ProtocolError {
     /// A bulk length that is not an integer, negative or exceeds the limit.
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// A multibulk count over the bound for clients that must still
+    /// authenticate.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk length over the bound for clients that must still
+    /// authenticate.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// A multibulk request element that does not start with `$`.
     #[error("Protocol error: expected '$', got '{}'", printable(*.got))]
     ExpectedBulk {
@@ -138,6 +146,14 @@ mod tests {
             (
                 ProtocolError::InvalidBulkLength,
                 "Protocol error: invalid bulk length",
+            ),
+            (
+                ProtocolError::UnauthenticatedMultibulkLength,
+                "Protocol error: unauthenticated multibulk length",
+            ),
+            (
+                ProtocolError::UnauthenticatedBulkLength,
+                "Protocol error: unauthenticated bulk length",
             ),
             (
                 ProtocolError::ExpectedBulk { got: b'x' },

@@ -9,6 +9,7 @@ use seshat_common::{crc16_slot, LimitError, Limits};
 use seshat_kv::Write;
 use seshat_protocol_resp::{self as resp, Frame, ProtocolVersion};
 
+use crate::auth::{self, PasswordDigest};
 use crate::cluster;
 use crate::info;
 use crate::node::wall_clock_ms;
@@ -108,6 +109,7 @@ pub fn execute_server(
             Err(e) => e.into_frame(),
         },
         ServerCmd::Hello => return hello(args, client, shared),
+        ServerCmd::Auth => auth(args, client, shared),
         ServerCmd::ClientSetName => match args.get(2).cloned().map(cmds::valid_client_name) {
             Some(Ok(name)) => {
                 client.name = if name.is_empty() { None } else { Some(name) };
@@ -165,6 +167,14 @@ fn hello(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Outcome {
             None => return Outcome::Reply(Frame::error("NOPROTO unsupported protocol version")),
         },
     };
+    if let Some((user, password)) = &hello.auth {
+        if !log_in(user, password, client, shared) {
+            return Outcome::Reply(Frame::error(auth::WRONGPASS));
+        }
+    }
+    if shared.auth.must_authenticate(client.authenticated) {
+        return Outcome::Reply(Frame::error(auth::HELLO_NOAUTH));
+    }
     if let Some(name) = hello.setname {
         client.name = if name.is_empty() { None } else { Some(name) };
     }
@@ -190,6 +200,43 @@ fn hello(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Outcome {
     ]);
     Outcome::ReplyThenSwitch(reply, version)
 }
+
+/// `AUTH [user] password`. The one-argument form names the default user
+/// and is refused when no password is set (Redis's wording).
+fn auth(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Frame {
+    let (user, password) = match cmds::parse_auth(args) {
+        Ok(parsed) => parsed,
+        Err(e) => return e.into_frame(),
+    };
+    if user.is_none() && !shared.auth.required() {
+        return Frame::error(auth::AUTH_WITHOUT_PASSWORD);
+    }
+    let user = user.map_or(auth::DEFAULT_USER, |u| u.as_ref());
+    if log_in(user, password, client, shared) {
+        Frame::ok()
+    } else {
+        Frame::error(auth::WRONGPASS)
+    }
+}
+
+/// Checks the credentials; on success the client is authenticated, on
+/// failure the attempt is logged (and counted by [`auth::Auth::check`]).
+fn log_in(user: &[u8], password: &[u8], client: &mut ClientState, shared: &Shared) -> bool {
+    if shared.auth.check(user, password) {
+        client.authenticated = true;
+        return true;
+    }
+    tracing::warn!(
+        client = client.id,
+        peer = %client.peer,
+        user = %String::from_utf8_lossy(user.get(..LOGGED_USER_BYTES).unwrap_or(user)),
+        "authentication failed"
+    );
+    false
+}
+
+/// Most bytes of a user name a failed attempt logs.
+const LOGGED_USER_BYTES: usize = 64;
 
 fn client_info_line(client: &ClientState) -> String {
     let lossy = |b: &Option<Bytes>| {
@@ -231,6 +278,10 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
         ("timeout", s.client_timeout.as_secs().to_string()),
         ("tcp-keepalive", s.tcp_keepalive.as_secs().to_string()),
         ("maxmemory-clients", s.maxmemory_clients.to_string()),
+        (
+            "protected-mode",
+            if s.protected_mode { "yes" } else { "no" }.into(),
+        ),
         (
             "client-query-buffer-limit",
             resp::DEFAULT_MAX_CLIENT_BUFFER_BYTES.to_string(),
@@ -280,19 +331,27 @@ fn config_get(patterns: &[Bytes], shared: &Shared) -> Frame {
     Frame::Map(pairs)
 }
 
-/// `CONFIG SET`: a parameter may be set to the value it already has (so
-/// test suites and clients that restate settings work), an ignored
-/// encoding knob to any non-negative integer; anything else is refused,
-/// since Seshat's settings are fixed at start.
+/// `CONFIG SET`: `requirepass` changes this node's password (empty: none;
+/// refused if protected mode would then refuse the client address); any
+/// other parameter may be set to the value it already has (so test suites
+/// and clients that restate settings work), an ignored encoding knob to
+/// any non-negative integer; anything else is refused, since the rest of
+/// Seshat's settings are fixed at start. Nothing changes unless every
+/// pair is accepted.
 fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR syntax error");
     }
     let table = config_table(shared);
+    let mut new_password = None;
     for pair in pairs.chunks_exact(2) {
         let [name, value] = pair else {
             return Frame::error("ERR syntax error");
         };
+        if name.eq_ignore_ascii_case(b"requirepass") {
+            new_password = Some(PasswordDigest::of(value));
+            continue;
+        }
         let knob = ENCODING_KNOBS
             .iter()
             .find(|(n, ..)| name.eq_ignore_ascii_case(n.as_bytes()));
@@ -325,6 +384,21 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
                 ))
             }
         }
+    }
+    if let Some(password) = new_password {
+        let s = &shared.node.settings;
+        if let Some(why) =
+            auth::protected_mode_refusal(s.client_addr, password.is_some(), s.protected_mode)
+        {
+            return Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument 'requirepass') - {why}"
+            ));
+        }
+        shared.auth.set_password(password);
+        tracing::info!(
+            password_set = password.is_some(),
+            "requirepass changed by CONFIG SET"
+        );
     }
     Frame::ok()
 }

@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use seshat_common::{InvalidSetting, Limits, NodeId};
 
+use crate::auth::{protected_mode_refusal, PasswordDigest};
+
 /// Default client (RESP) address.
 pub const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:6379";
 /// Default internal Raft (gRPC) address.
@@ -174,6 +176,15 @@ pub struct NodeArgs {
     /// supported).
     #[arg(long, env = "SESHAT_JOIN")]
     pub join: Option<String>,
+    /// Password clients must give (`AUTH password`, `HELLO 3 AUTH default
+    /// password`) before any other command. Empty: none. Prefer the
+    /// variable or the file: a flag shows in `ps`.
+    #[arg(long, env = "SESHAT_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// `yes` (default): refuse to start on a non-loopback client address
+    /// without a password. `no`: allow it.
+    #[arg(long, env = "SESHAT_PROTECTED_MODE")]
+    pub protected_mode: Option<YesNo>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -202,6 +213,8 @@ struct FileSettings {
     initial_members: Option<String>,
     follower_mode: Option<crate::proxy::FollowerMode>,
     join: Option<String>,
+    requirepass: Option<String>,
+    protected_mode: Option<YesNo>,
 }
 
 /// Validated settings of one node.
@@ -245,6 +258,20 @@ pub struct Settings {
     pub initial_members: BTreeMap<NodeId, Member>,
     /// Redirect or proxy on followers.
     pub follower_mode: crate::proxy::FollowerMode,
+    /// The password clients must give, as its digest (none: no password).
+    pub requirepass: Option<PasswordDigest>,
+    /// Refuse a non-loopback client address without a password.
+    pub protected_mode: bool,
+}
+
+/// A `yes`/`no` setting, spelled as Redis spells its booleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum YesNo {
+    /// On.
+    Yes,
+    /// Off.
+    No,
 }
 
 /// How log lines are written.
@@ -436,6 +463,12 @@ impl Settings {
             log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
             initial_members,
             follower_mode: pick!(follower_mode, crate::proxy::FollowerMode::Redirect),
+            requirepass: args
+                .requirepass
+                .as_ref()
+                .or(file.requirepass.as_ref())
+                .and_then(|p| PasswordDigest::of(p.as_bytes())),
+            protected_mode: pick!(protected_mode, YesNo::Yes) == YesNo::Yes,
         };
         settings.validate()?;
         Ok(settings)
@@ -513,6 +546,13 @@ impl Settings {
                 0,
                 "must be at least 1"
             ));
+        }
+        if let Some(why) = protected_mode_refusal(
+            self.client_addr,
+            self.requirepass.is_some(),
+            self.protected_mode,
+        ) {
+            bail!(InvalidSetting::new("client-addr", self.client_addr, why));
         }
         let addrs = [
             ("client-addr", self.client_addr),
@@ -635,6 +675,35 @@ mod tests {
             let err = parse_members(bad).unwrap_err();
             assert_eq!(err.name, "initial-members", "{bad}");
         }
+    }
+
+    #[test]
+    fn protected_mode_refuses_an_open_address_without_a_password() {
+        let open = NodeArgs {
+            client_addr: Some("0.0.0.0:6379".into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(&open).unwrap_err().to_string();
+        assert!(
+            err.contains("client-addr = 0.0.0.0:6379") && err.contains("--protected-mode no"),
+            "{err}"
+        );
+        let with_password = NodeArgs {
+            requirepass: Some("pw".into()),
+            ..open
+        };
+        let s = Settings::from_args(&with_password).unwrap();
+        assert_eq!(s.requirepass, PasswordDigest::of(b"pw"));
+        assert!(s.protected_mode);
+        let unprotected = NodeArgs {
+            client_addr: Some("0.0.0.0:6379".into()),
+            requirepass: Some(String::new()),
+            protected_mode: Some(YesNo::No),
+            ..Default::default()
+        };
+        let s = Settings::from_args(&unprotected).unwrap();
+        assert_eq!(s.requirepass, None);
+        assert!(!s.protected_mode);
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl Connection {
     ) -> Self {
         let id = shared.stats.next_client_id.fetch_add(1, Ordering::Relaxed);
         let usage = shared.client_memory.register(id);
+        let authenticated = !shared.auth.required();
         let codec = MeteredCodec::new(ServerCodec::default(), usage.clone());
         Self {
             framed: Framed::new(socket, codec),
@@ -86,7 +87,7 @@ impl Connection {
             memory: Registration(usage),
             ahead_bytes: 0,
             inflight_bytes: 0,
-            state: ClientState::new(id, peer),
+            state: ClientState::new(id, peer, authenticated),
             inflight: VecDeque::new(),
             ahead: VecDeque::new(),
             covered: 0,
@@ -128,6 +129,12 @@ impl Connection {
             // nothing is, answer what is pending and then wait.
             let mut covered = false;
             self.account_memory();
+            // Until it authenticates, a client may only send small requests.
+            let must_auth = self.shared.auth.must_authenticate(self.state.authenticated);
+            self.framed
+                .codec_mut()
+                .inner_mut()
+                .set_unauthenticated(must_auth);
             let next = if let Some(item) = self.ahead.pop_front() {
                 self.ahead_bytes = self.ahead_bytes.saturating_sub(decoded_bytes(&item));
                 covered = self.covered > 0;
@@ -199,6 +206,11 @@ impl Connection {
 
     async fn handle(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Result<Flow, CodecError> {
         let started = Instant::now();
+        if self.shared.auth.refuses(self.state.authenticated, decl) {
+            return self
+                .reply(decl.name, started, Frame::error(crate::auth::NOAUTH))
+                .await;
+        }
         if self.state.multi.is_some() {
             if let Some(flow) = self.in_transaction(decl, args.clone(), started).await? {
                 return Ok(flow);

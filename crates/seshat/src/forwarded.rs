@@ -28,7 +28,9 @@ impl ForwardHandler for LeaderExecutor {
             Err(e) => e.into_frame(),
             Ok(decl) => match decl.route() {
                 Route::Write | Route::Read => {
-                    let mut client = ClientState::new(0, SocketAddr::from(([0, 0, 0, 0], 0)));
+                    // The follower authenticated its client before
+                    // forwarding.
+                    let mut client = ClientState::new(0, SocketAddr::from(([0, 0, 0, 0], 0)), true);
                     client.version = version;
                     commands::run_data(decl, args, &client, &self.shared).await
                 }

@@ -269,6 +269,13 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         shared.stats.idle_timeouts.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "auth_failures_total",
+        "AUTH and HELLO AUTH attempts refused (wrong user or password).",
+        id,
+        shared.auth.failures(),
+    );
     shared.requests.render(id, &mut out);
     crate::metrics::render_stages(id, &mut out);
     let (entries, writes) = seshat_common::stages::entries_and_writes();

@@ -3,6 +3,7 @@
 //! Raft core stops, after a short grace period with a non-zero exit. `main`
 //! only maps errors to an exit code.
 
+mod auth;
 mod client_memory;
 mod cluster;
 mod commands;
@@ -154,6 +155,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         requests: metrics::RequestMetrics::default(),
         proxy: proxy::Proxy::default(),
         client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
+        auth: auth::Auth::new(settings.requirepass),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

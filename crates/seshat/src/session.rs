@@ -30,11 +30,16 @@ pub struct ClientState {
     pub multi: Option<Multi>,
     /// Keys `WATCH`ed, with what was observed, until `EXEC`/`UNWATCH`.
     pub watches: Vec<Watch>,
+    /// Logged in: connected while no password was set, or `AUTH`
+    /// succeeded. Never taken back (as in Redis, a later password or a
+    /// failed `AUTH` leaves it).
+    pub authenticated: bool,
 }
 
 impl ClientState {
-    /// A new connection's state.
-    pub fn new(id: u64, peer: SocketAddr) -> Self {
+    /// A new connection's state; `authenticated` when no password is
+    /// required.
+    pub fn new(id: u64, peer: SocketAddr, authenticated: bool) -> Self {
         Self {
             id,
             name: None,
@@ -45,6 +50,7 @@ impl ClientState {
             read_confirmed: false,
             multi: None,
             watches: Vec::new(),
+            authenticated,
         }
     }
 }

@@ -52,4 +52,6 @@ pub struct Shared {
     pub proxy: crate::proxy::Proxy,
     /// Memory held for clients, against `maxmemory-clients`.
     pub client_memory: Arc<crate::client_memory::ClientMemory>,
+    /// The password clients must give, and failed attempts.
+    pub auth: crate::auth::Auth,
 }

@@ -108,6 +108,13 @@ pub static COMMANDS: &[Decl] = &[
         Handler::Server(ServerCmd::Select),
     ),
     conn(
+        "auth",
+        -2,
+        HANDSHAKE,
+        ("Authenticates the connection.", "1.0.0"),
+        Handler::Server(ServerCmd::Auth),
+    ),
+    conn(
         "hello",
         -1,
         HANDSHAKE,
@@ -192,6 +199,18 @@ pub fn parse_hello(args: &[Bytes]) -> Result<Hello, CmdError> {
     Ok(hello)
 }
 
+/// `AUTH [username] password`: the user (`None` in the one-argument
+/// form, which names the default user) and the password. More than two
+/// arguments is a syntax error, as in Redis.
+pub fn parse_auth(args: &[Bytes]) -> Result<(Option<&Bytes>, &Bytes), CmdError> {
+    match args {
+        [_, password] => Ok((None, password)),
+        [_, user, password] => Ok((Some(user), password)),
+        [] | [_] => Err(wrong_arity("auth")),
+        _ => Err(err("ERR syntax error")),
+    }
+}
+
 /// Client names may be empty or consist of bytes `!`..=`~`.
 pub fn valid_client_name(name: Bytes) -> Result<Bytes, CmdError> {
     if is_client_attr(&name) {
@@ -234,4 +253,44 @@ pub fn parse_client_setinfo(args: &[Bytes]) -> Result<(ClientAttr, Bytes), CmdEr
 /// Redis's `validateClientAttr`: only printable ASCII without spaces.
 fn is_client_attr(value: &[u8]) -> bool {
     value.iter().all(|b| (b'!'..=b'~').contains(b))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn argv(parts: &[&str]) -> Vec<Bytes> {
+        parts
+            .iter()
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn auth_takes_a_password_and_an_optional_user() {
+        let one = argv(&["AUTH", "pw"]);
+        assert_eq!(parse_auth(&one).unwrap(), (None, &one[1]));
+        let two = argv(&["AUTH", "default", "pw"]);
+        assert_eq!(parse_auth(&two).unwrap(), (Some(&two[1]), &two[2]));
+        let three = argv(&["AUTH", "a", "b", "c"]);
+        assert_eq!(
+            parse_auth(&three).unwrap_err().into_frame(),
+            Frame::error("ERR syntax error")
+        );
+    }
+
+    #[test]
+    fn hello_auth_needs_user_and_password() {
+        let hello = parse_hello(&argv(&["HELLO", "3", "AUTH", "default", "pw"])).unwrap();
+        assert_eq!(
+            hello.auth,
+            Some((Bytes::from_static(b"default"), Bytes::from_static(b"pw")))
+        );
+        let e = parse_hello(&argv(&["HELLO", "3", "AUTH", "pw"])).unwrap_err();
+        assert_eq!(
+            e.into_frame(),
+            Frame::error("ERR Syntax error in HELLO option 'AUTH'")
+        );
+    }
 }

@@ -427,3 +427,35 @@ fn request_encode_round_trips() {
     let frame = decode_frame(&buf, &limits()).unwrap().unwrap().0;
     assert_eq!(frame.to_bytes(ProtocolVersion::Resp2), buf.freeze());
 }
+
+#[test]
+fn unauthenticated_clients_get_tighter_bounds() {
+    let mut decoder = RequestDecoder::new(limits());
+    decoder.set_unauthenticated(true);
+    // AUTH with a user fits, as does the longest HELLO.
+    let mut buf = BytesMut::from(&b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf).unwrap().unwrap().args,
+        args(&["AUTH", "u", "p"])
+    );
+    let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf).unwrap_err(),
+        ProtocolError::UnauthenticatedMultibulkLength
+    );
+    let mut buf = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf).unwrap_err(),
+        ProtocolError::UnauthenticatedBulkLength
+    );
+    // An invalid length is still reported as such.
+    let mut buf = BytesMut::from(&b"*1\r\n$-5\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf).unwrap_err(),
+        ProtocolError::InvalidBulkLength
+    );
+    // Once authenticated, the usual limits.
+    decoder.set_unauthenticated(false);
+    let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+}

@@ -442,6 +442,9 @@ impl NodeProc {
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .args(["--request-timeout-ms", "2000"])
+            // Its client address is on the test's private bridge, not
+            // loopback, and the workload does not authenticate.
+            .args(["--protected-mode", "no"])
             .args(extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

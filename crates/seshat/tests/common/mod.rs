@@ -155,7 +155,9 @@ impl Server {
                 }
             }
             if let Ok(reply) = raw_roundtrip(self.port, b"PING\r\n") {
-                if reply == b"+PONG\r\n" {
+                // With --requirepass an unauthenticated PING is refused,
+                // which says as much: the node serves clients.
+                if reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH") {
                     return;
                 }
             }
@@ -224,8 +226,27 @@ impl Server {
         self.wait_ready();
     }
 
+    /// The client URL, with the password when the node was started with
+    /// `--requirepass` (so helpers such as [`Server::conn`] authenticate).
     pub fn url(&self) -> String {
+        match self.password() {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => self.url_without_password(),
+        }
+    }
+
+    /// The client URL without credentials.
+    pub fn url_without_password(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The `--requirepass` this node was started with, if any.
+    pub fn password(&self) -> Option<&str> {
+        let args = &self.extra_args;
+        args.iter().enumerate().find_map(|(i, a)| match a.as_str() {
+            "--requirepass" => args.get(i + 1).map(String::as_str),
+            _ => a.strip_prefix("--requirepass="),
+        })
     }
 
     /// A synchronous redis-crate connection (RESP2).
