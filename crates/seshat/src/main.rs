@@ -87,11 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Worker threads of the Raft runtime. Its tasks are light (the heavy
 /// parts — log syncs, snapshot files, long applies — run on blocking
-/// threads or hand the worker over first), so one keeps up with a busy
-/// group, and fewer threads mean fewer wake-ups per write on small
-/// machines (measured: no slower than one shared runtime, see
-/// BENCHMARKS.md).
-const RAFT_WORKER_THREADS: usize = 1;
+/// threads or hand the worker over first), but a RocksDB write of the log
+/// or of an applied batch can still block in the kernel (dirty-page
+/// throttling when the disk is busy, a write stall): with a second worker
+/// the other tasks — heartbeats, a follower's election timer — go on
+/// meanwhile. (A/B against one shared runtime: BENCHMARKS.md.)
+const RAFT_WORKER_THREADS: usize = 2;
 
 fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
