@@ -30,7 +30,7 @@ use seshat_commands::{Decl, Route, ServerCmd};
 use seshat_common::stages::{self, Stage};
 use seshat_kv::Write;
 use seshat_protocol_resp::{CodecError, Frame, ServerCodec};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
@@ -50,9 +50,16 @@ const MAX_DECODED_AHEAD: usize = 1024;
 /// What `Framed::next` yields.
 type Decoded = Option<Result<seshat_protocol_resp::Request, CodecError>>;
 
+/// A client's byte stream: a TCP socket, or a TLS session over one.
+/// [`Connection`] is generic over it, so the plain path pays nothing for
+/// TLS.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
 /// A connected client.
-pub struct Connection {
-    framed: Framed<TcpStream, MeteredCodec>,
+pub struct Connection<S> {
+    framed: Framed<S, MeteredCodec>,
     shared: Arc<Shared>,
     /// This client's entry in the server-wide client memory account.
     memory: Registration,
@@ -69,24 +76,28 @@ pub struct Connection {
     shutdown: watch::Receiver<bool>,
 }
 
-impl Connection {
-    /// Wraps an accepted socket.
+impl<S: ClientStream> Connection<S> {
+    /// Wraps an accepted stream; `tls` says whether it came in on the TLS
+    /// port.
     pub fn new(
-        socket: TcpStream,
+        socket: S,
         peer: SocketAddr,
+        tls: bool,
         shared: Arc<Shared>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let id = shared.stats.next_client_id.fetch_add(1, Ordering::Relaxed);
         let usage = shared.client_memory.register(id);
         let codec = MeteredCodec::new(ServerCodec::default(), usage.clone());
+        let mut state = ClientState::new(id, peer);
+        state.tls = tls;
         Self {
             framed: Framed::new(socket, codec),
             shared,
             memory: Registration(usage),
             ahead_bytes: 0,
             inflight_bytes: 0,
-            state: ClientState::new(id, peer),
+            state,
             inflight: VecDeque::new(),
             ahead: VecDeque::new(),
             covered: 0,
@@ -277,7 +288,15 @@ impl Connection {
                     bytes,
                 });
             }
-            Err(e) => return self.reply(name, started, Frame::error(e.to_string())).await,
+            Err(e) => {
+                return self
+                    .reply(
+                        name,
+                        started,
+                        e.to_frame(&self.shared.node.settings, self.state.tls),
+                    )
+                    .await
+            }
         }
         if self.inflight.len() >= MAX_PIPELINED_WRITES {
             self.drain_writes().await?;
@@ -298,7 +317,11 @@ impl Connection {
             if let Some(Err(e)) = self.confirm_received_reads(slot).await {
                 // The barrier this read would take itself just failed.
                 return self
-                    .reply(decl.name, started, Frame::error(e.to_string()))
+                    .reply(
+                        decl.name,
+                        started,
+                        e.to_frame(&self.shared.node.settings, self.state.tls),
+                    )
                     .await;
             }
         }
@@ -309,7 +332,7 @@ impl Connection {
                 .node
                 .read(decl, args, slot, self.state.read_confirmed)
                 .await
-                .unwrap_or_else(|e| Frame::error(e.to_string()))
+                .unwrap_or_else(|e| e.to_frame(&self.shared.node.settings, self.state.tls))
         };
         self.reply(decl.name, started, frame).await
     }
@@ -549,7 +572,7 @@ impl Connection {
                 self.state.watches.extend(watches);
                 Frame::ok()
             }
-            Err(e) => Frame::error(e.to_string()),
+            Err(e) => e.to_frame(&self.shared.node.settings, self.state.tls),
         };
         self.reply(decl.name, started, frame).await
     }
@@ -641,7 +664,7 @@ impl Connection {
                     self.shared
                         .requests
                         .record(write.name, false, write.started.elapsed());
-                    Frame::error(e.to_string())
+                    e.to_frame(&self.shared.node.settings, self.state.tls)
                 }
             };
             self.framed.feed(frame).await?;

@@ -52,4 +52,7 @@ pub struct Shared {
     pub proxy: crate::proxy::Proxy,
     /// Memory held for clients, against `maxmemory-clients`.
     pub client_memory: Arc<crate::client_memory::ClientMemory>,
+    /// The TLS port's configuration, if TLS is on (reloaded by SIGHUP and
+    /// `CONFIG SET tls-…-file`).
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
 }
