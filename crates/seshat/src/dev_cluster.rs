@@ -65,8 +65,12 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     for i in 1..=args.nodes {
+        let tls = match args.tls_port_base {
+            Some(base) => format!(", tls {}", port(base, i, "tls-port-base")?),
+            None => String::new(),
+        };
         println!(
-            "  node {i}: redis-cli -c -p {}   (raft {}, http {}, log {})",
+            "  node {i}: redis-cli -c -p {}   (raft {}, http {}{tls}, log {})",
             port(args.client_port_base, i, "client-port-base")?,
             port(args.raft_port_base, i, "raft-port-base")?,
             port(args.http_port_base, i, "http-port-base")?,
