@@ -13,15 +13,18 @@
 #      everysec` (Redis's default durability),
 #   5. runs the same redis-benchmark workloads against the Seshat leader and
 #      both redis-servers: SET then GET, 64-byte values, 50 clients, random
-#      keys out of 100,000, unpipelined and with -P 16,
+#      keys out of 100,000, unpipelined and with -P 16; SET and GET also
+#      against the leader's TLS port (certificates made by openssl in the
+#      temp dir; `redis-benchmark --tls`), for the cost of TLS,
 #   6. offers SET and GET at fixed rates (BENCH_RATES, open loop, with
 #      seshat-loadgen: latency counted from when each request was due, so
 #      queueing is not hidden) to the Seshat leader and redis `always`,
 #      raising the rate until one saturates,
 #   7. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios),
-#      the offered-load table, then per Seshat run where a request spent its
-#      time (the nodes' stage_seconds metrics, read before and after the
-#      run), plus the machine and date, on stdout; progress goes to stderr.
+#      a table of TLS against plain TCP on the same nodes, the offered-load
+#      table, then per Seshat run where a request spent its time (the nodes'
+#      stage_seconds metrics, read before and after the run), plus the
+#      machine and date, on stdout; progress goes to stderr.
 # Every process and temp dir it starts is removed on exit, failure or Ctrl-C.
 # After the build, the run takes under a minute and is cut off after
 # BENCH_TIME_LIMIT seconds.
@@ -36,6 +39,8 @@
 #   BENCH_CLIENT_PORT_BASE  Seshat client port of node 1 (nodes use base..base+2) [16379]
 #   BENCH_RAFT_PORT_BASE    Seshat Raft port of node 1             [17379]
 #   BENCH_HTTP_PORT_BASE    Seshat HTTP port of node 1             [19090]
+#   BENCH_TLS_PORT_BASE     Seshat TLS client port of node 1       [16389]
+#   BENCH_TLS               0 skips the TLS runs                   [1]
 #   BENCH_REDIS_ALWAYS_PORT   redis-server, appendfsync always     [16479]
 #   BENCH_REDIS_EVERYSEC_PORT redis-server, appendfsync everysec   [16480]
 #   BENCH_TMPDIR            where the temp dir (all data) goes     [$TMPDIR or /tmp]
@@ -55,6 +60,8 @@ KEYSPACE=${BENCH_KEYSPACE:-100000}
 CLIENT_BASE=${BENCH_CLIENT_PORT_BASE:-16379}
 RAFT_BASE=${BENCH_RAFT_PORT_BASE:-17379}
 HTTP_BASE=${BENCH_HTTP_PORT_BASE:-19090}
+TLS_BASE=${BENCH_TLS_PORT_BASE:-16389}
+TLS=${BENCH_TLS:-1}
 ALWAYS_PORT=${BENCH_REDIS_ALWAYS_PORT:-16479}
 EVERYSEC_PORT=${BENCH_REDIS_EVERYSEC_PORT:-16480}
 TIME_LIMIT=${BENCH_TIME_LIMIT:-720}
@@ -67,7 +74,7 @@ die() { log "error: $*"; exit 1; }
 START=$(date +%s)
 
 ./scripts/deps.sh
-for tool in redis-server redis-cli redis-benchmark python3 timeout; do
+for tool in redis-server redis-cli redis-benchmark python3 timeout openssl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
 
@@ -158,6 +165,7 @@ port_in_use() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $(seq "$CLIENT_BASE" $((CLIENT_BASE + NODES - 1))) \
          $(seq "$RAFT_BASE" $((RAFT_BASE + NODES - 1))) \
          $(seq "$HTTP_BASE" $((HTTP_BASE + NODES - 1))) \
+         $(seq "$TLS_BASE" $((TLS_BASE + NODES - 1))) \
          "$ALWAYS_PORT" "$EVERYSEC_PORT"; do
   port_in_use "$p" && die "port $p is already in use (see BENCH_*_PORT* settings)"
 done
@@ -169,11 +177,27 @@ cp "$bin_src" "$TMP/seshat"
 cp "$loadgen_src" "$TMP/seshat-loadgen"
 DEADLINE=$(($(date +%s) + TIME_LIMIT))
 
+# --- TLS certificates ----------------------------------------------------------
+TLS_DC_ARGS=()
+if [ "$TLS" = 1 ]; then
+  mkdir -p "$TMP/tls"
+  (
+    cd "$TMP/tls"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    openssl req -x509 "${ec[@]}" -days 2 -subj /CN=seshat-bench-ca -keyout ca.key -out ca.crt
+    openssl req "${ec[@]}" -subj /CN=localhost -keyout server.key -out server.csr
+    echo "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.crt
+  ) >"$TMP/tls/openssl.log" 2>&1 || { cat "$TMP/tls/openssl.log" >&2; die "openssl could not make certificates"; }
+  TLS_DC_ARGS=(--tls-port-base "$TLS_BASE" -- --tls-cert-file "$TMP/tls/server.crt" --tls-key-file "$TMP/tls/server.key")
+fi
+
 # --- Seshat ------------------------------------------------------------------
 log "starting $NODES Seshat nodes (client ports $CLIENT_BASE..$((CLIENT_BASE + NODES - 1))) in $TMP/cluster"
 "$TMP/seshat" dev-cluster --nodes "$NODES" --dir "$TMP/cluster" \
   --client-port-base "$CLIENT_BASE" --raft-port-base "$RAFT_BASE" \
-  --http-port-base "$HTTP_BASE" </dev/null >"$TMP/dev-cluster.log" 2>&1 &
+  --http-port-base "$HTTP_BASE" "${TLS_DC_ARGS[@]}" </dev/null >"$TMP/dev-cluster.log" 2>&1 &
 DC_PID=$!
 
 raft_field() { # port field
@@ -225,8 +249,12 @@ log "starting redis-server (appendfsync everysec) on port $EVERYSEC_PORT"
 start_redis everysec "$EVERYSEC_PORT" everysec
 
 # --- benchmark ---------------------------------------------------------------
-declare -A PORT=([seshat]=$LEADER_PORT [redis-always]=$ALWAYS_PORT [redis-everysec]=$EVERYSEC_PORT)
+declare -A PORT=([seshat]=$LEADER_PORT [redis-always]=$ALWAYS_PORT [redis-everysec]=$EVERYSEC_PORT
+                 [seshat-tls]=$((TLS_BASE + LEADER - 1)))
+declare -A EXTRA=([seshat-tls]="--tls --cacert $TMP/tls/ca.crt")
 TARGETS=(seshat redis-always redis-everysec)
+TLS_TARGETS=("${TARGETS[@]}")
+[ "$TLS" = 1 ] && TLS_TARGETS=(seshat seshat-tls redis-always redis-everysec)
 MANIFEST="$TMP/raw/manifest.tsv"
 : >"$MANIFEST"
 
@@ -247,7 +275,8 @@ run_one() { # target workload pipeline
   rc=0
   [ "$target" = seshat ] && scrape_stages "seshat-$workload-P$pipeline-before"
   # In the background, so SIGTERM/SIGINT reach the trap at once.
-  timeout --foreground --signal=INT "$left" redis-benchmark -h 127.0.0.1 -p "${PORT[$target]}" \
+  # shellcheck disable=SC2086 # EXTRA holds several words
+  timeout --foreground --signal=INT "$left" redis-benchmark -h 127.0.0.1 -p "${PORT[$target]}" ${EXTRA[$target]:-} \
     -t "$workload" -n "$REQUESTS" -c "$CLIENTS" -d "$VALUE_BYTES" -r "$KEYSPACE" \
     -P "$pipeline" --precision 3 -e >"$out" 2>&1 </dev/null &
   BENCH_PID=$!
@@ -266,14 +295,16 @@ run_one() { # target workload pipeline
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH_START=$(date +%s)
 # SET before GET, so GETs mostly find keys; targets interleaved so a
-# disturbance on the machine does not hit one system only. INCR, MSET
-# (10 keys per command), HSET, LPUSH and ZADD run unpipelined only, to keep
-# the run short.
+# disturbance on the machine does not hit one system only (Seshat over TLS
+# right after Seshat over TCP, for their ratio). INCR, MSET (10 keys per
+# command), HSET, LPUSH and ZADD run unpipelined only and without TLS, to
+# keep the run short.
 for workload in set get incr mset hset lpush zadd; do
   pipelines=(1 "$PIPELINE")
-  case $workload in incr | mset | hset | lpush | zadd) pipelines=(1) ;; esac
+  targets=("${TLS_TARGETS[@]}")
+  case $workload in incr | mset | hset | lpush | zadd) pipelines=(1) targets=("${TARGETS[@]}") ;; esac
   for pipeline in "${pipelines[@]}"; do
-    for target in "${TARGETS[@]}"; do
+    for target in "${targets[@]}"; do
       run_one "$target" "$workload" "$pipeline"
     done
   done
@@ -334,6 +365,12 @@ echo "Seshat: $NODES nodes (dev-cluster), benchmark against the leader (node $LE
 echo
 python3 scripts/bench_parse.py table "$MANIFEST"
 echo
+if [ "$TLS" = 1 ]; then
+  echo "TLS: the same nodes' TLS port (rustls, TLS 1.3, ECDSA P-256; redis-benchmark --tls, one handshake per client)."
+  echo
+  python3 scripts/bench_parse.py tls "$MANIFEST"
+  echo
+fi
 echo "Offered load (seshat-loadgen, open loop: $CLIENTS connections, requests due at a fixed rate, latency from when each was due; ${RATE_SECS}s per rate; '–' = not run, the rate below already saturated):"
 echo
 python3 scripts/bench_parse.py rates "$RATE_TABLE"

@@ -3,6 +3,7 @@
 
   bench_parse.py one FILE        prints "ops_per_s p50 p99 p99.9 errors"
   bench_parse.py table MANIFEST  prints the markdown comparison table
+  bench_parse.py tls MANIFEST    prints Seshat over TLS against over TCP
   bench_parse.py scrape URL OUT  saves a node's /metrics text to OUT
   bench_parse.py stages DIR RUN LEADER NODES REQUESTS
                                  prints where one request of RUN spent its
@@ -12,7 +13,7 @@
                                  seshat-loadgen lines bench.sh saved
 
 MANIFEST has one tab-separated line per run: target workload pipeline file,
-where target is seshat, redis-always or redis-everysec.
+where target is seshat, seshat-tls, redis-always or redis-everysec.
 
 Numbers come from redis-benchmark itself: ops/s from "throughput summary",
 p50 and p99 from the "latency summary" line, p99.9 from the "Latency by
@@ -111,6 +112,36 @@ def table(manifest):
     else:
         print()
         print("No error replies (redis-benchmark -e printed none).")
+
+
+def tls(manifest):
+    """Seshat over TLS against Seshat over TCP, same workloads and nodes."""
+    results = {}
+    order = []
+    with open(manifest, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            target, workload, pipeline, path = line.rstrip("\n").split("\t")
+            if target not in ("seshat", "seshat-tls"):
+                continue
+            results[(target, workload, pipeline)] = parse(path)
+            if target == "seshat-tls" and (workload, pipeline) not in order:
+                order.append((workload, pipeline))
+    out = [
+        "| workload | TCP ops/s | TLS ops/s | TLS / TCP ops/s | TCP p50 ms | TLS p50 ms | TCP p99 ms | TLS p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    none = (None, None, None, None, [])
+    for workload, pipeline in order:
+        p = results.get(("seshat", workload, pipeline), none)
+        t = results.get(("seshat-tls", workload, pipeline), none)
+        label = f"{workload}" + ("" if pipeline == "1" else f" -P {pipeline}")
+        out.append(
+            f"| {label} | {fmt_ops(p[0])} | {fmt_ops(t[0])} | {fmt_ratio(t[0], p[0])} "
+            f"| {fmt_ms(p[1])} | {fmt_ms(t[1])} | {fmt_ms(p[2])} | {fmt_ms(t[2])} |"
+        )
+    print("\n".join(out))
 
 
 STAGE_TEXT = {
@@ -234,6 +265,8 @@ def main():
         print(f"{rps:.2f} {p50:.3f} {p99:.3f} {p999:.3f} {len(errors)}")
     elif len(sys.argv) == 3 and sys.argv[1] == "table":
         table(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "tls":
+        tls(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "scrape":
         scrape(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 3 and sys.argv[1] == "rates":

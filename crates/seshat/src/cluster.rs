@@ -1,6 +1,9 @@
 //! `CLUSTER` replies: the Raft group presented as one Redis Cluster shard
 //! that holds all 16384 slots, the leader as master and the other voters
-//! as replicas, so cluster-aware clients route to the leader.
+//! as replicas, so cluster-aware clients route to the leader. A client on
+//! the TLS port is given each member's TLS address where it is known
+//! ([`Settings::tls_client_addr`](crate::config::Settings::tls_client_addr)),
+//! as Redis gives TLS clients TLS ports.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -23,8 +26,9 @@ struct Member {
     is_leader: bool,
 }
 
-/// Members in reply order: leader first, then the rest by id.
-fn members(node: &Node) -> (Vec<Member>, Option<u64>, u64) {
+/// Members in reply order: leader first, then the rest by id; with `tls`,
+/// their TLS client addresses where known.
+fn members(node: &Node, tls: bool) -> (Vec<Member>, Option<u64>, u64) {
     let metrics = node.metrics();
     let leader = metrics.current_leader;
     let mut out: Vec<Member> = metrics
@@ -33,7 +37,10 @@ fn members(node: &Node) -> (Vec<Member>, Option<u64>, u64) {
         .nodes()
         .map(|(id, n): (&u64, &SeshatNode)| Member {
             id: *id,
-            addr: n.client_addr.parse().ok(),
+            addr: tls
+                .then(|| node.settings.tls_client_addr(*id))
+                .flatten()
+                .or_else(|| n.client_addr.parse().ok()),
             client_addr: n.client_addr.clone(),
             is_leader: Some(*id) == leader,
         })
@@ -50,8 +57,8 @@ fn host_port(m: &Member) -> (String, u16) {
 }
 
 /// `CLUSTER SLOTS`.
-pub fn slots(node: &Node) -> Frame {
-    let (members, leader, _) = members(node);
+pub fn slots(node: &Node, tls: bool) -> Frame {
+    let (members, leader, _) = members(node, tls);
     if leader.is_none() {
         return Frame::Array(vec![]);
     }
@@ -72,8 +79,8 @@ pub fn slots(node: &Node) -> Frame {
 }
 
 /// `CLUSTER SHARDS`.
-pub fn shards(node: &Node) -> Frame {
-    let (members, _, _) = members(node);
+pub fn shards(node: &Node, tls: bool) -> Frame {
+    let (members, _, _) = members(node, tls);
     let applied = node
         .sm_stats
         .applied_index
@@ -112,8 +119,8 @@ pub fn shards(node: &Node) -> Frame {
 }
 
 /// `CLUSTER NODES`.
-pub fn nodes(node: &Node) -> String {
-    let (members, leader, term) = members(node);
+pub fn nodes(node: &Node, tls: bool) -> String {
+    let (members, leader, term) = members(node, tls);
     let me = node.settings.node_id;
     let mut out = String::new();
     for m in &members {
@@ -144,7 +151,7 @@ pub fn nodes(node: &Node) -> String {
 
 /// `CLUSTER INFO`.
 pub fn info(node: &Node) -> String {
-    let (members, leader, term) = members(node);
+    let (members, leader, term) = members(node, false);
     let state = if leader.is_some() { "ok" } else { "fail" };
     let ok_slots = if leader.is_some() { CLUSTER_SLOTS } else { 0 };
     format!(

@@ -140,9 +140,9 @@ pub fn execute_server(
         ServerCmd::ConfigResetStat => Frame::ok(),
         ServerCmd::ClusterMyId => Frame::bulk(cluster::node_name(node.settings.node_id)),
         ServerCmd::ClusterInfo => Frame::verbatim_text(cluster::info(node)),
-        ServerCmd::ClusterSlots => cluster::slots(node),
-        ServerCmd::ClusterShards => cluster::shards(node),
-        ServerCmd::ClusterNodes => Frame::verbatim_text(cluster::nodes(node)),
+        ServerCmd::ClusterSlots => cluster::slots(node, client.tls),
+        ServerCmd::ClusterShards => cluster::shards(node, client.tls),
+        ServerCmd::ClusterNodes => Frame::verbatim_text(cluster::nodes(node, client.tls)),
         ServerCmd::ReadOnly | ServerCmd::ReadWrite | ServerCmd::Asking => Frame::ok(),
         ServerCmd::Multi
         | ServerCmd::Exec
@@ -288,8 +288,77 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
         ),
     ]
     .into_iter()
+    .chain(tls_config(shared))
     .chain(ENCODING_KNOBS.iter().map(|(n, v, _)| (*n, v.to_string())))
     .collect()
+}
+
+/// The `tls-*` parameters, as Redis names them (`tls-port` 0: TLS off).
+fn tls_config(shared: &Shared) -> Vec<(&'static str, String)> {
+    let port = shared
+        .node
+        .settings
+        .tls
+        .as_ref()
+        .map_or(0, |t| t.addr.port());
+    let files = shared.tls.as_ref().map(|t| t.files());
+    let path =
+        |p: Option<&std::path::PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
+    vec![
+        ("tls-port", port.to_string()),
+        ("tls-cert-file", path(files.as_ref().map(|f| &f.cert_file))),
+        ("tls-key-file", path(files.as_ref().map(|f| &f.key_file))),
+        (
+            "tls-ca-cert-file",
+            path(files.as_ref().and_then(|f| f.ca_cert_file.as_ref())),
+        ),
+        (
+            "tls-auth-clients",
+            files.map_or("no", |f| f.auth_clients.as_str()).to_string(),
+        ),
+    ]
+}
+
+/// The TLS files `CONFIG SET` may change while serving. Setting any of
+/// them (even to its current value) re-reads all three, as in Redis.
+const TLS_FILE_PARAMS: [&str; 3] = ["tls-cert-file", "tls-key-file", "tls-ca-cert-file"];
+
+/// `CONFIG SET tls-cert-file …` and friends: loads the files and, if they
+/// load, accepts new TLS connections with them.
+fn config_set_tls(changes: &[(&'static str, Bytes)], shared: &Shared) -> Frame {
+    use std::os::unix::ffi::OsStrExt;
+    let first = changes.first().map_or("tls-cert-file", |(n, _)| *n);
+    let failed = |why: String| {
+        Frame::error(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{first}') - {}",
+            why.replace(['\r', '\n'], " ")
+        ))
+    };
+    let Some(tls) = &shared.tls else {
+        return failed("TLS is off; start the node with --tls-port".into());
+    };
+    let mut files = tls.files();
+    for (name, value) in changes {
+        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(value));
+        match *name {
+            "tls-cert-file" => files.cert_file = path,
+            "tls-key-file" => files.key_file = path,
+            _ => files.ca_cert_file = (!value.is_empty()).then_some(path),
+        }
+    }
+    match tls.replace(files) {
+        Ok(()) => {
+            tracing::info!("CONFIG SET: TLS certificate, key and CA files reloaded");
+            Frame::ok()
+        }
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "CONFIG SET: TLS files not reloaded; the previous ones stay in force"
+            );
+            failed(format!("Unable to update TLS configuration: {e:#}"))
+        }
+    }
 }
 
 /// Redis's encoding knobs of data types, with Redis's default and valid
@@ -344,12 +413,20 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
     }
     let table = config_table(shared);
     let mut new_password = None;
+    let mut tls_changes = Vec::new();
     for pair in pairs.chunks_exact(2) {
         let [name, value] = pair else {
             return Frame::error("ERR syntax error");
         };
         if name.eq_ignore_ascii_case(b"requirepass") {
             new_password = Some(PasswordDigest::of(value));
+            continue;
+        }
+        if let Some(n) = TLS_FILE_PARAMS
+            .iter()
+            .find(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            tls_changes.push((*n, value.clone()));
             continue;
         }
         let knob = ENCODING_KNOBS
@@ -385,6 +462,8 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
             }
         }
     }
+    // Every check before any change, so a refused CONFIG SET changes
+    // nothing.
     if let Some(password) = new_password {
         let s = &shared.node.settings;
         if let Some(why) =
@@ -394,6 +473,14 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
                 "ERR CONFIG SET failed (possibly related to argument 'requirepass') - {why}"
             ));
         }
+    }
+    if !tls_changes.is_empty() {
+        let reply = config_set_tls(&tls_changes, shared);
+        if matches!(reply, Frame::Error(_)) {
+            return reply;
+        }
+    }
+    if let Some(password) = new_password {
         shared.auth.set_password(password);
         tracing::info!(
             password_set = password.is_some(),

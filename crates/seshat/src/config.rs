@@ -91,6 +91,11 @@ pub struct DevClusterArgs {
     /// HTTP port of node 1.
     #[arg(long, default_value_t = 9090)]
     pub http_port_base: u16,
+    /// TLS client port of node 1 (off when not given); the certificate
+    /// flags go after `--`, e.g. `-- --tls-cert-file s.crt --tls-key-file
+    /// s.key`.
+    #[arg(long)]
+    pub tls_port_base: Option<u16>,
     /// Extra flags passed to every node (e.g. `--log-level=debug`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -185,6 +190,23 @@ pub struct NodeArgs {
     /// without a password. `no`: allow it.
     #[arg(long, env = "SESHAT_PROTECTED_MODE")]
     pub protected_mode: Option<YesNo>,
+    /// Serve TLS clients on this port, on the client address' IP (the
+    /// plain listener stays). Needs `--tls-cert-file` and `--tls-key-file`.
+    #[arg(long, env = "SESHAT_TLS_PORT")]
+    pub tls_port: Option<u16>,
+    /// The TLS server certificate chain (PEM), leaf first.
+    #[arg(long, env = "SESHAT_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of the TLS certificate (PEM).
+    #[arg(long, env = "SESHAT_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, env = "SESHAT_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// Client certificates: `yes` (required), `no`, or `optional`.
+    /// Default: `yes` when a CA file is given, else `no`.
+    #[arg(long, env = "SESHAT_TLS_AUTH_CLIENTS")]
+    pub tls_auth_clients: Option<String>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -215,6 +237,11 @@ struct FileSettings {
     join: Option<String>,
     requirepass: Option<String>,
     protected_mode: Option<YesNo>,
+    tls_port: Option<u16>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_ca_cert_file: Option<PathBuf>,
+    tls_auth_clients: Option<String>,
 }
 
 /// Validated settings of one node.
@@ -262,6 +289,17 @@ pub struct Settings {
     pub requirepass: Option<PasswordDigest>,
     /// Refuse a non-loopback client address without a password.
     pub protected_mode: bool,
+    /// TLS on the client port, if enabled.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The TLS listener of the client port.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Listen (and advertised) address: the client address' IP, the TLS port.
+    pub addr: SocketAddr,
+    /// Certificate, key, CA and client-certificate policy at start.
+    pub files: crate::tls::TlsFiles,
 }
 
 /// A `yes`/`no` setting, spelled as Redis spells its booleans.
@@ -292,9 +330,13 @@ pub struct Member {
     pub raft_addr: SocketAddr,
     /// Client (RESP) address.
     pub client_addr: SocketAddr,
+    /// Client TLS address, if the member serves TLS: what TLS clients are
+    /// redirected to.
+    pub tls_addr: Option<SocketAddr>,
 }
 
-/// Parses `1=RAFT/CLIENT,2=RAFT/CLIENT,...`.
+/// Parses `1=RAFT/CLIENT,2=RAFT/CLIENT/TLS,...` (the TLS client address is
+/// optional, per member).
 pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, Member>, InvalidSetting> {
     const NAME: &str = "initial-members";
     let bad = |why: String| InvalidSetting::new(NAME, text, why);
@@ -310,18 +352,23 @@ pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, Member>, InvalidSett
         if id == 0 {
             return Err(bad("node ids start at 1".into()));
         }
-        let (raft, client) = addrs
-            .split_once('/')
-            .ok_or_else(|| bad(format!("'{part}' is not ID=RAFT_ADDR/CLIENT_ADDR")))?;
+        let mut fields = addrs.split('/');
+        let (Some(raft), Some(client), tls, None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad(format!(
+                "'{part}' is not ID=RAFT_ADDR/CLIENT_ADDR[/TLS_CLIENT_ADDR]"
+            )));
+        };
+        let addr = |text: &str| {
+            text.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| bad(format!("'{text}' is not ip:port")))
+        };
         let member = Member {
-            raft_addr: raft
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("'{raft}' is not ip:port")))?,
-            client_addr: client
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("'{client}' is not ip:port")))?,
+            raft_addr: addr(raft)?,
+            client_addr: addr(client)?,
+            tls_addr: tls.map(addr).transpose()?,
         };
         if out.insert(id, member).is_some() {
             return Err(bad(format!("node {id} is listed twice")));
@@ -418,12 +465,14 @@ impl Settings {
             .map_or(DEFAULT_RAFT_ADDR.to_string(), |m| m.raft_addr.to_string());
         let client_addr = parse_addr("client-addr", &pick!(client_addr, default_client))?;
         let raft_addr = parse_addr("raft-addr", &pick!(raft_addr, default_raft))?;
+        let tls = tls_settings(args, &file, client_addr, me.as_ref())?;
         let initial_members = members.unwrap_or_else(|| {
             BTreeMap::from([(
                 node_id,
                 Member {
                     raft_addr,
                     client_addr,
+                    tls_addr: tls.as_ref().map(|t| t.addr),
                 },
             )])
         });
@@ -469,6 +518,7 @@ impl Settings {
                 .or(file.requirepass.as_ref())
                 .and_then(|p| PasswordDigest::of(p.as_bytes())),
             protected_mode: pick!(protected_mode, YesNo::Yes) == YesNo::Yes,
+            tls,
         };
         settings.validate()?;
         Ok(settings)
@@ -554,11 +604,14 @@ impl Settings {
         ) {
             bail!(InvalidSetting::new("client-addr", self.client_addr, why));
         }
-        let addrs = [
+        let mut addrs = vec![
             ("client-addr", self.client_addr),
             ("raft-addr", self.raft_addr),
             ("http-addr", self.http_addr),
         ];
+        if let Some(tls) = &self.tls {
+            addrs.push(("tls-port", tls.addr));
+        }
         for (i, (name, addr)) in addrs.iter().enumerate() {
             if addrs
                 .iter()
@@ -574,6 +627,92 @@ impl Settings {
         }
         Ok(())
     }
+
+    /// True when the TLS port requires a client certificate signed by the
+    /// CA (`tls-auth-clients yes`). The plain client port, if reachable,
+    /// is not covered by this.
+    pub fn tls_verifies_clients(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.files.auth_clients == crate::tls::AuthClients::Yes)
+    }
+
+    /// The client TLS address advertised for member `id` (to TLS clients,
+    /// in `MOVED` and `CLUSTER` replies): this node's own TLS listener, or
+    /// the one `--initial-members` lists for another member.
+    pub fn tls_client_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        if id == self.node_id {
+            return self.tls.as_ref().map(|t| t.addr);
+        }
+        self.initial_members.get(&id).and_then(|m| m.tls_addr)
+    }
+}
+
+/// The TLS settings: the port from `--tls-port` or, by default, from this
+/// node's entry in `--initial-members`; files from their flags.
+fn tls_settings(
+    args: &NodeArgs,
+    file: &FileSettings,
+    client_addr: SocketAddr,
+    me: Option<&Member>,
+) -> anyhow::Result<Option<TlsSettings>> {
+    let port = args
+        .tls_port
+        .or(file.tls_port)
+        .or(me.and_then(|m| m.tls_addr).map(|a| a.port()));
+    let cert = args.tls_cert_file.clone().or(file.tls_cert_file.clone());
+    let key = args.tls_key_file.clone().or(file.tls_key_file.clone());
+    let ca = args
+        .tls_ca_cert_file
+        .clone()
+        .or(file.tls_ca_cert_file.clone());
+    let auth = match args
+        .tls_auth_clients
+        .clone()
+        .or(file.tls_auth_clients.clone())
+    {
+        Some(text) => crate::tls::AuthClients::parse(&text).ok_or_else(|| {
+            InvalidSetting::new("tls-auth-clients", &text, "expected yes, no or optional")
+        })?,
+        None if ca.is_some() => crate::tls::AuthClients::Yes,
+        None => crate::tls::AuthClients::No,
+    };
+    let Some(port) = port else {
+        if let Some(path) = cert.as_ref().or(key.as_ref()).or(ca.as_ref()) {
+            bail!(InvalidSetting::new(
+                "tls-port",
+                "(none)",
+                format!(
+                    "TLS files are given ({}) but no tls-port to serve them on",
+                    path.display()
+                )
+            ));
+        }
+        return Ok(None);
+    };
+    let (Some(cert_file), Some(key_file)) = (cert, key) else {
+        bail!(InvalidSetting::new(
+            "tls-port",
+            port,
+            "needs tls-cert-file and tls-key-file"
+        ));
+    };
+    if auth != crate::tls::AuthClients::No && ca.is_none() {
+        bail!(InvalidSetting::new(
+            "tls-auth-clients",
+            auth.as_str(),
+            "needs tls-ca-cert-file (the CA client certificates must chain to)"
+        ));
+    }
+    Ok(Some(TlsSettings {
+        addr: SocketAddr::new(client_addr.ip(), port),
+        files: crate::tls::TlsFiles {
+            cert_file,
+            key_file,
+            ca_cert_file: ca,
+            auth_clients: auth,
+        },
+    }))
 }
 
 #[cfg(test)]
@@ -704,6 +843,94 @@ mod tests {
         let s = Settings::from_args(&unprotected).unwrap();
         assert_eq!(s.requirepass, None);
         assert!(!s.protected_mode);
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_default_from_the_member_list() {
+        let files = |ca: bool| NodeArgs {
+            tls_cert_file: Some("s.crt".into()),
+            tls_key_file: Some("s.key".into()),
+            tls_ca_cert_file: ca.then(|| "ca.crt".into()),
+            ..Default::default()
+        };
+        // The TLS port is on the client address' IP.
+        let s = Settings::from_args(&NodeArgs {
+            tls_port: Some(6390),
+            client_addr: Some("127.0.0.2:6379".into()),
+            ..files(false)
+        })
+        .unwrap();
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!(tls.addr.to_string(), "127.0.0.2:6390");
+        assert_eq!(tls.files.auth_clients, crate::tls::AuthClients::No);
+        assert!(!s.tls_verifies_clients());
+        assert_eq!(s.tls_client_addr(1), Some(tls.addr));
+        // A CA makes client certificates required, as in Redis.
+        let s = Settings::from_args(&NodeArgs {
+            tls_port: Some(6390),
+            ..files(true)
+        })
+        .unwrap();
+        assert!(s.tls_verifies_clients());
+        let s = Settings::from_args(&NodeArgs {
+            tls_port: Some(6390),
+            tls_auth_clients: Some("optional".into()),
+            ..files(true)
+        })
+        .unwrap();
+        assert!(!s.tls_verifies_clients());
+
+        for (args, needle) in [
+            (files(false), "no tls-port"),
+            (
+                NodeArgs {
+                    tls_port: Some(6390),
+                    ..Default::default()
+                },
+                "needs tls-cert-file",
+            ),
+            (
+                NodeArgs {
+                    tls_port: Some(6390),
+                    tls_auth_clients: Some("yes".into()),
+                    ..files(false)
+                },
+                "needs tls-ca-cert-file",
+            ),
+            (
+                NodeArgs {
+                    tls_port: Some(6390),
+                    tls_auth_clients: Some("sometimes".into()),
+                    ..files(false)
+                },
+                "tls-auth-clients = sometimes",
+            ),
+            (
+                NodeArgs {
+                    tls_port: Some(6379),
+                    ..files(false)
+                },
+                "is used by another listener",
+            ),
+        ] {
+            let err = Settings::from_args(&args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+
+        // Every member's TLS address comes from the list; this node's own
+        // TLS port too, unless --tls-port says otherwise.
+        let text = "1=127.0.0.1:7379/127.0.0.1:6379/127.0.0.1:6390,2=127.0.0.1:7380/127.0.0.1:6380/127.0.0.1:6391,3=127.0.0.1:7381/127.0.0.1:6381";
+        let s = Settings::from_args(&NodeArgs {
+            node_id: Some(2),
+            initial_members: Some(text.into()),
+            ..files(false)
+        })
+        .unwrap();
+        assert_eq!(s.tls.as_ref().unwrap().addr.port(), 6391);
+        assert_eq!(s.tls_client_addr(1).unwrap().port(), 6390);
+        assert_eq!(s.tls_client_addr(3), None);
+        assert!(parse_members("1=127.0.0.1:1/127.0.0.1:2/127.0.0.1:3/127.0.0.1:4").is_err());
+        assert!(parse_members("1=127.0.0.1:1/127.0.0.1:2/x").is_err());
     }
 
     #[test]

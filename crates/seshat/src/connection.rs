@@ -30,7 +30,7 @@ use seshat_commands::{Decl, Route, ServerCmd};
 use seshat_common::stages::{self, Stage};
 use seshat_kv::Write;
 use seshat_protocol_resp::{CodecError, Frame, ServerCodec};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
@@ -50,9 +50,16 @@ const MAX_DECODED_AHEAD: usize = 1024;
 /// What `Framed::next` yields.
 type Decoded = Option<Result<seshat_protocol_resp::Request, CodecError>>;
 
+/// A client's byte stream: a TCP socket, or a TLS session over one.
+/// [`Connection`] is generic over it, so the plain path pays nothing for
+/// TLS.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
 /// A connected client.
-pub struct Connection {
-    framed: Framed<TcpStream, MeteredCodec>,
+pub struct Connection<S> {
+    framed: Framed<S, MeteredCodec>,
     shared: Arc<Shared>,
     /// This client's entry in the server-wide client memory account.
     memory: Registration,
@@ -69,11 +76,13 @@ pub struct Connection {
     shutdown: watch::Receiver<bool>,
 }
 
-impl Connection {
-    /// Wraps an accepted socket.
+impl<S: ClientStream> Connection<S> {
+    /// Wraps an accepted stream; `tls` says whether it came in on the TLS
+    /// port.
     pub fn new(
-        socket: TcpStream,
+        socket: S,
         peer: SocketAddr,
+        tls: bool,
         shared: Arc<Shared>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -81,13 +90,15 @@ impl Connection {
         let usage = shared.client_memory.register(id);
         let authenticated = !shared.auth.required();
         let codec = MeteredCodec::new(ServerCodec::default(), usage.clone());
+        let mut state = ClientState::new(id, peer, authenticated);
+        state.tls = tls;
         Self {
             framed: Framed::new(socket, codec),
             shared,
             memory: Registration(usage),
             ahead_bytes: 0,
             inflight_bytes: 0,
-            state: ClientState::new(id, peer, authenticated),
+            state,
             inflight: VecDeque::new(),
             ahead: VecDeque::new(),
             covered: 0,
@@ -292,7 +303,15 @@ impl Connection {
                     bytes,
                 });
             }
-            Err(e) => return self.reply(name, started, Frame::error(e.to_string())).await,
+            Err(e) => {
+                return self
+                    .reply(
+                        name,
+                        started,
+                        e.to_frame(&self.shared.node.settings, self.state.tls),
+                    )
+                    .await
+            }
         }
         if self.inflight.len() >= MAX_PIPELINED_WRITES {
             self.drain_writes().await?;
@@ -313,7 +332,11 @@ impl Connection {
             if let Some(Err(e)) = self.confirm_received_reads(slot).await {
                 // The barrier this read would take itself just failed.
                 return self
-                    .reply(decl.name, started, Frame::error(e.to_string()))
+                    .reply(
+                        decl.name,
+                        started,
+                        e.to_frame(&self.shared.node.settings, self.state.tls),
+                    )
                     .await;
             }
         }
@@ -324,7 +347,7 @@ impl Connection {
                 .node
                 .read(decl, args, slot, self.state.read_confirmed)
                 .await
-                .unwrap_or_else(|e| Frame::error(e.to_string()))
+                .unwrap_or_else(|e| e.to_frame(&self.shared.node.settings, self.state.tls))
         };
         self.reply(decl.name, started, frame).await
     }
@@ -564,7 +587,7 @@ impl Connection {
                 self.state.watches.extend(watches);
                 Frame::ok()
             }
-            Err(e) => Frame::error(e.to_string()),
+            Err(e) => e.to_frame(&self.shared.node.settings, self.state.tls),
         };
         self.reply(decl.name, started, frame).await
     }
@@ -656,7 +679,7 @@ impl Connection {
                     self.shared
                         .requests
                         .record(write.name, false, write.started.elapsed());
-                    Frame::error(e.to_string())
+                    e.to_frame(&self.shared.node.settings, self.state.tls)
                 }
             };
             self.framed.feed(frame).await?;

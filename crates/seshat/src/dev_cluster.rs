@@ -38,6 +38,10 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
             members.push(',');
         }
         let _ = write!(members, "{i}=127.0.0.1:{raft}/127.0.0.1:{client}");
+        if let Some(base) = args.tls_port_base {
+            // Each node takes its TLS port from its own entry.
+            let _ = write!(members, "/127.0.0.1:{}", port(base, i, "tls-port-base")?);
+        }
     }
     let exe = std::env::current_exe().context("cannot find the seshat executable")?;
     let mut children: Vec<(u16, Child)> = Vec::new();
@@ -61,8 +65,12 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     for i in 1..=args.nodes {
+        let tls = match args.tls_port_base {
+            Some(base) => format!(", tls {}", port(base, i, "tls-port-base")?),
+            None => String::new(),
+        };
         println!(
-            "  node {i}: redis-cli -c -p {}   (raft {}, http {}, log {})",
+            "  node {i}: redis-cli -c -p {}   (raft {}, http {}{tls}, log {})",
             port(args.client_port_base, i, "client-port-base")?,
             port(args.raft_port_base, i, "raft-port-base")?,
             port(args.http_port_base, i, "http-port-base")?,

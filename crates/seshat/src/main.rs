@@ -19,6 +19,7 @@ mod proxy;
 mod server;
 mod session;
 mod shared;
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -145,6 +146,16 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on raft-addr {}", settings.raft_addr))?;
     let http_listener = bind("http-addr", settings.http_addr).await?;
+    // Certificates are read before storage is opened, so a bad file fails
+    // the start at once.
+    let tls = match &settings.tls {
+        Some(t) => Some(server::TlsListener {
+            listener: bind("tls-port", t.addr).await?,
+            context: Arc::new(tls::TlsContext::load(t.files.clone())?),
+        }),
+        None => None,
+    };
+    let tls_context = tls.as_ref().map(|t| t.context.clone());
     // Started on the Raft runtime, so openraft's tasks live there.
     let node = raft_rt
         .spawn(Node::start(settings.clone()))
@@ -157,7 +168,11 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         proxy: proxy::Proxy::default(),
         client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
         auth: auth::Auth::new(settings.requirepass),
+        tls: tls_context.clone(),
     });
+    if let Some(context) = tls_context {
+        tokio::spawn(reload_tls_on_sighup(context));
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = seshat_raft::grpc_server::RaftGrpc::new(
@@ -190,10 +205,12 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
             .into_future(),
     );
     wait_until_a_lone_voter_leads(&node).await;
-    let client_server = tokio::spawn(server::serve(client_listener, shared, stop_rx));
+    let client_server = tokio::spawn(server::serve(client_listener, tls, shared, stop_rx));
     tracing::info!(
         node_id = settings.node_id,
         client_addr = %settings.client_addr,
+        tls_addr = settings.tls.as_ref().map(|t| t.addr.to_string()),
+        tls_verifies_clients = settings.tls_verifies_clients(),
         data_dir = %settings.data_dir.display(),
         "ready to accept connections"
     );
@@ -244,6 +261,29 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         // A non-zero exit, so a supervisor restarts the node.
         Some(reason) => Err(anyhow::anyhow!("{reason}")),
         None => Ok(()),
+    }
+}
+
+/// Re-reads the TLS certificate, key and CA files on every SIGHUP. New
+/// connections get the new files; open ones keep their session. Files
+/// that do not load are reported and the previous ones stay in force.
+async fn reload_tls_on_sighup(context: Arc<tls::TlsContext>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install SIGHUP handler; TLS reload only by CONFIG SET");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match context.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and CA files reloaded"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "SIGHUP: TLS files not reloaded; the previous ones stay in force"
+            ),
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub enum ServeError {
     Moved {
         /// The key's hash slot (0 for keyless commands).
         slot: u16,
+        /// The leader's node id (a TLS client is sent to its TLS address).
+        leader: u64,
         /// The leader's client address.
         addr: String,
     },
@@ -133,8 +135,23 @@ impl ServeError {
     /// once, then given to each write with its own key's slot).
     fn with_slot(self, slot: u16) -> ServeError {
         match self {
-            ServeError::Moved { addr, .. } => ServeError::Moved { slot, addr },
+            ServeError::Moved { leader, addr, .. } => ServeError::Moved { slot, leader, addr },
             e => e,
+        }
+    }
+
+    /// The reply a client gets. A client on the TLS port is sent to the
+    /// leader's TLS address when it is known ([`Settings::tls_client_addr`]),
+    /// as Redis answers TLS clients with TLS ports.
+    pub fn to_frame(&self, settings: &Settings, tls: bool) -> Frame {
+        match self {
+            ServeError::Moved { slot, leader, .. } if tls => {
+                match settings.tls_client_addr(*leader) {
+                    Some(addr) => Frame::error(format!("MOVED {slot} {addr}")),
+                    None => Frame::error(self.to_string()),
+                }
+            }
+            e => Frame::error(e.to_string()),
         }
     }
 }
@@ -553,6 +570,7 @@ impl Node {
             Some(leader) => match m.membership_config.membership().get_node(&leader) {
                 Some(node) => Err(ServeError::Moved {
                     slot,
+                    leader,
                     addr: node.client_addr.clone(),
                 }),
                 None => Err(ServeError::NoLeader("no raft leader".into())),
@@ -870,12 +888,13 @@ impl Node {
 }
 
 fn redirect(f: &ForwardToLeader<TypeConfig>, slot: u16) -> ServeError {
-    match &f.leader_node {
-        Some(node) => ServeError::Moved {
+    match (f.leader_id, &f.leader_node) {
+        (Some(leader), Some(node)) => ServeError::Moved {
             slot,
+            leader,
             addr: node.client_addr.clone(),
         },
-        None => ServeError::NoLeader("no raft leader".into()),
+        _ => ServeError::NoLeader("no raft leader".into()),
     }
 }
 

@@ -1,7 +1,9 @@
-//! The RESP listener: accepts clients up to `max_clients`, runs one
-//! [`Connection`](crate::connection::Connection) task per client, and on
-//! shutdown stops accepting, lets in-flight requests finish (bounded by a
-//! grace period), then returns.
+//! The RESP listeners: accept clients on the plain port and, if enabled,
+//! the TLS port, up to `max_clients` on both together; run one
+//! [`Connection`](crate::connection::Connection) task per client (a TLS
+//! client's handshake runs in its task, never in the accept loop); on
+//! shutdown stop accepting, let in-flight requests finish (bounded by a
+//! grace period), then return.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +18,15 @@ use tokio::task::JoinSet;
 
 use crate::connection::Connection;
 use crate::shared::Shared;
+use crate::tls::{TlsContext, TLS_HANDSHAKE_TIMEOUT};
+
+/// The TLS listener and the configuration it accepts with.
+pub struct TlsListener {
+    /// Bound to the client address' IP and the TLS port.
+    pub listener: TcpListener,
+    /// Certificates and client verification, reloadable.
+    pub context: Arc<TlsContext>,
+}
 
 /// Redis's reply when `maxclients` is reached.
 pub const MAX_CLIENTS_REPLY: &str = "ERR max number of clients reached";
@@ -23,14 +34,16 @@ pub const MAX_CLIENTS_REPLY: &str = "ERR max number of clients reached";
 /// Accepts clients until `shutdown` turns true, then drains connections.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsListener>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(shared.node.settings.max_clients));
     let mut tasks = JoinSet::new();
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (accepted, is_tls) = tokio::select! {
+            r = listener.accept() => (r, false),
+            r = accept_tls(tls.as_ref()) => (r, true),
             _ = shutdown.changed() => break,
         };
         let (socket, peer) = match accepted {
@@ -49,7 +62,10 @@ pub async fn serve(
                 .stats
                 .rejected_connections
                 .fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(socket));
+            // A TLS client could not read a plain-text error.
+            if !is_tls {
+                tokio::spawn(refuse(socket));
+            }
             continue;
         };
         let _ = socket.set_nodelay(true);
@@ -58,13 +74,39 @@ pub async fn serve(
             .stats
             .total_connections
             .fetch_add(1, Ordering::Relaxed);
-        let conn = Connection::new(socket, peer, shared.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            conn.run().await;
-            drop(permit);
-        });
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        match &tls {
+            Some(tls) if is_tls => {
+                // The configuration in force at accept time: a reload
+                // changes what later clients get.
+                let acceptor = tls.context.acceptor();
+                tasks.spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            Connection::new(stream, peer, true, shared, shutdown)
+                                .run()
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+            _ => {
+                let conn = Connection::new(socket, peer, false, shared, shutdown);
+                tasks.spawn(async move {
+                    conn.run().await;
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
+    drop(tls);
     let grace = Duration::from_millis(crate::config::SHUTDOWN_GRACE_MS);
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
         .await
@@ -72,6 +114,16 @@ pub async fn serve(
     {
         tracing::warn!("connections still busy after the shutdown grace period; closing them");
         tasks.abort_all();
+    }
+}
+
+/// The next client on the TLS port; never, without one.
+async fn accept_tls(
+    tls: Option<&TlsListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match tls {
+        Some(tls) => tls.listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -23,6 +23,9 @@ pub struct ClientState {
     pub lib_ver: Option<Bytes>,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// Connected to the TLS port: redirects and `CLUSTER` replies name
+    /// TLS addresses.
+    pub tls: bool,
     /// The command being run was received before a read barrier that has
     /// since succeeded: a read needs no barrier of its own.
     pub read_confirmed: bool,
@@ -47,6 +50,7 @@ impl ClientState {
             lib_name: None,
             lib_ver: None,
             peer,
+            tls: false,
             read_confirmed: false,
             multi: None,
             watches: Vec::new(),

@@ -44,6 +44,9 @@ pub struct Server {
     pub port: u16,
     pub raft_port: u16,
     pub http_port: u16,
+    /// The TLS client port, when the node serves TLS (it takes it from its
+    /// `--initial-members` entry, or from a `--tls-port` in `extra_args`).
+    pub tls_port: Option<u16>,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub extra_args: Vec<String>,
@@ -74,6 +77,7 @@ impl Server {
             port: free_port(),
             raft_port: free_port(),
             http_port: free_port(),
+            tls_port: None,
             dir,
             _tmp: Some(tmp),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -374,6 +378,17 @@ impl Cluster {
 
     /// Starts `n` nodes with extra flags on every node.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_members(n, extra, false)
+    }
+
+    /// Starts `n` nodes, each with a TLS client port listed in
+    /// `--initial-members` (`ID=RAFT/CLIENT/TLS`); `extra` must give the
+    /// certificate flags.
+    pub fn start_tls(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_members(n, extra, true)
+    }
+
+    fn start_members(n: usize, extra: &[&str], tls: bool) -> Cluster {
         let mut nodes: Vec<Server> = (1..=n)
             .map(|i| {
                 let tmp = tempfile::tempdir().expect("tempdir");
@@ -384,6 +399,7 @@ impl Cluster {
                     port: free_port(),
                     raft_port: free_port(),
                     http_port: free_port(),
+                    tls_port: tls.then(free_port),
                     dir: tmp.path().to_path_buf(),
                     _tmp: Some(tmp),
                     extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -393,8 +409,12 @@ impl Cluster {
         let members = nodes
             .iter()
             .map(|s| {
+                let tls = s
+                    .tls_port
+                    .map(|p| format!("/127.0.0.1:{p}"))
+                    .unwrap_or_default();
                 format!(
-                    "{}=127.0.0.1:{}/127.0.0.1:{}",
+                    "{}=127.0.0.1:{}/127.0.0.1:{}{tls}",
                     s.node_id, s.raft_port, s.port
                 )
             })

@@ -1,0 +1,202 @@
+//! TLS on the client port (rustls with the `ring` provider): the server
+//! configuration built from the certificate, key and CA files, and its
+//! reload without a restart.
+//!
+//! A [`TlsContext`] holds the configuration new connections are accepted
+//! with. [`TlsContext::reload`] (SIGHUP, or `CONFIG SET tls-cert-file …`)
+//! re-reads the files and swaps it in only if they load: connections
+//! already open keep the session they negotiated, new ones get the new
+//! certificate, and a bad file leaves the previous configuration serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a client may take to complete the TLS handshake after
+/// connecting; past it the connection is closed (it holds a client slot
+/// meanwhile).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether clients must present a certificate (Redis's `tls-auth-clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthClients {
+    /// A certificate signed by the CA is required.
+    Yes,
+    /// None is asked for.
+    No,
+    /// One is asked for; a client may send none, but one it sends must be
+    /// signed by the CA.
+    Optional,
+}
+
+impl AuthClients {
+    /// Parses Redis's `yes`, `no` or `optional`.
+    pub fn parse(text: &str) -> Option<AuthClients> {
+        match text.to_ascii_lowercase().as_str() {
+            "yes" => Some(AuthClients::Yes),
+            "no" => Some(AuthClients::No),
+            "optional" => Some(AuthClients::Optional),
+            _ => None,
+        }
+    }
+
+    /// The name `CONFIG GET` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthClients::Yes => "yes",
+            AuthClients::No => "no",
+            AuthClients::Optional => "optional",
+        }
+    }
+}
+
+/// The files a TLS configuration is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// The private key of the leaf certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub ca_cert_file: Option<PathBuf>,
+    /// Whether clients must present a certificate.
+    pub auth_clients: AuthClients,
+}
+
+/// The TLS configuration of the client port, replaceable while serving.
+pub struct TlsContext {
+    current: RwLock<(TlsFiles, Arc<ServerConfig>)>,
+}
+
+impl TlsContext {
+    /// Loads the files; fails with the file and the reason.
+    pub fn load(files: TlsFiles) -> anyhow::Result<TlsContext> {
+        let config = server_config(&files)?;
+        Ok(TlsContext {
+            current: RwLock::new((files, config)),
+        })
+    }
+
+    /// An acceptor with the configuration in force now.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        TlsAcceptor::from(guard.1.clone())
+    }
+
+    /// The files in force now.
+    pub fn files(&self) -> TlsFiles {
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        guard.0.clone()
+    }
+
+    /// Re-reads the files in force now (SIGHUP).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        self.replace(self.files())
+    }
+
+    /// Loads `files` and, if they load, accepts new connections with them.
+    /// On failure the previous configuration stays.
+    pub fn replace(&self, files: TlsFiles) -> anyhow::Result<()> {
+        let config = server_config(&files)?;
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *guard = (files, config);
+        Ok(())
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the rustls server configuration: TLS 1.2 and 1.3, the ring
+/// provider's default cipher suites, client certificates as `files` say.
+fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
+    let certs = read_certs("tls-cert-file", &files.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key_file).with_context(|| {
+        format!(
+            "tls-key-file {}: no readable private key",
+            files.key_file.display()
+        )
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match (&files.ca_cert_file, files.auth_clients) {
+        (_, AuthClients::No) => builder.with_no_client_auth(),
+        (None, auth) => bail!(
+            "tls-auth-clients {} needs tls-ca-cert-file (the CA client certificates must chain to)",
+            auth.as_str()
+        ),
+        (Some(ca), auth) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs("tls-ca-cert-file", ca)? {
+                roots.add(cert).with_context(|| {
+                    format!("tls-ca-cert-file {}: not a usable CA", ca.display())
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let verifier = if auth == AuthClients::Optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().with_context(|| {
+                format!("tls-ca-cert-file {}: cannot verify with it", ca.display())
+            })?)
+        }
+    };
+    // Also checks that the key belongs to the leaf certificate.
+    let config = builder.with_single_cert(certs, key).with_context(|| {
+        format!(
+            "tls-cert-file {} with tls-key-file {}",
+            files.cert_file.display(),
+            files.key_file.display()
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+fn read_certs(name: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{name} {}: cannot read certificates", path.display()))?;
+    if certs.is_empty() {
+        bail!("{name} {}: no PEM certificate in it", path.display());
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_clients_parse_as_redis_spells_them() {
+        assert_eq!(AuthClients::parse("YES"), Some(AuthClients::Yes));
+        assert_eq!(AuthClients::parse("no"), Some(AuthClients::No));
+        assert_eq!(AuthClients::parse("optional"), Some(AuthClients::Optional));
+        assert_eq!(AuthClients::parse("maybe"), None);
+    }
+
+    #[test]
+    fn missing_files_are_named_in_the_error() {
+        let files = TlsFiles {
+            cert_file: "/nonexistent/server.crt".into(),
+            key_file: "/nonexistent/server.key".into(),
+            ca_cert_file: None,
+            auth_clients: AuthClients::No,
+        };
+        let err = format!("{:#}", TlsContext::load(files).err().unwrap());
+        assert!(
+            err.contains("tls-cert-file /nonexistent/server.crt"),
+            "{err}"
+        );
+    }
+}
