@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&cut, wire)) = data.split_first() else {
         return;
     };
-    let limits = if cut & 1 == 0 { DecodeLimits::default() } else { TINY };
+    let limits = if cut & 1 == 0 {
+        DecodeLimits::default()
+    } else {
+        TINY
+    };
 
     // Frames: anything decoded must re-encode and decode to the same bytes.
     if let Ok(Some((frame, used))) = decode_frame(wire, &limits) {

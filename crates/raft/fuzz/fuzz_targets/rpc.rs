@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let committed = (selector & 0x80 != 0).then(|| {
         LogId::new(
-            seshat_raft::types::CommittedLeaderId { term: 3, node_id: 1 },
+            seshat_raft::types::CommittedLeaderId {
+                term: 3,
+                node_id: 1,
+            },
             100,
         )
     });
