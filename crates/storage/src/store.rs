@@ -123,7 +123,9 @@ impl StoreOptions {
     /// WAL rotation or a compaction fails for want of one (and the store
     /// is poisoned).
     pub fn descriptors_needed(&self) -> usize {
-        self.max_open_files.saturating_add(ROCKSDB_EXTRA_FILES)
+        self.max_open_files
+            .max(MIN_MAX_OPEN_FILES)
+            .saturating_add(ROCKSDB_EXTRA_FILES)
     }
 }
 
