@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod connection;
 mod dev_cluster;
+mod fd_limit;
 mod forwarded;
 mod http;
 mod info;
@@ -62,8 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::DevCluster(args)) = &cli.command {
         return dev_cluster::run(args);
     }
-    let settings = Settings::from_args(&cli.node)?;
+    let mut settings = Settings::from_args(&cli.node)?;
     init_tracing(&settings.log_level, settings.log_format)?;
+    // Before anything opens files: clients must never take the
+    // descriptors storage and peers need.
+    settings.max_clients = fit_clients_to_open_file_limit(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("seshat")
@@ -94,6 +98,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// the other tasks — heartbeats, a follower's election timer — go on
 /// meanwhile. (A/B against one shared runtime: BENCHMARKS.md.)
 const RAFT_WORKER_THREADS: usize = 2;
+
+/// `--max-clients`, lowered if the open-file limit cannot hold it beside
+/// what storage and peers need ([`fd_limit`]).
+fn fit_clients_to_open_file_limit(settings: &Settings) -> anyhow::Result<usize> {
+    let rocksdb = seshat_raft::StorageConfig::new(settings.data_dir.clone())
+        .store_options
+        .descriptors_needed();
+    let peers = settings
+        .initial_members
+        .keys()
+        .filter(|id| **id != settings.node_id)
+        .count();
+    let reserved = fd_limit::reserved_fds(rocksdb, peers);
+    Ok(fd_limit::adjust(settings.max_clients, reserved)?.max_clients)
+}
 
 fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {

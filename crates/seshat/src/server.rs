@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use seshat_protocol_resp::{Frame, ProtocolVersion};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -31,6 +31,21 @@ pub struct TlsListener {
 /// Redis's reply when `maxclients` is reached.
 pub const MAX_CLIENTS_REPLY: &str = "ERR max number of clients reached";
 
+/// First pause after a failed accept (out of descriptors, say): the
+/// connection stays in the backlog, so retrying at once would spin.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between accept attempts while they keep failing.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The pause after a failed accept that followed a pause of `previous`
+/// (`None` after a success): doubling from [`ACCEPT_BACKOFF_MIN`] up to
+/// [`ACCEPT_BACKOFF_MAX`].
+pub fn accept_backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(ACCEPT_BACKOFF_MIN, |p| {
+        p.saturating_mul(2).min(ACCEPT_BACKOFF_MAX)
+    })
+}
+
 /// Accepts clients until `shutdown` turns true, then drains connections.
 pub async fn serve(
     listener: TcpListener,
@@ -39,7 +54,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(shared.node.settings.max_clients));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
+    let mut backoff = None;
     loop {
         let (accepted, is_tls) = tokio::select! {
             r = listener.accept() => (r, false),
@@ -49,12 +66,20 @@ pub async fn serve(
         let (socket, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and the like: back off, keep going.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+                // Out of file descriptors and the like: back off (the
+                // connection waits in the backlog), keep going.
+                let pause = accept_backoff(backoff);
+                if backoff.is_none() {
+                    tracing::warn!(error = %e, "accept failed; retrying with backoff");
+                }
+                backoff = Some(pause);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    _ = shutdown.changed() => break,
+                }
             }
         };
+        backoff = None;
         // Reap finished connection tasks so the set stays small.
         while tasks.try_join_next().is_some() {}
         let Ok(permit) = limit.clone().try_acquire_owned() else {
@@ -64,7 +89,7 @@ pub async fn serve(
                 .fetch_add(1, Ordering::Relaxed);
             // A TLS client could not read a plain-text error.
             if !is_tls {
-                tokio::spawn(refuse(socket));
+                refuse(socket, &refusals);
             }
             continue;
         };
@@ -127,11 +152,36 @@ async fn accept_tls(
     }
 }
 
-async fn refuse(mut socket: TcpStream) {
-    let mut out = BytesMut::new();
-    Frame::error(MAX_CLIENTS_REPLY).encode(ProtocolVersion::Resp2, &mut out);
-    let _ = socket.write_all(&out).await;
-    let _ = socket.shutdown().await;
+/// Clients being refused at one time (each holds a descriptor while it
+/// gets its reply; counted in the descriptors reserved at start).
+pub const REFUSALS_IN_FLIGHT: usize = 16;
+/// How long a refused client's input is drained before its socket is
+/// closed: closing with unread input would reset the connection, and the
+/// client could lose the reply.
+const REFUSAL_DRAIN: Duration = Duration::from_millis(100);
+
+/// Answers a client over the limit with [`MAX_CLIENTS_REPLY`] and closes
+/// it. At most [`REFUSALS_IN_FLIGHT`] do so gracefully at once; beyond,
+/// the reply is written if the socket takes it and the socket closed at
+/// once, so a flood of clients never holds more descriptors.
+fn refuse(socket: TcpStream, refusals: &Arc<Semaphore>) {
+    let mut reply = BytesMut::new();
+    Frame::error(MAX_CLIENTS_REPLY).encode(ProtocolVersion::Resp2, &mut reply);
+    let Ok(slot) = refusals.clone().try_acquire_owned() else {
+        let _ = socket.try_write(&reply);
+        return;
+    };
+    tokio::spawn(async move {
+        let mut socket = socket;
+        if socket.write_all(&reply).await.is_ok() && socket.shutdown().await.is_ok() {
+            let mut sink = [0u8; 1024];
+            let _ = tokio::time::timeout(REFUSAL_DRAIN, async {
+                while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
+        drop(slot);
+    });
 }
 
 /// TCP keepalive as Redis sets it: the first probe after `idle`, then every
@@ -147,5 +197,27 @@ fn set_keepalive(socket: &TcpStream, idle: Duration) {
         .with_retries(3);
     if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&params) {
         tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_exponentially_up_to_a_cap() {
+        let mut pauses = Vec::new();
+        let mut backoff = None;
+        for _ in 0..12 {
+            let pause = accept_backoff(backoff);
+            pauses.push(pause.as_millis());
+            backoff = Some(pause);
+        }
+        assert_eq!(
+            pauses,
+            [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000, 1000]
+        );
+        // A success starts over.
+        assert_eq!(accept_backoff(None), ACCEPT_BACKOFF_MIN);
     }
 }

@@ -24,4 +24,7 @@
 
 mod store;
 
-pub use store::{Batch, Cf, DbSnapshot, KeyValue, StorageError, Store, StoreOptions};
+pub use store::{
+    Batch, Cf, DbSnapshot, KeyValue, StorageError, Store, StoreOptions, DEFAULT_MAX_OPEN_FILES,
+    MIN_MAX_OPEN_FILES, ROCKSDB_EXTRA_FILES,
+};

@@ -85,19 +85,47 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Size of each memtable, in bytes.
     pub write_buffer_bytes: usize,
+    /// Most files RocksDB keeps open: its table cache holds this many
+    /// less ten (RocksDB's own allowance for the WAL, MANIFEST, LOG, …),
+    /// closing the least recently used table files beyond.
+    pub max_open_files: usize,
 }
 
 /// Default block cache: bounded so several nodes fit on one small machine.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Default memtable size.
 pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Default cap on RocksDB's open files. Table files grow to 64 MiB, so
+/// 256 keeps some 16 GiB of tables open; a larger database reopens table
+/// files as it reads them (slower, never failing).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
+/// Descriptors RocksDB may hold beyond `max_open_files` at one time: the
+/// files it counts outside the table cache (WAL, MANIFEST, LOG, LOCK,
+/// directories), tables being written by flushes and compactions, files
+/// read once during recovery, and slack.
+pub const ROCKSDB_EXTRA_FILES: usize = 32;
+/// Fewest open files RocksDB can work with (it counts ten for itself).
+pub const MIN_MAX_OPEN_FILES: usize = 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
+    }
+}
+
+impl StoreOptions {
+    /// File descriptors a store opened with these options may hold at
+    /// once: the process must keep this many free for it, or a flush, a
+    /// WAL rotation or a compaction fails for want of one (and the store
+    /// is poisoned).
+    pub fn descriptors_needed(&self) -> usize {
+        self.max_open_files
+            .max(MIN_MAX_OPEN_FILES)
+            .saturating_add(ROCKSDB_EXTRA_FILES)
     }
 }
 
@@ -197,6 +225,12 @@ impl Store {
         // Keep RocksDB's own info log small: the node logs what matters.
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_log_file_size(8 * 1024 * 1024);
+        // Bounded, so that the node can reserve RocksDB's descriptors
+        // (RocksDB's default, -1, keeps every table file open).
+        let max_open_files = options
+            .max_open_files
+            .clamp(MIN_MAX_OPEN_FILES, i32::MAX as usize);
+        db_opts.set_max_open_files(i32::try_from(max_open_files).unwrap_or(i32::MAX));
 
         // User data: every SET asks whether its key exists (for the key
         // count); a memtable bloom filter answers "no" for new keys without
@@ -276,7 +310,7 @@ impl Store {
 
     fn failed(&self, op: &'static str, e: rocksdb::Error) -> StorageError {
         let err = StorageError::rocks(op, e);
-        self.poison(&err.to_string());
+        self.poison(&with_descriptor_hint(err.to_string()));
         err
     }
 
@@ -409,6 +443,16 @@ impl Store {
     /// Total size of SST and WAL files in the database directory, in bytes.
     pub fn disk_size_bytes(&self) -> u64 {
         dir_size(&self.inner.path)
+    }
+}
+
+/// Adds what to do to a failure caused by running out of file
+/// descriptors, which the node's start-up budget should have prevented.
+fn with_descriptor_hint(reason: String) -> String {
+    if reason.contains("Too many open files") {
+        format!("{reason} (out of file descriptors: raise the open-file limit, `ulimit -n`, or lower --max-clients)")
+    } else {
+        reason
     }
 }
 

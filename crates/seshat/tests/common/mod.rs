@@ -50,6 +50,8 @@ pub struct Server {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub extra_args: Vec<String>,
+    /// `RLIMIT_NOFILE` (soft, hard) to run under, set by prlimit(1).
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Server {
@@ -68,6 +70,12 @@ impl Server {
     /// Spawns a one-node server in a fresh directory without waiting for
     /// it to answer.
     pub fn spawn_with(extra: &[&str]) -> Server {
+        Self::spawn_with_nofile(None, extra)
+    }
+
+    /// Spawns a one-node server under the open-file limit `nofile` (soft,
+    /// hard) without waiting for it to answer.
+    pub fn spawn_with_nofile(nofile: Option<(u64, u64)>, extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let mut s = Server {
@@ -81,6 +89,7 @@ impl Server {
             dir,
             _tmp: Some(tmp),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            nofile,
         };
         s.spawn();
         s
@@ -96,7 +105,17 @@ impl Server {
             .append(true)
             .open(self.dir.join("seshat.log"))
             .expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seshat"));
+        let mut cmd = match self.nofile {
+            // prlimit execs the server: the child's pid is the server's.
+            Some((soft, hard)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_seshat"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_seshat")),
+        };
         if let Some(members) = &self.initial_members {
             cmd.arg("--node-id")
                 .arg(self.node_id.to_string())
@@ -403,6 +422,7 @@ impl Cluster {
                     dir: tmp.path().to_path_buf(),
                     _tmp: Some(tmp),
                     extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                    nofile: None,
                 }
             })
             .collect();
