@@ -2,7 +2,7 @@
 //! gRPC (tonic).
 //!
 //! Each peer gets one lazily connected HTTP/2 channel that reconnects by
-//! itself; message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
+//! itself (mutual TLS when the network has a [`PeerTls`]); message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
 //! snapshots travel as a stream of [`SNAPSHOT_CHUNK_BYTES`] chunks read
 //! from the snapshot file, so memory stays bounded whatever the data size.
 //! Deadlines ([`Timeouts`]) bound waiting without news, never work that

@@ -919,6 +919,29 @@ mod tests {
     }
 
     #[test]
+    fn raft_tls_needs_all_three_files_or_none() {
+        assert!(Settings::from_args(&NodeArgs::default())
+            .unwrap()
+            .raft_tls
+            .is_none());
+        let two = NodeArgs {
+            raft_tls_cert_file: Some("n.crt".into()),
+            raft_tls_key_file: Some("n.key".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Settings::from_args(&two).unwrap_err());
+        assert!(err.contains("missing: raft-tls-ca-cert-file"), "{err}");
+        let three = NodeArgs {
+            raft_tls_ca_cert_file: Some("ca.crt".into()),
+            ..two
+        };
+        let files = Settings::from_args(&three).unwrap().raft_tls.unwrap();
+        assert_eq!(files.cert_file, PathBuf::from("n.crt"));
+        assert_eq!(files.key_file, PathBuf::from("n.key"));
+        assert_eq!(files.ca_cert_file, PathBuf::from("ca.crt"));
+    }
+
+    #[test]
     fn tls_settings_are_checked_and_default_from_the_member_list() {
         let files = |ca: bool| NodeArgs {
             tls_cert_file: Some("s.crt".into()),

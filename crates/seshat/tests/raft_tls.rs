@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::pki::Pki;
-use common::{have_tool, Cluster};
+use common::{have_tool, Cluster, Server};
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
 use seshat_raft::peer_tls::{peer_endpoint, PeerTls, PEER_SERVER_NAME};
@@ -312,4 +312,33 @@ fn a_peer_with_a_certificate_from_another_ca_is_refused() {
         });
     }
     assert_cluster_never_noticed(&cluster, leader, term);
+}
+
+/// A certificate peers would refuse (no `seshat-node` name, here) stops
+/// the start with a message, instead of a cluster that never elects.
+#[test]
+fn a_node_certificate_peers_would_refuse_stops_the_start() {
+    if !have_tool("openssl") {
+        eprintln!("skipped: openssl not installed");
+        return;
+    }
+    let pki = cluster_pki();
+    pki.leaf("cluster-ca", "unnamed");
+    let flags = [
+        "--raft-tls-cert-file".to_string(),
+        pki.s("unnamed.crt"),
+        "--raft-tls-key-file".into(),
+        pki.s("unnamed.key"),
+        "--raft-tls-ca-cert-file".into(),
+        pki.s("cluster-ca.crt"),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut s = Server::spawn_with(&flags);
+    let status = s.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = s.log();
+    assert!(
+        log.contains("raft-tls-cert-file") && log.contains("seshat-node"),
+        "{log}"
+    );
 }
