@@ -26,6 +26,7 @@ pub mod grpc_server;
 pub mod log_store;
 pub mod network;
 pub mod peer_input;
+pub mod peer_tls;
 pub mod rpc_codec;
 pub mod snapshot;
 pub mod state_machine;

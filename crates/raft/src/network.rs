@@ -2,7 +2,7 @@
 //! gRPC (tonic).
 //!
 //! Each peer gets one lazily connected HTTP/2 channel that reconnects by
-//! itself; message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
+//! itself (mutual TLS when the network has a [`PeerTls`]); message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
 //! snapshots travel as a stream of [`SNAPSHOT_CHUNK_BYTES`] chunks read
 //! from the snapshot file, so memory stays bounded whatever the data size.
 //! Deadlines ([`Timeouts`]) bound waiting without news, never work that
@@ -31,11 +31,12 @@ use openraft::raft::{
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::codec::{log_id_to_pb, membership_to_pb, vote_to_pb, CodecError};
 use crate::pb;
 use crate::pb::raft_service_client::RaftServiceClient;
+use crate::peer_tls::{peer_endpoint, PeerTls};
 use crate::rpc_codec;
 use crate::snapshot::SnapshotFile;
 use crate::types::{SeshatNode, TypeConfig, Vote};
@@ -119,12 +120,22 @@ impl Timeouts {
 #[derive(Debug, Clone, Default)]
 pub struct Network {
     timeouts: Timeouts,
+    tls: Option<PeerTls>,
 }
 
 impl Network {
     /// A network whose clients use `timeouts`.
     pub fn with_timeouts(timeouts: Timeouts) -> Self {
-        Self { timeouts }
+        Self {
+            timeouts,
+            tls: None,
+        }
+    }
+
+    /// Clients dial peers with mutual TLS (see [`crate::peer_tls`]).
+    pub fn with_tls(mut self, tls: PeerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -133,6 +144,7 @@ pub struct PeerClient {
     target: u64,
     addr: String,
     timeouts: Timeouts,
+    tls: Option<PeerTls>,
     client: Option<RaftServiceClient<Channel>>,
     /// This is the client openraft uses only for heartbeats.
     for_heartbeats: bool,
@@ -183,6 +195,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.raft_addr.clone(),
             timeouts: self.timeouts,
+            tls: self.tls.clone(),
             client: None,
             for_heartbeats: false,
             heartbeats: None,
@@ -225,15 +238,13 @@ impl PeerClient {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+        let endpoint = peer_endpoint(&self.addr, self.tls.as_ref())
             .map_err(|e| {
                 unreachable(format!(
                     "bad raft address {} of node {}: {e}",
                     self.addr, self.target
                 ))
             })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let client = RaftServiceClient::new(endpoint.connect_lazy())

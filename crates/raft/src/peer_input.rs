@@ -18,8 +18,9 @@
 //!   and increasing log ids; a snapshot's membership is no newer than its
 //!   last log id. Checked when a message is decoded ([`crate::rpc_codec`]).
 //! * **local** — true of the message as seen by the node receiving it
-//!   ([`LocalView`]): a peer never sends this node's own vote, and never a
-//!   log id that would replace an entry this node knows is committed.
+//!   ([`LocalView`]): a peer never sends this node's own vote, never a
+//!   log id that would replace an entry this node knows is committed, and
+//!   a snapshot only with the vote of the leader this node follows.
 //!   Checked by the gRPC server ([`crate::grpc_server`]).
 //!
 //! ```
@@ -240,6 +241,8 @@ pub struct LocalView {
     /// The newest log id this node knows is committed. It only grows, so
     /// an older view refuses less, never more.
     pub committed: Option<LogId>,
+    /// The vote this node holds: when committed, the leader it follows.
+    pub vote: Vote,
 }
 
 impl LocalView {
@@ -250,6 +253,7 @@ impl LocalView {
         Self {
             node_id: *raft.node_id(),
             committed: m.local_committed,
+            vote: m.vote,
         }
     }
 
@@ -299,7 +303,19 @@ impl LocalView {
             .try_for_each(|e| self.check_keeps_committed(WHAT, "entries", &e.log_id))
     }
 
-    /// A snapshot announcement as this node sees it.
+    /// A snapshot announcement as this node sees it: it comes from the
+    /// leader this node follows, and replaces no committed entry.
+    ///
+    /// openraft installs a snapshot sent with any leader's vote at least
+    /// this node's, and adopts that vote: a member that is not the leader
+    /// could announce itself leader of a later term and replace this
+    /// node's state with its snapshot. Here the vote must be the very one
+    /// this node holds, committed — the leader it already follows. A new
+    /// leader's first message is never a snapshot: its appends (heartbeats
+    /// included) make this node follow it first, and a snapshot refused
+    /// meanwhile is sent again. A peer that copies the current leader's
+    /// vote is not caught here: the certificates of mutual TLS admit
+    /// members, not a node id ([`crate::peer_tls`]).
     ///
     /// The committed log id may advance between this check and openraft's
     /// install, so a forged snapshot racing live replication can still get
@@ -307,6 +323,17 @@ impl LocalView {
     pub fn check_snapshot(&self, vote: &Vote, meta: &SnapshotMeta) -> Result<(), CodecError> {
         const WHAT: &str = "snapshot";
         self.check_sender(WHAT, vote)?;
+        if !(self.vote.committed && *vote == self.vote) {
+            return Err(refuse(
+                WHAT,
+                "vote",
+                format!(
+                    "{vote} is not the leader this node follows ({}): only the current \
+                     leader sends snapshots",
+                    self.vote
+                ),
+            ));
+        }
         match &meta.last_log_id {
             Some(last) => self.check_keeps_committed(WHAT, "last_log_id", last),
             None => Ok(()),
@@ -486,6 +513,7 @@ mod tests {
         let local = LocalView {
             node_id: 2,
             committed: None,
+            vote: committed(3, 1),
         };
         assert!(local
             .check_append(&append(committed(3, 2), None, vec![]))
@@ -498,6 +526,32 @@ mod tests {
             .is_err());
     }
 
+    /// Issue 17: a snapshot is accepted from the leader this node follows
+    /// only — not from a member claiming a later term, not from an older
+    /// leader, not while this node follows no one.
+    #[test]
+    fn snapshots_come_from_the_leader_this_node_follows_only() {
+        let follower = LocalView {
+            node_id: 2,
+            committed: None,
+            vote: committed(3, 1),
+        };
+        let m = meta(Some(log_id(3, 1, 20)), None);
+        assert!(follower.check_snapshot(&committed(3, 1), &m).is_ok());
+        // Node 3 claims a later term, or the same term: not the leader.
+        assert!(follower.check_snapshot(&committed(4, 3), &m).is_err());
+        assert!(follower.check_snapshot(&committed(3, 3), &m).is_err());
+        // A deposed leader.
+        let old = meta(Some(log_id(2, 1, 20)), None);
+        assert!(follower.check_snapshot(&committed(2, 1), &old).is_err());
+        // This node voted for a candidate and follows no leader yet.
+        let voting = LocalView {
+            vote: Vote::new(3, 1),
+            ..follower
+        };
+        assert!(voting.check_snapshot(&committed(3, 1), &m).is_err());
+    }
+
     /// Regression (issue 18): openraft asserts that a snapshot newer than
     /// the committed log id lies at a greater index.
     #[test]
@@ -505,6 +559,7 @@ mod tests {
         let local = LocalView {
             node_id: 2,
             committed: Some(log_id(2, 1, 10)),
+            vote: committed(3, 1),
         };
         let v = committed(3, 1);
         // Newer than committed at an index not past it.

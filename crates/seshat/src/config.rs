@@ -207,6 +207,19 @@ pub struct NodeArgs {
     /// Default: `yes` when a CA file is given, else `no`.
     #[arg(long, env = "SESHAT_TLS_AUTH_CLIENTS")]
     pub tls_auth_clients: Option<String>,
+    /// Mutual TLS on the Raft port: this node's certificate chain (PEM,
+    /// leaf first), with DNS name `seshat-node` among its subject
+    /// alternative names. Needs `--raft-tls-key-file` and
+    /// `--raft-tls-ca-cert-file`.
+    #[arg(long, env = "SESHAT_RAFT_TLS_CERT_FILE")]
+    pub raft_tls_cert_file: Option<PathBuf>,
+    /// The private key of the Raft TLS certificate (PEM).
+    #[arg(long, env = "SESHAT_RAFT_TLS_KEY_FILE")]
+    pub raft_tls_key_file: Option<PathBuf>,
+    /// The cluster CA (PEM): peers' certificates must chain to it, both
+    /// ways.
+    #[arg(long, env = "SESHAT_RAFT_TLS_CA_CERT_FILE")]
+    pub raft_tls_ca_cert_file: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -242,6 +255,9 @@ struct FileSettings {
     tls_key_file: Option<PathBuf>,
     tls_ca_cert_file: Option<PathBuf>,
     tls_auth_clients: Option<String>,
+    raft_tls_cert_file: Option<PathBuf>,
+    raft_tls_key_file: Option<PathBuf>,
+    raft_tls_ca_cert_file: Option<PathBuf>,
 }
 
 /// Validated settings of one node.
@@ -291,6 +307,19 @@ pub struct Settings {
     pub protected_mode: bool,
     /// TLS on the client port, if enabled.
     pub tls: Option<TlsSettings>,
+    /// Mutual TLS on the Raft port, if enabled.
+    pub raft_tls: Option<RaftTlsFiles>,
+}
+
+/// The files of mutual TLS between nodes (see `seshat_raft::peer_tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTlsFiles {
+    /// This node's certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// The cluster CA (PEM).
+    pub ca_cert_file: PathBuf,
 }
 
 /// The TLS listener of the client port.
@@ -519,6 +548,7 @@ impl Settings {
                 .and_then(|p| PasswordDigest::of(p.as_bytes())),
             protected_mode: pick!(protected_mode, YesNo::Yes) == YesNo::Yes,
             tls,
+            raft_tls: raft_tls_files(args, &file)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -715,6 +745,49 @@ fn tls_settings(
     }))
 }
 
+/// The Raft TLS files: all three flags, or none.
+fn raft_tls_files(args: &NodeArgs, file: &FileSettings) -> anyhow::Result<Option<RaftTlsFiles>> {
+    let cert = args
+        .raft_tls_cert_file
+        .clone()
+        .or(file.raft_tls_cert_file.clone());
+    let key = args
+        .raft_tls_key_file
+        .clone()
+        .or(file.raft_tls_key_file.clone());
+    let ca = args
+        .raft_tls_ca_cert_file
+        .clone()
+        .or(file.raft_tls_ca_cert_file.clone());
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert_file), Some(key_file), Some(ca_cert_file)) => Ok(Some(RaftTlsFiles {
+            cert_file,
+            key_file,
+            ca_cert_file,
+        })),
+        (cert, key, ca) => {
+            let missing: Vec<&'static str> = [
+                ("raft-tls-cert-file", cert.is_none()),
+                ("raft-tls-key-file", key.is_none()),
+                ("raft-tls-ca-cert-file", ca.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, absent)| absent.then_some(name))
+            .collect();
+            bail!(InvalidSetting::new(
+                missing.first().copied().unwrap_or("raft-tls-cert-file"),
+                "(none)",
+                format!(
+                    "mutual TLS between nodes needs raft-tls-cert-file, raft-tls-key-file and \
+                     raft-tls-ca-cert-file together; missing: {}",
+                    missing.join(", ")
+                )
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,6 +916,29 @@ mod tests {
         let s = Settings::from_args(&unprotected).unwrap();
         assert_eq!(s.requirepass, None);
         assert!(!s.protected_mode);
+    }
+
+    #[test]
+    fn raft_tls_needs_all_three_files_or_none() {
+        assert!(Settings::from_args(&NodeArgs::default())
+            .unwrap()
+            .raft_tls
+            .is_none());
+        let two = NodeArgs {
+            raft_tls_cert_file: Some("n.crt".into()),
+            raft_tls_key_file: Some("n.key".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Settings::from_args(&two).unwrap_err());
+        assert!(err.contains("missing: raft-tls-ca-cert-file"), "{err}");
+        let three = NodeArgs {
+            raft_tls_ca_cert_file: Some("ca.crt".into()),
+            ..two
+        };
+        let files = Settings::from_args(&three).unwrap().raft_tls.unwrap();
+        assert_eq!(files.cert_file, PathBuf::from("n.crt"));
+        assert_eq!(files.key_file, PathBuf::from("n.key"));
+        assert_eq!(files.ca_cert_file, PathBuf::from("ca.crt"));
     }
 
     #[test]

@@ -175,16 +175,21 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         None => None,
     };
     let tls_context = tls.as_ref().map(|t| t.context.clone());
+    let peer_tls = settings
+        .raft_tls
+        .as_ref()
+        .map(tls::load_peer_tls)
+        .transpose()?;
     // Started on the Raft runtime, so openraft's tasks live there.
     let node = raft_rt
-        .spawn(Node::start(settings.clone()))
+        .spawn(Node::start(settings.clone(), peer_tls.clone()))
         .await
         .context("the node's start task failed")??;
     let shared = Arc::new(Shared {
         node: node.clone(),
         stats: ServerStats::default(),
         requests: metrics::RequestMetrics::default(),
-        proxy: proxy::Proxy::default(),
+        proxy: proxy::Proxy::new(peer_tls.clone()),
         client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
         auth: auth::Auth::new(settings.requirepass),
         tls: tls_context.clone(),
@@ -202,9 +207,17 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         shared: shared.clone(),
     }));
     let mut raft_stop = stop_rx.clone();
+    let mut raft_builder = tonic::transport::Server::builder();
+    if let Some(peer_tls) = &peer_tls {
+        // Only peers with a certificate from the cluster CA get past the
+        // handshake; the rest never reach a handler.
+        raft_builder = raft_builder
+            .tls_config(peer_tls.server_config())
+            .context("raft-tls-cert-file: cannot serve mutual TLS with it")?;
+    }
     let raft_server = raft_rt.spawn(async move {
         let listener = TcpListener::from_std(raft_listener)?;
-        tonic::transport::Server::builder()
+        raft_builder
             .add_service(grpc.into_server())
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -230,6 +243,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         client_addr = %settings.client_addr,
         tls_addr = settings.tls.as_ref().map(|t| t.addr.to_string()),
         tls_verifies_clients = settings.tls_verifies_clients(),
+        raft_mtls = peer_tls.is_some(),
         data_dir = %settings.data_dir.display(),
         "ready to accept connections"
     );

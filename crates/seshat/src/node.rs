@@ -20,6 +20,7 @@ use seshat_kv::{Counts, Keyspace, Watch, Write, WriteBatch};
 use seshat_protocol_resp::Frame;
 use seshat_raft::log_store::LogStore;
 use seshat_raft::network::Network;
+use seshat_raft::peer_tls::PeerTls;
 use seshat_raft::state_machine::{ReadView, SmStats};
 use seshat_raft::{Raft, SeshatNode, StorageConfig, TypeConfig};
 use seshat_storage::Store;
@@ -458,8 +459,12 @@ const MAX_INLINE_WATCH_KEYS: usize = 32;
 
 impl Node {
     /// Opens storage, starts Raft and, on first start of a one-node cluster,
-    /// initialises it.
-    pub async fn start(settings: Arc<Settings>) -> anyhow::Result<Arc<Node>> {
+    /// initialises it. Peers are dialled with mutual TLS when `peer_tls`
+    /// is given.
+    pub async fn start(
+        settings: Arc<Settings>,
+        peer_tls: Option<PeerTls>,
+    ) -> anyhow::Result<Arc<Node>> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let storage = StorageConfig::new(settings.data_dir.clone());
@@ -470,7 +475,10 @@ impl Node {
         let raft = Raft::new(
             settings.node_id,
             config,
-            Network::default(),
+            match peer_tls {
+                Some(tls) => Network::default().with_tls(tls),
+                None => Network::default(),
+            },
             log.clone(),
             sm,
         )

@@ -14,10 +14,11 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use seshat_protocol_resp::{decode_frame, DecodeLimits, Frame, ProtocolVersion};
-use seshat_raft::network::{CONNECT_TIMEOUT, MAX_RPC_MESSAGE_BYTES};
+use seshat_raft::network::MAX_RPC_MESSAGE_BYTES;
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use seshat_raft::peer_tls::{peer_endpoint, PeerTls};
+use tonic::transport::Channel;
 
 use crate::node::ServeError;
 
@@ -36,9 +37,19 @@ pub enum FollowerMode {
 #[derive(Default)]
 pub struct Proxy {
     clients: Mutex<HashMap<String, RaftServiceClient<Channel>>>,
+    /// Mutual TLS to the leader's Raft port, as the Raft clients use.
+    tls: Option<PeerTls>,
 }
 
 impl Proxy {
+    /// A proxy whose clients dial leaders with `tls` when given.
+    pub fn new(tls: Option<PeerTls>) -> Proxy {
+        Proxy {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
     fn client(&self, raft_addr: &str) -> Result<RaftServiceClient<Channel>, ServeError> {
         let mut clients = match self.clients.lock() {
             Ok(c) => c,
@@ -47,10 +58,8 @@ impl Proxy {
         if let Some(c) = clients.get(raft_addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{raft_addr}"))
-            .map_err(|e| ServeError::NoLeader(format!("bad leader address {raft_addr}: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+        let endpoint = peer_endpoint(raft_addr, self.tls.as_ref())
+            .map_err(|e| ServeError::NoLeader(format!("bad leader address {raft_addr}: {e}")))?;
         let client = RaftServiceClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_RPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RPC_MESSAGE_BYTES);

@@ -1,6 +1,7 @@
 //! TLS on the client port (rustls with the `ring` provider): the server
 //! configuration built from the certificate, key and CA files, and its
-//! reload without a restart.
+//! reload without a restart. Also the start-up check of the files of
+//! mutual TLS between nodes ([`load_peer_tls`]).
 //!
 //! A [`TlsContext`] holds the configuration new connections are accepted
 //! with. [`TlsContext::reload`] (SIGHUP, or `CONFIG SET tls-cert-file …`)
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use seshat_raft::peer_tls::{PeerTls, PEER_SERVER_NAME};
 use tokio_rustls::TlsAcceptor;
 
 /// Longest a client may take to complete the TLS handshake after
@@ -161,6 +163,76 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
         )
     })?;
     Ok(Arc::new(config))
+}
+
+/// Loads the files of mutual TLS between nodes and checks, before the node
+/// starts, what would otherwise only show as peers refusing each other:
+/// the key belongs to the certificate, and the certificate chains to the
+/// cluster CA and is valid both as a server for
+/// [`seshat_raft::peer_tls::PEER_SERVER_NAME`] and as a client.
+pub fn load_peer_tls(files: &crate::config::RaftTlsFiles) -> anyhow::Result<PeerTls> {
+    let read = |name: &str, path: &Path| {
+        std::fs::read(path).with_context(|| format!("{name} {}: cannot read", path.display()))
+    };
+    let cert_pem = read("raft-tls-cert-file", &files.cert_file)?;
+    let key_pem = read("raft-tls-key-file", &files.key_file)?;
+    let ca_pem = read("raft-tls-ca-cert-file", &files.ca_cert_file)?;
+    check_peer_identity(files)
+        .with_context(|| format!("raft-tls-cert-file {}", files.cert_file.display()))?;
+    Ok(PeerTls::from_pem(cert_pem, key_pem, ca_pem))
+}
+
+fn check_peer_identity(files: &crate::config::RaftTlsFiles) -> anyhow::Result<()> {
+    use rustls::client::danger::ServerCertVerifier;
+    let certs = read_certs("raft-tls-cert-file", &files.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key_file).with_context(|| {
+        format!(
+            "raft-tls-key-file {}: no readable private key",
+            files.key_file.display()
+        )
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs("raft-tls-ca-cert-file", &files.ca_cert_file)? {
+        roots.add(cert).with_context(|| {
+            format!(
+                "raft-tls-ca-cert-file {}: not a usable CA",
+                files.ca_cert_file.display()
+            )
+        })?;
+    }
+    let roots = Arc::new(roots);
+    let (leaf, intermediates) = certs.split_first().context("no certificate")?;
+    ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs.clone(), key)
+        .with_context(|| {
+            format!(
+                "does not go with raft-tls-key-file {}",
+                files.key_file.display()
+            )
+        })?;
+    let name = ServerName::try_from(PEER_SERVER_NAME).context("peer server name")?;
+    let now = UnixTime::now();
+    rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .context("cannot verify with raft-tls-ca-cert-file")?
+        .verify_server_cert(leaf, intermediates, &name, &[], now)
+        .with_context(|| {
+            format!(
+                "not accepted by peers as node {PEER_SERVER_NAME:?} under raft-tls-ca-cert-file {} \
+                 (it must chain to that CA, be valid now, name DNS:{PEER_SERVER_NAME} and allow \
+                 serverAuth)",
+                files.ca_cert_file.display()
+            )
+        })?;
+    WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .context("cannot verify with raft-tls-ca-cert-file")?
+        .verify_client_cert(leaf, intermediates, now)
+        .context("not accepted by peers as a client (it must allow clientAuth)")?;
+    Ok(())
 }
 
 fn read_certs(name: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {

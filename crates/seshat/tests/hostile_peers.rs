@@ -1,4 +1,4 @@
-//! Regression tests for issue 18: forged node-to-node messages, sent with
+//! Regression tests for issues 18 and 17: forged node-to-node messages, sent with
 //! the generated gRPC client to real `seshat` processes, are refused before
 //! they reach openraft, and the cluster goes on electing leaders and
 //! serving writes.
@@ -245,4 +245,50 @@ fn issue_18_term_u64_max_is_refused_and_never_adopted() {
         );
     }
     assert_cluster_still_elects_and_serves(&mut cluster);
+}
+
+/// Issue 17: a member that is not the leader announces itself leader of a
+/// later term and sends a snapshot. openraft would adopt that vote and
+/// replace the receiver's state with the snapshot (a follower lost its
+/// data, the leader stepped down); the snapshot is refused because it
+/// does not come from the leader the receiver follows.
+#[test]
+fn a_forged_snapshot_from_a_non_leader_is_refused() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    set(&cluster, leader, "before-forgery", "0");
+    let term = info_u64(&cluster, leader, "raft_term");
+    let leader_id = cluster.nodes[leader].node_id;
+    let pretender = (leader + 1) % 3;
+    // A leader's vote of the next term, for a node no election chose.
+    let vote = pb::Vote {
+        term: term + 1,
+        node_id: cluster.nodes[pretender].node_id,
+        committed: true,
+    };
+    let last = log_id(term, leader_id, 1_000_000);
+    let rt = runtime();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i == pretender {
+            continue;
+        }
+        let chunks = snapshot_stream(vote, last, membership(&cluster));
+        let result = rt.block_on(async {
+            let mut c = raft_client(node.raft_port).await;
+            c.install_snapshot(futures::stream::iter(chunks)).await
+        });
+        assert_refused("a snapshot from a non-leader", i, result);
+    }
+    for i in 0..cluster.nodes.len() {
+        assert_eq!(info_u64(&cluster, i, "raft_term"), term, "node {i}'s term");
+        assert_eq!(
+            info_u64(&cluster, i, "raft_leader_id"),
+            leader_id,
+            "node {i}'s leader"
+        );
+    }
+    assert_eq!(
+        get(&cluster, leader, "before-forgery").as_deref(),
+        Some("0")
+    );
 }

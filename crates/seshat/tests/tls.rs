@@ -8,125 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::{free_port, have_tool, redis_py_available, Cluster, Server};
-
-/// A throwaway PKI: CAs, and server and client certificates they sign.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        Pki {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A self-signed CA: `NAME.crt`, `NAME.key`.
-    fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-        ]);
-    }
-
-    /// A certificate for 127.0.0.1/localhost signed by `ca`: `NAME.crt`,
-    /// `NAME.key`.
-    fn leaf(&self, ca: &str, name: &str) {
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        std::fs::write(
-            self.path(&format!("{name}.ext")),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ]);
-    }
-
-    /// The usual set: CA `ca`, server `server`, client `client`.
-    fn standard() -> Pki {
-        let pki = Pki::new();
-        pki.ca("ca");
-        pki.leaf("ca", "server");
-        pki.leaf("ca", "client");
-        pki
-    }
-
-    fn server_flags(&self) -> Vec<String> {
-        vec![
-            "--tls-cert-file".into(),
-            self.s("server.crt"),
-            "--tls-key-file".into(),
-            self.s("server.key"),
-        ]
-    }
-}
 
 fn tools_present() -> bool {
     have_tool("openssl") && have_tool("redis-cli")

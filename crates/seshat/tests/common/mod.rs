@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod pki;
+
 /// How long a node may take to start answering PING.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
