@@ -240,10 +240,16 @@ fn arb_local_view() -> impl Strategy<Value = LocalView> {
     (
         1u64..4,
         proptest::option::of((0u64..1_000, 0u64..1_000_000)),
+        (0u64..1_000, 1u64..4, any::<bool>()),
     )
-        .prop_map(|(node_id, c)| LocalView {
-            node_id,
-            committed: c.map(|(t, i)| log_id(t, i)),
+        .prop_map(|(node_id, c, (term, leader, committed))| {
+            let mut vote = Vote::new(term, leader);
+            vote.committed = committed;
+            LocalView {
+                node_id,
+                committed: c.map(|(t, i)| log_id(t, i)),
+                vote,
+            }
         })
 }
 
@@ -293,7 +299,7 @@ proptest! {
     /// Every valid message is accepted by its own decoder.
     #[test]
     fn valid_messages_are_accepted((kind, bytes) in arb_valid_message()) {
-        let local = LocalView { node_id: 99, committed: None };
+        let local = LocalView { node_id: 99, committed: None, vote: Vote::new(0, 0) };
         prop_assert!(decode_and_check(kind, &bytes, &local));
     }
 }

@@ -28,9 +28,12 @@ fuzz_target!(|data: &[u8]| {
             100,
         )
     });
+    let mut vote = seshat_raft::types::Vote::new(u64::from(selector & 0x3), 1);
+    vote.committed = selector & 0x4 != 0;
     let local = LocalView {
         node_id: u64::from((selector >> 4) & 0x7) + 1,
         committed,
+        vote,
     };
     rpc_oracle::decode_and_check(selector % rpc_oracle::KINDS, message, &local);
 });
