@@ -277,12 +277,36 @@ impl Drop for Registration {
 pub struct MeteredCodec {
     inner: ServerCodec,
     usage: Arc<ClientUsage>,
+    /// The largest input buffer seen since the connection last released
+    /// it. A buffer's `capacity()` shrinks as requests are split off the
+    /// front while its allocation stays, so the peak is what is reported.
+    peak: usize,
 }
 
 impl MeteredCodec {
     /// Wraps `inner`.
     pub fn new(inner: ServerCodec, usage: Arc<ClientUsage>) -> Self {
-        Self { inner, usage }
+        Self {
+            inner,
+            usage,
+            peak: 0,
+        }
+    }
+
+    /// The peak input buffer reported.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// The connection replaced its input buffer with a small one.
+    pub fn released(&mut self, capacity: usize) {
+        self.peak = capacity;
+        self.usage.set_input(capacity);
+    }
+
+    fn observe(&mut self, capacity: usize) {
+        self.peak = self.peak.max(capacity);
+        self.usage.set_input(self.peak);
     }
 
     /// The wrapped codec.
@@ -296,16 +320,15 @@ impl Decoder for MeteredCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
+        self.observe(src.capacity());
         let result = self.inner.decode(src);
-        self.usage.set_input(src.capacity());
         self.usage.touch();
         result
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
-        let result = self.inner.decode_eof(src);
-        self.usage.set_input(src.capacity());
-        result
+        self.observe(src.capacity());
+        self.inner.decode_eof(src)
     }
 }
 

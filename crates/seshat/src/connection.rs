@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, SinkExt, StreamExt};
 use seshat_commands::{Decl, Route, ServerCmd};
 use seshat_common::stages::{self, Stage};
@@ -43,6 +43,11 @@ use crate::shared::Shared;
 
 /// Most writes a connection keeps in flight before waiting for replies.
 pub const MAX_PIPELINED_WRITES: usize = 1024;
+
+/// Buffers larger than this are replaced between requests.
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+/// What a released buffer is replaced with (tokio-util's initial size).
+const SMALL_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Most already-received requests decoded ahead of a shared read barrier.
 const MAX_DECODED_AHEAD: usize = 1024;
@@ -67,6 +72,8 @@ pub struct Connection<S> {
     ahead_bytes: usize,
     /// Bytes of the writes in `inflight`.
     inflight_bytes: usize,
+    /// The largest the output buffer has been since last released.
+    write_peak: usize,
     state: ClientState,
     inflight: VecDeque<InflightWrite>,
     /// Requests decoded ahead of a shared read barrier, in arrival order.
@@ -98,6 +105,7 @@ impl<S: ClientStream> Connection<S> {
             memory: Registration(usage),
             ahead_bytes: 0,
             inflight_bytes: 0,
+            write_peak: 0,
             state,
             inflight: VecDeque::new(),
             ahead: VecDeque::new(),
@@ -156,8 +164,12 @@ impl<S: ClientStream> Connection<S> {
                     Some(item) => item,
                     None => {
                         self.drain_writes().await?;
-                        self.flush().await?;
+                        // The replies are ready: from here on it is the
+                        // client's turn, so one that never reads them is
+                        // idle (`--timeout`), not busy.
                         self.memory.0.set_busy(false);
+                        self.flush().await?;
+                        self.release_idle_buffers();
                         let item = tokio::select! {
                             item = self.framed.next() => item,
                             _ = self.shutdown.changed() => return Ok(()),
@@ -204,7 +216,7 @@ impl<S: ClientStream> Connection<S> {
                         false,
                         parse_started.elapsed(),
                     );
-                    self.framed.feed(e.into_frame()).await?;
+                    self.feed(e.into_frame()).await?;
                     continue;
                 }
             };
@@ -278,7 +290,7 @@ impl<S: ClientStream> Connection<S> {
         self.drain_writes().await?;
         let ok = !matches!(frame, Frame::Error(_));
         self.shared.requests.record(name, ok, started.elapsed());
-        self.framed.feed(frame).await?;
+        self.feed(frame).await?;
         Ok(Flow::Continue)
     }
 
@@ -379,18 +391,18 @@ impl<S: ClientStream> Connection<S> {
         self.shared.requests.record(name, ok, started.elapsed());
         match outcome {
             Outcome::Reply(frame) => {
-                self.framed.feed(frame).await?;
+                self.feed(frame).await?;
                 Ok(Flow::Continue)
             }
             Outcome::ReplyThenSwitch(frame, version) => {
                 // HELLO answers in the protocol it switches to.
                 self.framed.codec_mut().inner_mut().set_version(version);
                 self.state.version = version;
-                self.framed.feed(frame).await?;
+                self.feed(frame).await?;
                 Ok(Flow::Continue)
             }
             Outcome::Close(frame) => {
-                self.framed.feed(frame).await?;
+                self.feed(frame).await?;
                 Ok(Flow::Close)
             }
         }
@@ -651,9 +663,40 @@ impl<S: ClientStream> Connection<S> {
     /// queue, unsent replies.
     fn account_memory(&mut self) {
         let queued = self.state.multi.as_ref().map_or(0, |m| m.bytes);
-        let held =
-            self.ahead_bytes + self.inflight_bytes + queued + self.framed.write_buffer().capacity();
+        // As for input: the allocation outlives what `capacity()` shows
+        // once written bytes are advanced past.
+        self.write_peak = self.write_peak.max(self.framed.write_buffer().capacity());
+        let held = self.ahead_bytes + self.inflight_bytes + queued + self.write_peak;
         self.memory.0.set_held(held);
+    }
+
+    /// Between requests, gives back an input or output buffer a large
+    /// request or reply grew (Redis resizes idle query buffers too), so an
+    /// idle client holds — and is counted for — a few KiB, not the
+    /// megabytes of its largest request.
+    fn release_idle_buffers(&mut self) {
+        if self.framed.read_buffer().is_empty() && self.framed.codec().peak() > KEEP_BUFFER_BYTES {
+            *self.framed.read_buffer_mut() = BytesMut::with_capacity(SMALL_BUFFER_BYTES);
+            self.framed.codec_mut().released(SMALL_BUFFER_BYTES);
+        }
+        if self.framed.write_buffer().is_empty() && self.write_peak > KEEP_BUFFER_BYTES {
+            *self.framed.write_buffer_mut() = BytesMut::with_capacity(SMALL_BUFFER_BYTES);
+            self.write_peak = 0;
+        }
+        self.account_memory();
+    }
+
+    /// Queues a reply. Writing it may wait for the client to read earlier
+    /// ones; while it waits the client, not the node, has to act, so it
+    /// counts as idle for `--timeout` (a client that never reads its
+    /// replies is closed, as in Redis, instead of holding its slot and
+    /// buffers for ever).
+    async fn feed(&mut self, frame: Frame) -> Result<(), CodecError> {
+        let usage = &self.memory.0;
+        usage.set_busy(false);
+        let result = self.framed.feed(frame).await;
+        usage.set_busy(true);
+        result
     }
 
     async fn flush(&mut self) -> Result<(), CodecError> {
@@ -682,7 +725,7 @@ impl<S: ClientStream> Connection<S> {
                     e.to_frame(&self.shared.node.settings, self.state.tls)
                 }
             };
-            self.framed.feed(frame).await?;
+            self.feed(frame).await?;
         }
         Ok(())
     }

@@ -15,14 +15,15 @@ use anyhow::bail;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 /// Descriptors the node needs besides clients, RocksDB and peers: stdio,
-/// the three listeners, the runtime's epoll and wakers, snapshot files
+/// the listeners (client, TLS, Raft, HTTP), the runtimes' epolls and wakers, snapshot files
 /// being written or read, `/metrics` scrapes and slack (32), and the
 /// clients being refused at one time.
 pub const BASE_RESERVED_FDS: usize = 32 + crate::server::REFUSALS_IN_FLIGHT;
-/// Descriptors per other member: its outgoing channel, its incoming
-/// connection, a reconnect overlapping the old one, and a snapshot file
-/// streamed to it.
-pub const FDS_PER_PEER: usize = 4;
+/// Descriptors per other member: its two outgoing channels (replication
+/// and heartbeats each have their own) and the two incoming ones, the
+/// proxy's channel to it, a reconnect overlapping an old connection, a
+/// snapshot file streamed to it, and one spare.
+pub const FDS_PER_PEER: usize = 8;
 /// Fewest clients a node starts with after lowering `--max-clients`.
 pub const MIN_CLIENTS_AFTER_LOWERING: usize = 16;
 
@@ -153,6 +154,6 @@ mod tests {
     #[test]
     fn reserve_counts_rocksdb_and_every_peer() {
         assert_eq!(reserved_fds(288, 0), 336);
-        assert_eq!(reserved_fds(288, 4), 352);
+        assert_eq!(reserved_fds(288, 4), 368);
     }
 }

@@ -17,6 +17,10 @@ use crate::shared::Shared;
 pub struct LeaderExecutor {
     /// The leader's server state.
     pub shared: Arc<Shared>,
+    /// The client runtime: forwarded commands run there, like the
+    /// leader's own clients' commands, not on the Raft runtime whose
+    /// server received them (heartbeats must not wait behind them).
+    pub client_runtime: tokio::runtime::Handle,
 }
 
 #[tonic::async_trait]
@@ -32,7 +36,15 @@ impl ForwardHandler for LeaderExecutor {
                     // forwarding.
                     let mut client = ClientState::new(0, SocketAddr::from(([0, 0, 0, 0], 0)), true);
                     client.version = version;
-                    commands::run_data(decl, args, &client, &self.shared).await
+                    let shared = self.shared.clone();
+                    self.client_runtime
+                        .spawn(
+                            async move { commands::run_data(decl, args, &client, &shared).await },
+                        )
+                        .await
+                        .unwrap_or_else(|e| {
+                            Frame::error(format!("ERR forwarded command failed: {e}"))
+                        })
                 }
                 Route::Pure | Route::Server(_) => Frame::error("ERR command cannot be forwarded"),
             },

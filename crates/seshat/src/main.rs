@@ -59,11 +59,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(mut cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::DevCluster(args)) = &cli.command {
         return dev_cluster::run(args);
     }
     let mut settings = Settings::from_args(&cli.node)?;
+    // Only the password's digest is kept: drop the text, and take it out
+    // of the environment (`/proc/PID/environ`) before any thread starts.
+    cli.node.requirepass = None;
+    std::env::remove_var("SESHAT_REQUIREPASS");
     init_tracing(&settings.log_level, settings.log_format)?;
     // Before anything opens files: clients must never take the
     // descriptors storage and peers need.
@@ -205,6 +209,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
     )
     .with_forward_handler(Arc::new(forwarded::LeaderExecutor {
         shared: shared.clone(),
+        client_runtime: tokio::runtime::Handle::current(),
     }));
     let mut raft_stop = stop_rx.clone();
     let mut raft_builder = tonic::transport::Server::builder();

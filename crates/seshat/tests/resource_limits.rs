@@ -27,6 +27,12 @@ use common::{Cluster, Server};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The client-memory test runs with election timeouts of 1.5–3 s instead
+/// of 0.5–1 s: what it guards is memory, and 100 uploading clients on a
+/// slow CI machine must not cause an election on their own.
+const ELECTION_MIN: &str = "--election-timeout-ms-min";
+const ELECTION_MAX: &str = "--election-timeout-ms-max";
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -74,7 +80,17 @@ fn unfinished_big_requests_cannot_grow_client_memory_past_the_bound() {
     const CLIENTS: usize = 100;
     const ARG: usize = 64 << 10;
     const ARGS_SENT: usize = 128; // 8 MiB per client, 800 MiB in all
-    let cluster = Cluster::start_with(3, &["--maxmemory-clients", "64mb"]);
+    let cluster = Cluster::start_with(
+        3,
+        &[
+            "--maxmemory-clients",
+            "64mb",
+            ELECTION_MIN,
+            "1500",
+            ELECTION_MAX,
+            "3000",
+        ],
+    );
     let leader = &cluster.nodes[cluster.wait_for_leader(Duration::from_secs(30))];
     let before = leadership(&cluster);
     let pid = leader.pid().unwrap();
@@ -182,6 +198,8 @@ fn metrics_text(port: u16) -> String {
 fn worst_requests_do_not_delay_heartbeats_into_an_election() {
     let _serial = serial();
     const KEYS: usize = 300_000;
+    // Default election timeouts (0.5–1 s): with 1.5–3 s the old code's
+    // 3–5 s stalls did not always cause an election (checked by hand).
     let cluster = Cluster::start(3);
     let leader = &cluster.nodes[cluster.wait_for_leader(Duration::from_secs(30))];
     let mut conn = leader.conn();
@@ -289,4 +307,41 @@ fn idle_clients_are_closed_after_the_timeout() {
         .unwrap_or_else(|| panic!("no idle timeout counter in:\n{metrics}"));
     // The idle raw client and the idle redis connection.
     assert!(timeouts >= 1, "{timeouts}");
+}
+
+#[test]
+fn a_client_that_never_reads_its_replies_is_closed_after_the_timeout() {
+    let _serial = serial();
+    let server = Server::start_with(&["--timeout", "1"]);
+    let mut conn = server.conn();
+    let value = "v".repeat(60_000);
+    let () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut conn)
+        .unwrap();
+    // 2,000 GETs of 60 KB: ~120 MB of replies that are never read, so the
+    // node blocks writing them. Before the fix it counted as busy while
+    // blocked and the connection (and its memory) stayed forever.
+    let mut stuck = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stuck
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(2_000);
+    let _ = stuck.write_all(&request);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The probe connection itself must stay active to be counted.
+        let mut probe = server.conn();
+        let connected = info(&mut probe, "clients", "connected_clients");
+        if connected == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a client not reading its replies is still connected ({connected} clients)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stuck);
 }
