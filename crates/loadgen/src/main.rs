@@ -233,6 +233,8 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             };
             let n = outstanding.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if n >= args.max_outstanding {
+                // Not sent: take it back, so the drain below ends.
+                outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 saturated = true;
                 break;
             }
