@@ -90,9 +90,13 @@ impl ClientMemory {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    /// The largest amount one client holds now.
-    pub fn largest(&self) -> usize {
-        self.lock().values().map(|c| c.bytes()).max().unwrap_or(0)
+    /// The largest input buffer of one client now.
+    pub fn largest_input(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|c| c.input.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Registers a new client.
@@ -157,7 +161,7 @@ impl ClientMemory {
             return 0;
         }
         clients.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
-        let mut marked = 0;
+        let mut doomed = Vec::new();
         for (bytes, client) in clients {
             if remaining <= self.limit {
                 break;
@@ -166,8 +170,12 @@ impl ClientMemory {
             client.doomed_bytes.store(bytes, Ordering::Relaxed);
             self.doomed.fetch_add(bytes, Ordering::Relaxed);
             remaining = remaining.saturating_sub(bytes);
-            marked += 1;
             self.evicted.fetch_add(1, Ordering::Relaxed);
+            doomed.push((bytes, client.clone()));
+        }
+        drop(map);
+        // Logged and woken after the lock is released.
+        for (bytes, client) in &doomed {
             tracing::warn!(
                 client = client.id,
                 bytes,
@@ -177,7 +185,7 @@ impl ClientMemory {
             );
             client.evicted.notify_one();
         }
-        marked
+        doomed.len()
     }
 }
 
@@ -355,7 +363,7 @@ mod tests {
         a.0.set_held(50);
         b.0.set_input(10);
         assert_eq!(mem.total(), 160);
-        assert_eq!(mem.largest(), 150);
+        assert_eq!(mem.largest_input(), 100);
         a.0.set_input(20);
         assert_eq!(mem.total(), 80);
         drop(a);

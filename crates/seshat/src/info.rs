@@ -107,7 +107,7 @@ fn clients(out: &mut String, shared: &Shared) {
         "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{}\r\nmem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n",
         shared.stats.connected_clients.load(Ordering::Relaxed),
         shared.node.settings.max_clients,
-        shared.client_memory.largest(),
+        shared.client_memory.largest_input(),
         shared.client_memory.total(),
         shared.client_memory.limit(),
     );
