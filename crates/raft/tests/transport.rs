@@ -56,6 +56,20 @@ impl TestNode {
         let raft = Raft::new(id, config, Network::default(), log, sm)
             .await
             .unwrap();
+        if id != 1 {
+            // Follow node 1's leadership in term 1, as a node does once
+            // that leader's first heartbeat arrived: a node accepts
+            // snapshots only from the leader it follows.
+            let mut vote = Vote::new(1, 1);
+            vote.committed = true;
+            let heartbeat = openraft::raft::AppendEntriesRequest::<seshat_raft::TypeConfig> {
+                vote,
+                prev_log_id: None,
+                leader_commit: None,
+                entries: Vec::new(),
+            };
+            raft.append_entries(heartbeat).await.unwrap();
+        }
         let grpc = service(RaftGrpc::new(raft.clone(), storage.snapshot_dir()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
