@@ -671,10 +671,24 @@ impl Settings {
     /// in `MOVED` and `CLUSTER` replies): this node's own TLS listener, or
     /// the one `--initial-members` lists for another member.
     pub fn tls_client_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        let member = self.initial_members.get(&id);
         if id == self.node_id {
-            return self.tls.as_ref().map(|t| t.addr);
+            // What the others advertise for this node when it is listed;
+            // else the listener, with the advertised client IP if it
+            // listens on every address (0.0.0.0 is no place to connect).
+            let tls = self.tls.as_ref()?;
+            if let Some(listed) = member.and_then(|m| m.tls_addr) {
+                return Some(listed);
+            }
+            let mut addr = tls.addr;
+            if addr.ip().is_unspecified() {
+                if let Some(m) = member {
+                    addr.set_ip(m.client_addr.ip());
+                }
+            }
+            return Some(addr);
         }
-        self.initial_members.get(&id).and_then(|m| m.tls_addr)
+        member.and_then(|m| m.tls_addr)
     }
 }
 
@@ -1025,6 +1039,18 @@ mod tests {
         assert_eq!(s.tls.as_ref().unwrap().addr.port(), 6391);
         assert_eq!(s.tls_client_addr(1).unwrap().port(), 6390);
         assert_eq!(s.tls_client_addr(3), None);
+        // Listening on every address: this node advertises its listed
+        // client IP with the TLS port, as the others would reach it.
+        let s = Settings::from_args(&NodeArgs {
+            node_id: Some(1),
+            initial_members: Some("1=127.0.0.1:7379/10.0.0.1:6379".into()),
+            client_addr: Some("0.0.0.0:6379".into()),
+            protected_mode: Some(YesNo::No),
+            tls_port: Some(6390),
+            ..files(false)
+        })
+        .unwrap();
+        assert_eq!(s.tls_client_addr(1).unwrap().to_string(), "10.0.0.1:6390");
         assert!(parse_members("1=127.0.0.1:1/127.0.0.1:2/127.0.0.1:3/127.0.0.1:4").is_err());
         assert!(parse_members("1=127.0.0.1:1/127.0.0.1:2/x").is_err());
     }

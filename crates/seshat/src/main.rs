@@ -184,6 +184,16 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         .as_ref()
         .map(tls::load_peer_tls)
         .transpose()?;
+    // Built before the node starts: a failure here must not leave a
+    // started node behind without its shutdown.
+    let mut raft_builder = tonic::transport::Server::builder();
+    if let Some(peer_tls) = &peer_tls {
+        // Only peers with a certificate from the cluster CA get past the
+        // handshake; the rest never reach a handler.
+        raft_builder = raft_builder
+            .tls_config(peer_tls.server_config())
+            .context("raft-tls-cert-file: cannot serve mutual TLS with it")?;
+    }
     // Started on the Raft runtime, so openraft's tasks live there.
     let node = raft_rt
         .spawn(Node::start(settings.clone(), peer_tls.clone()))
@@ -212,14 +222,6 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         client_runtime: tokio::runtime::Handle::current(),
     }));
     let mut raft_stop = stop_rx.clone();
-    let mut raft_builder = tonic::transport::Server::builder();
-    if let Some(peer_tls) = &peer_tls {
-        // Only peers with a certificate from the cluster CA get past the
-        // handshake; the rest never reach a handler.
-        raft_builder = raft_builder
-            .tls_config(peer_tls.server_config())
-            .context("raft-tls-cert-file: cannot serve mutual TLS with it")?;
-    }
     let raft_server = raft_rt.spawn(async move {
         let listener = TcpListener::from_std(raft_listener)?;
         raft_builder

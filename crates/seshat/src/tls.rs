@@ -75,6 +75,8 @@ pub struct TlsFiles {
 /// The TLS configuration of the client port, replaceable while serving.
 pub struct TlsContext {
     current: RwLock<(TlsFiles, Arc<ServerConfig>)>,
+    /// Held while a reload or replacement reads files and installs them.
+    changing: std::sync::Mutex<()>,
 }
 
 impl TlsContext {
@@ -83,6 +85,7 @@ impl TlsContext {
         let config = server_config(&files)?;
         Ok(TlsContext {
             current: RwLock::new((files, config)),
+            changing: std::sync::Mutex::new(()),
         })
     }
 
@@ -100,12 +103,20 @@ impl TlsContext {
 
     /// Re-reads the files in force now (SIGHUP).
     pub fn reload(&self) -> anyhow::Result<()> {
-        self.replace(self.files())
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        self.install(self.files())
     }
 
     /// Loads `files` and, if they load, accepts new connections with them.
     /// On failure the previous configuration stays.
     pub fn replace(&self, files: TlsFiles) -> anyhow::Result<()> {
+        // One change at a time: a SIGHUP reload that read the old paths
+        // cannot finish after this and put them back.
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        self.install(files)
+    }
+
+    fn install(&self, files: TlsFiles) -> anyhow::Result<()> {
         let config = server_config(&files)?;
         let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
         *guard = (files, config);
