@@ -124,16 +124,53 @@ fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
         _ => tracing_subscriber::EnvFilter::try_new(format!("{level},openraft=warn")),
     }
     .with_context(|| format!("invalid setting log-level = {level}"))?;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         config::LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(QuietStaleNotices)
             .init(),
-        config::LogFormat::Json => builder.json().init(),
+        config::LogFormat::Json => builder.json().finish().with(QuietStaleNotices).init(),
     }
     Ok(())
+}
+
+/// Drops openraft's WARN "A message will be ignored because …": it reports
+/// a notification that arrived after the vote it was sent under changed —
+/// on every first start (the node's own election overtakes its
+/// initialisation) and after elections — and asks nothing of an operator.
+struct QuietStaleNotices;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietStaleNotices {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let meta = event.metadata();
+        if *meta.level() != tracing::Level::WARN || !meta.target().starts_with("openraft") {
+            return true;
+        }
+        let mut stale = StaleNotice(false);
+        event.record(&mut stale);
+        !stale.0
+    }
+}
+
+/// Whether an event's message is openraft's stale-notification notice.
+struct StaleNotice(bool);
+
+impl tracing::field::Visit for StaleNotice {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}").starts_with("A message will be ignored because");
+        }
+    }
 }
 
 async fn bind(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {

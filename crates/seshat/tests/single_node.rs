@@ -641,3 +641,27 @@ fn redis_benchmark_runs_the_data_type_workloads() {
         assert!(stdout.contains(test), "{test} missing from:\n{stdout}");
     }
 }
+
+/// Issue 18 item 9: the first start of a node logged an openraft WARN ("A
+/// message will be ignored because Leader vote changed …") that asks
+/// nothing of anyone; a first start and a first write log no warning.
+#[test]
+fn a_first_start_logs_no_warning() {
+    let server = Server::start();
+    let mut conn = server.conn();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let log = server.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "a first start warned:\n{}",
+        warnings.join("\n")
+    );
+}
