@@ -56,10 +56,16 @@ pub struct Watch {
 /// Framing bytes counted per argument when sizing a write.
 pub const ARG_FRAMING_BYTES: usize = 8;
 
+/// Bytes `args` count for when sizing a write: each argument's length plus
+/// [`ARG_FRAMING_BYTES`].
+pub fn args_size(args: &[Bytes]) -> usize {
+    args.iter().map(|x| x.len() + ARG_FRAMING_BYTES).sum()
+}
+
 impl Write {
     /// About how many bytes this write takes in a log entry.
     pub fn encoded_size_hint(&self) -> usize {
-        let argv = |a: &Argv| a.iter().map(|x| x.len() + ARG_FRAMING_BYTES).sum::<usize>() + 4;
+        let argv = |a: &Argv| args_size(a) + 4;
         match self {
             Write::Command(a) => argv(a),
             Write::Transaction { watches, commands } => {

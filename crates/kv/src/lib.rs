@@ -33,7 +33,7 @@ mod keyspace;
 mod raw;
 mod record;
 
-pub use entry::{Argv, EntryRng, Watch, Write, WriteBatch, ARG_FRAMING_BYTES};
+pub use entry::{args_size, Argv, EntryRng, Watch, Write, WriteBatch, ARG_FRAMING_BYTES};
 pub use keyspace::{Counts, Keyspace};
 pub use raw::{KvError, MemKv, RawKv};
 pub use record::{Kind, Record, COMPOSITE_PAYLOAD_BYTES, RECORD_HEADER_BYTES};

@@ -292,31 +292,18 @@ fn summarise(args: &Args, mut us: Vec<u64>, errors: u64, answered: u64, saturate
 }
 
 fn encode(workload: Workload, key: &str, value: &[u8]) -> BytesMut {
+    let args: &[&[u8]] = match workload {
+        Workload::Set => &[b"SET", key.as_bytes(), value],
+        Workload::Get => &[b"GET", key.as_bytes()],
+    };
     let mut out = BytesMut::with_capacity(64 + value.len());
-    let mut bulk = |b: &[u8]| {
-        out.put_slice(format!("${}\r\n", b.len()).as_bytes());
-        out.put_slice(b);
+    out.put_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.put_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.put_slice(arg);
         out.put_slice(b"\r\n");
-    };
-    match workload {
-        Workload::Set => {
-            bulk(b"SET");
-            bulk(key.as_bytes());
-            bulk(value);
-        }
-        Workload::Get => {
-            bulk(b"GET");
-            bulk(key.as_bytes());
-        }
     }
-    let args = match workload {
-        Workload::Set => 3,
-        Workload::Get => 2,
-    };
-    let mut framed = BytesMut::with_capacity(out.len() + 8);
-    framed.put_slice(format!("*{args}\r\n").as_bytes());
-    framed.put_slice(&out);
-    framed
+    out
 }
 
 #[cfg(test)]

@@ -344,7 +344,8 @@ impl Encoder<Frame> for MeteredCodec {
     type Error = CodecError;
 
     fn encode(&mut self, item: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.usage.touch();
+        // Activity on the way out is noted by the connection, which marks
+        // itself not busy (touching the clock) before every reply it feeds.
         self.inner.encode(item, dst)
     }
 }

@@ -491,7 +491,7 @@ impl<S: ClientStream> Connection<S> {
     /// write must meet now (a refused command makes `EXEC` fail).
     fn queue(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Frame {
         let limits = self.shared.node.settings.limits;
-        let size = args_bytes(&args);
+        let size = seshat_kv::args_size(&args);
         let Some(multi) = &mut self.state.multi else {
             return Frame::error("ERR internal error: no open transaction");
         };
@@ -739,17 +739,10 @@ struct InflightWrite {
     bytes: usize,
 }
 
-/// Bytes a request's arguments hold.
-fn args_bytes(args: &[Bytes]) -> usize {
-    args.iter()
-        .map(|a| a.len() + seshat_kv::ARG_FRAMING_BYTES)
-        .sum()
-}
-
 /// Bytes a decoded look-ahead item holds.
 fn decoded_bytes(item: &Decoded) -> usize {
     match item {
-        Some(Ok(request)) => args_bytes(&request.args),
+        Some(Ok(request)) => seshat_kv::args_size(&request.args),
         _ => 0,
     }
 }

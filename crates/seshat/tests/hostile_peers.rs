@@ -15,44 +15,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::Cluster;
+use common::{get, info_u64, runtime, set, Cluster};
 use prost::Message;
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
 use tonic::transport::Channel;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn raft_client(port: u16) -> RaftServiceClient<Channel> {
     RaftServiceClient::connect(format!("http://127.0.0.1:{port}"))
         .await
         .unwrap()
-}
-
-fn info_u64(cluster: &Cluster, i: usize, field: &str) -> u64 {
-    cluster.nodes[i]
-        .info_field(field)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("node {i} has no {field}:\n{}", cluster.logs()))
-}
-
-fn set(cluster: &Cluster, i: usize, key: &str, value: &str) {
-    let mut c = cluster.nodes[i].conn();
-    let _: () = redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .query(&mut c)
-        .unwrap_or_else(|e| panic!("SET on node {i}: {e}\n{}", cluster.logs()));
-}
-
-fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
-    let mut c = cluster.nodes[i].conn();
-    redis::cmd("GET").arg(key).query(&mut c).unwrap()
 }
 
 /// The cluster still serves writes, and elects a new leader when the

@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::pki::Pki;
-use common::{have_tool, Cluster, Server};
+use common::{get, have_tool, info_u64, runtime, set, Cluster, Server};
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
 use seshat_raft::peer_tls::{peer_endpoint, PeerTls, PEER_SERVER_NAME};
@@ -43,37 +43,6 @@ fn start_mtls_cluster(pki: &Pki, extra: &[&str]) -> Cluster {
     flags.extend(extra.iter().map(|s| s.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Cluster::start_with(3, &flags)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn info_u64(cluster: &Cluster, i: usize, field: &str) -> u64 {
-    cluster.nodes[i]
-        .info_field(field)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("node {i} has no {field}:\n{}", cluster.logs()))
-}
-
-fn set(cluster: &Cluster, i: usize, key: &str, value: &str) {
-    let mut c = cluster.nodes[i].conn();
-    let _: () = redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .query(&mut c)
-        .unwrap_or_else(|e| panic!("SET on node {i}: {e}\n{}", cluster.logs()));
-}
-
-fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
-    let mut c = cluster.nodes[i].conn();
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut c)
-        .unwrap_or_else(|e| panic!("GET on node {i}: {e}\n{}", cluster.logs()))
 }
 
 fn client(endpoint: Endpoint) -> RaftServiceClient<Channel> {

@@ -502,3 +502,38 @@ fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// A current-thread tokio runtime for tests that drive async clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Node `i`'s numeric `INFO raft` field.
+pub fn info_u64(cluster: &Cluster, i: usize, field: &str) -> u64 {
+    cluster.nodes[i]
+        .info_field(field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("node {i} has no {field}:\n{}", cluster.logs()))
+}
+
+/// `SET key value` on node `i`.
+pub fn set(cluster: &Cluster, i: usize, key: &str, value: &str) {
+    let mut c = cluster.nodes[i].conn();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query(&mut c)
+        .unwrap_or_else(|e| panic!("SET on node {i}: {e}\n{}", cluster.logs()));
+}
+
+/// `GET key` on node `i`.
+pub fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
+    let mut c = cluster.nodes[i].conn();
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut c)
+        .unwrap_or_else(|e| panic!("GET on node {i}: {e}\n{}", cluster.logs()))
+}
