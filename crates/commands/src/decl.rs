@@ -70,7 +70,11 @@ impl Flags {
 }
 
 /// Where a command's keys are: Redis's (first, last, step) triple, with
-/// `last` negative counting from the end (-1 = the last argument).
+/// `last` negative counting from the end (-1 = the last argument), which
+/// `COMMAND INFO` reports; plus, for commands whose keys follow a
+/// `numkeys` argument (`ZUNIONSTORE dst numkeys k…`, `LMPOP numkeys k…`),
+/// where that count is, so routing, `CROSSSLOT` and ACL key checks see
+/// exactly the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySpec {
     /// Index of the first key (0 = no keys).
@@ -79,6 +83,9 @@ pub struct KeySpec {
     pub last: i32,
     /// Step between keys.
     pub step: i32,
+    /// Index of a `numkeys` argument followed by that many keys (0: none).
+    /// The triple's keys before it are keys too (a destination).
+    pub numkeys_at: usize,
 }
 
 impl KeySpec {
@@ -91,7 +98,40 @@ impl KeySpec {
 
     /// A key spec.
     pub const fn new(first: i32, last: i32, step: i32) -> Self {
-        Self { first, last, step }
+        Self {
+            first,
+            last,
+            step,
+            numkeys_at: 0,
+        }
+    }
+
+    /// The same spec, with `numkeys` keys after the `numkeys` argument at
+    /// `at`.
+    pub const fn numkeys_at(self, at: usize) -> Self {
+        Self {
+            numkeys_at: at,
+            ..self
+        }
+    }
+
+    /// The indexes of the keys in `args` (the command name at 0). A
+    /// malformed `numkeys` gives no keys after it: the command itself then
+    /// refuses the arguments.
+    pub fn key_positions(self, args: &[Bytes]) -> impl Iterator<Item = usize> + '_ {
+        let at = self.numkeys_at;
+        let fixed = self
+            .positions(args.len())
+            .filter(move |i| at == 0 || *i < at);
+        let counted = match args.get(at).filter(|_| at > 0) {
+            Some(n) => std::str::from_utf8(n)
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| at.saturating_add(*n) < args.len())
+                .map_or(0..0, |n| at + 1..at + 1 + n),
+            None => 0..0,
+        };
+        fixed.chain(counted)
     }
 
     /// The indexes of the keys in `argc` arguments.
@@ -431,7 +471,7 @@ impl Decl {
     /// The keys among `args`.
     pub fn key_args<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
         self.keys
-            .positions(args.len())
+            .key_positions(args)
             .filter_map(move |i| args.get(i))
     }
 
@@ -474,5 +514,44 @@ mod tests {
         assert_eq!(KeySpec::ONE.positions(1).count(), 0);
         let obj: Vec<usize> = KeySpec::new(2, 2, 1).positions(3).collect();
         assert_eq!(obj, vec![2]);
+    }
+
+    fn argv(words: &str) -> Vec<Bytes> {
+        words
+            .split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn numkeys_specs_give_exactly_the_counted_keys() {
+        let store = KeySpec::ONE.numkeys_at(2);
+        let args = argv("zunionstore d 2 a b WEIGHTS 1 2");
+        assert_eq!(store.key_positions(&args).collect::<Vec<_>>(), [1, 3, 4]);
+        let after = KeySpec::new(2, 2, 1).numkeys_at(1);
+        let args = argv("zunion 3 a b c WITHSCORES");
+        assert_eq!(after.key_positions(&args).collect::<Vec<_>>(), [2, 3, 4]);
+        let card = KeySpec::new(2, -1, 1).numkeys_at(1);
+        let args = argv("sintercard 2 a b LIMIT 5");
+        assert_eq!(card.key_positions(&args).collect::<Vec<_>>(), [2, 3]);
+        // A count that is not a number, or runs past the arguments, names
+        // no keys after it (the command refuses it).
+        for bad in ["zunion x a b", "zunion 5 a b", "zunion -1 a"] {
+            assert_eq!(after.key_positions(&argv(bad)).count(), 0, "{bad}");
+        }
+        assert_eq!(
+            store
+                .key_positions(&argv("zunionstore d x a"))
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        // Specs without numkeys are unchanged.
+        let args = argv("mset a 1 b 2");
+        assert_eq!(
+            KeySpec::new(1, -1, 2)
+                .key_positions(&args)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
     }
 }

@@ -154,11 +154,12 @@ fn finish(result: CmdResult) -> Result<Frame, ApplyError> {
     }
 }
 
-/// Runs a read (or pure) command on `view` at time `now_ms`; a write
-/// through the view fails with [`KvError::ReadOnly`].
+/// Runs a read (or pure) command on `group`'s data in `view` at time
+/// `now_ms`; a write through the view fails with [`KvError::ReadOnly`].
 pub fn run_read<K: RawKv>(
     decl: &Decl,
     argv: &[Bytes],
+    group: u32,
     view: &mut K,
     now_ms: u64,
     counts: Counts,
@@ -168,7 +169,7 @@ pub fn run_read<K: RawKv>(
         return Ok(Frame::error("ERR internal error: not a data command"));
     };
     let mut ctx = Ctx {
-        db: Keyspace::new(view as &mut dyn RawKv, DATA_GROUP, now_ms, 0, counts),
+        db: Keyspace::new(view as &mut dyn RawKv, group, now_ms, 0, counts),
         rng: EntryRng::new(seed, 0),
     };
     match run(&mut ctx, argv) {

@@ -1,164 +1,247 @@
-//! `CLUSTER` replies: the Raft group presented as one Redis Cluster shard
-//! that holds all 16384 slots, the leader as master and the other voters
-//! as replicas, so cluster-aware clients route to the leader. A client on
-//! the TLS port is given each member's TLS address where it is known
-//! ([`Settings::tls_client_addr`](crate::config::Settings::tls_client_addr)),
+//! `CLUSTER` replies: each data group is a Redis Cluster shard that holds
+//! its slot range, its leader the master and the other voters replicas, so
+//! cluster-aware clients route every key to the leader of its group.
+//!
+//! `CLUSTER SLOTS` and `CLUSTER SHARDS` list every group. `CLUSTER NODES`
+//! has one line per node: on an unsharded cluster the leader is the master
+//! of all slots and the others its replicas; on a sharded one every node
+//! is a master holding the slots of the groups it leads (a node can lead
+//! one group and follow another, which Redis's node model cannot say, and
+//! a follower cannot serve a group's slots anyway). Slots of a group
+//! without a leader are listed nowhere: clients see them uncovered.
+//!
+//! A client on the TLS port is given each member's TLS address where it
+//! is known ([`Settings::tls_client_addr`](crate::config::Settings::tls_client_addr)),
 //! as Redis gives TLS clients TLS ports.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 
 use seshat_common::CLUSTER_SLOTS;
 use seshat_protocol_resp::Frame;
-use seshat_raft::SeshatNode;
 
-use crate::node::Node;
+use crate::groups::Groups;
 
 /// The 40-character node name Redis Cluster uses, derived from the id.
 pub fn node_name(id: u64) -> String {
     format!("{id:040x}")
 }
 
+/// A node as clients are told to reach it.
 struct Member {
     id: u64,
-    addr: Option<SocketAddr>,
-    client_addr: String,
-    is_leader: bool,
+    host: String,
+    port: u16,
 }
 
-/// Members in reply order: leader first, then the rest by id; with `tls`,
-/// their TLS client addresses where known.
-fn members(node: &Node, tls: bool) -> (Vec<Member>, Option<u64>, u64) {
-    let metrics = node.metrics();
-    let leader = metrics.current_leader;
-    let mut out: Vec<Member> = metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, n): (&u64, &SeshatNode)| Member {
-            id: *id,
-            addr: tls
-                .then(|| node.settings.tls_client_addr(*id))
-                .flatten()
-                .or_else(|| n.client_addr.parse().ok()),
-            client_addr: n.client_addr.clone(),
-            is_leader: Some(*id) == leader,
+/// One group as `CLUSTER` replies show it.
+struct Shard {
+    slots: RangeInclusive<u16>,
+    leader: Option<u64>,
+    /// Every voter, the leader first, then by id.
+    voters: Vec<u64>,
+    applied: u64,
+}
+
+/// What the replies are built from: the members' addresses, every
+/// group's leader and voters, and the highest term (the epoch).
+struct View {
+    members: BTreeMap<u64, Member>,
+    shards: Vec<Shard>,
+    epoch: u64,
+    sharded: bool,
+}
+
+fn view(groups: &Groups, tls: bool) -> View {
+    let mut members = BTreeMap::new();
+    let mut shards = Vec::new();
+    let mut epoch = 0;
+    for node in groups.all() {
+        let m = node.metrics();
+        epoch = epoch.max(m.current_term);
+        let running = node.core_problem().is_none();
+        let leader = m.current_leader.filter(|_| running);
+        let membership = m.membership_config.membership();
+        for (id, n) in membership.nodes() {
+            members.entry(*id).or_insert_with(|| {
+                let addr: Option<SocketAddr> = tls
+                    .then(|| groups.settings.tls_client_addr(*id))
+                    .flatten()
+                    .or_else(|| n.client_addr.parse().ok());
+                let (host, port) = match addr {
+                    Some(a) => (a.ip().to_string(), a.port()),
+                    None => (n.client_addr.clone(), 0),
+                };
+                Member {
+                    id: *id,
+                    host,
+                    port,
+                }
+            });
+        }
+        let mut voters: Vec<u64> = membership.voter_ids().collect();
+        voters.sort_by_key(|id| (Some(*id) != leader, *id));
+        let slots = groups
+            .layout
+            .groups()
+            .iter()
+            .find(|g| g.id == node.group)
+            .map_or(0..=0, |g| g.slots.clone());
+        shards.push(Shard {
+            slots,
+            leader,
+            voters,
+            applied: m.last_applied.map_or(0, |l| l.index),
+        });
+    }
+    View {
+        members,
+        shards,
+        epoch,
+        sharded: groups.layout.is_sharded(),
+    }
+}
+
+fn slot_range(slots: &RangeInclusive<u16>) -> [Frame; 2] {
+    [
+        Frame::Integer(i64::from(*slots.start())),
+        Frame::Integer(i64::from(*slots.end())),
+    ]
+}
+
+/// `CLUSTER SLOTS`: every group with a leader, its leader first.
+pub fn slots(groups: &Groups, tls: bool) -> Frame {
+    let v = view(groups, tls);
+    let entries = v
+        .shards
+        .iter()
+        .filter(|s| s.leader.is_some())
+        .map(|s| {
+            let mut entry = slot_range(&s.slots).to_vec();
+            entry.extend(s.voters.iter().filter_map(|id| v.members.get(id)).map(|m| {
+                Frame::Array(vec![
+                    Frame::bulk(m.host.clone()),
+                    Frame::Integer(i64::from(m.port)),
+                    Frame::bulk(node_name(m.id)),
+                    Frame::Array(vec![]),
+                ])
+            }));
+            Frame::Array(entry)
         })
         .collect();
-    out.sort_by_key(|m| (!m.is_leader, m.id));
-    (out, leader, metrics.current_term)
+    Frame::Array(entries)
 }
 
-fn host_port(m: &Member) -> (String, u16) {
-    match m.addr {
-        Some(a) => (a.ip().to_string(), a.port()),
-        None => (m.client_addr.clone(), 0),
-    }
-}
-
-/// `CLUSTER SLOTS`.
-pub fn slots(node: &Node, tls: bool) -> Frame {
-    let (members, leader, _) = members(node, tls);
-    if leader.is_none() {
-        return Frame::Array(vec![]);
-    }
-    let mut range = vec![
-        Frame::Integer(0),
-        Frame::Integer(i64::from(CLUSTER_SLOTS - 1)),
-    ];
-    for m in &members {
-        let (host, port) = host_port(m);
-        range.push(Frame::Array(vec![
-            Frame::bulk(host),
-            Frame::Integer(i64::from(port)),
-            Frame::bulk(node_name(m.id)),
-            Frame::Array(vec![]),
-        ]));
-    }
-    Frame::Array(vec![Frame::Array(range)])
-}
-
-/// `CLUSTER SHARDS`.
-pub fn shards(node: &Node, tls: bool) -> Frame {
-    let (members, _, _) = members(node, tls);
-    let applied = node
-        .sm_stats
-        .applied_index
-        .load(std::sync::atomic::Ordering::Acquire);
-    let nodes = members
+/// `CLUSTER SHARDS`: one entry per group, the leader as master.
+pub fn shards(groups: &Groups, tls: bool) -> Frame {
+    let v = view(groups, tls);
+    let entries = v
+        .shards
         .iter()
-        .map(|m| {
-            let (host, port) = host_port(m);
+        .map(|s| {
+            let nodes = s
+                .voters
+                .iter()
+                .filter_map(|id| v.members.get(id))
+                .map(|m| {
+                    let leads = s.leader == Some(m.id);
+                    Frame::Map(vec![
+                        (Frame::bulk("id"), Frame::bulk(node_name(m.id))),
+                        (Frame::bulk("port"), Frame::Integer(i64::from(m.port))),
+                        (Frame::bulk("ip"), Frame::bulk(m.host.clone())),
+                        (Frame::bulk("endpoint"), Frame::bulk(m.host.clone())),
+                        (
+                            Frame::bulk("role"),
+                            Frame::bulk(if leads { "master" } else { "replica" }),
+                        ),
+                        (
+                            Frame::bulk("replication-offset"),
+                            Frame::Integer(i64::try_from(s.applied).unwrap_or(0)),
+                        ),
+                        (
+                            Frame::bulk("health"),
+                            Frame::bulk(if s.leader.is_some() { "online" } else { "fail" }),
+                        ),
+                    ])
+                })
+                .collect();
             Frame::Map(vec![
-                (Frame::bulk("id"), Frame::bulk(node_name(m.id))),
-                (Frame::bulk("port"), Frame::Integer(i64::from(port))),
-                (Frame::bulk("ip"), Frame::bulk(host.clone())),
-                (Frame::bulk("endpoint"), Frame::bulk(host)),
                 (
-                    Frame::bulk("role"),
-                    Frame::bulk(if m.is_leader { "master" } else { "replica" }),
+                    Frame::bulk("slots"),
+                    Frame::Array(slot_range(&s.slots).to_vec()),
                 ),
-                (
-                    Frame::bulk("replication-offset"),
-                    Frame::Integer(i64::try_from(applied).unwrap_or(0)),
-                ),
-                (Frame::bulk("health"), Frame::bulk("online")),
+                (Frame::bulk("nodes"), Frame::Array(nodes)),
             ])
         })
         .collect();
-    Frame::Array(vec![Frame::Map(vec![
-        (
-            Frame::bulk("slots"),
-            Frame::Array(vec![
-                Frame::Integer(0),
-                Frame::Integer(i64::from(CLUSTER_SLOTS - 1)),
-            ]),
-        ),
-        (Frame::bulk("nodes"), Frame::Array(nodes)),
-    ])])
+    Frame::Array(entries)
 }
 
 /// `CLUSTER NODES`.
-pub fn nodes(node: &Node, tls: bool) -> String {
-    let (members, leader, term) = members(node, tls);
-    let me = node.settings.node_id;
+pub fn nodes(groups: &Groups, tls: bool) -> String {
+    let v = view(groups, tls);
+    let me = groups.settings.node_id;
+    // On an unsharded cluster the one group's leader is every follower's
+    // master; on a sharded one nobody is anybody's replica.
+    let master_of_all = (!v.sharded)
+        .then(|| v.shards.first().and_then(|s| s.leader))
+        .flatten();
     let mut out = String::new();
-    for m in &members {
-        let (host, port) = host_port(m);
-        let role = if m.is_leader { "master" } else { "slave" };
+    for m in v.members.values() {
+        let led: Vec<&Shard> = v.shards.iter().filter(|s| s.leader == Some(m.id)).collect();
+        let is_replica = master_of_all.is_some_and(|l| l != m.id);
+        let role = if is_replica { "slave" } else { "master" };
         let flags = if m.id == me {
             format!("myself,{role}")
         } else {
             role.to_string()
         };
-        let master = match (m.is_leader, leader) {
-            (false, Some(l)) => node_name(l),
+        let master = match master_of_all {
+            Some(l) if is_replica => node_name(l),
             _ => "-".to_string(),
         };
-        let slots = if m.is_leader {
-            format!(" 0-{}", CLUSTER_SLOTS - 1)
-        } else {
-            String::new()
-        };
+        let mut slots = String::new();
+        for s in led {
+            let _ = write!(slots, " {}-{}", s.slots.start(), s.slots.end());
+        }
         let _ = writeln!(
             out,
-            "{} {host}:{port}@0 {flags} {master} 0 0 {term} connected{slots}",
-            node_name(m.id)
+            "{} {}:{}@0 {flags} {master} 0 0 {} connected{slots}",
+            node_name(m.id),
+            m.host,
+            m.port,
+            v.epoch
         );
     }
     out
 }
 
 /// `CLUSTER INFO`.
-pub fn info(node: &Node) -> String {
-    let (members, leader, term) = members(node, false);
-    let state = if leader.is_some() { "ok" } else { "fail" };
-    let ok_slots = if leader.is_some() { CLUSTER_SLOTS } else { 0 };
+pub fn info(groups: &Groups) -> String {
+    let v = view(groups, false);
+    let ok_slots: u32 = v
+        .shards
+        .iter()
+        .filter(|s| s.leader.is_some())
+        .map(|s| u32::from(*s.slots.end()) - u32::from(*s.slots.start()) + 1)
+        .sum();
+    let state = if ok_slots == u32::from(CLUSTER_SLOTS) {
+        "ok"
+    } else {
+        "fail"
+    };
+    let masters: std::collections::BTreeSet<u64> =
+        v.shards.iter().filter_map(|s| s.leader).collect();
     format!(
         "cluster_state:{state}\r\ncluster_slots_assigned:{CLUSTER_SLOTS}\r\ncluster_slots_ok:{ok_slots}\r\n\
-         cluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\ncluster_known_nodes:{}\r\ncluster_size:1\r\n\
-         cluster_current_epoch:{term}\r\ncluster_my_epoch:{term}\r\n",
-        CLUSTER_SLOTS - ok_slots,
-        members.len()
+         cluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\ncluster_known_nodes:{}\r\ncluster_size:{}\r\n\
+         cluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\n",
+        u32::from(CLUSTER_SLOTS) - ok_slots,
+        v.members.len(),
+        masters.len().max(1),
+        v.epoch,
+        v.epoch,
     )
 }

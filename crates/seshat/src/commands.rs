@@ -5,16 +5,19 @@
 
 use bytes::Bytes;
 use seshat_commands::{self as cmds, ClientAttr, Decl, NoData, Route, ServerCmd};
-use seshat_common::{crc16_slot, LimitError, Limits};
+use seshat_common::{LimitError, Limits};
+use seshat_kv::keys::DATA_GROUP;
 use seshat_kv::Write;
 use seshat_protocol_resp::{self as resp, Frame, ProtocolVersion};
 
 use crate::auth::{self, PasswordDigest};
 use crate::cluster;
 use crate::info;
-use crate::node::wall_clock_ms;
+use crate::node::{wall_clock_ms, Node, ServeError};
 use crate::session::ClientState;
 use crate::shared::Shared;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 /// What the connection does with a command's result.
 pub enum Outcome {
@@ -26,16 +29,22 @@ pub enum Outcome {
     Close(Frame),
 }
 
-/// The slot a request routes by: its first key's (0 without keys).
-pub fn slot_of(decl: &Decl, args: &[Bytes]) -> u16 {
-    decl.key_args(args).next().map_or(0, |k| crc16_slot(k))
+/// The replica a data command runs on here and the slot it routes by
+/// (see [`Groups::slot_for`](crate::groups::Groups::slot_for)).
+pub fn route<'a>(
+    decl: &Decl,
+    args: &[Bytes],
+    shared: &'a Shared,
+) -> Result<(&'a Arc<Node>, u16), ServeError> {
+    let slot = shared.groups.slot_for(decl, args)?;
+    Ok((shared.groups.for_slot(slot)?, slot))
 }
 
 /// The size limits on a write's arguments: every key at most
 /// `max_key_bytes`, every other argument at most `max_value_bytes`.
 /// (The whole write's size is checked when it is proposed.)
 pub fn check_write_limits(decl: &Decl, args: &[Bytes], limits: &Limits) -> Result<(), LimitError> {
-    let mut keys = decl.keys.positions(args.len()).peekable();
+    let mut keys = decl.keys.key_positions(args).peekable();
     for (i, arg) in args.iter().enumerate().skip(1) {
         if keys.peek() == Some(&i) {
             keys.next();
@@ -50,9 +59,9 @@ pub fn check_write_limits(decl: &Decl, args: &[Bytes], limits: &Limits) -> Resul
 /// The leader's form of a write: limits checked, relative times made
 /// absolute at this node's clock.
 pub fn prepare(decl: &Decl, args: Vec<Bytes>, shared: &Shared) -> Result<Vec<Bytes>, Frame> {
-    check_write_limits(decl, &args, &shared.node.settings.limits)
+    check_write_limits(decl, &args, &shared.settings.limits)
         .map_err(|e| Frame::error(e.to_string()))?;
-    cmds::prepare_write(decl, args, shared.node.now_ms())
+    cmds::prepare_write(decl, args, shared.groups.now_ms())
 }
 
 fn error(e: impl ToString) -> Frame {
@@ -66,8 +75,16 @@ pub async fn run_data(
     client: &ClientState,
     shared: &Shared,
 ) -> Frame {
-    let node = &shared.node;
-    let slot = slot_of(decl, &args);
+    if matches!(decl.route(), Route::Pure) {
+        return run_pure(decl, &args);
+    }
+    if shared.groups.fans_out(decl) {
+        return run_keyless(decl, args, shared, client.tls).await;
+    }
+    let (node, slot) = match route(decl, &args, shared) {
+        Ok(routed) => routed,
+        Err(e) => return error(e),
+    };
     match decl.route() {
         Route::Write => {
             let args = match prepare(decl, args, shared) {
@@ -87,10 +104,134 @@ pub async fn run_data(
     }
 }
 
+/// Runs a keyless data command (`DBSIZE`, `KEYS`, `SCAN`, `RANDOMKEY`,
+/// `FLUSHALL`, `FLUSHDB`) of a sharded cluster on every group this node
+/// leads, as one Redis Cluster master runs it on its own slots, and
+/// merges the replies. `SCAN`'s cursor is a slot-and-hash position, so a
+/// scan walks the led groups in slot order: when one group's walk ends,
+/// the cursor moves to the next led group's first slot.
+pub async fn run_keyless(
+    decl: &'static Decl,
+    args: Vec<Bytes>,
+    shared: &Shared,
+    tls: bool,
+) -> Frame {
+    let led = shared.groups.led_by_slot();
+    let to_frame = |e: ServeError| e.to_frame(&shared.settings, tls);
+    if decl.route() == Route::Write {
+        if led.is_empty() {
+            return Frame::error("READONLY You can't write against a read only replica.");
+        }
+        let args = match prepare(decl, args, shared) {
+            Ok(a) => a,
+            Err(frame) => return frame,
+        };
+        let writes = led
+            .iter()
+            .map(|(slots, node)| node.write(Write::Command(args.clone()), *slots.start()));
+        let replies = futures::future::join_all(writes).await;
+        return replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(to_frame))
+            .find(|f| matches!(f, Frame::Error(_)))
+            .unwrap_or_else(Frame::ok);
+    }
+    if decl.name == "scan" {
+        return scan_led(decl, args, &led, to_frame).await;
+    }
+    let mut replies = Vec::with_capacity(led.len());
+    for (slots, node) in &led {
+        match node.read(decl, &args, *slots.start(), false).await {
+            Ok(Frame::Error(e)) => return Frame::Error(e),
+            Ok(frame) => replies.push(frame),
+            Err(e) => return to_frame(e),
+        }
+    }
+    merge_keyless(decl.name, replies)
+}
+
+/// Merges the led groups' replies to one keyless read.
+fn merge_keyless(name: &str, replies: Vec<Frame>) -> Frame {
+    match name {
+        "dbsize" => Frame::Integer(
+            replies
+                .iter()
+                .map(|f| match f {
+                    Frame::Integer(n) => *n,
+                    _ => 0,
+                })
+                .sum(),
+        ),
+        "randomkey" => {
+            // Any group's random key, the group picked at random.
+            let found: Vec<Frame> = replies
+                .into_iter()
+                .filter(|f| !matches!(f, Frame::Null))
+                .collect();
+            let pick = usize::try_from(wall_clock_ms()).unwrap_or(0) % found.len().max(1);
+            found.into_iter().nth(pick).unwrap_or(Frame::Null)
+        }
+        // KEYS, and any other keyless read: the arrays joined.
+        _ => Frame::Array(
+            replies
+                .into_iter()
+                .flat_map(|f| match f {
+                    Frame::Array(items) => items,
+                    other => vec![other],
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// `SCAN` over the led groups in slot order (see [`run_keyless`]).
+async fn scan_led(
+    decl: &'static Decl,
+    args: Vec<Bytes>,
+    led: &[(RangeInclusive<u16>, &Arc<Node>)],
+    to_frame: impl Fn(ServeError) -> Frame,
+) -> Frame {
+    let Some(cursor) = args
+        .get(1)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Frame::error("ERR invalid cursor");
+    };
+    let slot = u16::try_from(cursor >> 32).unwrap_or(u16::MAX);
+    // The first led group whose slots reach the cursor's: a group's walk
+    // from a position before its range starts at its first key.
+    let Some(at) = led.iter().position(|(slots, _)| *slots.end() >= slot) else {
+        return Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]);
+    };
+    let (slots, node) = &led[at];
+    let reply = match node.read(decl, &args, *slots.start(), false).await {
+        Ok(frame) => frame,
+        Err(e) => return to_frame(e),
+    };
+    let Frame::Array(mut parts) = reply else {
+        return reply;
+    };
+    let done = matches!(parts.first(), Some(Frame::Bulk(c)) if c.as_ref() == b"0");
+    if let (true, Some((next, _))) = (done, led.get(at + 1)) {
+        parts[0] = Frame::bulk((u64::from(*next.start()) << 32).to_string());
+    }
+    Frame::Array(parts)
+}
+
 /// Runs a command that touches no data, at this node's clock.
 pub fn run_pure(decl: &Decl, args: &[Bytes]) -> Frame {
     let now = wall_clock_ms();
-    cmds::run_read(decl, args, &mut NoData, now, Default::default(), now).unwrap_or_else(error)
+    cmds::run_read(
+        decl,
+        args,
+        DATA_GROUP,
+        &mut NoData,
+        now,
+        Default::default(),
+        now,
+    )
+    .unwrap_or_else(error)
 }
 
 /// Runs a command the server answers itself. Transaction commands are run
@@ -101,7 +242,6 @@ pub fn execute_server(
     client: &mut ClientState,
     shared: &Shared,
 ) -> Outcome {
-    let node = &shared.node;
     let frame = match cmd {
         ServerCmd::Quit => return Outcome::Close(Frame::ok()),
         ServerCmd::Select => match cmds::parse_select(args) {
@@ -138,11 +278,11 @@ pub fn execute_server(
         ServerCmd::ConfigGet => config_get(args.get(2..).unwrap_or_default(), shared),
         ServerCmd::ConfigSet => config_set(args.get(2..).unwrap_or_default(), shared),
         ServerCmd::ConfigResetStat => Frame::ok(),
-        ServerCmd::ClusterMyId => Frame::bulk(cluster::node_name(node.settings.node_id)),
-        ServerCmd::ClusterInfo => Frame::verbatim_text(cluster::info(node)),
-        ServerCmd::ClusterSlots => cluster::slots(node, client.tls),
-        ServerCmd::ClusterShards => cluster::shards(node, client.tls),
-        ServerCmd::ClusterNodes => Frame::verbatim_text(cluster::nodes(node, client.tls)),
+        ServerCmd::ClusterMyId => Frame::bulk(cluster::node_name(shared.settings.node_id)),
+        ServerCmd::ClusterInfo => Frame::verbatim_text(cluster::info(&shared.groups)),
+        ServerCmd::ClusterSlots => cluster::slots(&shared.groups, client.tls),
+        ServerCmd::ClusterShards => cluster::shards(&shared.groups, client.tls),
+        ServerCmd::ClusterNodes => Frame::verbatim_text(cluster::nodes(&shared.groups, client.tls)),
         ServerCmd::ReadOnly | ServerCmd::ReadWrite | ServerCmd::Asking => Frame::ok(),
         ServerCmd::Multi
         | ServerCmd::Exec
@@ -178,7 +318,7 @@ fn hello(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Outcome {
     if let Some(name) = hello.setname {
         client.name = if name.is_empty() { None } else { Some(name) };
     }
-    let role = if shared.node.raft.is_leader() {
+    let role = if shared.groups.led().next().is_some() {
         "master"
     } else {
         "replica"
@@ -260,7 +400,7 @@ fn client_info_line(client: &ClientState) -> String {
 
 /// The parameters `CONFIG GET` reports, with their values.
 fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
-    let s = &shared.node.settings;
+    let s = &shared.settings;
     vec![
         ("save", String::new()),
         ("appendonly", "yes".into()),
@@ -295,12 +435,7 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
 
 /// The `tls-*` parameters, as Redis names them (`tls-port` 0: TLS off).
 fn tls_config(shared: &Shared) -> Vec<(&'static str, String)> {
-    let port = shared
-        .node
-        .settings
-        .tls
-        .as_ref()
-        .map_or(0, |t| t.addr.port());
+    let port = shared.settings.tls.as_ref().map_or(0, |t| t.addr.port());
     let files = shared.tls.as_ref().map(|t| t.files());
     let path =
         |p: Option<&std::path::PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
@@ -465,7 +600,7 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
     // Every check before any change, so a refused CONFIG SET changes
     // nothing.
     if let Some(password) = new_password {
-        let s = &shared.node.settings;
+        let s = &shared.settings;
         if let Some(why) =
             auth::protected_mode_refusal(s.client_addr, password.is_some(), s.protected_mode)
         {

@@ -96,6 +96,10 @@ pub struct DevClusterArgs {
     /// s.key`.
     #[arg(long)]
     pub tls_port_base: Option<u16>,
+    /// Data groups (shards) of the new cluster (see the node flag
+    /// `--shards`); default as for a node.
+    #[arg(long)]
+    pub shards: Option<u32>,
     /// Extra flags passed to every node (e.g. `--log-level=debug`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -173,6 +177,12 @@ pub struct NodeArgs {
     /// `1=RAFT_ADDR/CLIENT_ADDR,2=RAFT_ADDR/CLIENT_ADDR,...`.
     #[arg(long, env = "SESHAT_INITIAL_MEMBERS")]
     pub initial_members: Option<String>,
+    /// Data groups (shards) the slots are split over, fixed when the
+    /// cluster is created: 1 to 16. Default: 1 for one or two nodes, else
+    /// the node count (at most 16). Identical on every initial node; a
+    /// restart may leave it out.
+    #[arg(long, env = "SESHAT_SHARDS")]
+    pub shards: Option<u32>,
     /// What a follower does with data commands: `redirect` (answer MOVED)
     /// or `proxy` (forward to the leader).
     #[arg(long, env = "SESHAT_FOLLOWER_MODE")]
@@ -246,6 +256,7 @@ struct FileSettings {
     snapshot_every_entries: Option<u64>,
     log_tail_entries: Option<u64>,
     initial_members: Option<String>,
+    shards: Option<u32>,
     follower_mode: Option<crate::proxy::FollowerMode>,
     join: Option<String>,
     requirepass: Option<String>,
@@ -299,6 +310,8 @@ pub struct Settings {
     pub log_tail_entries: u64,
     /// The initial members (just this node when not given).
     pub initial_members: BTreeMap<NodeId, Member>,
+    /// `--shards`, if given (see [`crate::layout`]).
+    pub shards: Option<u32>,
     /// Redirect or proxy on followers.
     pub follower_mode: crate::proxy::FollowerMode,
     /// The password clients must give, as its digest (none: no password).
@@ -540,6 +553,7 @@ impl Settings {
             snapshot_every_entries: pick!(snapshot_every_entries, DEFAULT_SNAPSHOT_EVERY_ENTRIES),
             log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
             initial_members,
+            shards: args.shards.or(file.shards),
             follower_mode: pick!(follower_mode, crate::proxy::FollowerMode::Redirect),
             requirepass: args
                 .requirepass
@@ -558,6 +572,15 @@ impl Settings {
         self.limits.validate()?;
         if self.node_id == 0 {
             bail!(InvalidSetting::new("node-id", 0, "node ids start at 1"));
+        }
+        if let Some(n) = self.shards {
+            if n == 0 || n > crate::layout::MAX_SHARDS {
+                bail!(InvalidSetting::new(
+                    "shards",
+                    n,
+                    format!("must be between 1 and {}", crate::layout::MAX_SHARDS)
+                ));
+            }
         }
         if self.max_clients == 0 || self.max_clients > 1_000_000 {
             bail!(InvalidSetting::new(

@@ -27,6 +27,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, SinkExt, StreamExt};
 use seshat_commands::{Decl, Route, ServerCmd};
+use seshat_common::crc16_slot;
 use seshat_common::stages::{self, Stage};
 use seshat_kv::Write;
 use seshat_protocol_resp::{CodecError, Frame, ServerCodec};
@@ -36,7 +37,7 @@ use tokio_util::codec::Framed;
 
 use crate::client_memory::{MeteredCodec, Registration};
 use crate::commands::{self, Outcome};
-use crate::node::PendingWrite;
+use crate::node::{Node, PendingWrite};
 use crate::proxy::FollowerMode;
 use crate::session::{ClientState, Multi, MAX_QUEUED_COMMANDS};
 use crate::shared::Shared;
@@ -122,7 +123,7 @@ impl<S: ClientStream> Connection<S> {
             .connected_clients
             .fetch_add(1, Ordering::Relaxed);
         let usage = self.memory.0.clone();
-        let idle = self.shared.node.settings.client_timeout;
+        let idle = self.shared.settings.client_timeout;
         tokio::select! {
             result = self.serve() => {
                 if let Err(e) = result {
@@ -263,14 +264,28 @@ impl<S: ClientStream> Connection<S> {
                 let frame = commands::run_pure(decl, &args);
                 self.reply(name, started, frame).await
             }
+            Route::Write | Route::Read if self.shared.groups.fans_out(decl) => {
+                self.drain_writes().await?;
+                let frame = {
+                    let _in_flight = self.shared.requests.start();
+                    commands::run_keyless(decl, args, &self.shared, self.state.tls).await
+                };
+                self.reply(name, started, frame).await
+            }
             Route::Write | Route::Read if self.proxy_target().is_some() => {
                 self.forward(decl, &args, started).await
             }
             Route::Write => {
-                let slot = commands::slot_of(decl, &args);
+                let (node, slot) = match commands::route(decl, &args, &self.shared) {
+                    Ok((node, slot)) => (node.clone(), slot),
+                    Err(e) => {
+                        let frame = e.to_frame(&self.shared.settings, self.state.tls);
+                        return self.reply(name, started, frame).await;
+                    }
+                };
                 match commands::prepare(decl, args, &self.shared) {
                     Ok(args) => {
-                        self.propose(Write::Command(args), slot, name, started)
+                        self.propose(&node, Write::Command(args), slot, name, started)
                             .await
                     }
                     Err(frame) => self.reply(name, started, frame).await,
@@ -298,12 +313,12 @@ impl<S: ClientStream> Connection<S> {
     /// it applies, in order with the rest of the pipeline.
     async fn propose(
         &mut self,
+        node: &Node,
         write: Write,
         slot: u16,
         name: &'static str,
         started: Instant,
     ) -> Result<Flow, CodecError> {
-        let node = self.shared.node.clone();
         let bytes = write.encoded_size_hint();
         match node.propose(write, slot).await {
             Ok(pending) => {
@@ -320,7 +335,7 @@ impl<S: ClientStream> Connection<S> {
                     .reply(
                         name,
                         started,
-                        e.to_frame(&self.shared.node.settings, self.state.tls),
+                        e.to_frame(&self.shared.settings, self.state.tls),
                     )
                     .await
             }
@@ -339,15 +354,21 @@ impl<S: ClientStream> Connection<S> {
         args: &[Bytes],
         started: Instant,
     ) -> Result<Flow, CodecError> {
-        let slot = commands::slot_of(decl, args);
-        if !self.state.read_confirmed {
-            if let Some(Err(e)) = self.confirm_received_reads(slot).await {
+        let (node, slot) = match commands::route(decl, args, &self.shared) {
+            Ok((node, slot)) => (node.clone(), slot),
+            Err(e) => {
+                let frame = e.to_frame(&self.shared.settings, self.state.tls);
+                return self.reply(decl.name, started, frame).await;
+            }
+        };
+        if !self.state.confirmed(node.group) {
+            if let Some(Err(e)) = self.confirm_received_reads(&node, slot).await {
                 // The barrier this read would take itself just failed.
                 return self
                     .reply(
                         decl.name,
                         started,
-                        e.to_frame(&self.shared.node.settings, self.state.tls),
+                        e.to_frame(&self.shared.settings, self.state.tls),
                     )
                     .await;
             }
@@ -355,11 +376,9 @@ impl<S: ClientStream> Connection<S> {
         self.drain_writes().await?;
         let frame = {
             let _in_flight = self.shared.requests.start();
-            self.shared
-                .node
-                .read(decl, args, slot, self.state.read_confirmed)
+            node.read(decl, args, slot, self.state.confirmed(node.group))
                 .await
-                .unwrap_or_else(|e| e.to_frame(&self.shared.node.settings, self.state.tls))
+                .unwrap_or_else(|e| e.to_frame(&self.shared.settings, self.state.tls))
         };
         self.reply(decl.name, started, frame).await
     }
@@ -432,7 +451,7 @@ impl<S: ClientStream> Connection<S> {
         self.state.read_confirmed = false;
         self.drain_writes().await?;
         let is_write = decl.route() == Route::Write;
-        let timeout = self.shared.node.settings.request_timeout;
+        let timeout = self.shared.settings.request_timeout;
         let reply = self
             .shared
             .proxy
@@ -490,17 +509,19 @@ impl<S: ClientStream> Connection<S> {
     /// Queues a command of an open transaction, checking the limits a
     /// write must meet now (a refused command makes `EXEC` fail).
     fn queue(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Frame {
-        let limits = self.shared.node.settings.limits;
+        let limits = self.shared.settings.limits;
         let size = seshat_kv::args_size(&args);
         let Some(multi) = &mut self.state.multi else {
             return Frame::error("ERR internal error: no open transaction");
         };
-        let refused = if decl.route() == Route::Write {
-            commands::check_write_limits(decl, &args, &limits)
-                .err()
-                .map(|e| e.to_string())
-        } else {
-            None
+        let refused = match self.shared.groups.slot_for(decl, &args) {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if decl.route() == Route::Write => {
+                commands::check_write_limits(decl, &args, &limits)
+                    .err()
+                    .map(|e| e.to_string())
+            }
+            Ok(_) => None,
         };
         let refused = refused.or_else(|| {
             (multi.queued.len() >= MAX_QUEUED_COMMANDS || multi.bytes.saturating_add(size) > limits.max_request_bytes())
@@ -535,17 +556,18 @@ impl<S: ClientStream> Connection<S> {
                 .await;
         }
         let mut slot = None;
+        let mut cross_slot = false;
         let mut commands_out = Vec::with_capacity(multi.queued.len());
         for (decl, args) in multi.queued {
-            slot = slot.or_else(|| {
-                decl.key_args(&args)
-                    .next()
-                    .map(|k| seshat_common::crc16_slot(k))
-            });
+            // Each command's own keys were checked when it was queued.
+            if let Some(first) = decl.key_args(&args).next().map(|k| crc16_slot(k)) {
+                cross_slot |= slot.is_some_and(|s| s != first);
+                slot = slot.or(Some(first));
+            }
             let args = if decl.route() == Route::Write {
                 // A command whose preparation fails is kept as sent: apply
                 // gives it the same error, in its place in the reply.
-                seshat_commands::prepare_write(decl, args.clone(), self.shared.node.now_ms())
+                seshat_commands::prepare_write(decl, args.clone(), self.shared.groups.now_ms())
                     .unwrap_or(args)
             } else {
                 args
@@ -553,13 +575,27 @@ impl<S: ClientStream> Connection<S> {
             commands_out.push(args);
         }
         let slot = slot
-            .or_else(|| watches.first().map(|w| seshat_common::crc16_slot(&w.key)))
+            .or_else(|| watches.first().map(|w| crc16_slot(&w.key)))
             .unwrap_or(0);
+        if self.shared.groups.layout.is_sharded()
+            && (cross_slot || watches.iter().any(|w| crc16_slot(&w.key) != slot))
+        {
+            return self
+                .reply(name, started, Frame::error(crate::groups::CROSSSLOT))
+                .await;
+        }
+        let node = match self.shared.groups.for_slot(slot) {
+            Ok(node) => node.clone(),
+            Err(e) => {
+                let frame = e.to_frame(&self.shared.settings, self.state.tls);
+                return self.reply(name, started, frame).await;
+            }
+        };
         let write = Write::Transaction {
             watches,
             commands: commands_out,
         };
-        self.propose(write, slot, name, started).await
+        self.propose(&node, write, slot, name, started).await
     }
 
     /// `WATCH key …`: remembers each key's modification index, read after
@@ -588,18 +624,33 @@ impl<S: ClientStream> Connection<S> {
             .cloned()
             .collect();
         self.drain_writes().await?;
-        let slot = commands::slot_of(decl, args);
-        let frame = match self
-            .shared
-            .node
-            .watch(&keys, slot, self.state.read_confirmed)
+        let (node, slot) = match commands::route(decl, args, &self.shared) {
+            Ok((node, slot)) => (node.clone(), slot),
+            Err(e) => {
+                let frame = e.to_frame(&self.shared.settings, self.state.tls);
+                return self.reply(decl.name, started, frame).await;
+            }
+        };
+        if self.shared.groups.layout.is_sharded()
+            && self
+                .state
+                .watches
+                .iter()
+                .any(|w| crc16_slot(&w.key) != slot)
+        {
+            return self
+                .reply(decl.name, started, Frame::error(crate::groups::CROSSSLOT))
+                .await;
+        }
+        let frame = match node
+            .watch(&keys, slot, self.state.confirmed(node.group))
             .await
         {
             Ok(watches) => {
                 self.state.watches.extend(watches);
                 Frame::ok()
             }
-            Err(e) => e.to_frame(&self.shared.node.settings, self.state.tls),
+            Err(e) => e.to_frame(&self.shared.settings, self.state.tls),
         };
         self.reply(decl.name, started, frame).await
     }
@@ -607,11 +658,16 @@ impl<S: ClientStream> Connection<S> {
     /// In proxy mode on a follower, the leader's Raft address; `None` when
     /// commands run here.
     fn proxy_target(&self) -> Option<String> {
-        let node = &self.shared.node;
-        if node.settings.follower_mode != FollowerMode::Proxy {
+        if self.shared.settings.follower_mode != FollowerMode::Proxy {
             return None;
         }
-        let m = node.metrics();
+        // Proxy mode forwards to the leader of the one data group; a
+        // sharded cluster redirects (each command's group has its own
+        // leader).
+        if self.shared.groups.layout.is_sharded() {
+            return None;
+        }
+        let m = self.shared.groups.first().metrics();
         let leader = m.current_leader?;
         if leader == m.id {
             return None;
@@ -630,6 +686,7 @@ impl<S: ClientStream> Connection<S> {
     /// it the read takes its own barrier as usual (`None`).
     async fn confirm_received_reads(
         &mut self,
+        node: &Node,
         slot: u16,
     ) -> Option<Result<(), crate::node::ServeError>> {
         while self.ahead.len() < MAX_DECODED_AHEAD {
@@ -650,10 +707,11 @@ impl<S: ClientStream> Connection<S> {
             return None;
         }
         // Taken after everything in `ahead` was received.
-        let result = self.shared.node.read_barrier(slot).await;
+        let result = node.read_barrier(slot).await;
         if result.is_ok() {
             self.covered = self.ahead.len();
             self.state.read_confirmed = true;
+            self.state.confirmed_group = Some(node.group);
         }
         Some(result)
     }
@@ -710,7 +768,7 @@ impl<S: ClientStream> Connection<S> {
     async fn drain_writes(&mut self) -> Result<(), CodecError> {
         while let Some(write) = self.inflight.pop_front() {
             self.inflight_bytes = self.inflight_bytes.saturating_sub(write.bytes);
-            let frame = match self.shared.node.finish(write.pending).await {
+            let frame = match write.pending.finish().await {
                 Ok(frame) => {
                     let ok = !matches!(frame, Frame::Error(_));
                     self.shared
@@ -722,7 +780,7 @@ impl<S: ClientStream> Connection<S> {
                     self.shared
                         .requests
                         .record(write.name, false, write.started.elapsed());
-                    e.to_frame(&self.shared.node.settings, self.state.tls)
+                    e.to_frame(&self.shared.settings, self.state.tls)
                 }
             };
             self.feed(frame).await?;

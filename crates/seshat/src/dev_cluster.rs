@@ -125,6 +125,7 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
         .arg(dir.join("data"))
         .arg("--initial-members")
         .arg(members)
+        .args(args.shards.map(|n| format!("--shards={n}")))
         .args(&args.node_args)
         .stdin(Stdio::null())
         .stdout(log)

@@ -38,26 +38,45 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-/// Why the node is unhealthy, if it is: it must run and its group must
-/// have a leader it can reach (or, as leader, a majority it hears from).
+/// Why the node is unhealthy, if it is: it must run and each of its
+/// groups must have a leader it can reach (or, as leader, a majority it
+/// hears from). On a sharded cluster every group lacking one is named.
 pub fn health_problem(shared: &Shared) -> Option<String> {
-    let node = &shared.node;
-    if let Some(reason) = node.store.poison_reason() {
+    let groups = &shared.groups;
+    if let Some(reason) = groups.store.poison_reason() {
         return Some(format!("storage failure: {reason}"));
     }
     // Before any metric: a core that stopped left them as they were.
-    if let Some(reason) = node.core_problem() {
+    if let Some(reason) = groups.core_problem() {
         return Some(reason);
     }
-    if let Some(reason) = node.task_problem() {
+    if let Some(reason) = groups.task_problem() {
         return Some(reason);
     }
+    let problems: Vec<String> = groups
+        .all()
+        .iter()
+        .filter_map(|node| {
+            group_problem(node, shared.settings.election_timeout_ms.1).map(|p| {
+                if groups.layout.is_sharded() {
+                    format!("group {}: {p}", node.group)
+                } else {
+                    p
+                }
+            })
+        })
+        .collect();
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// Why one group's replica here cannot serve, if it cannot.
+fn group_problem(node: &crate::node::Node, election_timeout_ms: u64) -> Option<String> {
     let m = node.metrics();
     match m.current_leader {
         None => Some("no raft leader".into()),
         Some(l) if l == m.id => match crate::node::millis_since_quorum_ack(&m) {
             Some(ms)
-                if ms > node.settings.election_timeout_ms.1
+                if ms > election_timeout_ms
                     && m.membership_config.membership().voter_ids().count() > 1 =>
             {
                 Some(format!("leader has not heard from a majority for {ms} ms"))
@@ -79,15 +98,20 @@ async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if let Some(why) = health_problem(&shared) {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
     }
-    let m = shared.node.metrics();
-    let committed = m.local_committed.map_or(0, |l| l.index);
-    let applied = m.last_applied.map_or(0, |l| l.index);
-    let lag = committed.saturating_sub(applied);
-    if lag >= READY_MAX_LAG_ENTRIES {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("catching up: applied {applied}, committed {committed}\n"),
-        );
+    for node in shared.groups.all() {
+        let m = node.metrics();
+        let committed = m.local_committed.map_or(0, |l| l.index);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let lag = committed.saturating_sub(applied);
+        if lag >= READY_MAX_LAG_ENTRIES {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "catching up: group {} applied {applied}, committed {committed}\n",
+                    node.group
+                ),
+            );
+        }
     }
     (StatusCode::OK, "ready\n".to_string())
 }
@@ -106,8 +130,8 @@ fn counter(out: &mut String, name: &str, help: &str, node_id: u64, value: u64) {
 
 /// The whole `/metrics` page.
 pub fn render_metrics(shared: &Shared) -> String {
-    let node = &shared.node;
-    let id = node.settings.node_id;
+    let node = shared.groups.first();
+    let id = shared.settings.node_id;
     let m = node.metrics();
     let mut out = String::new();
     gauge(
@@ -183,7 +207,7 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         node.sm_stats.key_count.load(Ordering::Acquire),
     );
-    let healthy = cluster_nodes_healthy(&m, node.settings.election_timeout_ms.1);
+    let healthy = cluster_nodes_healthy(&m, shared.settings.election_timeout_ms.1);
     gauge(
         &mut out,
         "cluster_nodes_healthy",

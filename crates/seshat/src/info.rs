@@ -71,7 +71,7 @@ pub fn reads_every_key(requested: &[Bytes]) -> bool {
 /// `# Digest`: the applied index and an FNV-1a hash of every user key and
 /// value, read from one consistent RocksDB view.
 fn digest(out: &mut String, shared: &Shared) {
-    match seshat_raft::state_machine::state_digest(&shared.node.store) {
+    match seshat_raft::state_machine::state_digest(&shared.groups.store) {
         Ok((applied, hash, keys)) => {
             let _ = write!(
                 out,
@@ -85,7 +85,7 @@ fn digest(out: &mut String, shared: &Shared) {
 }
 
 fn server(out: &mut String, shared: &Shared) {
-    let s = &shared.node.settings;
+    let s = &shared.settings;
     let uptime = shared.stats.started.elapsed().as_secs();
     let _ = write!(
         out,
@@ -106,7 +106,7 @@ fn clients(out: &mut String, shared: &Shared) {
         out,
         "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{}\r\nmem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n",
         shared.stats.connected_clients.load(Ordering::Relaxed),
-        shared.node.settings.max_clients,
+        shared.settings.max_clients,
         shared.client_memory.largest_input(),
         shared.client_memory.total(),
         shared.client_memory.limit(),
@@ -127,7 +127,7 @@ fn stats(out: &mut String, shared: &Shared) {
 }
 
 fn replication(out: &mut String, shared: &Shared) {
-    let m = shared.node.metrics();
+    let m = shared.groups.first().metrics();
     let is_leader = m.current_leader == Some(m.id);
     let role = if is_leader { "master" } else { "slave" };
     let _ = write!(out, "# Replication\r\nrole:{role}\r\n");
@@ -161,7 +161,9 @@ fn replication(out: &mut String, shared: &Shared) {
 }
 
 fn raft(out: &mut String, shared: &Shared) {
-    let node = &shared.node;
+    // The first group's figures under Redis-style names (the only group
+    // of an unsharded cluster); one line per group after them.
+    let node = shared.groups.first();
     let m = node.metrics();
     let (log_entries, purged) = node.log.stats().unwrap_or((0, None));
     let voters: Vec<String> = m
@@ -207,10 +209,32 @@ fn raft(out: &mut String, shared: &Shared) {
         let reason = reason.replace(['\r', '\n'], " ");
         let _ = write!(out, "raft_core_stop_reason:{reason}\r\n");
     }
+    let _ = write!(out, "raft_groups:{}\r\n", shared.groups.all().len());
+    for node in shared.groups.all() {
+        let m = node.metrics();
+        let running = node.core_problem().is_none();
+        let _ = write!(
+            out,
+            "raft_group_{}:role={:?},term={},leader={},commit={},applied={},keys={}\r\n",
+            node.group,
+            if running {
+                m.state
+            } else {
+                openraft::ServerState::Shutdown
+            },
+            m.current_term,
+            m.current_leader
+                .filter(|_| running)
+                .map_or("none".to_string(), |l| l.to_string()),
+            m.local_committed.map_or(0, |l| l.index),
+            m.last_applied.map_or(0, |l| l.index),
+            node.counts().keys,
+        );
+    }
 }
 
 fn storage(out: &mut String, shared: &Shared) {
-    let store = &shared.node.store;
+    let store = &shared.groups.store;
     let pending = store
         .property_u64(
             seshat_storage::Cf::DataKv,
@@ -229,7 +253,7 @@ fn storage(out: &mut String, shared: &Shared) {
 }
 
 fn keyspace(out: &mut String, shared: &Shared) {
-    let counts = shared.node.counts();
+    let counts = shared.groups.keyspace_counts();
     out.push_str("# Keyspace\r\n");
     if counts.keys > 0 {
         // avg_ttl is not tracked: Redis reports 0 too when it has no sample.

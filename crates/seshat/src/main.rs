@@ -12,8 +12,10 @@ mod connection;
 mod dev_cluster;
 mod fd_limit;
 mod forwarded;
+mod groups;
 mod http;
 mod info;
+mod layout;
 mod metrics;
 mod node;
 mod proxy;
@@ -33,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Cli, Command, Settings};
-use crate::node::Node;
+use crate::groups::Groups;
 use crate::shared::{ServerStats, Shared};
 
 // mimalloc: glibc malloc/free were 5-8 % of a node's CPU on the write path
@@ -187,14 +189,15 @@ const LONE_VOTER_LEAD_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// it leads (connections made meanwhile wait in the listen backlog), so a
 /// script that waits for `PONG` can write at once. Multi-node clusters
 /// serve at once: a follower's `MOVED` is useful.
-async fn wait_until_a_lone_voter_leads(node: &Node) {
-    let members = &node.settings.initial_members;
-    let alone = members.len() <= 1 && members.keys().all(|id| *id == node.settings.node_id);
+async fn wait_until_a_lone_voter_leads(groups: &Groups) {
+    let members = &groups.settings.initial_members;
+    let alone = members.len() <= 1 && members.keys().all(|id| *id == groups.settings.node_id);
     if !alone {
         return;
     }
     let deadline = tokio::time::Instant::now() + LONE_VOTER_LEAD_WAIT;
-    while !node.raft.is_leader() && tokio::time::Instant::now() < deadline {
+    while groups.all().iter().any(|n| !n.raft.is_leader()) && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
@@ -233,11 +236,12 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
     }
     // Started on the Raft runtime, so openraft's tasks live there.
     let node = raft_rt
-        .spawn(Node::start(settings.clone(), peer_tls.clone()))
+        .spawn(Groups::start(settings.clone(), peer_tls.clone()))
         .await
         .context("the node's start task failed")??;
     let shared = Arc::new(Shared {
-        node: node.clone(),
+        settings: settings.clone(),
+        groups: node.clone(),
         stats: ServerStats::default(),
         requests: metrics::RequestMetrics::default(),
         proxy: proxy::Proxy::new(peer_tls.clone()),
@@ -251,7 +255,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = seshat_raft::grpc_server::RaftGrpc::new(
-        node.raft.clone(),
+        node.first().raft.clone(),
         seshat_raft::StorageConfig::new(settings.data_dir.clone()).snapshot_dir(),
     )
     .with_forward_handler(Arc::new(forwarded::LeaderExecutor {

@@ -15,14 +15,13 @@ use openraft::raft::ClientWriteResult;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, SnapshotPolicy};
 use seshat_commands::Decl;
-use seshat_kv::keys::DATA_GROUP;
 use seshat_kv::{Counts, Keyspace, Watch, Write, WriteBatch};
 use seshat_protocol_resp::Frame;
 use seshat_raft::log_store::LogStore;
 use seshat_raft::network::Network;
 use seshat_raft::peer_tls::PeerTls;
 use seshat_raft::state_machine::{ReadView, SmStats};
-use seshat_raft::{Raft, SeshatNode, StorageConfig, TypeConfig};
+use seshat_raft::{Raft, SeshatNode, TypeConfig};
 use seshat_storage::Store;
 
 use seshat_common::stages::{self, Stage};
@@ -53,6 +52,10 @@ pub enum ServeError {
     /// The leader cannot reach a majority (definite: nothing proposed).
     #[error("NOQUORUM {0}")]
     NoQuorum(String),
+    /// A sharded cluster's command with keys in different slots
+    /// (definite).
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
     /// Proposed but not confirmed in time (indeterminate).
     #[error("TIMEOUT {0}")]
     Timeout(String),
@@ -72,6 +75,26 @@ pub struct PendingWrite {
     rx: oneshot::Receiver<WriteResult>,
     slot: u16,
     deadline: tokio::time::Instant,
+    timeout: std::time::Duration,
+}
+
+impl PendingWrite {
+    /// Waits for the write's reply, up to the request timeout.
+    pub async fn finish(self) -> Result<Frame, ServeError> {
+        let timeout_ms = self.timeout.as_millis();
+        match tokio::time::timeout_at(self.deadline, self.rx).await {
+            Err(_) => Err(ServeError::Timeout(format!(
+                "write not confirmed within {timeout_ms} ms; it may still be applied"
+            ))),
+            // The reply was dropped: Raft stopped after the proposal, so
+            // the write may or may not have committed.
+            Ok(Err(_)) => Err(ServeError::Timeout(
+                "node stopped before the write was confirmed; it may still be applied".into(),
+            )),
+            Ok(Ok(Ok(result))) => Ok(result),
+            Ok(Ok(Err(e))) => Err(e.with_slot(self.slot)),
+        }
+    }
 }
 
 /// A validated client write waiting to be put in a log entry.
@@ -86,8 +109,10 @@ pub const MAX_BATCH_WRITES: usize = 1024;
 /// Writes queued for the proposer before `propose` waits (backpressure).
 const PROPOSAL_QUEUE: usize = 4 * MAX_BATCH_WRITES;
 
-/// A started node.
+/// This node's replica of one data group.
 pub struct Node {
+    /// The group.
+    pub group: u32,
     /// The Raft handle.
     pub raft: Raft,
     /// The node's database.
@@ -458,18 +483,17 @@ fn fatal(store: &Store, f: openraft::errors::Fatal<TypeConfig>) -> ServeError {
 const MAX_INLINE_WATCH_KEYS: usize = 32;
 
 impl Node {
-    /// Opens storage, starts Raft and, on first start of a one-node cluster,
-    /// initialises it. Peers are dialled with mutual TLS when `peer_tls`
-    /// is given.
+    /// Starts this node's replica of `group` on its opened storage and,
+    /// on the first start of a new cluster, initialises the group. Peers
+    /// are dialled with mutual TLS when `peer_tls` is given.
     pub async fn start(
         settings: Arc<Settings>,
+        group: u32,
+        store: Store,
+        log: LogStore,
+        sm: seshat_raft::StateMachine,
         peer_tls: Option<PeerTls>,
     ) -> anyhow::Result<Arc<Node>> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
-        let storage = StorageConfig::new(settings.data_dir.clone());
-        let (store, log, sm) = seshat_raft::open_storage(&storage)
-            .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let sm_stats = sm.stats();
         let config = Arc::new(raft_config(&settings)?);
         let raft = Raft::new(
@@ -511,6 +535,7 @@ impl Node {
             shutting_down.clone(),
         ));
         let node = Arc::new(Node {
+            group,
             raft,
             store,
             log,
@@ -659,8 +684,7 @@ impl Node {
 
     /// Proposes `write` and waits for it to be committed and applied.
     pub async fn write(&self, write: Write, slot: u16) -> Result<Frame, ServeError> {
-        let pending = self.propose(write, slot).await?;
-        self.finish(pending).await
+        self.propose(write, slot).await?.finish().await
     }
 
     /// Checks `write`'s size and hands it to the proposer, which puts it
@@ -694,24 +718,12 @@ impl Node {
                 )))
             }
         }
-        Ok(PendingWrite { rx, slot, deadline })
-    }
-
-    /// Waits for a proposed write's reply, up to the request timeout.
-    pub async fn finish(&self, pending: PendingWrite) -> Result<Frame, ServeError> {
-        let timeout_ms = self.settings.request_timeout.as_millis();
-        match tokio::time::timeout_at(pending.deadline, pending.rx).await {
-            Err(_) => Err(ServeError::Timeout(format!(
-                "write not confirmed within {timeout_ms} ms; it may still be applied"
-            ))),
-            // The reply was dropped: Raft stopped after the proposal, so
-            // the write may or may not have committed.
-            Ok(Err(_)) => Err(ServeError::Timeout(
-                "node stopped before the write was confirmed; it may still be applied".into(),
-            )),
-            Ok(Ok(Ok(result))) => Ok(result),
-            Ok(Ok(Err(e))) => Err(e.with_slot(pending.slot)),
-        }
+        Ok(PendingWrite {
+            rx,
+            slot,
+            deadline,
+            timeout: self.settings.request_timeout,
+        })
     }
 
     /// Confirms leadership for a linearizable read and waits until the
@@ -769,9 +781,10 @@ impl Node {
         let counts = self.counts();
         let now = self.now_ms();
         let seed = now ^ wall_clock_nanos();
+        let group = self.group;
         let run = move |store: &Store, argv: &[Bytes]| {
             let mut view = ReadView::new(store);
-            seshat_commands::run_read(decl, argv, &mut view, now, counts, seed)
+            seshat_commands::run_read(decl, argv, group, &mut view, now, counts, seed)
                 .map_err(|e| ServeError::Stopped(e.to_string()))
         };
         // Short reads run here; anything that may take long runs on a
@@ -806,9 +819,10 @@ impl Node {
             self.read_barrier(slot).await?;
         }
         let now = self.now_ms();
+        let group = self.group;
         let run = move |store: &Store, keys: &[Bytes]| {
             let mut view = ReadView::new(store);
-            let mut space = Keyspace::new(&mut view, DATA_GROUP, now, 0, Counts::default());
+            let mut space = Keyspace::new(&mut view, group, now, 0, Counts::default());
             keys.iter()
                 .map(|key| {
                     let mod_index = space
@@ -1006,7 +1020,7 @@ pub async fn run_expiry_sweeper(node: std::sync::Weak<Node>) {
             let due = {
                 let mut view = ReadView::new(&node.store);
                 let mut space =
-                    Keyspace::new(&mut view, DATA_GROUP, node.now_ms(), 0, Counts::default());
+                    Keyspace::new(&mut view, node.group, node.now_ms(), 0, Counts::default());
                 match space.due_keys(MAX_EXPIRED_KEYS_PER_ENTRY) {
                     Ok(keys) => keys,
                     Err(e) => {

@@ -53,7 +53,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(shared.node.settings.max_clients));
+    let limit = Arc::new(Semaphore::new(shared.settings.max_clients));
     let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     let mut backoff = None;
@@ -94,7 +94,7 @@ pub async fn serve(
             continue;
         };
         let _ = socket.set_nodelay(true);
-        set_keepalive(&socket, shared.node.settings.tcp_keepalive);
+        set_keepalive(&socket, shared.settings.tcp_keepalive);
         shared
             .stats
             .total_connections

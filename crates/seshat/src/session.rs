@@ -29,6 +29,8 @@ pub struct ClientState {
     /// The command being run was received before a read barrier that has
     /// since succeeded: a read needs no barrier of its own.
     pub read_confirmed: bool,
+    /// The group whose read barrier `read_confirmed` speaks of.
+    pub confirmed_group: Option<u32>,
     /// Commands queued since `MULTI`, if a transaction is open.
     pub multi: Option<Multi>,
     /// Keys `WATCH`ed, with what was observed, until `EXEC`/`UNWATCH`.
@@ -40,6 +42,12 @@ pub struct ClientState {
 }
 
 impl ClientState {
+    /// Whether the command being run needs no read barrier of its own on
+    /// `group`: a shared barrier of that group covers it.
+    pub fn confirmed(&self, group: u32) -> bool {
+        self.read_confirmed && self.confirmed_group == Some(group)
+    }
+
     /// A new connection's state; `authenticated` when no password is
     /// required.
     pub fn new(id: u64, peer: SocketAddr, authenticated: bool) -> Self {
@@ -52,6 +60,7 @@ impl ClientState {
             peer,
             tls: false,
             read_confirmed: false,
+            confirmed_group: None,
             multi: None,
             watches: Vec::new(),
             authenticated,

@@ -5,7 +5,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::node::Node;
+use crate::config::Settings;
+use crate::groups::Groups;
 
 /// Server-wide counters shown by INFO.
 #[derive(Debug)]
@@ -42,8 +43,10 @@ impl Default for ServerStats {
 
 /// What every connection shares.
 pub struct Shared {
-    /// The node serving the requests.
-    pub node: Arc<Node>,
+    /// The validated settings.
+    pub settings: Arc<Settings>,
+    /// The node's data groups, which serve the requests.
+    pub groups: Arc<Groups>,
     /// Counters.
     pub stats: ServerStats,
     /// Per-command counters and latencies.

@@ -707,9 +707,16 @@ pub(crate) mod testing {
             let args = argv(args);
             self.index += 1;
             match resolve(&args) {
-                Ok(decl) if decl.route() != Route::Write => {
-                    run_read(decl, &args, &mut self.kv, 0, self.state.counts, self.index).unwrap()
-                }
+                Ok(decl) if decl.route() != Route::Write => run_read(
+                    decl,
+                    &args,
+                    seshat_kv::keys::DATA_GROUP,
+                    &mut self.kv,
+                    0,
+                    self.state.counts,
+                    self.index,
+                )
+                .unwrap(),
                 _ => {
                     let batch = WriteBatch {
                         now_ms: 0,

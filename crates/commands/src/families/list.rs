@@ -107,8 +107,9 @@ pub static COMMANDS: &[Decl] = &[
     cmd("lmove", 5, WD, TWO, ("Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "6.2.0"), prepared(lmove, check_lmove)),
     cmd("rpoplpush", 3, WD, TWO, ("Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "1.2.0"), data(rpoplpush)),
     // Redis declares LMPOP's keys by `numkeys` (movable keys), which a
-    // (first, last, step) triple cannot say: (0, 0, 0) as Redis reports.
-    cmd("lmpop", -4, W, KeySpec::NONE, ("Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "7.0.0"), prepared(lmpop, check_lmpop)),
+    // (first, last, step) triple cannot say: (0, 0, 0) as Redis reports,
+    // with the keys after `numkeys` for routing.
+    cmd("lmpop", -4, W, KeySpec::NONE.numkeys_at(1), ("Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "7.0.0"), prepared(lmpop, check_lmpop)),
 ];
 
 /// One end of a list.

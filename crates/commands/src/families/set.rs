@@ -50,11 +50,10 @@ pub static COMMANDS: &[Decl] = &[
     cmd("srandmember", -2, R, ONE, ("Get one or multiple random members from a set", "1.0.0"), data(srandmember)),
     cmd("smove", 4, WF, KeySpec::new(1, 2, 1), ("Moves a member from one set to another.", "1.0.0"), data(smove)),
     cmd("sinter", -2, R, ALL, ("Returns the intersect of multiple sets.", "1.0.0"), data(sinter)),
-    // Redis declares the keys after `numkeys` (a movable key spec); this
-    // table has range specs only, so the range from the first key on
-    // stands for it: routing by the first key is right, `COMMAND GETKEYS`
-    // also lists a trailing `LIMIT n`.
-    cmd("sintercard", -3, R, KeySpec::new(2, -1, 1), ("Returns the number of members of the intersect of multiple sets.", "7.0.0"), data(sintercard)),
+    // Redis declares the keys after `numkeys` (a movable key spec): the
+    // range from the first key on is reported, routing takes exactly the
+    // `numkeys` keys.
+    cmd("sintercard", -3, R, KeySpec::new(2, -1, 1).numkeys_at(1), ("Returns the number of members of the intersect of multiple sets.", "7.0.0"), data(sintercard)),
     cmd("sunion", -2, R, ALL, ("Returns the union of multiple sets.", "1.0.0"), data(sunion)),
     cmd("sdiff", -2, R, ALL, ("Returns the difference of multiple sets.", "1.0.0"), data(sdiff)),
     cmd("sinterstore", -3, WD, ALL, ("Stores the intersect of multiple sets in a key.", "1.0.0"), data(sinterstore)),

@@ -61,11 +61,12 @@ const fn cmd(
 
 const ONE: KeySpec = KeySpec::ONE;
 /// `ZUNIONSTORE dst numkeys key …`: Redis reports the destination only.
-const DST: KeySpec = KeySpec::ONE;
+/// `ZUNIONSTORE dst numkeys key …`: the destination, then `numkeys` keys.
+const DST: KeySpec = KeySpec::ONE.numkeys_at(2);
 /// `ZUNION numkeys key …`, `ZMPOP numkeys key …`: Redis reports no legacy
-/// key positions (they depend on `numkeys`); Seshat declares the first
-/// key, which is what routing needs.
-const AFTER_NUMKEYS: KeySpec = KeySpec::new(2, 2, 1);
+/// key positions (they depend on `numkeys`); Seshat reports the first key
+/// and routes by all `numkeys` of them.
+const AFTER_NUMKEYS: KeySpec = KeySpec::new(2, 2, 1).numkeys_at(1);
 
 /// The sorted set commands.
 pub static COMMANDS: &[Decl] = &[

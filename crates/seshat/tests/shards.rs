@@ -1,0 +1,364 @@
+//! Sharded clusters: several data groups per node, each serving a range of
+//! the 16384 slots, driven by real cluster clients (the `redis` crate's
+//! `ClusterClient`, `redis-cli -c` and `--cluster check`, redis-py's
+//! `RedisCluster`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Server};
+use redis::{RedisError, Value};
+
+/// Waits until `CLUSTER INFO` on every running node says every slot is
+/// served (every group has a leader).
+fn wait_all_slots_ok(cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = cluster.nodes.iter().filter(|n| n.is_running()).all(|n| {
+            let mut c = n.conn();
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query::<String>(&mut c)
+                .is_ok_and(|i| i.contains("cluster_state:ok"))
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every group has a leader:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The slot ranges `CLUSTER SLOTS` reports on node `i`, with each range's
+/// master port.
+fn slot_ranges(cluster: &Cluster, i: usize) -> Vec<(i64, i64, i64)> {
+    let mut c = cluster.nodes[i].conn();
+    let Value::Array(ranges) = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap() else {
+        panic!("CLUSTER SLOTS is not an array");
+    };
+    let mut out: Vec<(i64, i64, i64)> = ranges
+        .into_iter()
+        .map(|r| {
+            let Value::Array(r) = r else { panic!("range") };
+            let int = |v: &Value| match v {
+                Value::Int(n) => *n,
+                other => panic!("not an integer: {other:?}"),
+            };
+            let Value::Array(master) = &r[2] else {
+                panic!("master")
+            };
+            (int(&r[0]), int(&r[1]), int(&master[1]))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn three_nodes_three_shards_serve_every_slot_through_a_cluster_client() {
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    wait_all_slots_ok(&cluster);
+    let ranges = slot_ranges(&cluster, 0);
+    assert_eq!(
+        ranges.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(0, 5460), (5461, 10921), (10922, 16383)],
+        "{ranges:?}"
+    );
+    let client = redis::cluster::ClusterClient::new(vec![cluster.nodes[1].url()]).unwrap();
+    let mut c = client.get_connection().unwrap();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("key{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    // Keys of one hash tag share a slot: multi-key commands work on them.
+    let _: () = redis::cmd("MSET")
+        .arg("{t}a")
+        .arg("1")
+        .arg("{t}b")
+        .arg("2")
+        .query(&mut c)
+        .unwrap();
+    let both: Vec<i64> = redis::cmd("MGET")
+        .arg("{t}a")
+        .arg("{t}b")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(both, [1, 2]);
+    // Keys of different slots in one command: CROSSSLOT, from any node
+    // (the check comes before routing).
+    for node in &cluster.nodes {
+        let mut plain = node.conn();
+        let err: RedisError = redis::cmd("MSET")
+            .arg("key1")
+            .arg("x")
+            .arg("key2")
+            .arg("y")
+            .query::<Value>(&mut plain)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("CROSSSLOT"), "{err:?}");
+        let err: RedisError = redis::cmd("ZUNIONSTORE")
+            .arg("{t}dst")
+            .arg(2)
+            .arg("{t}a")
+            .arg("other")
+            .query::<Value>(&mut plain)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("CROSSSLOT"), "{err:?}");
+    }
+    // Every node counts the keys of the groups it leads: together, all.
+    let total: i64 = cluster
+        .nodes
+        .iter()
+        .map(|n| redis::cmd("DBSIZE").query::<i64>(&mut n.conn()).unwrap())
+        .sum();
+    assert_eq!(total, 302);
+    // A full SCAN on every node returns the keys of the groups it leads;
+    // together, every key exactly once.
+    let mut seen = Vec::new();
+    for n in &cluster.nodes {
+        let mut plain = n.conn();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(7)
+                .query(&mut plain)
+                .unwrap();
+            seen.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), 302, "a key was returned twice or missed");
+    assert_eq!(unique.len(), 302);
+}
+
+#[test]
+fn a_transaction_must_stay_in_one_slot() {
+    let cluster = Cluster::start_with(3, &["--shards", "2"]);
+    wait_all_slots_ok(&cluster);
+    let client = redis::cluster::ClusterClient::new(vec![cluster.nodes[0].url()]).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("{u}n").arg(1).query(&mut c).unwrap();
+    // Find the node that serves {u}: the client's MOVED handling found it.
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("{u}n")
+        .query(&mut c)
+        .unwrap();
+    let port = slot_ranges(&cluster, 0)
+        .into_iter()
+        .find(|r| r.0 <= slot && slot <= r.1)
+        .unwrap()
+        .2;
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| i64::from(n.port) == port)
+        .unwrap();
+    let mut t = node.conn();
+    let (n, _): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("INCR")
+        .arg("{u}n")
+        .cmd("INCR")
+        .arg("{u}m")
+        .query(&mut t)
+        .unwrap();
+    assert_eq!(n, 2);
+    // Commands of different slots in one transaction: EXEC fails with
+    // CROSSSLOT and nothing is applied.
+    let _: () = redis::cmd("MULTI").query(&mut t).unwrap();
+    let _: Value = redis::cmd("INCR").arg("{u}n").query(&mut t).unwrap();
+    let _: Value = redis::cmd("INCR").arg("elsewhere").query(&mut t).unwrap();
+    let err: RedisError = redis::cmd("EXEC").query::<Value>(&mut t).unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err:?}");
+    let n: i64 = redis::cmd("GET").arg("{u}n").query(&mut t).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn stopping_one_groups_leader_stalls_only_that_groups_slots() {
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    wait_all_slots_ok(&cluster);
+    // A node that leads some groups but not all (after an election the
+    // leaders may all be on one node; then every other node leads none).
+    let ranges = slot_ranges(&cluster, 0);
+    let masters: BTreeSet<i64> = ranges.iter().map(|r| r.2).collect();
+    let victim_port = *masters.iter().next().unwrap();
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|n| i64::from(n.port) == victim_port)
+        .unwrap();
+    let pid = cluster.nodes[victim].pid().unwrap();
+    common::signal(pid, "-STOP");
+    let client_seed: Vec<String> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n.url())
+        .collect();
+    // A write to a slot of a group led elsewhere succeeds at once (its
+    // leader and a majority are up); one to the victim's group succeeds
+    // only after that group elects a new leader (the client retries).
+    for (first, _, master) in &ranges {
+        let key = key_in_slot_range(&cluster, *first);
+        let client = redis::cluster::ClusterClient::builder(client_seed.clone())
+            .retries(30)
+            .build()
+            .unwrap();
+        let mut c = client.get_connection().unwrap();
+        if *master != victim_port {
+            let direct = cluster
+                .nodes
+                .iter()
+                .find(|n| i64::from(n.port) == *master)
+                .unwrap();
+            let mut d = direct.conn();
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg("during")
+                .query(&mut d)
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match redis::cmd("SET").arg(&key).arg("after").query::<()>(&mut c) {
+                Ok(()) => break,
+                Err(e) => assert!(Instant::now() < deadline, "{key}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    common::signal(pid, "-CONT");
+    wait_all_slots_ok(&cluster);
+}
+
+/// A key whose slot is `first` or a little after (in the same group).
+fn key_in_slot_range(cluster: &Cluster, first: i64) -> String {
+    let mut c = cluster.nodes[0].conn();
+    for i in 0.. {
+        let key = format!("probe{i}");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query(&mut c)
+            .unwrap();
+        if (first..first + 5000).contains(&slot) {
+            return key;
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn redis_cli_cluster_check_finds_every_slot_covered() {
+    if !common::have_tool("redis-cli") {
+        eprintln!("skipped: redis-cli is not installed");
+        return;
+    }
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    wait_all_slots_ok(&cluster);
+    let port = cluster.nodes[0].port.to_string();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "check", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[OK] All 16384 slots covered"), "{text}");
+    assert!(!text.contains("[ERR]"), "{text}");
+    for i in 0..20 {
+        let key = format!("cli{i}");
+        let run = |args: &[&str]| {
+            let out = Command::new("redis-cli")
+                .args(["-c", "-p", &port])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+        };
+        assert_eq!(run(&["SET", &key, "v"]), "OK");
+        assert_eq!(run(&["GET", &key]), "v");
+    }
+}
+
+#[test]
+fn redis_py_cluster_client_writes_and_reads_every_group() {
+    if !common::redis_py_available() {
+        eprintln!("skipped: redis-py is not installed");
+        return;
+    }
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    wait_all_slots_ok(&cluster);
+    let code = format!(
+        r#"
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port={port})
+for i in range(200):
+    assert rc.set(f"py{{i}}", i) is True
+for i in range(200):
+    assert rc.get(f"py{{i}}") == str(i).encode()
+assert rc.dbsize() == 200 or sum(rc.dbsize(target_nodes=RedisCluster.ALL_NODES).values()) == 200
+print("ok")
+"#,
+        port = cluster.nodes[2].port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &code])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_shard_count_cannot_change_by_restarting() {
+    let mut node = Server::start_with(&["--shards", "2"]);
+    let mut c = node.conn();
+    let _: () = redis::cmd("SET").arg("a").arg("1").query(&mut c).unwrap();
+    node.terminate();
+    node.extra_args = vec!["--shards".into(), "3".into()];
+    node.respawn();
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(
+        node.log().contains("bootstrapped with --shards 2"),
+        "{}",
+        node.log()
+    );
+    // Without the flag it restarts with its two groups and its data.
+    node.extra_args.clear();
+    node.restart();
+    let v: String = redis::cmd("GET").arg("a").query(&mut node.conn()).unwrap();
+    assert_eq!(v, "1");
+    assert_eq!(node.info_field("raft_groups").as_deref(), Some("2"));
+}
