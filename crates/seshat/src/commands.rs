@@ -153,7 +153,7 @@ pub async fn run_keyless(
 /// Merges the led groups' replies to one keyless read.
 fn merge_keyless(name: &str, replies: Vec<Frame>) -> Frame {
     match name {
-        "dbsize" => Frame::Integer(
+        "dbsize" | "cluster|countkeysinslot" => Frame::Integer(
             replies
                 .iter()
                 .map(|f| match f {
@@ -171,7 +171,7 @@ fn merge_keyless(name: &str, replies: Vec<Frame>) -> Frame {
             let pick = usize::try_from(wall_clock_ms()).unwrap_or(0) % found.len().max(1);
             found.into_iter().nth(pick).unwrap_or(Frame::Null)
         }
-        // KEYS, and any other keyless read: the arrays joined.
+        // KEYS, CLUSTER GETKEYSINSLOT: the arrays joined.
         _ => Frame::Array(
             replies
                 .into_iter()

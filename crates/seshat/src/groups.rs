@@ -54,7 +54,7 @@ impl Groups {
         let (store, log, sm) = seshat_raft::open_storage(&storage)
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let members: Vec<u64> = settings.initial_members.keys().copied().collect();
-        let layout = Layout::open(&store, &members, settings.shards.or(Some(1)))?;
+        let layout = Layout::open(&store, &members, settings.shards)?;
         let mut parts = Some((log, sm));
         let mut nodes = Vec::new();
         for group in layout.groups_of(settings.node_id) {

@@ -154,6 +154,58 @@ fn three_nodes_three_shards_serve_every_slot_through_a_cluster_client() {
     let unique: BTreeSet<&String> = seen.iter().collect();
     assert_eq!(seen.len(), 302, "a key was returned twice or missed");
     assert_eq!(unique.len(), 302);
+    // COUNTKEYSINSLOT / GETKEYSINSLOT: only the node leading the slot's
+    // group reports its keys (the others answer 0, as in Redis Cluster).
+    let mut plain = cluster.nodes[0].conn();
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("{t}a")
+        .query(&mut plain)
+        .unwrap();
+    let expected: Vec<&String> = seen
+        .iter()
+        .filter(|k| {
+            redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(k.as_str())
+                .query::<i64>(&mut plain)
+                .unwrap()
+                == slot
+        })
+        .collect();
+    let counts: Vec<i64> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            redis::cmd("CLUSTER")
+                .arg("COUNTKEYSINSLOT")
+                .arg(slot)
+                .query(&mut n.conn())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        counts.iter().sum::<i64>(),
+        expected.len() as i64,
+        "{counts:?}"
+    );
+    assert_eq!(counts.iter().filter(|c| **c > 0).count(), 1, "{counts:?}");
+    let mut got: Vec<String> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(1000)
+                .query::<Vec<String>>(&mut n.conn())
+                .unwrap()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = expected.into_iter().cloned().collect();
+    want.sort();
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -358,7 +410,29 @@ fn the_shard_count_cannot_change_by_restarting() {
     // Without the flag it restarts with its two groups and its data.
     node.extra_args.clear();
     node.restart();
-    let v: String = redis::cmd("GET").arg("a").query(&mut node.conn()).unwrap();
+    let mut c = node.conn();
+    let v: String = redis::cmd("GET").arg("a").query(&mut c).unwrap();
     assert_eq!(v, "1");
     assert_eq!(node.info_field("raft_groups").as_deref(), Some("2"));
+    // One node leads both groups: every keyless command sees every key.
+    let _: () = redis::cmd("SET").arg("b").arg("2").query(&mut c).unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 2);
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a", "b"]);
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("a")
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0);
 }
