@@ -71,7 +71,8 @@ pub fn reads_every_key(requested: &[Bytes]) -> bool {
 /// `# Digest`: the applied index and an FNV-1a hash of every user key and
 /// value, read from one consistent RocksDB view.
 fn digest(out: &mut String, shared: &Shared) {
-    match seshat_raft::state_machine::state_digest(&shared.node.store) {
+    match seshat_raft::state_machine::state_digest(&shared.node.store, seshat_kv::keys::DATA_GROUP)
+    {
         Ok((applied, hash, keys)) => {
             let _ = write!(
                 out,

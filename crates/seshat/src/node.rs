@@ -476,8 +476,8 @@ impl Node {
             settings.node_id,
             config,
             match peer_tls {
-                Some(tls) => Network::default().with_tls(tls),
-                None => Network::default(),
+                Some(tls) => Network::new(DATA_GROUP).with_tls(tls),
+                None => Network::new(DATA_GROUP),
             },
             log.clone(),
             sm,
