@@ -76,15 +76,21 @@ pub fn apply_batch<K: RawKv>(
     kv: &mut K,
     state: &mut GroupState,
 ) -> Result<Vec<Frame>, ApplyError> {
+    apply_group_batch(DATA_GROUP, batch, index, kv, state)
+}
+
+/// [`apply_batch`] for the Raft group `group`: every record it reads or
+/// writes lies in `group`'s key range ([`seshat_kv::keys::group_range`]).
+pub fn apply_group_batch<K: RawKv>(
+    group: u32,
+    batch: &WriteBatch,
+    index: u64,
+    kv: &mut K,
+    state: &mut GroupState,
+) -> Result<Vec<Frame>, ApplyError> {
     let now_ms = batch.now_ms.max(state.last_now_ms);
     let mut ctx = Ctx {
-        db: Keyspace::new(
-            kv as &mut dyn RawKv,
-            DATA_GROUP,
-            now_ms,
-            index,
-            state.counts,
-        ),
+        db: Keyspace::new(kv as &mut dyn RawKv, group, now_ms, index, state.counts),
         rng: EntryRng::new(batch.seed, 0),
     };
     let mut replies = Vec::with_capacity(batch.writes.len());

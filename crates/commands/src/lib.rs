@@ -43,7 +43,8 @@ mod table;
 pub use args::glob_match;
 pub use decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, PrepareFn, Route, ServerCmd};
 pub use exec::{
-    apply_batch, batch_may_take_long, prepare_write, run_read, ApplyError, Ctx, GroupState, NoData,
+    apply_batch, apply_group_batch, batch_may_take_long, prepare_write, run_read, ApplyError, Ctx,
+    GroupState, NoData,
 };
 pub use families::connection::{
     parse_auth, parse_client_setinfo, parse_hello, parse_select, valid_client_name, ClientAttr,

@@ -338,21 +338,6 @@ pub fn decode_applied(bytes: &[u8]) -> Result<pb::AppliedRecord, CodecError> {
     Ok(r)
 }
 
-/// The big-endian key of log index `index`, so keys sort by index.
-pub fn log_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
-/// The index in a log key.
-pub fn index_of_log_key(key: &[u8]) -> Result<u64, CodecError> {
-    let arr: [u8; 8] = key.try_into().map_err(|_| CodecError::Invalid {
-        what: "log key",
-        field: "length",
-        detail: format!("{} bytes, expected 8", key.len()),
-    })?;
-    Ok(u64::from_be_bytes(arr))
-}
-
 /// Turns raw bytes into `Bytes` without copying when possible.
 pub fn to_bytes(v: Vec<u8>) -> Bytes {
     Bytes::from(v)

@@ -1,5 +1,13 @@
-//! The server half of the node-to-node transport: a tonic service that
-//! hands each RPC to the local Raft instance.
+//! The server half of the node-to-node transport: one tonic service per
+//! node that hands each RPC to the Raft group it names.
+//!
+//! [`RaftGrpc`] is a registry of the groups this node serves, which can
+//! gain and lose groups while the server runs. Each request names its
+//! group and target replica ([`crate::route`]): a request without them is
+//! refused with `invalid_argument`, one for a group this node does not
+//! serve with `not_found`, one for another replica than this node's of the
+//! group with `failed_precondition`. The `Forward` RPC (client commands
+//! forwarded by followers) is the node's, not a group's.
 //!
 //! Nothing a peer sends reaches openraft unchecked: each request must keep
 //! the rules of [`crate::peer_input`] — its shape as it is decoded, then
@@ -14,23 +22,26 @@
 //! install error would stop the node, so bad data is refused here.
 //!
 //! A transfer is bounded: at most [`MAX_CONCURRENT_INCOMING_SNAPSHOTS`] at
-//! once, refused up front unless the disk has room for it, given up after
+//! once per group, refused up front unless the disk has room for it, given up after
 //! [`SNAPSHOT_PROGRESS_TIMEOUT`] without a chunk, and its file is removed
 //! however it ends (an error, the peer's reset, the handler dropped at
 //! shutdown); a crash leaves files that the next start removes
 //! ([`snapshot::clear_incoming`]).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::layout::{GroupId, GroupLayout};
 use crate::network::SNAPSHOT_PROGRESS_TIMEOUT;
 use crate::pb;
 use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
 use crate::peer_input::LocalView;
+use crate::route::Route;
 use crate::rpc_codec;
 use crate::snapshot::{self, SnapshotFile};
 use crate::types::{Raft, TypeConfig};
@@ -40,9 +51,9 @@ static INCOMING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 /// Largest snapshot accepted from a peer, in bytes.
 pub const MAX_INCOMING_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
-/// Incoming snapshot transfers received at once (there is one Raft group
-/// per service); a further one is refused with `resource_exhausted` and
-/// the leader retries it later.
+/// Incoming snapshot transfers received at once per group (only its
+/// leader sends them); a further one is refused with `resource_exhausted`
+/// and the leader retries it later.
 pub const MAX_CONCURRENT_INCOMING_SNAPSHOTS: usize = 1;
 /// Free disk an incoming snapshot must leave beyond twice its size (its
 /// file, and the data loaded from it), by default.
@@ -56,30 +67,132 @@ pub trait ForwardHandler: Send + Sync + 'static {
     async fn forward(&self, args: Vec<bytes::Bytes>, protover: u32) -> bytes::Bytes;
 }
 
-/// The Raft gRPC service of one node.
-pub struct RaftGrpc {
+/// One group this node serves: its Raft, where its incoming snapshots
+/// go, and its own snapshot transfer permits.
+struct GroupService {
+    group: GroupId,
     raft: Raft,
     snapshot_dir: PathBuf,
-    forward: Option<std::sync::Arc<dyn ForwardHandler>>,
     /// Permits for incoming snapshot transfers.
     transfers: Arc<tokio::sync::Semaphore>,
+    /// Set when the group is removed: streams opened before (a leader's
+    /// append and heartbeat streams live long) end at their next message.
+    removed: std::sync::atomic::AtomicBool,
+}
+
+impl GroupService {
+    fn not_served(group: GroupId) -> Status {
+        Status::not_found(format!("group {group} is not served by this node"))
+    }
+
+    /// Refuses a message for a group removed since its stream opened.
+    fn check_served(&self) -> Result<(), Status> {
+        if self.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Self::not_served(self.group));
+        }
+        Ok(())
+    }
+
+    /// What this replica knows now, to check a peer's message against.
+    fn local_view(&self) -> LocalView {
+        LocalView::of(&self.raft)
+    }
+}
+
+/// Why a group cannot be added to a [`RaftGrpc`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddGroupError {
+    /// The group is served already (remove it first).
+    #[error("group {0} is already served by this node")]
+    AlreadyServed(GroupId),
+    /// The group id is out of range.
+    #[error("group id {0} exceeds {max}", max = crate::layout::MAX_GROUP_ID)]
+    BadGroupId(GroupId),
+}
+
+/// The Raft gRPC service of one node: the groups it serves, by id. Cheap
+/// to clone; every clone shares the registry, so a clone kept aside adds
+/// and removes groups while another serves.
+#[derive(Clone)]
+pub struct RaftGrpc {
+    groups: Arc<RwLock<BTreeMap<GroupId, Arc<GroupService>>>>,
+    snapshot_root: PathBuf,
+    forward: Option<std::sync::Arc<dyn ForwardHandler>>,
     /// See [`RaftGrpc::with_snapshot_disk_margin_bytes`].
     disk_margin_bytes: u64,
 }
 
 impl RaftGrpc {
-    /// A service for `raft`, storing incoming snapshots under
-    /// `snapshot_dir`.
-    pub fn new(raft: Raft, snapshot_dir: PathBuf) -> Self {
+    /// A service serving no group yet; each group's incoming snapshots go
+    /// under its directory below `snapshot_root`
+    /// ([`crate::layout::GroupLayout::snapshot_dir`], the directory its
+    /// state machine uses).
+    pub fn new(snapshot_root: PathBuf) -> Self {
         Self {
-            raft,
-            snapshot_dir,
+            groups: Arc::default(),
+            snapshot_root,
             forward: None,
+            disk_margin_bytes: SNAPSHOT_DISK_MARGIN_BYTES,
+        }
+    }
+
+    /// Serves `group` with `raft` from now on; its local replica id is
+    /// `raft`'s node id.
+    pub fn add_group(&self, group: GroupId, raft: Raft) -> Result<(), AddGroupError> {
+        let layout = GroupLayout::new(group).map_err(|_| AddGroupError::BadGroupId(group))?;
+        let service = GroupService {
+            group,
+            raft,
+            snapshot_dir: layout.snapshot_dir(&self.snapshot_root),
             transfers: Arc::new(tokio::sync::Semaphore::new(
                 MAX_CONCURRENT_INCOMING_SNAPSHOTS,
             )),
-            disk_margin_bytes: SNAPSHOT_DISK_MARGIN_BYTES,
+            removed: std::sync::atomic::AtomicBool::new(false),
+        };
+        let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
+        if groups.contains_key(&group) {
+            return Err(AddGroupError::AlreadyServed(group));
         }
+        groups.insert(group, Arc::new(service));
+        Ok(())
+    }
+
+    /// Stops serving `group` and returns its Raft: later requests for it
+    /// get `not_found`, and so does the next message of a stream opened
+    /// before (the stream then ends). Unary requests already running
+    /// finish.
+    pub fn remove_group(&self, group: GroupId) -> Option<Raft> {
+        let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
+        let removed = groups.remove(&group)?;
+        removed
+            .removed
+            .store(true, std::sync::atomic::Ordering::Release);
+        Some(removed.raft.clone())
+    }
+
+    /// The groups served now.
+    pub fn groups(&self) -> Vec<GroupId> {
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        groups.keys().copied().collect()
+    }
+
+    /// The group `req` is for, if this node serves it and `req` targets
+    /// this node's replica.
+    fn group_for<T>(&self, req: &Request<T>) -> Result<Arc<GroupService>, Status> {
+        let route = Route::of(req)?;
+        let service = {
+            let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+            groups.get(&route.group).cloned()
+        };
+        let service = service.ok_or_else(|| GroupService::not_served(route.group))?;
+        let local = *service.raft.node_id();
+        if route.target != local {
+            return Err(Status::failed_precondition(format!(
+                "request for replica {} of group {}; this node holds replica {local}",
+                route.target, route.group
+            )));
+        }
+        Ok(service)
     }
 
     /// Refuses an incoming snapshot unless its file system has twice its
@@ -111,25 +224,25 @@ fn stopped(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
-/// Decodes an AppendEntries request and checks it against this node.
+/// Decodes an AppendEntries request and checks it against this replica.
 fn accept_append(
-    raft: &Raft,
+    group: &GroupService,
     r: pb::AppendEntriesRequest,
 ) -> Result<openraft::raft::AppendEntriesRequest<TypeConfig>, Status> {
+    group.check_served()?;
     let req = rpc_codec::append_request_from_pb(r).map_err(bad_request)?;
-    LocalView::of(raft)
-        .check_append(&req)
-        .map_err(bad_request)?;
+    group.local_view().check_append(&req).map_err(bad_request)?;
     Ok(req)
 }
 
-/// Decodes a Vote or Pre-Vote request and checks it against this node.
+/// Decodes a Vote or Pre-Vote request and checks it against this replica.
 fn accept_vote(
-    raft: &Raft,
+    group: &GroupService,
     r: pb::VoteRequest,
 ) -> Result<openraft::raft::VoteRequest<TypeConfig>, Status> {
     let req = rpc_codec::vote_request_from_pb(r).map_err(bad_request)?;
-    LocalView::of(raft)
+    group
+        .local_view()
         .check_sender("vote request", &req.vote)
         .map_err(bad_request)?;
     Ok(req)
@@ -150,18 +263,19 @@ impl RaftService for RaftGrpc {
         // A request that cannot be decoded (or any error of the input)
         // ends the input, and so does a refused one: the replies already
         // due are sent, then the refusal, and the leader reconnects.
+        let group = self.group_for(&request)?;
         let refused = Arc::new(std::sync::Mutex::new(None::<Status>));
-        let raft = self.raft.clone();
+        let checked = group.clone();
         let input = request
             .into_inner()
             .scan(refused.clone(), move |refused, r| {
                 let accepted = r
                     .map_err(|s| bad_request(format!("unreadable append request: {}", s.message())))
-                    .and_then(|r| accept_append(&raft, r));
+                    .and_then(|r| accept_append(&checked, r));
                 std::future::ready(match accepted {
                     Ok(req) => Some(req),
                     Err(status) => {
-                        tracing::warn!(error = %status.message(), "refusing append request");
+                        tracing::warn!(group = checked.group, error = %status.message(), "refusing append request");
                         if let Ok(mut slot) = refused.lock() {
                             *slot = Some(status);
                         }
@@ -169,7 +283,7 @@ impl RaftService for RaftGrpc {
                     }
                 })
             });
-        let output = self.raft.stream_append(input).map(|r| match r {
+        let output = group.raft.stream_append(input).map(|r| match r {
             Ok(result) => Ok(rpc_codec::stream_result_to_pb(&result)),
             Err(fatal) => Err(stopped(fatal)),
         });
@@ -186,8 +300,9 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = accept_append(&self.raft, request.into_inner())?;
-        let resp = self.raft.append_entries(req).await.map_err(stopped)?;
+        let group = self.group_for(&request)?;
+        let req = accept_append(&group, request.into_inner())?;
+        let resp = group.raft.append_entries(req).await.map_err(stopped)?;
         Ok(Response::new(rpc_codec::append_response_to_pb(&resp)))
     }
 
@@ -195,8 +310,9 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let req = accept_vote(&self.raft, request.into_inner())?;
-        let resp = self.raft.vote(req).await.map_err(stopped)?;
+        let group = self.group_for(&request)?;
+        let req = accept_vote(&group, request.into_inner())?;
+        let resp = group.raft.vote(req).await.map_err(stopped)?;
         Ok(Response::new(rpc_codec::vote_response_to_pb(&resp)))
     }
 
@@ -204,8 +320,9 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let req = accept_vote(&self.raft, request.into_inner())?;
-        let resp = self.raft.pre_vote(req).await.map_err(stopped)?;
+        let group = self.group_for(&request)?;
+        let req = accept_vote(&group, request.into_inner())?;
+        let resp = group.raft.pre_vote(req).await.map_err(stopped)?;
         Ok(Response::new(rpc_codec::vote_response_to_pb(&resp)))
     }
 
@@ -213,6 +330,7 @@ impl RaftService for RaftGrpc {
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotReply>, Status> {
+        let group = self.group_for(&request)?;
         let mut stream = request.into_inner();
         let start = match next_chunk(&mut stream).await?.map(|c| c.payload) {
             Some(Some(pb::snapshot_chunk::Payload::Start(s))) => s,
@@ -228,40 +346,47 @@ impl RaftService for RaftGrpc {
         // Checked before a byte is received, and again against what this
         // node knows once it is.
         let (vote, meta) = rpc_codec::snapshot_start_from_pb(&start).map_err(bad_request)?;
-        LocalView::of(&self.raft)
+        group
+            .local_view()
             .check_snapshot(&vote, &meta)
             .map_err(bad_request)?;
         // Held until the install below has finished, even if this handler
         // is dropped before.
-        let permit = self.transfers.clone().try_acquire_owned().map_err(|_| {
+        let permit = group.transfers.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
-                "another snapshot transfer is under way (at most \
-                 {MAX_CONCURRENT_INCOMING_SNAPSHOTS} at once); retry later"
+                "another snapshot transfer to group {} is under way (at most \
+                 {MAX_CONCURRENT_INCOMING_SNAPSHOTS} at once); retry later",
+                group.group
             ))
         })?;
-        let dir = snapshot::incoming_dir(&self.snapshot_dir);
+        let dir = snapshot::incoming_dir(&group.snapshot_dir);
         std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
         check_free_disk(&dir, start.size_bytes, self.disk_margin_bytes)?;
         let file = receive_file(&dir, &start, &mut stream).await?;
         let checked = {
             let path = file.path().to_path_buf();
             let meta = meta.clone();
-            tokio::task::spawn_blocking(move || snapshot::validate_file(&path, &meta))
+            let layout =
+                GroupLayout::new(group.group).map_err(|e| Status::internal(e.to_string()))?;
+            tokio::task::spawn_blocking(move || snapshot::validate_file(&path, &meta, layout))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
         };
         if let Err(e) = checked {
             return Err(bad_request(format!("invalid snapshot: {e}")));
         }
-        // Receiving took a while: this node may have committed more since.
-        LocalView::of(&self.raft)
+        // Receiving took a while: the group may be gone, or this node may
+        // have committed more since.
+        group.check_served()?;
+        group
+            .local_view()
             .check_snapshot(&vote, &meta)
             .map_err(bad_request)?;
         // The install runs in a task of its own: openraft reads the file
         // until it is done, whether or not this handler is still there to
         // answer. The file (unless the install moved it into place) and
         // the permit go when it ends.
-        let raft = self.raft.clone();
+        let raft = group.raft.clone();
         let install = tokio::spawn(async move {
             let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
                 meta,
@@ -287,11 +412,13 @@ impl RaftService for RaftGrpc {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderReply>, Status> {
         const WHAT: &str = "transfer-leader request";
+        let group = self.group_for(&request)?;
         let req = rpc_codec::transfer_leader_from_pb(&request.into_inner()).map_err(bad_request)?;
-        LocalView::of(&self.raft)
+        group
+            .local_view()
             .check_sender(WHAT, req.from_leader())
             .map_err(bad_request)?;
-        let resp = self
+        let resp = group
             .raft
             .handle_transfer_leader(req)
             .await

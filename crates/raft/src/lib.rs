@@ -1,6 +1,13 @@
 //! Seshat's Raft layer: openraft's type configuration, the RocksDB-backed
-//! log store and state machine, and the conversions between openraft's types
-//! and Seshat's protobuf records.
+//! log store and state machine, the gRPC transport, and the conversions
+//! between openraft's types and Seshat's protobuf records.
+//!
+//! A node hosts several Raft groups ([`GroupId`]; the system group
+//! [`SYSTEM_GROUP`] and data groups from 1) in one RocksDB
+//! ([`open_node_storage`], [`NodeStorage::open_group`]; keys in
+//! [`layout`]) and serves them all from one gRPC service
+//! ([`grpc_server::RaftGrpc`]); every RPC names its group and target
+//! replica ([`route`]).
 //!
 //! Durability rules this crate enforces (see `docs/architecture.md`):
 //!
@@ -16,23 +23,29 @@
 //! stops its core for good.
 //!
 //! ```no_run
-//! use seshat_raft::{open_storage, StorageConfig};
-//! let (store, log, sm) = open_storage(&StorageConfig::new("/tmp/seshat-demo".into()))?;
+//! use seshat_raft::{open_node_storage, StorageConfig};
+//! let node = open_node_storage(&StorageConfig::new("/tmp/seshat-demo".into()))?;
+//! let (log, sm) = node.open_group(1)?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
 pub mod codec;
 pub mod grpc_server;
+pub mod layout;
 pub mod log_store;
 pub mod network;
+pub mod node_storage;
 pub mod peer_input;
 pub mod peer_tls;
+pub mod route;
 pub mod rpc_codec;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
-pub use log_store::LogStore;
+pub use layout::{GroupId, SYSTEM_GROUP};
+pub use log_store::{CacheBudget, LogStore};
+pub use node_storage::{open_node_storage, NodeStorage};
 pub use state_machine::{StateMachine, StorageConfig};
 pub use types::{Raft, SeshatNode, TypeConfig};
 
@@ -43,28 +56,34 @@ pub mod pb {
 }
 
 /// The on-disk format this build reads and writes: the key layout of user
-/// data, the log entry encoding and the persisted records. A data
+/// data and of each group's log and Raft state ([`layout`]), the log entry
+/// encoding, the persisted records and the snapshot directories. A data
 /// directory in any other format is refused at start.
-pub const DATA_FORMAT_VERSION: u32 = 2;
-/// Key of the format version in `data_raft_state`.
+///
+/// 3: Raft log and state keys carry the group id; snapshots live under
+/// `snapshots/<group>/` and name their group.
+pub const DATA_FORMAT_VERSION: u32 = 3;
+/// Key of the node's format version in `data_raft_state` (a node-level
+/// record: group keys start with a zero byte, see [`layout`]).
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 
-/// Opens the node's database and builds the log store and state machine on
-/// it. A database in another on-disk format is refused with a message that
-/// says so.
+/// Opens the node's storage and the log store and state machine of the
+/// one data group ([`seshat_kv::keys::DATA_GROUP`]): the node as it runs
+/// today. A database in another on-disk format is refused with a message
+/// that says so.
 pub fn open_storage(
     config: &StorageConfig,
 ) -> Result<(seshat_storage::Store, LogStore, StateMachine), std::io::Error> {
-    let store = seshat_storage::Store::open(&config.db_dir(), &config.store_options)
-        .map_err(std::io::Error::other)?;
-    check_format(&store, &config.data_dir)?;
-    let log = LogStore::new(store.clone())?;
-    let sm = StateMachine::open(store.clone(), config)?;
-    Ok((store, log, sm))
+    let node = open_node_storage(config)?;
+    let (log, sm) = node.open_group(seshat_kv::keys::DATA_GROUP)?;
+    Ok((node.store().clone(), log, sm))
 }
 
 /// Checks (or, in a new database, records) [`DATA_FORMAT_VERSION`].
-fn check_format(store: &seshat_storage::Store, dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn check_format(
+    store: &seshat_storage::Store,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
     use seshat_storage::{Batch, Cf};
     let refuse = |found: String| {
         std::io::Error::new(
@@ -92,7 +111,7 @@ fn check_format(store: &seshat_storage::Store, dir: &std::path::Path) -> std::io
             }
         }
         None => {
-            for cf in [Cf::DataRaftLog, Cf::DataRaftState, Cf::DataKv] {
+            for cf in Cf::ALL {
                 if store.last(cf).map_err(std::io::Error::other)?.is_some() {
                     return Err(refuse(
                         "1 (from before format versions were recorded)".into(),
@@ -151,5 +170,15 @@ mod format_tests {
         }
         let text = open_storage(&config).err().unwrap().to_string();
         assert!(text.contains("format 99"), "{text}");
+        // The format before Raft keys carried their group.
+        {
+            let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+            let mut b = Batch::default();
+            b.put(Cf::DataRaftState, KEY_FORMAT_VERSION, &2u32.to_be_bytes());
+            store.write(b, true).unwrap();
+        }
+        let text = open_storage(&config).err().unwrap().to_string();
+        assert!(text.contains("on-disk format 2;"), "{text}");
+        assert!(text.contains("reads format 3 only"), "{text}");
     }
 }

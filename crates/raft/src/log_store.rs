@@ -1,17 +1,23 @@
-//! The Raft log on RocksDB (`data_raft_log`, `data_raft_state`), with group
-//! commit.
+//! The Raft logs of a node's groups on RocksDB (`*_raft_log`,
+//! `*_raft_state`, keys from [`crate::layout`]), with group commit across
+//! groups.
 //!
 //! `append` writes its entries to RocksDB immediately (without fsync) so
 //! they can be read back at once, then queues openraft's "flushed" callback
-//! to the [`Syncer`] thread. The syncer takes every callback queued so far,
-//! issues one WAL fsync, and completes them all in order: one fsync serves
-//! every append that arrived while the previous fsync ran.
+//! to the node's one [`Syncer`] thread. The syncer takes every callback
+//! queued so far — whatever group it belongs to: RocksDB has one WAL for
+//! all column families — issues one WAL fsync, and completes them all in
+//! order: one fsync serves every append of every group that arrived while
+//! the previous fsync ran.
 //!
-//! The newest entries are also kept in memory ([`EntryCache`]): replication
-//! to each follower and apply read entries that were appended moments ago,
-//! and serving them from memory saves a RocksDB scan and a decode per read.
+//! The newest entries of each group are also kept in memory
+//! ([`EntryCache`]): replication to each follower and apply read entries
+//! that were appended moments ago, and serving them from memory saves a
+//! RocksDB scan and a decode per read. The caches of all groups share one
+//! node-wide budget ([`CacheBudget`]); when it is exceeded, the group
+//! holding the most loses its oldest entries ([`NodeCaches`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -24,14 +30,11 @@ use std::time::Instant;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use seshat_common::stages::{self, Stage};
-use seshat_storage::{Batch, Cf, Store};
+use seshat_storage::{Batch, Store};
 
-use crate::codec::{self, log_key};
+use crate::codec;
+use crate::layout::{GroupId, GroupLayout, StateName};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
-
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
-const KEY_COMMITTED: &[u8] = b"committed";
 
 /// Most entries read from RocksDB in one scan; longer ranges are read in
 /// several. Also the most `limited_get_log_entries` returns (replication
@@ -40,10 +43,29 @@ const KEY_COMMITTED: &[u8] = b"committed";
 /// entries holds at most this many in memory.
 pub const MAX_ENTRIES_PER_READ: usize = 4096;
 
-/// Most entries the in-memory cache keeps.
+/// Most entries the in-memory caches of all a node's groups keep.
 pub const CACHE_MAX_ENTRIES: usize = 8192;
-/// Most encoded bytes of entries the in-memory cache keeps.
+/// Most bytes (see [`cache_footprint`]) the in-memory caches of all a
+/// node's groups keep.
 pub const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// What the entry caches of all a node's groups may hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudget {
+    /// Most entries.
+    pub max_entries: usize,
+    /// Most bytes, as [`cache_footprint`] counts them.
+    pub max_bytes: usize,
+}
+
+impl Default for CacheBudget {
+    fn default() -> Self {
+        Self {
+            max_entries: CACHE_MAX_ENTRIES,
+            max_bytes: CACHE_MAX_BYTES,
+        }
+    }
+}
 
 /// What an entry encoded in `encoded_len` bytes is counted as in the
 /// cache: its buffer plus the decoded structures around it (about as much
@@ -52,10 +74,11 @@ fn cache_footprint(encoded_len: usize) -> usize {
     encoded_len.saturating_mul(2).saturating_add(256)
 }
 
-/// The newest log entries, consecutive, mirroring the end of the log on
-/// disk: every change to the log (append, truncate, purge) changes the
-/// cache under the same call, so when the cache is not empty its last
-/// entry is the log's last entry. Eviction drops the oldest entries only.
+/// The newest log entries of one group, consecutive, mirroring the end of
+/// its log on disk: every change to the log (append, truncate, purge)
+/// changes the cache under the same call, so when the cache is not empty
+/// its last entry is the log's last entry. Eviction ([`NodeCaches`]) drops
+/// the oldest entries only.
 #[derive(Default)]
 struct EntryCache {
     entries: VecDeque<(Entry, usize)>,
@@ -88,11 +111,13 @@ impl EntryCache {
         }
         self.entries.push_back((entry, size));
         self.bytes += size;
-        while self.entries.len() > CACHE_MAX_ENTRIES || self.bytes > CACHE_MAX_BYTES {
-            match self.entries.pop_front() {
-                Some((_, s)) => self.bytes -= s,
-                None => break,
-            }
+    }
+
+    /// Drops the oldest entry (eviction: the cache still ends where the
+    /// log ends).
+    fn pop_oldest(&mut self) {
+        if let Some((_, s)) = self.entries.pop_front() {
+            self.bytes -= s;
         }
     }
 
@@ -134,34 +159,162 @@ impl EntryCache {
     }
 }
 
-/// The Raft log store. Cheap to clone (all clones share one syncer and one
-/// entry cache).
-#[derive(Clone)]
-pub struct LogStore {
-    store: Store,
-    syncer: Arc<Syncer>,
-    cache: Arc<Mutex<EntryCache>>,
+/// The entry caches of every group of a node, under one budget: when the
+/// caches together hold more than it allows, the group holding the most
+/// (bytes, or entries when the entry count is what is over) loses its
+/// oldest entries until they fit. A busy group thus makes room mostly at
+/// its own expense, and an idle group's tail stays cached until it is
+/// the largest. Every group's cache still mirrors the end of its log.
+pub(crate) struct NodeCaches {
+    groups: BTreeMap<GroupId, EntryCache>,
+    /// Entries in every cache.
+    entries: usize,
+    /// Bytes in every cache.
+    bytes: usize,
+    budget: CacheBudget,
 }
 
-impl LogStore {
-    /// Builds the log store on an opened database and starts its syncer.
-    pub fn new(store: Store) -> io::Result<Self> {
+impl NodeCaches {
+    fn new(budget: CacheBudget) -> Self {
+        Self {
+            groups: BTreeMap::new(),
+            entries: 0,
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Runs `f` on `group`'s cache and keeps the node's totals exact.
+    fn change<R>(&mut self, group: GroupId, f: impl FnOnce(&mut EntryCache) -> R) -> R {
+        let cache = self.groups.entry(group).or_default();
+        let (entries, bytes) = (cache.entries.len(), cache.bytes);
+        let r = f(cache);
+        self.entries = self.entries - entries + cache.entries.len();
+        self.bytes = self.bytes - bytes + cache.bytes;
+        r
+    }
+
+    fn push(&mut self, group: GroupId, entry: Entry, size: usize) {
+        self.change(group, |c| c.push(entry, size));
+        self.evict();
+    }
+
+    fn truncate_from(&mut self, group: GroupId, from: u64) {
+        self.change(group, |c| c.truncate_from(from));
+    }
+
+    fn purge_through(&mut self, group: GroupId, upto: u64) {
+        self.change(group, |c| c.purge_through(upto));
+    }
+
+    fn clear(&mut self, group: GroupId) {
+        self.change(group, EntryCache::clear);
+    }
+
+    /// Forgets `group` (closed): its entries no longer count.
+    pub(crate) fn remove(&mut self, group: GroupId) {
+        self.clear(group);
+        self.groups.remove(&group);
+    }
+
+    fn clear_all(&mut self) {
+        self.groups.values_mut().for_each(EntryCache::clear);
+        self.entries = 0;
+        self.bytes = 0;
+    }
+
+    fn get(&self, group: GroupId, from: u64, to: u64) -> Option<Vec<Entry>> {
+        self.groups.get(&group)?.get(from, to)
+    }
+
+    /// Drops the oldest entries of the largest caches until every cache
+    /// together fits the budget.
+    fn evict(&mut self) {
+        loop {
+            let by_bytes = self.bytes > self.budget.max_bytes;
+            if !by_bytes && self.entries <= self.budget.max_entries {
+                return;
+            }
+            let largest = self
+                .groups
+                .iter()
+                .filter(|(_, c)| !c.entries.is_empty())
+                .max_by_key(|(_, c)| if by_bytes { c.bytes } else { c.entries.len() })
+                .map(|(g, _)| *g);
+            match largest {
+                Some(group) => self.change(group, EntryCache::pop_oldest),
+                // Unreachable while the totals are exact; never spin.
+                None => return,
+            }
+        }
+    }
+}
+
+/// The part of the log every group of a node shares: the database, the
+/// one sync thread and the entry caches' budget. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct NodeLog {
+    store: Store,
+    syncer: Arc<Syncer>,
+    caches: Arc<Mutex<NodeCaches>>,
+}
+
+impl NodeLog {
+    /// Starts the node's sync thread.
+    pub(crate) fn start(store: Store, budget: CacheBudget) -> io::Result<Self> {
         let syncer = Syncer::start(store.clone())?;
         Ok(Self {
             store,
             syncer: Arc::new(syncer),
-            cache: Arc::default(),
+            caches: Arc::new(Mutex::new(NodeCaches::new(budget))),
         })
     }
 
-    fn cache(&self) -> MutexGuard<'_, EntryCache> {
-        // The cache is only a copy: if a panic poisoned the lock, empty it
-        // and go on (reads then come from disk).
-        self.cache.lock().unwrap_or_else(|poisoned| {
-            let mut guard = poisoned.into_inner();
-            guard.clear();
-            guard
-        })
+    /// The log store of `layout`'s group.
+    pub(crate) fn group(&self, layout: GroupLayout) -> LogStore {
+        LogStore {
+            store: self.store.clone(),
+            layout,
+            syncer: self.syncer.clone(),
+            caches: self.caches.clone(),
+        }
+    }
+
+    /// Drops `group`'s cached entries and its share of the budget.
+    pub(crate) fn forget(&self, group: GroupId) {
+        lock_caches(&self.caches).remove(group);
+    }
+}
+
+/// The caches are only a copy: if a panic poisoned the lock, empty them
+/// all and go on (reads then come from disk).
+fn lock_caches(caches: &Mutex<NodeCaches>) -> MutexGuard<'_, NodeCaches> {
+    caches.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.clear_all();
+        guard
+    })
+}
+
+/// The Raft log store of one group. Cheap to clone (all clones, and the
+/// stores of the node's other groups, share one syncer and one cache
+/// budget).
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+    layout: GroupLayout,
+    syncer: Arc<Syncer>,
+    caches: Arc<Mutex<NodeCaches>>,
+}
+
+impl LogStore {
+    /// The group this log belongs to.
+    pub fn group(&self) -> GroupId {
+        self.layout.group()
+    }
+
+    fn caches(&self) -> MutexGuard<'_, NodeCaches> {
+        lock_caches(&self.caches)
     }
 
     /// Every entry the log holds in `[from, to_exclusive)`, read in scans
@@ -203,7 +356,7 @@ impl LogStore {
         if from >= to {
             return Ok(Vec::new());
         }
-        if let Some(entries) = self.cache().get(from, to) {
+        if let Some(entries) = self.caches().get(self.group(), from, to) {
             return Ok(entries);
         }
         self.read_entries(from, to)
@@ -217,9 +370,9 @@ impl LogStore {
         let rows = self
             .store
             .scan(
-                Cf::DataRaftLog,
-                &log_key(from),
-                &log_key(to_exclusive),
+                self.layout.log_cf(),
+                &self.layout.log_key(from),
+                &self.layout.log_key(to_exclusive),
                 MAX_ENTRIES_PER_READ,
             )
             .map_err(io::Error::other)?;
@@ -228,7 +381,7 @@ impl LogStore {
         // be no gap.
         let mut expected: Option<u64> = None;
         for (key, value) in rows {
-            let index = codec::index_of_log_key(&key)?;
+            let index = self.layout.index_of_log_key(&key)?;
             let entry = codec::decode_entry(&value)?;
             if index != entry.log_id.index {
                 return Err(io::Error::new(
@@ -251,27 +404,37 @@ impl LogStore {
         Ok(out)
     }
 
-    fn read_meta(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    fn read_meta(&self, name: StateName) -> io::Result<Option<Vec<u8>>> {
         self.store
-            .get(Cf::DataRaftState, key)
+            .get(self.layout.state_cf(), &self.layout.state_key(name))
             .map_err(io::Error::other)
+    }
+
+    /// The group's first (`rev` false) or last log row.
+    fn end_row(&self, rev: bool) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let (cf, from, to) = (
+            self.layout.log_cf(),
+            self.layout.log_key(0),
+            self.layout.log_end(),
+        );
+        let rows = if rev {
+            self.store.scan_rev(cf, &from, &to, 1)
+        } else {
+            self.store.scan(cf, &from, &to, 1)
+        };
+        Ok(rows.map_err(io::Error::other)?.into_iter().next())
     }
 
     /// Number of log entries on disk and the last purged index, for INFO.
     pub fn stats(&self) -> io::Result<(u64, Option<u64>)> {
-        let first = self
-            .store
-            .scan(Cf::DataRaftLog, &log_key(0), &log_key(u64::MAX), 1)
-            .map_err(io::Error::other)?;
-        let last = self.store.last(Cf::DataRaftLog).map_err(io::Error::other)?;
-        let purged = match self.read_meta(KEY_LAST_PURGED)? {
+        let purged = match self.read_meta(StateName::LastPurged)? {
             Some(b) => Some(codec::decode_log_id(&b)?.index),
             None => None,
         };
-        let count = match (first.first(), last) {
+        let count = match (self.end_row(false)?, self.end_row(true)?) {
             (Some((f, _)), Some((l, _))) => {
-                let f = codec::index_of_log_key(f)?;
-                let l = codec::index_of_log_key(&l)?;
+                let f = self.layout.index_of_log_key(&f)?;
+                let l = self.layout.index_of_log_key(&l)?;
                 l.saturating_sub(f).saturating_add(1)
             }
             _ => 0,
@@ -361,7 +524,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        match self.read_meta(KEY_VOTE)? {
+        match self.read_meta(StateName::Vote)? {
             Some(b) => Ok(Some(codec::decode_vote(&b)?)),
             None => Ok(None),
         }
@@ -372,12 +535,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last_purged_log_id = match self.read_meta(KEY_LAST_PURGED)? {
+        let last_purged_log_id = match self.read_meta(StateName::LastPurged)? {
             Some(b) => Some(codec::decode_log_id(&b)?),
             None => None,
         };
-        let last = self.store.last(Cf::DataRaftLog).map_err(io::Error::other)?;
-        let last_log_id = match last {
+        let last_log_id = match self.end_row(true)? {
             Some((_, v)) => Some(codec::decode_entry(&v)?.log_id),
             None => last_purged_log_id,
         };
@@ -393,7 +555,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut batch = Batch::default();
-        batch.put(Cf::DataRaftState, KEY_VOTE, &codec::encode_vote(vote));
+        batch.put(
+            self.layout.state_cf(),
+            &self.layout.state_key(StateName::Vote),
+            &codec::encode_vote(vote),
+        );
         let store = self.store.clone();
         // The vote is fsynced before we return: a node must never vote twice
         // in one term, even across a crash.
@@ -405,9 +571,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let mut batch = Batch::default();
+        let (cf, key) = (
+            self.layout.state_cf(),
+            self.layout.state_key(StateName::Committed),
+        );
         match committed {
-            Some(id) => batch.put(Cf::DataRaftState, KEY_COMMITTED, &codec::encode_log_id(&id)),
-            None => batch.delete(Cf::DataRaftState, KEY_COMMITTED),
+            Some(id) => batch.put(cf, &key, &codec::encode_log_id(&id)),
+            None => batch.delete(cf, &key),
         }
         // Not synced: the committed index is a hint that speeds up restart;
         // losing it only means re-learning it from the leader.
@@ -415,7 +585,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        match self.read_meta(KEY_COMMITTED)? {
+        match self.read_meta(StateName::Committed)? {
             Some(b) => Ok(Some(codec::decode_log_id(&b)?)),
             None => Ok(None),
         }
@@ -434,15 +604,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut encoded_entries = Vec::new();
         for entry in entries {
             let encoded = codec::encode_entry(&entry);
-            batch.put(Cf::DataRaftLog, &log_key(entry.log_id.index), &encoded);
+            batch.put(
+                self.layout.log_cf(),
+                &self.layout.log_key(entry.log_id.index),
+                &encoded,
+            );
             encoded_entries.push(encoded);
         }
         // Written now so the entries are readable when we return; durable
         // only once the syncer's fsync completes the callback. Readers that
         // look before the cache has them read the disk.
         let started = Instant::now();
+        let group = self.group();
         if let Err(e) = self.store.write(batch, false) {
-            self.cache().clear();
+            self.caches().clear(group);
             return Err(io::Error::other(e));
         }
         // Cache copies decoded from the exact encoded bytes: the entries
@@ -455,18 +630,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 codec::decode_entry_shared(Bytes::from(encoded)).map(|e| (e, size))
             })
             .collect();
-        let mut cache = self.cache();
+        let mut caches = self.caches();
         match cached {
             Ok(entries) => entries
                 .into_iter()
-                .for_each(|(e, size)| cache.push(e, size)),
+                .for_each(|(e, size)| caches.push(group, e, size)),
             // The disk has the entries; only the copy failed: read from disk.
             Err(e) => {
-                tracing::warn!(error = %e, "log cache: cannot decode an appended entry");
-                cache.clear();
+                tracing::warn!(error = %e, group, "log cache: cannot decode an appended entry");
+                caches.clear(group);
             }
         }
-        drop(cache);
+        drop(caches);
         stages::record_since(Stage::LogWrite, started);
         self.syncer.submit(callback, started)
     }
@@ -474,14 +649,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index.saturating_add(1));
         let mut batch = Batch::default();
-        batch.delete_range(Cf::DataRaftLog, &log_key(from), &log_key(u64::MAX));
-        batch.delete(Cf::DataRaftLog, &log_key(u64::MAX));
+        batch.delete_range(
+            self.layout.log_cf(),
+            &self.layout.log_key(from),
+            &self.layout.log_end(),
+        );
         // Ordered in the WAL before any later append, whose fsync makes it
         // durable too.
-        let mut cache = self.cache();
-        cache.truncate_from(from);
+        let group = self.group();
+        let mut caches = self.caches();
+        caches.truncate_from(group, from);
         self.store.write(batch, false).map_err(|e| {
-            cache.clear();
+            caches.clear(group);
             io::Error::other(e)
         })
     }
@@ -490,19 +669,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = Batch::default();
         // The purge marker and the deletion commit together.
         batch.put(
-            Cf::DataRaftState,
-            KEY_LAST_PURGED,
+            self.layout.state_cf(),
+            &self.layout.state_key(StateName::LastPurged),
             &codec::encode_log_id(&log_id),
         );
-        batch.delete_range(
-            Cf::DataRaftLog,
-            &log_key(0),
-            &log_key(log_id.index.saturating_add(1)),
-        );
-        let mut cache = self.cache();
-        cache.purge_through(log_id.index);
+        // `index + 1` may wrap to 0 only for `u64::MAX`, whose purge
+        // covers the whole log.
+        let end = match log_id.index.checked_add(1) {
+            Some(next) => self.layout.log_key(next),
+            None => self.layout.log_end(),
+        };
+        batch.delete_range(self.layout.log_cf(), &self.layout.log_key(0), &end);
+        let group = self.group();
+        let mut caches = self.caches();
+        caches.purge_through(group, log_id.index);
         self.store.write(batch, false).map_err(|e| {
-            cache.clear();
+            caches.clear(group);
             io::Error::other(e)
         })
     }
@@ -511,8 +693,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// Most callbacks one fsync completes; bounds the latency of the last one.
 pub const MAX_CALLBACKS_PER_SYNC: usize = 4096;
 
-/// A dedicated thread that turns queued "flushed" callbacks into one WAL
-/// fsync per batch.
+/// The node's one thread that turns queued "flushed" callbacks, of every
+/// group, into one WAL fsync per batch.
 struct Syncer {
     tx: Option<mpsc::Sender<(IOFlushed<TypeConfig>, Instant)>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -585,7 +767,7 @@ mod tests {
     use crate::types::CommittedLeaderId;
     use openraft::EntryPayload;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use seshat_storage::Cf;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -594,13 +776,18 @@ mod tests {
         }
     }
 
-    /// Writes entries `indexes` straight into the log column family.
-    fn write_log(store: &Store, indexes: impl Iterator<Item = u64>) {
+    fn layout(group: GroupId) -> GroupLayout {
+        GroupLayout::new(group).unwrap()
+    }
+
+    /// Writes entries `indexes` of `group` straight into its log family.
+    fn write_log(store: &Store, group: GroupId, indexes: impl Iterator<Item = u64>) {
+        let layout = layout(group);
         let mut batch = Batch::default();
         for i in indexes {
             batch.put(
-                Cf::DataRaftLog,
-                &log_key(i),
+                layout.log_cf(),
+                &layout.log_key(i),
                 &codec::encode_entry(&entry(i, 1)),
             );
         }
@@ -616,7 +803,8 @@ mod tests {
 
     /// Regression: `try_get_log_entries` stopped after 65,536 entries,
     /// while openraft requires every entry of the range (a replica could
-    /// skip applying entries).
+    /// skip applying entries). The logs of the groups around it (one
+    /// below, one above, in the same family) never leak into its reads.
     #[test]
     fn long_ranges_come_back_whole_and_streamed_in_bounded_chunks() {
         use futures::StreamExt;
@@ -624,13 +812,20 @@ mod tests {
         let store = Store::open(tmp.path(), &seshat_storage::StoreOptions::default()).unwrap();
         // More than the old cap (65,536) and than two scans.
         let n = (MAX_ENTRIES_PER_READ * 2 + 17).max(65_536 + 100) as u64;
-        write_log(&store, 5..5 + n);
-        let mut log = LogStore::new(store.clone()).unwrap();
+        write_log(&store, 2, 5..5 + n);
+        write_log(&store, 1, 0..5 + n + 10);
+        write_log(&store, 3, 0..3);
+        let node = NodeLog::start(store.clone(), CacheBudget::default()).unwrap();
+        let mut log = node.group(layout(2));
         let all = block_on(log.try_get_log_entries(0..u64::MAX)).unwrap();
         assert_eq!(all.len() as u64, n);
+        assert_eq!(all.first().map(|e| e.log_id.index), Some(5));
         assert!(all
             .windows(2)
             .all(|w| w[1].log_id.index == w[0].log_id.index + 1));
+        assert_eq!(log.stats().unwrap(), (n, None));
+        let state = block_on(log.get_log_state()).unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(5 + n - 1));
         let streamed: Vec<Entry> = block_on(async {
             log.entries_stream(5..5 + n)
                 .await
@@ -644,7 +839,7 @@ mod tests {
         // A hole after the first chunk is an error, never a short read.
         let hole = 5 + MAX_ENTRIES_PER_READ as u64 + 3;
         let mut b = Batch::default();
-        b.delete(Cf::DataRaftLog, &log_key(hole));
+        b.delete(Cf::DataRaftLog, &layout(2).log_key(hole));
         store.write(b, false).unwrap();
         assert!(block_on(log.try_get_log_entries(0..u64::MAX)).is_err());
         let results: Vec<Result<Entry, io::Error>> =
@@ -655,78 +850,139 @@ mod tests {
         );
     }
 
+    /// Truncating or purging one group's log leaves its neighbours' whole,
+    /// and every group of a node shares the one sync thread.
+    #[test]
+    fn truncate_and_purge_stay_inside_their_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), &seshat_storage::StoreOptions::default()).unwrap();
+        for g in 1..=3 {
+            write_log(&store, g, 0..100);
+        }
+        let node = NodeLog::start(store.clone(), CacheBudget::default()).unwrap();
+        let mut two = node.group(layout(2));
+        block_on(two.truncate_after(Some(entry(59, 1).log_id))).unwrap();
+        block_on(two.purge(entry(9, 1).log_id)).unwrap();
+        assert_eq!(two.stats().unwrap(), (50, Some(9)));
+        for g in [1, 3] {
+            assert_eq!(
+                node.group(layout(g)).stats().unwrap(),
+                (100, None),
+                "group {g}"
+            );
+        }
+        // The system group's log is in its own family.
+        write_log(&store, 0, 0..7);
+        assert_eq!(node.group(layout(0)).stats().unwrap(), (7, None));
+        assert_eq!(node.group(layout(1)).stats().unwrap(), (100, None));
+        let one = node.group(layout(1));
+        assert!(Arc::ptr_eq(&one.syncer, &two.syncer));
+        assert!(Arc::ptr_eq(&one.caches, &two.caches));
+    }
+
     #[derive(Debug, Clone)]
     enum Change {
-        Append(u64),
+        Append(u64, usize),
         Truncate(u64),
         Purge(u64),
         Read(u64, u64),
     }
 
     proptest! {
-        /// Whatever the cache answers is exactly what the log (modelled as
-        /// a map) holds; it never invents, drops or reorders entries.
+        /// Whatever a group's cache answers is exactly what its log
+        /// (modelled as a map) holds — it never invents, drops or reorders
+        /// entries, nor answers with another group's — while the caches of
+        /// three groups together never exceed the node's budget, and each
+        /// non-empty cache ends where its log ends.
         #[test]
-        fn cache_answers_match_the_log(changes in prop::collection::vec(
-            prop_oneof![
-                4 => (1u64..40).prop_map(Change::Append),
+        fn caches_answer_like_their_logs_within_one_budget(changes in prop::collection::vec(
+            (0u32..3, prop_oneof![
+                4 => (1u64..40, 1usize..30).prop_map(|(n, size)| Change::Append(n, size)),
                 1 => (0u64..200).prop_map(Change::Truncate),
                 1 => (0u64..200).prop_map(Change::Purge),
                 4 => (0u64..200, 0u64..60).prop_map(|(f, n)| Change::Read(f, f + n)),
-            ],
-            0..60,
+            ]),
+            0..80,
         )) {
-            let mut cache = EntryCache::default();
-            let mut log: BTreeMap<u64, Entry> = BTreeMap::new();
+            let budget = CacheBudget { max_entries: 60, max_bytes: 700 };
+            let mut caches = NodeCaches::new(budget);
+            let mut logs: BTreeMap<GroupId, BTreeMap<u64, Entry>> = BTreeMap::new();
             let mut term = 1;
-            for change in changes {
+            for (group, change) in changes {
+                let log = logs.entry(group).or_default();
                 match change {
-                    Change::Append(n) => {
+                    Change::Append(n, size) => {
                         term += 1;
                         let next = log.keys().next_back().map_or(0, |l| l + 1);
                         for i in next..next + n {
-                            log.insert(i, entry(i, term));
-                            cache.push(entry(i, term), 10);
+                            // The group in the leader id tells groups apart.
+                            let mut e = entry(i, term);
+                            e.log_id.leader_id.node_id = u64::from(group);
+                            log.insert(i, e.clone());
+                            caches.push(group, e, size);
                         }
                     }
                     Change::Truncate(from) => {
                         log.retain(|i, _| *i < from);
-                        cache.truncate_from(from);
+                        caches.truncate_from(group, from);
                     }
                     Change::Purge(upto) => {
                         log.retain(|i, _| *i > upto);
-                        cache.purge_through(upto);
+                        caches.purge_through(group, upto);
                     }
                     Change::Read(from, to) => {
-                        if let Some(got) = cache.get(from, to) {
+                        if let Some(got) = caches.get(group, from, to) {
                             let want: Vec<Entry> =
                                 log.range(from..to).map(|(_, e)| e.clone()).collect();
                             prop_assert_eq!(got, want);
                         }
                     }
                 }
-                // Invariant: a non-empty cache ends where the log ends.
-                if let Some(last) = cache.last_index() {
-                    prop_assert_eq!(Some(&last), log.keys().next_back());
+                prop_assert!(caches.entries <= budget.max_entries);
+                prop_assert!(caches.bytes <= budget.max_bytes);
+                let entries: usize = caches.groups.values().map(|c| c.entries.len()).sum();
+                let bytes: usize = caches.groups.values().map(|c| c.bytes).sum();
+                prop_assert_eq!((caches.entries, caches.bytes), (entries, bytes));
+                for (g, cache) in &caches.groups {
+                    if let Some(last) = cache.last_index() {
+                        let log = logs.get(g).map(|l| l.keys().next_back().copied());
+                        prop_assert_eq!(Some(Some(last)), log);
+                    }
                 }
             }
         }
     }
 
+    /// The budget is the node's: a busy group fills it and then evicts its
+    /// own oldest entries, while a quiet group keeps its recent tail.
     #[test]
-    fn cache_is_bounded() {
-        let mut cache = EntryCache::default();
-        for i in 0..(CACHE_MAX_ENTRIES as u64 + 100) {
-            cache.push(entry(i, 1), 1);
+    fn one_budget_for_every_group() {
+        let mut caches = NodeCaches::new(CacheBudget::default());
+        for i in 0..10 {
+            caches.push(2, entry(i, 1), 1);
         }
-        assert_eq!(cache.entries.len(), CACHE_MAX_ENTRIES);
-        assert_eq!(cache.first_index(), Some(100));
+        let busy = CACHE_MAX_ENTRIES as u64 + 100;
+        for i in 0..busy {
+            caches.push(1, entry(i, 1), 1);
+        }
+        assert_eq!(caches.entries, CACHE_MAX_ENTRIES);
+        assert_eq!(caches.get(2, 0, 10).map(|e| e.len()), Some(10));
+        let one = &caches.groups[&1];
+        assert_eq!(one.entries.len(), CACHE_MAX_ENTRIES - 10);
+        assert_eq!(one.last_index(), Some(busy - 1));
+        // Bytes: four entries of a quarter of the budget do not all fit.
         let big = CACHE_MAX_BYTES / 4 + 1;
         for i in 0..4u64 {
-            cache.push(entry(CACHE_MAX_ENTRIES as u64 + 100 + i, 1), big);
+            caches.push(3, entry(i, 1), big);
         }
-        assert!(cache.bytes <= CACHE_MAX_BYTES);
-        // Reads outside what it holds go to disk.
-        assert!(cache.get(0, 10).is_none());
+        assert!(caches.bytes <= CACHE_MAX_BYTES);
+        assert_eq!(caches.groups[&3].last_index(), Some(3));
+        // Reads outside what a cache holds go to disk.
+        assert!(caches.get(1, 0, 10).is_none());
+        assert!(caches.get(4, 0, 1).is_none());
+        // A closed group's entries no longer count.
+        let before = caches.entries;
+        caches.remove(2);
+        assert_eq!(caches.entries, before - 10);
     }
 }

@@ -1,8 +1,11 @@
 //! The client half of the node-to-node transport: openraft's RPCs over
-//! gRPC (tonic).
+//! gRPC (tonic), for one Raft group.
 //!
-//! Each peer gets one lazily connected HTTP/2 channel that reconnects by
-//! itself (mutual TLS when the network has a [`PeerTls`]); message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
+//! A [`Network`] belongs to one group, and every request its clients send
+//! names that group and the target replica ([`crate::route`]), so one
+//! server per node serves all its groups. Each peer of the group gets one
+//! lazily connected HTTP/2 channel (and one heartbeat stream) that
+//! reconnects by itself (mutual TLS when the network has a [`PeerTls`]); message sizes are bounded by [`MAX_RPC_MESSAGE_BYTES`], and
 //! snapshots travel as a stream of [`SNAPSHOT_CHUNK_BYTES`] chunks read
 //! from the snapshot file, so memory stays bounded whatever the data size.
 //! Deadlines ([`Timeouts`]) bound waiting without news, never work that
@@ -31,12 +34,15 @@ use openraft::raft::{
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use prost::Message;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::codec::{log_id_to_pb, membership_to_pb, vote_to_pb, CodecError};
+use crate::layout::GroupId;
 use crate::pb;
 use crate::pb::raft_service_client::RaftServiceClient;
 use crate::peer_tls::{peer_endpoint, PeerTls};
+use crate::route::Route;
 use crate::rpc_codec;
 use crate::snapshot::SnapshotFile;
 use crate::types::{SeshatNode, TypeConfig, Vote};
@@ -116,20 +122,39 @@ impl Timeouts {
     }
 }
 
-/// Creates clients for peers.
-#[derive(Debug, Clone, Default)]
+/// Creates clients for the peers of one Raft group.
+#[derive(Debug, Clone)]
 pub struct Network {
+    group: GroupId,
     timeouts: Timeouts,
     tls: Option<PeerTls>,
 }
 
 impl Network {
-    /// A network whose clients use `timeouts`.
-    pub fn with_timeouts(timeouts: Timeouts) -> Self {
+    /// The network of `group`, with the default [`Timeouts`] and no TLS.
+    pub fn new(group: GroupId) -> Self {
         Self {
-            timeouts,
+            group,
+            timeouts: Timeouts::default(),
             tls: None,
         }
+    }
+
+    /// The same network for `group`.
+    pub fn with_group(mut self, group: GroupId) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Clients use `timeouts`.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The group whose peers it reaches.
+    pub fn group(&self) -> GroupId {
+        self.group
     }
 
     /// Clients dial peers with mutual TLS (see [`crate::peer_tls`]).
@@ -139,13 +164,17 @@ impl Network {
     }
 }
 
-/// A client for one peer.
+/// A gRPC client whose every request carries its [`Route`].
+type GroupClient = RaftServiceClient<InterceptedService<Channel, Route>>;
+
+/// A client for one replica of the group.
 pub struct PeerClient {
     target: u64,
+    group: GroupId,
     addr: String,
     timeouts: Timeouts,
     tls: Option<PeerTls>,
-    client: Option<RaftServiceClient<Channel>>,
+    client: Option<GroupClient>,
     /// This is the client openraft uses only for heartbeats.
     for_heartbeats: bool,
     /// The open heartbeat stream of a heartbeat client.
@@ -193,6 +222,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &SeshatNode) -> PeerClient {
         PeerClient {
             target,
+            group: self.group,
             addr: node.raft_addr.clone(),
             timeouts: self.timeouts,
             tls: self.tls.clone(),
@@ -234,20 +264,21 @@ fn decode_error(target: u64, e: CodecError) -> RPCError<TypeConfig> {
 }
 
 impl PeerClient {
-    fn client(&mut self) -> Result<RaftServiceClient<Channel>, RPCError<TypeConfig>> {
+    fn client(&mut self) -> Result<GroupClient, RPCError<TypeConfig>> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
         let endpoint = peer_endpoint(&self.addr, self.tls.as_ref())
             .map_err(|e| {
                 unreachable(format!(
-                    "bad raft address {} of node {}: {e}",
-                    self.addr, self.target
+                    "bad raft address {} of node {} (group {}): {e}",
+                    self.addr, self.target, self.group
                 ))
             })?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let client = RaftServiceClient::new(endpoint.connect_lazy())
+        let route = Route::new(self.group, self.target);
+        let client = RaftServiceClient::with_interceptor(endpoint.connect_lazy(), route)
             .max_decoding_message_size(MAX_RPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RPC_MESSAGE_BYTES);
         self.client = Some(client.clone());
@@ -256,7 +287,7 @@ impl PeerClient {
 
     async fn call<T, F, Fut>(&mut self, option: &RPCOption, f: F) -> Result<T, RPCError<TypeConfig>>
     where
-        F: FnOnce(RaftServiceClient<Channel>) -> Fut,
+        F: FnOnce(GroupClient) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client()?;

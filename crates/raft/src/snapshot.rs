@@ -1,5 +1,6 @@
-//! Snapshot files: a consistent copy of the data group's records in
-//! `data_kv` plus the applied state.
+//! Snapshot files: a consistent copy of one group's records (its range of
+//! `data_kv`, or of `system_data` for the system group) plus its applied
+//! state.
 //!
 //! Layout: a sequence of length-delimited protobuf messages — one
 //! [`pb::SnapshotHeader`] then [`pb::KvChunk`]s of at most
@@ -12,10 +13,11 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use seshat_kv::keys::{self, DATA_GROUP};
-use seshat_storage::{Cf, Store};
+use seshat_kv::keys;
+use seshat_storage::Store;
 
 use crate::codec::{self, CodecError, RECORD_VERSION};
+use crate::layout::{GroupLayout, StateName};
 use crate::pb;
 
 /// Target size of one chunk of keys and values, in bytes.
@@ -23,12 +25,6 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest message accepted when reading a snapshot file (a chunk plus one
 /// oversized entry), checked before allocating.
 pub const MAX_SNAPSHOT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Whether `key` belongs to the data group's records (the only records a
-/// snapshot holds today).
-pub fn in_data_group(key: &[u8]) -> bool {
-    let (start, end) = keys::group_range(DATA_GROUP);
-    start.as_slice() <= key && key < end.as_slice()
-}
 /// File name suffix of complete snapshots.
 pub const SNAPSHOT_SUFFIX: &str = ".snap";
 /// Directory, under the snapshot directory, of snapshots being received.
@@ -75,14 +71,19 @@ pub struct SnapshotFile {
     pub path: PathBuf,
 }
 
-/// Writes a snapshot of `store` as of now into `dir` and returns its header
-/// and path. Reads go through one RocksDB snapshot, so the data and the
-/// applied state match exactly while writes continue.
-pub fn write_snapshot(store: &Store, dir: &Path) -> io::Result<(pb::SnapshotHeader, PathBuf)> {
+/// Writes a snapshot of `layout`'s group in `store` as of now into `dir`
+/// and returns its header and path. Reads go through one RocksDB
+/// snapshot, so the data and the applied state match exactly while writes
+/// continue.
+pub fn write_snapshot(
+    store: &Store,
+    layout: GroupLayout,
+    dir: &Path,
+) -> io::Result<(pb::SnapshotHeader, PathBuf)> {
     fs::create_dir_all(dir)?;
     let view = store.snapshot();
     let applied = match view
-        .get(Cf::DataRaftState, crate::state_machine::KEY_APPLIED)
+        .get(layout.state_cf(), &layout.state_key(StateName::Applied))
         .map_err(io::Error::other)?
     {
         Some(b) => codec::decode_applied(&b)?,
@@ -98,6 +99,7 @@ pub fn write_snapshot(store: &Store, dir: &Path) -> io::Result<(pb::SnapshotHead
         version: RECORD_VERSION,
         snapshot_id: id.clone(),
         applied: Some(applied),
+        group: layout.group(),
     };
     let tmp = dir.join(format!("{id}{SNAPSHOT_SUFFIX}.tmp"));
     let path = dir.join(format!("{id}{SNAPSHOT_SUFFIX}"));
@@ -106,8 +108,8 @@ pub fn write_snapshot(store: &Store, dir: &Path) -> io::Result<(pb::SnapshotHead
     let mut chunk = pb::KvChunk::default();
     let mut chunk_bytes = 0usize;
     let mut write_err: Option<io::Error> = None;
-    let (start, end) = keys::group_range(DATA_GROUP);
-    view.for_each(Cf::DataKv, &start, &end, |k, v| {
+    let (start, end) = layout.data_range();
+    view.for_each(layout.data_cf(), &start, &end, |k, v| {
         chunk.keys.push(bytes::Bytes::copy_from_slice(k));
         chunk.values.push(bytes::Bytes::copy_from_slice(v));
         chunk_bytes = chunk_bytes.saturating_add(k.len() + v.len());
@@ -271,12 +273,40 @@ pub fn remove_other_snapshots(dir: &Path, keep: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a whole snapshot file and checks it: framing, versions, that
-/// every key is a user key, and that its header describes the state and
-/// membership `meta` announces. Used on snapshots received from peers before they are
-/// installed.
-pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Result<()> {
+/// Checks that a snapshot's header names `layout`'s group.
+pub fn check_group(header: &pb::SnapshotHeader, layout: GroupLayout) -> io::Result<()> {
+    if header.group != layout.group() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot of group {} offered to group {}",
+                header.group,
+                layout.group()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A snapshot key outside its group's range.
+pub(crate) fn key_outside(layout: GroupLayout) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("snapshot key outside group {}", layout.group()),
+    )
+}
+
+/// Reads a whole snapshot file and checks it: framing, versions, that it
+/// is `layout`'s group's and every key lies in that group's range, and
+/// that its header describes the state and membership `meta` announces.
+/// Used on snapshots received from peers before they are installed.
+pub fn validate_file(
+    path: &Path,
+    meta: &crate::types::SnapshotMeta,
+    layout: GroupLayout,
+) -> io::Result<()> {
     let mut reader = SnapshotReader::open(path)?;
+    check_group(&reader.header, layout)?;
     let id = &reader.header.snapshot_id;
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
         return Err(io::Error::new(
@@ -296,16 +326,13 @@ pub fn validate_file(path: &Path, meta: &crate::types::SnapshotMeta) -> io::Resu
     let applied = reader.header.applied.clone().unwrap_or_default();
     let mut key_count: u64 = 0;
     while let Some(chunk) = reader.next_chunk()? {
-        if chunk.keys.iter().any(|k| !in_data_group(k)) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "snapshot key outside the data group",
-            ));
+        if chunk.keys.iter().any(|k| !layout.owns_data_key(k)) {
+            return Err(key_outside(layout));
         }
         let metas = chunk
             .keys
             .iter()
-            .filter(|k| keys::parse_meta_key(DATA_GROUP, k).is_some())
+            .filter(|k| keys::parse_meta_key(layout.group(), k).is_some())
             .count();
         key_count = key_count.saturating_add(metas as u64);
     }
@@ -327,6 +354,10 @@ mod tests {
     use crate::types::{CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
     use crate::SeshatNode;
     use std::collections::BTreeMap;
+
+    fn data_group() -> GroupLayout {
+        GroupLayout::new(1).unwrap()
+    }
 
     fn membership() -> Membership {
         let nodes: BTreeMap<u64, SeshatNode> = [(1, SeshatNode::default())].into();
@@ -362,6 +393,7 @@ mod tests {
                 last_now_ms: 0,
                 expiring_count: 0,
             }),
+            group: 1,
         }
     }
 
@@ -377,7 +409,7 @@ mod tests {
     fn a_file_matching_its_announcement_is_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let path = file_with(dir.path(), &header(codec::membership_to_pb(&membership())));
-        validate_file(&path, &announced()).unwrap();
+        validate_file(&path, &announced(), data_group()).unwrap();
     }
 
     /// Regression (issue 18): only the header's last log id was compared,
@@ -392,7 +424,32 @@ mod tests {
             nodes: Default::default(),
         };
         let path = file_with(dir.path(), &header(unreadable));
-        assert!(validate_file(&path, &announced()).is_err());
+        assert!(validate_file(&path, &announced(), data_group()).is_err());
+    }
+
+    /// A snapshot belongs to one group: one naming another group, or
+    /// holding a key outside its group's range, is refused before it is
+    /// installed.
+    #[test]
+    fn a_snapshot_of_another_group_or_with_a_foreign_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), &header(codec::membership_to_pb(&membership())));
+        let two = GroupLayout::new(2).unwrap();
+        let err = validate_file(&path, &announced(), two).unwrap_err();
+        assert!(
+            err.to_string().contains("group 1 offered to group 2"),
+            "{err}"
+        );
+        // Group 1's header, a key of group 2 inside.
+        let mut out = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let chunk = pb::KvChunk {
+            keys: vec![keys::meta_key(2, b"k").into()],
+            values: vec![bytes::Bytes::from_static(b"v")],
+        };
+        write_message(&mut out, &chunk).unwrap();
+        drop(out);
+        let err = validate_file(&path, &announced(), data_group()).unwrap_err();
+        assert!(err.to_string().contains("outside group 1"), "{err}");
     }
 
     #[test]
@@ -401,6 +458,6 @@ mod tests {
         let nodes: BTreeMap<u64, SeshatNode> = [1, 2].map(|id| (id, SeshatNode::default())).into();
         let other = Membership::new(vec![[1, 2].into_iter().collect()], nodes).unwrap();
         let path = file_with(dir.path(), &header(codec::membership_to_pb(&other)));
-        assert!(validate_file(&path, &announced()).is_err());
+        assert!(validate_file(&path, &announced(), data_group()).is_err());
     }
 }

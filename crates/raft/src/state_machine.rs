@@ -1,4 +1,6 @@
-//! The replicated state machine on RocksDB (`data_kv`, `data_raft_state`).
+//! The replicated state machine of one Raft group on RocksDB: the group's
+//! range of `data_kv` (`system_data` for the system group) and its applied
+//! record in `*_raft_state` ([`crate::layout`]).
 //!
 //! Each call to `apply` turns its entries into one atomic write batch: the
 //! key-value changes, the new applied log id, the membership and the key
@@ -19,18 +21,18 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
 use seshat_commands::GroupState;
 use seshat_common::stages::{self, Stage};
-use seshat_kv::keys::{self, DATA_GROUP};
+use seshat_kv::keys;
 use seshat_kv::{KvError, RawKv};
 use seshat_protocol_resp::Frame;
 use seshat_storage::{Batch, Cf, DbSnapshot, Store, StoreOptions};
 
 use crate::codec::{self, RECORD_VERSION};
+use crate::layout::{GroupId, GroupLayout, StateName};
+use crate::log_store::CacheBudget;
 use crate::pb;
 use crate::snapshot::{self, SnapshotFile};
 use crate::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
-/// Key of the [`pb::AppliedRecord`] in `data_raft_state`.
-pub const KEY_APPLIED: &[u8] = b"applied";
 /// Most entries applied in one write batch; bounds batch memory.
 pub const MAX_ENTRIES_PER_APPLY_BATCH: usize = 4096;
 
@@ -41,6 +43,8 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// RocksDB tunables.
     pub store_options: StoreOptions,
+    /// What the log entry caches of all the node's groups may hold.
+    pub log_cache: CacheBudget,
 }
 
 impl StorageConfig {
@@ -49,6 +53,7 @@ impl StorageConfig {
         Self {
             data_dir,
             store_options: StoreOptions::default(),
+            log_cache: CacheBudget::default(),
         }
     }
 
@@ -57,9 +62,15 @@ impl StorageConfig {
         self.data_dir.join("db")
     }
 
-    /// The snapshot directory.
+    /// The node's snapshot directory: each group has its own below it
+    /// ([`Self::group_snapshot_dir`]).
     pub fn snapshot_dir(&self) -> PathBuf {
         self.data_dir.join("snapshots")
+    }
+
+    /// The snapshot directory of `layout`'s group.
+    pub fn group_snapshot_dir(&self, layout: GroupLayout) -> PathBuf {
+        layout.snapshot_dir(&self.snapshot_dir())
     }
 }
 
@@ -86,9 +97,10 @@ pub struct SmStats {
     pub snapshot_build_micros: AtomicU64,
 }
 
-/// The state machine handed to openraft.
+/// The state machine of one group, handed to openraft.
 pub struct StateMachine {
     store: Store,
+    layout: GroupLayout,
     snapshot_dir: PathBuf,
     /// Held by a snapshot install for its whole run and by a snapshot
     /// build while it reads the database and replaces files, so a build
@@ -100,15 +112,16 @@ pub struct StateMachine {
     stats: Arc<SmStats>,
 }
 
-/// The applied index, an FNV-1a hash of every record of the data group
+/// The applied index, an FNV-1a hash of every record of `group`
 /// (metadata, sub-keys and the expiry index), and the number of keys, all
 /// read from one consistent view of the database.
-pub fn state_digest(store: &Store) -> io::Result<(u64, u64, u64)> {
+pub fn state_digest(store: &Store, group: GroupId) -> io::Result<(u64, u64, u64)> {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let layout = GroupLayout::new(group)?;
     let view = store.snapshot();
     let applied = match view
-        .get(Cf::DataRaftState, KEY_APPLIED)
+        .get(layout.state_cf(), &layout.state_key(StateName::Applied))
         .map_err(io::Error::other)?
     {
         Some(b) => codec::decode_applied(&b)?
@@ -124,11 +137,11 @@ pub fn state_digest(store: &Store) -> io::Result<(u64, u64, u64)> {
             hash = hash.wrapping_mul(FNV_PRIME);
         }
     };
-    let (start, end) = keys::group_range(DATA_GROUP);
-    view.for_each(Cf::DataKv, &start, &end, |k, v| {
+    let (start, end) = layout.data_range();
+    view.for_each(layout.data_cf(), &start, &end, |k, v| {
         feed(k);
         feed(v);
-        if keys::parse_meta_key(DATA_GROUP, k).is_some() {
+        if keys::parse_meta_key(group, k).is_some() {
             keys += 1;
         }
         true
@@ -224,12 +237,18 @@ impl ReadView<'_> {
 }
 
 impl StateMachine {
-    /// Loads the applied state from `store`.
-    pub fn open(store: Store, config: &StorageConfig) -> io::Result<Self> {
-        resume_interrupted_install(&store, &config.snapshot_dir())?;
-        snapshot::clear_incoming(&config.snapshot_dir())?;
+    /// Loads the applied state of `layout`'s group from `store`, first
+    /// finishing a snapshot install a crash interrupted and removing what
+    /// unfinished transfers left in `snapshot_dir` (the group's own).
+    pub(crate) fn open(
+        store: Store,
+        layout: GroupLayout,
+        snapshot_dir: PathBuf,
+    ) -> io::Result<Self> {
+        resume_interrupted_install(&store, layout, &snapshot_dir)?;
+        snapshot::clear_incoming(&snapshot_dir)?;
         let record = match store
-            .get(Cf::DataRaftState, KEY_APPLIED)
+            .get(layout.state_cf(), &layout.state_key(StateName::Applied))
             .map_err(io::Error::other)?
         {
             Some(b) => codec::decode_applied(&b)?,
@@ -252,7 +271,8 @@ impl StateMachine {
             .store(record.last_now_ms, Ordering::Release);
         let sm = Self {
             store,
-            snapshot_dir: config.snapshot_dir(),
+            layout,
+            snapshot_dir,
             snapshot_files: Arc::new(tokio::sync::Mutex::new(())),
             applied,
             membership,
@@ -264,6 +284,11 @@ impl StateMachine {
             sm.record_snapshot_stats(&reader.header, &path);
         }
         Ok(sm)
+    }
+
+    /// The group this state machine belongs to.
+    pub fn group(&self) -> GroupId {
+        self.layout.group()
     }
 
     /// Shared counters for INFO and DBSIZE.
@@ -339,6 +364,8 @@ const MIN_SCAN_STEP: usize = 64;
 /// must see before they reach RocksDB.
 struct ApplyBatch<'a> {
     store: &'a Store,
+    /// The family of the group's data.
+    cf: Cf,
     batch: Batch,
     /// Keys written (`Some`) or deleted (`None`) by this batch.
     overlay: BTreeMap<Vec<u8>, Option<Bytes>>,
@@ -348,9 +375,10 @@ struct ApplyBatch<'a> {
 }
 
 impl<'a> ApplyBatch<'a> {
-    fn new(store: &'a Store) -> Self {
+    fn new(store: &'a Store, cf: Cf) -> Self {
         Self {
             store,
+            cf,
             batch: Batch::default(),
             overlay: BTreeMap::new(),
             cleared: Vec::new(),
@@ -387,19 +415,19 @@ impl RawKv for ApplyBatch<'_> {
         }
         Ok(self
             .store
-            .get(Cf::DataKv, key)
+            .get(self.cf, key)
             .map_err(kv_error)?
             .map(Bytes::from))
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
-        self.batch.put(Cf::DataKv, &key, &value);
+        self.batch.put(self.cf, &key, &value);
         self.overlay.insert(key, Some(Bytes::from(value)));
         Ok(())
     }
 
     fn delete(&mut self, key: Vec<u8>) -> Result<(), KvError> {
-        self.batch.delete(Cf::DataKv, &key);
+        self.batch.delete(self.cf, &key);
         self.overlay.insert(key, None);
         Ok(())
     }
@@ -410,7 +438,7 @@ impl RawKv for ApplyBatch<'_> {
         if from >= to {
             return Ok(());
         }
-        self.batch.delete_range(Cf::DataKv, &from, &to);
+        self.batch.delete_range(self.cf, &from, &to);
         let doomed: Vec<Vec<u8>> = self
             .overlay
             .range(from.clone()..to.clone())
@@ -445,10 +473,7 @@ impl RawKv for ApplyBatch<'_> {
             // Read a few keys at least: entries this batch deleted are
             // skipped, and one-key steps past them would cost a seek each.
             let step = limit.max(MIN_SCAN_STEP);
-            let chunk = self
-                .store
-                .scan(Cf::DataKv, &pos, to, step)
-                .map_err(kv_error)?;
+            let chunk = self.store.scan(self.cf, &pos, to, step).map_err(kv_error)?;
             let full = chunk.len() == step;
             let mut next = None;
             for (k, v) in chunk {
@@ -498,7 +523,7 @@ impl RawKv for ApplyBatch<'_> {
             let step = limit.max(MIN_SCAN_STEP);
             let chunk = self
                 .store
-                .scan_rev(Cf::DataKv, from, &end, step)
+                .scan_rev(self.cf, from, &end, step)
                 .map_err(kv_error)?;
             let full = chunk.len() == step;
             let mut lowest = None;
@@ -538,8 +563,8 @@ impl StateMachine {
         replies: &mut Vec<(Responder, Vec<Frame>)>,
     ) -> io::Result<()> {
         batch.put(
-            Cf::DataRaftState,
-            KEY_APPLIED,
+            self.layout.state_cf(),
+            &self.layout.state_key(StateName::Applied),
             &self.applied_record().encode_to_vec(),
         );
         // Not fsynced: the entries are durable in the log, and a batch lost
@@ -568,7 +593,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let started = std::time::Instant::now();
         let mut replies = Vec::new();
         let store = self.store.clone();
-        let mut pending = ApplyBatch::new(&store);
+        let cf = self.layout.data_cf();
+        let group = self.layout.group();
+        let mut pending = ApplyBatch::new(&store, cf);
         let mut count = 0usize;
         while let Some((entry, responder)) = entries.try_next().await? {
             debug_assert!(self.applied.is_none_or(|a| a.index < entry.log_id.index));
@@ -577,7 +604,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => {
                     off_the_runtime_if(seshat_commands::batch_may_take_long(&batch), || {
-                        seshat_commands::apply_batch(
+                        seshat_commands::apply_group_batch(
+                            group,
                             &batch,
                             entry.log_id.index,
                             &mut pending,
@@ -601,7 +629,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if count >= MAX_ENTRIES_PER_APPLY_BATCH {
                 let batch = std::mem::take(&mut pending.batch);
                 self.commit_batch(batch, &mut replies)?;
-                pending = ApplyBatch::new(&store);
+                pending = ApplyBatch::new(&store, cf);
                 count = 0;
             }
         }
@@ -616,6 +644,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             store: self.store.clone(),
+            layout: self.layout,
             dir: self.snapshot_dir.clone(),
             stats: self.stats.clone(),
             files: self.snapshot_files.clone(),
@@ -630,10 +659,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _files = self.snapshot_files.clone().lock_owned().await;
         let store = self.store.clone();
         let dir = self.snapshot_dir.clone();
-        let (header, path) =
-            tokio::task::spawn_blocking(move || install_from_file(&store, &dir, &snapshot.path))
-                .await
-                .map_err(io::Error::other)??;
+        let layout = self.layout;
+        let (header, path) = tokio::task::spawn_blocking(move || {
+            install_from_file(&store, layout, &dir, &snapshot.path)
+        })
+        .await
+        .map_err(io::Error::other)??;
         let applied = header.applied.unwrap_or_default();
         let (applied_id, membership) = applied_from_record(&applied)?;
         if applied_id != meta.last_log_id {
@@ -659,7 +690,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.stats
             .snapshots_installed
             .fetch_add(1, Ordering::AcqRel);
-        tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        tracing::info!(group = self.layout.group(), last_log_id = ?meta.last_log_id, "snapshot installed");
         Ok(())
     }
 
@@ -695,18 +726,15 @@ pub(crate) fn meta_from_header(header: &pb::SnapshotHeader) -> io::Result<Snapsh
     })
 }
 
-/// Key of the marker that says a snapshot install is under way, and from
-/// which file.
-pub const KEY_INSTALLING: &[u8] = b"installing_snapshot";
-
 /// Replaces the state with the snapshot at `path` in bounded memory, and
 /// crash-safely:
 ///
 /// 1. the file is copied into the snapshot directory and fsynced (a file
 ///    received under `incoming/` is moved instead);
 /// 2. a marker naming it is written and fsynced;
-/// 3. `data_kv` is cleared and the snapshot loaded chunk by chunk, each
-///    chunk its own batch (memory stays at one chunk);
+/// 3. the group's data range is cleared and the snapshot loaded chunk by
+///    chunk, each chunk its own batch (memory stays at one chunk); a key
+///    outside the group's range is refused;
 /// 4. the applied state is written and the marker removed in one fsynced
 ///    batch.
 ///
@@ -715,13 +743,16 @@ pub const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 /// state seen is the old one or the new one, never a mix.
 fn install_from_file(
     store: &Store,
+    layout: GroupLayout,
     dir: &std::path::Path,
     path: &std::path::Path,
 ) -> io::Result<(pb::SnapshotHeader, PathBuf)> {
     std::fs::create_dir_all(dir)?;
+    let header = snapshot::SnapshotReader::open(path)?.header;
+    snapshot::check_group(&header, layout)?;
     // The installed copy is named after the snapshot it holds, whatever the
     // incoming file was called (transfers use unique `.part` names).
-    let id = snapshot::SnapshotReader::open(path)?.header.snapshot_id;
+    let id = header.snapshot_id;
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -746,52 +777,63 @@ fn install_from_file(
     }
     let mut marker = Batch::default();
     marker.put(
-        Cf::DataRaftState,
-        KEY_INSTALLING,
+        layout.state_cf(),
+        &layout.state_key(StateName::Installing),
         name.to_string_lossy().as_bytes(),
     );
     store.write(marker, true).map_err(io::Error::other)?;
-    let header = load_snapshot_file(store, &target)?;
+    let header = load_snapshot_file(store, layout, &target)?;
     snapshot::remove_other_snapshots(dir, &target)?;
     Ok((header, target))
 }
 
-/// Steps 3–4 of [`install_from_file`]: replaces `data_kv` with the file's
-/// contents chunk by chunk, then commits the applied state and clears the
-/// install marker in one fsynced batch.
-fn load_snapshot_file(store: &Store, path: &std::path::Path) -> io::Result<pb::SnapshotHeader> {
+/// Steps 3–4 of [`install_from_file`]: replaces the group's data range
+/// with the file's contents chunk by chunk, then commits the applied state
+/// and clears the install marker in one fsynced batch.
+fn load_snapshot_file(
+    store: &Store,
+    layout: GroupLayout,
+    path: &std::path::Path,
+) -> io::Result<pb::SnapshotHeader> {
     let mut reader = snapshot::SnapshotReader::open(path)?;
-    let (start, end) = keys::group_range(DATA_GROUP);
+    snapshot::check_group(&reader.header, layout)?;
+    let (start, end) = layout.data_range();
+    let cf = layout.data_cf();
     let mut clear = Batch::default();
-    clear.delete_range(Cf::DataKv, &start, &end);
+    clear.delete_range(cf, &start, &end);
     store.write(clear, false).map_err(io::Error::other)?;
     while let Some(chunk) = reader.next_chunk()? {
         let mut batch = Batch::default();
         for (k, v) in chunk.keys.iter().zip(chunk.values.iter()) {
-            if !snapshot::in_data_group(k) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "snapshot key outside the data group",
-                ));
+            if !layout.owns_data_key(k) {
+                return Err(snapshot::key_outside(layout));
             }
-            batch.put(Cf::DataKv, k, v);
+            batch.put(cf, k, v);
         }
         store.write(batch, false).map_err(io::Error::other)?;
     }
     let header = reader.header.clone();
     let applied = header.applied.clone().unwrap_or_default();
     let mut done = Batch::default();
-    done.put(Cf::DataRaftState, KEY_APPLIED, &applied.encode_to_vec());
-    done.delete(Cf::DataRaftState, KEY_INSTALLING);
+    done.put(
+        layout.state_cf(),
+        &layout.state_key(StateName::Applied),
+        &applied.encode_to_vec(),
+    );
+    done.delete(layout.state_cf(), &layout.state_key(StateName::Installing));
     store.write(done, true).map_err(io::Error::other)?;
     Ok(header)
 }
 
 /// Finishes a snapshot install a crash interrupted (see
 /// [`install_from_file`]).
-fn resume_interrupted_install(store: &Store, dir: &std::path::Path) -> io::Result<()> {
+fn resume_interrupted_install(
+    store: &Store,
+    layout: GroupLayout,
+    dir: &std::path::Path,
+) -> io::Result<()> {
     let Some(name) = store
-        .get(Cf::DataRaftState, KEY_INSTALLING)
+        .get(layout.state_cf(), &layout.state_key(StateName::Installing))
         .map_err(io::Error::other)?
     else {
         return Ok(());
@@ -804,7 +846,7 @@ fn resume_interrupted_install(store: &Store, dir: &std::path::Path) -> io::Resul
     })?;
     let path = dir.join(&name);
     tracing::warn!(snapshot = %path.display(), "resuming a snapshot install interrupted by a crash");
-    load_snapshot_file(store, &path)?;
+    load_snapshot_file(store, layout, &path)?;
     tracing::info!(snapshot = %path.display(), "interrupted snapshot install completed");
     Ok(())
 }
@@ -812,6 +854,7 @@ fn resume_interrupted_install(store: &Store, dir: &std::path::Path) -> io::Resul
 /// Builds snapshots from a consistent RocksDB view while writes go on.
 pub struct SnapshotBuilder {
     store: Store,
+    layout: GroupLayout,
     dir: PathBuf,
     stats: Arc<SmStats>,
     files: Arc<tokio::sync::Mutex<()>>,
@@ -827,8 +870,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let started = std::time::Instant::now();
         let store = self.store.clone();
         let dir = self.dir.clone();
+        let layout = self.layout;
         let (header, path) =
-            tokio::task::spawn_blocking(move || snapshot::write_snapshot(&store, &dir))
+            tokio::task::spawn_blocking(move || snapshot::write_snapshot(&store, layout, &dir))
                 .await
                 .map_err(io::Error::other)??;
         snapshot::remove_other_snapshots(&self.dir, &path)?;
@@ -843,7 +887,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::AcqRel,
         );
-        tracing::info!(snapshot = %path.display(), bytes = size, last_log_id = ?meta.last_log_id, "snapshot built");
+        tracing::info!(group = self.layout.group(), snapshot = %path.display(), bytes = size, last_log_id = ?meta.last_log_id, "snapshot built");
         Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
             meta,
             snapshot: SnapshotFile { path },
@@ -869,7 +913,12 @@ fn off_the_runtime_if<T>(long: bool, f: impl FnOnce() -> T) -> T {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use seshat_kv::keys::DATA_GROUP;
     use seshat_kv::{MemKv, Write, WriteBatch};
+
+    fn data() -> GroupLayout {
+        GroupLayout::new(DATA_GROUP).unwrap()
+    }
 
     fn argv(words: &[&str]) -> Write {
         Write::Command(
@@ -886,7 +935,7 @@ mod tests {
     fn apply_direct(store: &Store, writes: &[Write], state: &mut GroupState) -> Vec<Frame> {
         let mut replies = Vec::new();
         for (i, chunk) in writes.chunks(3).enumerate() {
-            let mut b = ApplyBatch::new(store);
+            let mut b = ApplyBatch::new(store, Cf::DataKv);
             let batch = WriteBatch {
                 now_ms: 1_000 + i as u64 * 10,
                 seed: i as u64,
@@ -901,8 +950,11 @@ mod tests {
                 last_now_ms: state.last_now_ms,
                 ..Default::default()
             };
-            b.batch
-                .put(Cf::DataRaftState, KEY_APPLIED, &record.encode_to_vec());
+            b.batch.put(
+                Cf::DataRaftState,
+                &data().state_key(StateName::Applied),
+                &record.encode_to_vec(),
+            );
             store.write(b.batch, false).unwrap();
         }
         replies
@@ -974,17 +1026,17 @@ mod tests {
 
             let a = open(&tmp.path().join("a"));
             apply_direct(&a, &ops[..cut], &mut GroupState::default());
-            let (_, file) = snapshot::write_snapshot(&a, &tmp.path().join("a-snaps")).unwrap();
+            let (_, file) = snapshot::write_snapshot(&a, data(), &tmp.path().join("a-snaps")).unwrap();
 
             let b = open(&tmp.path().join("b"));
             apply_direct(&b, &[argv(&["SET", "stale", "x"])], &mut GroupState::default());
-            let (header, _) = install_from_file(&b, &tmp.path().join("b-snaps"), &file).unwrap();
+            let (header, _) = install_from_file(&b, data(), &tmp.path().join("b-snaps"), &file).unwrap();
             let mut b_state = group_state(&header.applied.unwrap_or_default());
             // Replay with the same batch boundaries and times as `full`.
             let rest: Vec<Write> = ops[cut..].to_vec();
             for (i, chunk) in rest.chunks(3).enumerate() {
                 let n = cut / 3 + i;
-                let mut batch = ApplyBatch::new(&b);
+                let mut batch = ApplyBatch::new(&b, Cf::DataKv);
                 let wb = WriteBatch { now_ms: 1_000 + n as u64 * 10, seed: n as u64, writes: chunk.to_vec() };
                 seshat_commands::apply_batch(&wb, n as u64 + 1, &mut batch, &mut b_state).unwrap();
                 b.write(batch.batch, false).unwrap();
@@ -1039,13 +1091,13 @@ mod tests {
             let tmp = tempfile::tempdir().unwrap();
             let store = open(tmp.path());
             let mut model = MemKv::default();
-            let mut base = ApplyBatch::new(&store);
+            let mut base = ApplyBatch::new(&store, Cf::DataKv);
             for op in &stored {
                 run_raw(&mut base, op);
                 run_raw(&mut model, op);
             }
             store.write(base.batch, false).unwrap();
-            let mut overlay = ApplyBatch::new(&store);
+            let mut overlay = ApplyBatch::new(&store, Cf::DataKv);
             for op in &pending {
                 run_raw(&mut overlay, op);
                 run_raw(&mut model, op);
@@ -1079,7 +1131,7 @@ mod tests {
             &[argv(&["SET", "k", "v"])],
             &mut GroupState::default(),
         );
-        let mut sm = StateMachine::open(store, &config).unwrap();
+        let mut sm = StateMachine::open(store, data(), config.group_snapshot_dir(data())).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1116,7 +1168,7 @@ mod tests {
             .collect();
         apply_direct(&source, &ops, &mut GroupState::default());
         let (_, file) =
-            snapshot::write_snapshot(&source, &tmp.path().join("source-snaps")).unwrap();
+            snapshot::write_snapshot(&source, data(), &tmp.path().join("source-snaps")).unwrap();
 
         let config = StorageConfig::new(tmp.path().join("node"));
         {
@@ -1128,13 +1180,14 @@ mod tests {
             );
             // Simulate a crash after the marker and part of the data:
             // copy the file, write the marker, load one chunk only.
-            std::fs::create_dir_all(config.snapshot_dir()).unwrap();
+            let dir = config.group_snapshot_dir(data());
+            std::fs::create_dir_all(&dir).unwrap();
             let name = file.file_name().unwrap();
-            std::fs::copy(&file, config.snapshot_dir().join(name)).unwrap();
+            std::fs::copy(&file, dir.join(name)).unwrap();
             let mut marker = Batch::default();
             marker.put(
                 Cf::DataRaftState,
-                KEY_INSTALLING,
+                &data().state_key(StateName::Installing),
                 name.to_string_lossy().as_bytes(),
             );
             store.write(marker, true).unwrap();
@@ -1153,9 +1206,15 @@ mod tests {
             );
         }
         let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
-        let sm = StateMachine::open(store.clone(), &config).unwrap();
+        let sm =
+            StateMachine::open(store.clone(), data(), config.group_snapshot_dir(data())).unwrap();
         assert_eq!(contents(&store), contents(&source));
         assert_eq!(sm.group.counts.keys, 3000);
-        assert_eq!(store.get(Cf::DataRaftState, KEY_INSTALLING).unwrap(), None);
+        assert_eq!(
+            store
+                .get(Cf::DataRaftState, &data().state_key(StateName::Installing))
+                .unwrap(),
+            None
+        );
     }
 }

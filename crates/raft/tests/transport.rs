@@ -20,16 +20,25 @@ use seshat_raft::grpc_server::RaftGrpc;
 use seshat_raft::network::Network;
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
+use seshat_raft::route::Route;
 use seshat_raft::types::{CommittedLeaderId, Entry, LogId, Vote};
 use seshat_raft::{open_storage, Raft, SeshatNode, StorageConfig};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// The group every test here runs (the node's one data group).
+const GROUP: u32 = seshat_kv::keys::DATA_GROUP;
+
+/// A client whose requests name a group and a replica.
+type Client = RaftServiceClient<InterceptedService<Channel, Route>>;
 
 /// A Raft node with its gRPC service on a loopback port. It is never
 /// initialised: it only answers what the test sends it.
 struct TestNode {
+    id: u64,
     raft: Raft,
     addr: SocketAddr,
     dir: TempDir,
@@ -53,7 +62,7 @@ impl TestNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().unwrap());
-        let raft = Raft::new(id, config, Network::default(), log, sm)
+        let raft = Raft::new(id, config, Network::new(GROUP), log, sm)
             .await
             .unwrap();
         if id != 1 {
@@ -70,7 +79,8 @@ impl TestNode {
             };
             raft.append_entries(heartbeat).await.unwrap();
         }
-        let grpc = service(RaftGrpc::new(raft.clone(), storage.snapshot_dir()));
+        let grpc = service(RaftGrpc::new(storage.snapshot_dir()));
+        grpc.add_group(GROUP, raft.clone()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
@@ -81,6 +91,7 @@ impl TestNode {
                 .unwrap();
         });
         TestNode {
+            id,
             raft,
             addr,
             dir,
@@ -89,11 +100,15 @@ impl TestNode {
     }
 
     fn incoming_dir(&self) -> PathBuf {
-        self.dir.path().join("snapshots").join("incoming")
+        self.dir
+            .path()
+            .join("snapshots")
+            .join(GROUP.to_string())
+            .join("incoming")
     }
 
-    async fn client(&self) -> RaftServiceClient<Channel> {
-        client(self.addr).await
+    async fn client(&self) -> Client {
+        client(self.addr, self.id).await
     }
 
     async fn stop(self) {
@@ -102,10 +117,14 @@ impl TestNode {
     }
 }
 
-async fn client(addr: SocketAddr) -> RaftServiceClient<Channel> {
-    RaftServiceClient::connect(format!("http://{addr}"))
-        .await
+/// A client of replica `target` of [`GROUP`] at `addr`.
+async fn client(addr: SocketAddr, target: u64) -> Client {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    RaftServiceClient::with_interceptor(channel, Route::new(GROUP, target))
         .max_encoding_message_size(seshat_raft::network::MAX_RPC_MESSAGE_BYTES)
         .max_decoding_message_size(seshat_raft::network::MAX_RPC_MESSAGE_BYTES)
 }
@@ -277,7 +296,7 @@ struct OpenTransfer {
     reply: tokio::task::JoinHandle<Result<tonic::Response<pb::SnapshotReply>, tonic::Status>>,
 }
 
-fn open_transfer(mut client: RaftServiceClient<Channel>) -> OpenTransfer {
+fn open_transfer(mut client: Client) -> OpenTransfer {
     let (chunks, rx) = tokio::sync::mpsc::channel(4);
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
@@ -293,7 +312,7 @@ fn open_transfer(mut client: RaftServiceClient<Channel>) -> OpenTransfer {
 async fn incoming_snapshot_aborted_mid_stream_leaves_no_file() {
     let node = TestNode::start(2).await;
     let proxy = Proxy::start(node.addr, Link::default()).await;
-    let transfer = open_transfer(client(proxy.addr).await);
+    let transfer = open_transfer(client(proxy.addr, node.id).await);
     transfer.chunks.send(snapshot_start(8 << 20)).await.unwrap();
     transfer.chunks.send(data_chunk(1 << 20)).await.unwrap();
     let incoming = node.incoming_dir();
@@ -346,7 +365,10 @@ async fn snapshot_refused_when_disk_too_small() {
 async fn stale_incoming_snapshot_files_removed_at_start() {
     let dir = TempDir::new().unwrap();
     let storage = StorageConfig::new(dir.path().to_path_buf());
-    let incoming = storage.snapshot_dir().join("incoming");
+    let incoming = storage
+        .snapshot_dir()
+        .join(GROUP.to_string())
+        .join("incoming");
     std::fs::create_dir_all(&incoming).unwrap();
     let stale = incoming.join("00000000000000000010-00000000000000000001-4242-0.part");
     std::fs::write(&stale, vec![0u8; 4096]).unwrap();
@@ -458,8 +480,10 @@ async fn undecodable_append_request_ends_the_stream_with_its_refusal() {
     let codec = tonic_prost::ProstCodec::<pb::SnapshotChunk, pb::StreamAppendReply>::default();
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/seshat.v1.RaftService/StreamAppend");
+    let mut request = tonic::Request::new(stream);
+    Route::new(GROUP, node.id).stamp(&mut request);
     let mut replies = grpc
-        .streaming(tonic::Request::new(stream), path, codec)
+        .streaming(request, path, codec)
         .await
         .unwrap()
         .into_inner();
@@ -486,7 +510,7 @@ async fn append_reply_deadline_grows_with_bytes_in_flight() {
         ..Link::default()
     };
     let proxy = Proxy::start(node.addr, link).await;
-    let mut client = Network::default().new_client(2, &peer(proxy.addr)).await;
+    let mut client = Network::new(GROUP).new_client(2, &peer(proxy.addr)).await;
     // The log starts at index 0.
     let entries: Vec<Entry> = (0..8).map(|i| big_entry(i, 512 * 1024)).collect();
     let request = openraft::raft::AppendEntriesRequest {
@@ -524,7 +548,7 @@ async fn heartbeats_succeed_over_a_distant_link() {
         ..Link::default()
     };
     let proxy = Proxy::start(node.addr, link).await;
-    let mut network = Network::default();
+    let mut network = Network::new(GROUP);
     let mut client = network.new_heartbeat_client(2, &peer(proxy.addr)).await;
     let interval = Duration::from_millis(400);
     let mut succeeded = 0;
@@ -652,7 +676,8 @@ async fn slow_snapshot_stream_still_completes() {
         snapshot_progress: Duration::from_secs(3),
         ..Timeouts::default()
     };
-    let mut client = Network::with_timeouts(timeouts)
+    let mut client = Network::new(GROUP)
+        .with_timeouts(timeouts)
         .new_client(2, &peer(proxy.addr))
         .await;
     let started = std::time::Instant::now();

@@ -2,7 +2,8 @@
 //! its slot range, its leader the master and the other voters replicas, so
 //! cluster-aware clients route every key to the leader of its group.
 //!
-//! `CLUSTER SLOTS` and `CLUSTER SHARDS` list every group. `CLUSTER NODES`
+//! `CLUSTER SLOTS` and `CLUSTER SHARDS` list every group (`SLOTS` only
+//! its leader when sharded, see [`slots`]). `CLUSTER NODES`
 //! has one line per node: on an unsharded cluster the leader is the master
 //! of all slots and the others its replicas; on a sharded one every node
 //! is a master holding the slots of the groups it leads (a node can lead
@@ -111,16 +112,21 @@ fn slot_range(slots: &RangeInclusive<u16>) -> [Frame; 2] {
     ]
 }
 
-/// `CLUSTER SLOTS`: every group with a leader, its leader first.
+/// `CLUSTER SLOTS`: every group with a leader, its leader first. On a
+/// sharded cluster only the leader is listed: a node is a replica in one
+/// group and the master of another, and clients that keep one role per
+/// node (redis-py) would take a master for a replica.
 pub fn slots(groups: &Groups, tls: bool) -> Frame {
     let v = view(groups, tls);
+    let listed = if v.sharded { 1 } else { usize::MAX };
     let entries = v
         .shards
         .iter()
         .filter(|s| s.leader.is_some())
         .map(|s| {
             let mut entry = slot_range(&s.slots).to_vec();
-            entry.extend(s.voters.iter().filter_map(|id| v.members.get(id)).map(|m| {
+            let nodes = s.voters.iter().take(listed);
+            entry.extend(nodes.filter_map(|id| v.members.get(id)).map(|m| {
                 Frame::Array(vec![
                     Frame::bulk(m.host.clone()),
                     Frame::Integer(i64::from(m.port)),

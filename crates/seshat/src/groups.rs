@@ -51,19 +51,16 @@ impl Groups {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let storage = StorageConfig::new(settings.data_dir.clone());
-        let (store, log, sm) = seshat_raft::open_storage(&storage)
+        let node_storage = seshat_raft::open_node_storage(&storage)
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
+        let store = node_storage.store().clone();
         let members: Vec<u64> = settings.initial_members.keys().copied().collect();
         let layout = Layout::open(&store, &members, settings.shards)?;
-        let mut parts = Some((log, sm));
         let mut nodes = Vec::new();
         for group in layout.groups_of(settings.node_id) {
-            let Some((log, sm)) = parts.take() else {
-                anyhow::bail!(
-                    "this build runs one data group per node; the layout has {}",
-                    layout.groups().len()
-                );
-            };
+            let (log, sm) = node_storage
+                .open_group(group.id)
+                .with_context(|| format!("cannot open group {}", group.id))?;
             nodes.push(
                 Node::start(
                     settings.clone(),

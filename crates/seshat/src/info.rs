@@ -11,13 +11,14 @@ use crate::shared::Shared;
 /// The Redis version Seshat reports for client compatibility checks.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "clients",
     "stats",
     "replication",
     "raft",
     "storage",
+    "cluster",
     "keyspace",
 ];
 
@@ -48,6 +49,8 @@ pub fn render(requested: &[Bytes], shared: &Shared) -> String {
             "replication" => replication(&mut out, shared),
             "raft" => raft(&mut out, shared),
             "storage" => storage(&mut out, shared),
+            // Cluster tools (`redis-cli --cluster`) check for it.
+            "cluster" => out.push_str("# Cluster\r\ncluster_enabled:1\r\n"),
             _ => keyspace(&mut out, shared),
         }
     }
@@ -68,18 +71,29 @@ pub fn reads_every_key(requested: &[Bytes]) -> bool {
     requested.iter().any(|r| r.eq_ignore_ascii_case(b"digest"))
 }
 
-/// `# Digest`: the applied index and an FNV-1a hash of every user key and
-/// value, read from one consistent RocksDB view.
+/// `# Digest`: per group, the applied index and an FNV-1a hash of every
+/// user key and value, each read from one consistent RocksDB view:
+/// `storage_digest` for the first group (the only one of an unsharded
+/// cluster), then `storage_digest_group_<id>` for every group of a sharded
+/// one.
 fn digest(out: &mut String, shared: &Shared) {
-    match seshat_raft::state_machine::state_digest(&shared.groups.store) {
+    out.push_str("# Digest\r\n");
+    let groups = &shared.groups;
+    let mut line = |name: String, group: u32| match seshat_raft::state_machine::state_digest(
+        &groups.store,
+        group,
+    ) {
         Ok((applied, hash, keys)) => {
-            let _ = write!(
-                out,
-                "# Digest\r\nstorage_digest:{applied}:{hash:016x}:{keys}\r\n"
-            );
+            let _ = write!(out, "{name}:{applied}:{hash:016x}:{keys}\r\n");
         }
         Err(e) => {
-            let _ = write!(out, "# Digest\r\nstorage_digest_error:{e}\r\n");
+            let _ = write!(out, "{name}_error:{e}\r\n");
+        }
+    };
+    line("storage_digest".into(), groups.first().group);
+    if groups.layout.is_sharded() {
+        for node in groups.all() {
+            line(format!("storage_digest_group_{}", node.group), node.group);
         }
     }
 }

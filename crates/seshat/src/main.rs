@@ -255,13 +255,15 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = seshat_raft::grpc_server::RaftGrpc::new(
-        node.first().raft.clone(),
         seshat_raft::StorageConfig::new(settings.data_dir.clone()).snapshot_dir(),
     )
     .with_forward_handler(Arc::new(forwarded::LeaderExecutor {
         shared: shared.clone(),
         client_runtime: tokio::runtime::Handle::current(),
     }));
+    for group in node.all() {
+        grpc.add_group(group.group, group.raft.clone())?;
+    }
     let mut raft_stop = stop_rx.clone();
     let raft_server = raft_rt.spawn(async move {
         let listener = TcpListener::from_std(raft_listener)?;

@@ -500,8 +500,8 @@ impl Node {
             settings.node_id,
             config,
             match peer_tls {
-                Some(tls) => Network::default().with_tls(tls),
-                None => Network::default(),
+                Some(tls) => Network::new(group).with_tls(tls),
+                None => Network::new(group),
             },
             log.clone(),
             sm,

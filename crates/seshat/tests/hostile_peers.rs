@@ -19,12 +19,23 @@ use common::{get, info_u64, runtime, set, Cluster};
 use prost::Message;
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
-use tonic::transport::Channel;
+use seshat_raft::route::Route;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
 
-async fn raft_client(port: u16) -> RaftServiceClient<Channel> {
-    RaftServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
+/// A client of node `node_id`'s replica of the data group, as a peer
+/// dials it (every request names the group and the replica).
+async fn raft_client(
+    port: u16,
+    node_id: u64,
+) -> RaftServiceClient<InterceptedService<Channel, Route>> {
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let route = Route::new(seshat_kv::keys::DATA_GROUP, node_id);
+    RaftServiceClient::with_interceptor(channel, route)
 }
 
 /// The cluster still serves writes, and elects a new leader when the
@@ -104,6 +115,9 @@ fn snapshot_stream(
             last_now_ms: 0,
             expiring_count: 0,
         }),
+        // The data group's: a snapshot of another group would be refused
+        // for that alone.
+        group: seshat_kv::keys::DATA_GROUP,
     };
     let file = header.encode_length_delimited_to_vec();
     let start = pb::SnapshotStart {
@@ -144,7 +158,7 @@ fn issue_18_forged_snapshot_beyond_its_vote_is_refused() {
     for (i, node) in cluster.nodes.iter().enumerate() {
         let chunks = snapshot_stream(vote, beyond, membership(&cluster));
         let result = rt.block_on(async {
-            let mut c = raft_client(node.raft_port).await;
+            let mut c = raft_client(node.raft_port, node.node_id).await;
             c.install_snapshot(futures::stream::iter(chunks)).await
         });
         assert_refused("a snapshot beyond its vote", i, result);
@@ -189,7 +203,7 @@ fn issue_18_term_u64_max_is_refused_and_never_adopted() {
     let rt = runtime();
     for (i, node) in cluster.nodes.iter().enumerate() {
         rt.block_on(async {
-            let mut c = raft_client(node.raft_port).await;
+            let mut c = raft_client(node.raft_port, node.node_id).await;
             assert_refused("append", i, c.append_entries(append.clone()).await);
             // The pipelined form: the stream ends with the refusal.
             let replies = c
@@ -246,7 +260,7 @@ fn a_forged_snapshot_from_a_non_leader_is_refused() {
         }
         let chunks = snapshot_stream(vote, last, membership(&cluster));
         let result = rt.block_on(async {
-            let mut c = raft_client(node.raft_port).await;
+            let mut c = raft_client(node.raft_port, node.node_id).await;
             c.install_snapshot(futures::stream::iter(chunks)).await
         });
         assert_refused("a snapshot from a non-leader", i, result);

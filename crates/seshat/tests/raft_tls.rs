@@ -13,9 +13,12 @@ use std::time::Duration;
 
 use common::pki::Pki;
 use common::{get, have_tool, info_u64, runtime, set, Cluster, Server};
+use seshat_kv::keys::DATA_GROUP;
 use seshat_raft::pb;
 use seshat_raft::pb::raft_service_client::RaftServiceClient;
 use seshat_raft::peer_tls::{peer_endpoint, PeerTls, PEER_SERVER_NAME};
+use seshat_raft::route::Route;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// A cluster CA `cluster-ca` and the node certificate `node` it signs
@@ -45,17 +48,26 @@ fn start_mtls_cluster(pki: &Pki, extra: &[&str]) -> Cluster {
     Cluster::start_with(3, &flags)
 }
 
-fn client(endpoint: Endpoint) -> RaftServiceClient<Channel> {
-    RaftServiceClient::new(endpoint.timeout(Duration::from_secs(5)).connect_lazy())
+/// A client whose requests name the data group and a replica, as a
+/// peer's do.
+type RaftClient = RaftServiceClient<InterceptedService<Channel, Route>>;
+
+/// A client of replica `target` of the data group behind `endpoint`.
+fn client(endpoint: Endpoint, target: u64) -> RaftClient {
+    let channel = endpoint.timeout(Duration::from_secs(5)).connect_lazy();
+    RaftServiceClient::with_interceptor(channel, Route::new(DATA_GROUP, target))
 }
 
 /// A client that speaks plain gRPC (HTTP/2 without TLS) to `port`.
-fn plain_client(port: u16) -> RaftServiceClient<Channel> {
-    client(Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap())
+fn plain_client(port: u16, target: u64) -> RaftClient {
+    client(
+        Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap(),
+        target,
+    )
 }
 
 /// A client that trusts the cluster CA but has no certificate of its own.
-fn tls_client_without_certificate(pki: &Pki, port: u16) -> RaftServiceClient<Channel> {
+fn tls_client_without_certificate(pki: &Pki, port: u16, target: u64) -> RaftClient {
     let ca = Certificate::from_pem(std::fs::read(pki.path("cluster-ca.crt")).unwrap());
     let tls = ClientTlsConfig::new()
         .ca_certificate(ca)
@@ -64,19 +76,22 @@ fn tls_client_without_certificate(pki: &Pki, port: u16) -> RaftServiceClient<Cha
         .unwrap()
         .tls_config(tls)
         .unwrap();
-    client(endpoint)
+    client(endpoint, target)
 }
 
 /// A client presenting `NAME.crt` and trusting the cluster CA, as a node
 /// dials its peers.
-fn tls_client_as(pki: &Pki, name: &str, port: u16) -> RaftServiceClient<Channel> {
+fn tls_client_as(pki: &Pki, name: &str, port: u16, target: u64) -> RaftClient {
     let read = |f: &str| std::fs::read(pki.path(f)).unwrap();
     let tls = PeerTls::from_pem(
         read(&format!("{name}.crt")),
         read(&format!("{name}.key")),
         read("cluster-ca.crt"),
     );
-    client(peer_endpoint(&format!("127.0.0.1:{port}"), Some(&tls)).unwrap())
+    client(
+        peer_endpoint(&format!("127.0.0.1:{port}"), Some(&tls)).unwrap(),
+        target,
+    )
 }
 
 /// Requests a protocol-following node would act on had they come from a
@@ -144,7 +159,7 @@ fn assert_transport_refused<T: std::fmt::Debug>(what: &str, result: Result<T, to
 }
 
 /// Sends every forgery to `c` and checks that each fails in the transport.
-async fn send_forgeries(what: &str, c: &mut RaftServiceClient<Channel>, f: &Forgeries) {
+async fn send_forgeries(what: &str, c: &mut RaftClient, f: &Forgeries) {
     assert_transport_refused(
         &format!("{what}: append"),
         c.append_entries(f.append.clone()).await,
@@ -228,9 +243,9 @@ fn a_peer_without_a_certificate_is_refused_and_the_cluster_never_notices() {
     let rt = runtime();
     for (i, node) in cluster.nodes.iter().enumerate() {
         rt.block_on(async {
-            let mut plain = plain_client(node.raft_port);
+            let mut plain = plain_client(node.raft_port, node.node_id);
             send_forgeries(&format!("node {i}, plain gRPC"), &mut plain, &f).await;
-            let mut anonymous = tls_client_without_certificate(&pki, node.raft_port);
+            let mut anonymous = tls_client_without_certificate(&pki, node.raft_port, node.node_id);
             send_forgeries(
                 &format!("node {i}, TLS without a certificate"),
                 &mut anonymous,
@@ -259,12 +274,12 @@ fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     let rt = runtime();
     for (i, node) in cluster.nodes.iter().enumerate() {
         rt.block_on(async {
-            let mut rogue = tls_client_as(&pki, "rogue", node.raft_port);
+            let mut rogue = tls_client_as(&pki, "rogue", node.raft_port, node.node_id);
             send_forgeries(&format!("node {i}, another CA"), &mut rogue, &f).await;
             // The same client with the cluster's certificate is let in (and
             // its absurd vote refused by the handler): the CA made the
             // difference.
-            let mut member = tls_client_as(&pki, "node", node.raft_port);
+            let mut member = tls_client_as(&pki, "node", node.raft_port, node.node_id);
             let absurd = pb::VoteRequest {
                 vote: Some(pb::Vote {
                     term: u64::MAX,

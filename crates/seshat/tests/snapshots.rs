@@ -138,9 +138,12 @@ fn a_follower_far_behind_catches_up_by_snapshot_and_serves_every_key_after_leadi
     );
 
     // Regression: the installed snapshot must be kept under its
-    // `<index>-<term>.snap` name (transfers arrive as unique `.part` files),
+    // `<index>-<term>.snap` name, in its group's directory (transfers arrive as unique `.part` files),
     // or the node could not serve it to others once it leads.
-    let snaps = cluster.nodes[lagger].data_dir().join("snapshots");
+    let snaps = cluster.nodes[lagger]
+        .data_dir()
+        .join("snapshots")
+        .join(seshat_kv::keys::DATA_GROUP.to_string());
     let kept: Vec<String> = std::fs::read_dir(&snaps)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -12,17 +12,18 @@ use rocksdb::{
 /// The column families of a node's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cf {
-    /// Raft log of the system group (sharding, later phases).
+    /// Raft log of the system group (group 0): `group | index` → entry.
     SystemRaftLog,
-    /// Vote and metadata of the system group.
+    /// Vote and metadata of the system group: `group | name` → record.
     SystemRaftState,
     /// Cluster metadata kept by the system group.
     SystemData,
-    /// Raft log of the data group: big-endian index → entry.
+    /// Raft logs of the data groups (ids from 1): `group | index` → entry.
     DataRaftLog,
-    /// Vote, last purged id, applied state of the data group.
+    /// Vote, last purged id, applied state of each data group
+    /// (`group | name` → record), and the node's format version.
     DataRaftState,
-    /// User keys and values.
+    /// User keys and values, under their group's prefix.
     DataKv,
 }
 
