@@ -44,8 +44,9 @@ pub mod pb {
 
 /// The on-disk format this build reads and writes: the key layout of user
 /// data, the log entry encoding and the persisted records. A data
-/// directory in any other format is refused at start.
-pub const DATA_FORMAT_VERSION: u32 = 2;
+/// directory in any other format is refused at start. 3: ACL users in
+/// the data group's range and ACL writes in log entries.
+pub const DATA_FORMAT_VERSION: u32 = 3;
 /// Key of the format version in `data_raft_state`.
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 

@@ -92,6 +92,8 @@ pub struct Node {
     pub raft: Raft,
     /// The node's database.
     pub store: Store,
+    /// This node's copy of the replicated ACL users.
+    pub users: seshat_raft::state_machine::UsersWatch,
     /// The log store (for INFO figures).
     pub log: LogStore,
     /// State machine counters.
@@ -471,6 +473,7 @@ impl Node {
         let (store, log, sm) = seshat_raft::open_storage(&storage)
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let sm_stats = sm.stats();
+        let users = sm.users();
         let config = Arc::new(raft_config(&settings)?);
         let raft = Raft::new(
             settings.node_id,
@@ -513,6 +516,7 @@ impl Node {
         let node = Arc::new(Node {
             raft,
             store,
+            users,
             log,
             sm_stats,
             settings,
