@@ -52,6 +52,15 @@ pub fn prepare_write(cmd: ServerCmd, args: &[Bytes], shared: &Shared) -> Result<
             let name = args.get(2).cloned().unwrap_or_default();
             acl::check_name(&name).map_err(Frame::error)?;
             let rules = args.get(3..).unwrap_or_default().to_vec();
+            // Bounded before the rules are tried: a write larger than one
+            // log entry may be is refused anyway.
+            Write::Acl(AclWrite::SetUser {
+                name: name.clone(),
+                base: Vec::new(),
+                rules: rules.clone(),
+            })
+            .check_size(&shared.node.settings.limits)
+            .map_err(|e| Frame::error(e.to_string()))?;
             let stored = users.get(&name).map(|e| (*e.user).clone());
             // Until an ACL write replicated `default`, it is this node's
             // requirepass: the first change starts from it everywhere.
