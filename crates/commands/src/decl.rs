@@ -220,6 +220,32 @@ pub enum ServerCmd {
     Watch,
     /// `UNWATCH`
     Unwatch,
+    /// `ACL SETUSER`
+    AclSetUser,
+    /// `ACL DELUSER`
+    AclDelUser,
+    /// `ACL GETUSER`
+    AclGetUser,
+    /// `ACL LIST`
+    AclList,
+    /// `ACL USERS`
+    AclUsers,
+    /// `ACL WHOAMI`
+    AclWhoAmI,
+    /// `ACL CAT`
+    AclCat,
+    /// `ACL DRYRUN`
+    AclDryRun,
+    /// `ACL GENPASS`
+    AclGenPass,
+    /// `ACL LOAD`
+    AclLoad,
+    /// `ACL SAVE`
+    AclSave,
+    /// `ACL LOG`
+    AclLog,
+    /// `ACL HELP`
+    AclHelp,
 }
 
 /// A data command's handler without preparation.
@@ -286,6 +312,9 @@ pub struct Decl {
     pub handler: Handler,
     /// Subcommands of a container.
     pub subcommands: &'static [Decl],
+    /// ACL categories Redis gives the command besides those its group and
+    /// flags imply (`@dangerous` for `KEYS`, `@keyspace` for `FLUSHALL`).
+    pub extra_categories: &'static [&'static str],
 }
 
 /// Redis's command groups (`COMMAND DOCS`).
@@ -382,6 +411,7 @@ impl Decl {
             since: docs.1,
             handler,
             subcommands: &[],
+            extra_categories: &[],
         }
     }
 
@@ -402,6 +432,16 @@ impl Decl {
             since: docs.1,
             handler: Handler::Container,
             subcommands,
+            extra_categories: &[],
+        }
+    }
+
+    /// The same declaration in more ACL categories than its group and
+    /// flags imply (each `@name`, one of Redis's categories).
+    pub const fn with_categories(self, extra_categories: &'static [&'static str]) -> Self {
+        Self {
+            extra_categories,
+            ..self
         }
     }
 
@@ -475,11 +515,13 @@ impl Decl {
             .filter_map(move |i| args.get(i))
     }
 
-    /// ACL categories: the group's, plus those the flags imply (as Redis
-    /// derives them).
+    /// ACL categories, in Redis's order ([`ACL_CATEGORIES`]): the
+    /// group's, those the flags imply (as Redis derives them) and the
+    /// declared extras.
     pub fn categories(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         out.extend(self.group.category());
+        out.extend(self.extra_categories.iter().copied());
         if self.flags.has(Flags::WRITE) {
             out.push("@write");
         }
@@ -494,9 +536,42 @@ impl Decl {
         } else {
             "@slow"
         });
+        let rank = |c: &&str| {
+            ACL_CATEGORIES
+                .iter()
+                .position(|k| Some(*k) == c.strip_prefix('@'))
+                .unwrap_or(ACL_CATEGORIES.len())
+        };
+        out.sort_by_key(rank);
+        out.dedup();
         out
     }
 }
+
+/// Redis's ACL categories, in Redis's order (`ACL CAT`, `COMMAND INFO`).
+pub const ACL_CATEGORIES: [&str; 21] = [
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+];
 
 #[cfg(test)]
 mod tests {

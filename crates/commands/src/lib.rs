@@ -32,6 +32,7 @@
 //! # Ok::<(), seshat_commands::ApplyError>(())
 //! ```
 
+pub mod acl;
 mod args;
 mod decl;
 mod exec;
@@ -41,7 +42,9 @@ mod reply;
 mod table;
 
 pub use args::glob_match;
-pub use decl::{DataFn, Decl, Flags, Group, Handler, KeySpec, PrepareFn, Route, ServerCmd};
+pub use decl::{
+    DataFn, Decl, Flags, Group, Handler, KeySpec, PrepareFn, Route, ServerCmd, ACL_CATEGORIES,
+};
 pub use exec::{
     apply_batch, apply_group_batch, batch_may_take_long, prepare_write, run_read, ApplyError, Ctx,
     GroupState, NoData,

@@ -23,6 +23,7 @@ pub static FAMILIES: &[&[Decl]] = &[
     families::list::COMMANDS,
     families::set::COMMANDS,
     families::zset::COMMANDS,
+    families::acl::COMMANDS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Decl>> = LazyLock::new(|| {

@@ -41,6 +41,40 @@ pub enum Write {
     /// Keys whose expiry the leader found due; each is removed only if it
     /// is still expired when the entry applies.
     ExpireKeys(Vec<Bytes>),
+    /// A change to the ACL users, replicated so every node enforces the
+    /// same rules.
+    Acl(AclWrite),
+}
+
+/// A change to the ACL users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclWrite {
+    /// `ACL SETUSER name rules…`: all rules or none. `base` is applied
+    /// first when the user does not exist yet (the leader's `default`
+    /// user before any ACL write touched it, so the first change keeps
+    /// the password the leader had).
+    SetUser {
+        /// The user.
+        name: Bytes,
+        /// Rules for a user that does not exist yet, before `rules`.
+        base: Vec<Bytes>,
+        /// The rules, in order.
+        rules: Vec<Bytes>,
+    },
+    /// `ACL DELUSER name…` (never `default`).
+    DelUser(Vec<Bytes>),
+    /// `ACL LOAD` / `--aclfile`: these users replace all others (a
+    /// `default` not among them falls back to the node's `requirepass`).
+    Replace(Vec<UserDef>),
+}
+
+/// A user as an ACL file line defines it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDef {
+    /// The user.
+    pub name: Bytes,
+    /// Its rules, in order.
+    pub rules: Vec<Bytes>,
 }
 
 /// A `WATCH`ed key and the modification index it had (`None`: absent).
@@ -74,6 +108,15 @@ impl Write {
                     + 8
             }
             Write::ExpireKeys(keys) => keys.iter().map(|k| k.len() + ARG_FRAMING_BYTES).sum(),
+            Write::Acl(AclWrite::SetUser { name, base, rules }) => {
+                name.len() + args_size(base) + args_size(rules) + 16
+            }
+            Write::Acl(AclWrite::DelUser(names)) => args_size(names) + 8,
+            Write::Acl(AclWrite::Replace(users)) => users
+                .iter()
+                .map(|u| u.name.len() + args_size(&u.rules) + 8)
+                .sum::<usize>()
+                .saturating_add(8),
         }
     }
 

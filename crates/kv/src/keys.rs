@@ -8,6 +8,7 @@
 //! sub-keys   group u32 | slot u16 | 0x01 | keylen u32 | key | field  → value
 //! scores     group u32 | slot u16 | 0x02 | keylen u32 | key | score | member → ""
 //! expiry     group u32 | 0xFFFF   | expire_at_ms u64 | slot u16 | key → ""
+//! users      group u32 | 0xFFFE   | user name → ACL user record
 //! ```
 //!
 //! A composite value's (hash, list, set, sorted set) elements are its
@@ -22,6 +23,10 @@
 //! Slots are below 16384, so `0xFFFF` in the slot position is a namespace
 //! no slot reaches: the expiry index sorts after all slot data and is
 //! ordered by time, so the leader finds due keys with one range scan.
+//! `0xFFFE` holds the ACL users: inside the group's range (so snapshots,
+//! the replica digest and a group's copy carry them), outside every slot
+//! (so no key count, `SCAN`, `KEYS` or `RANDOMKEY` sees them), and spared
+//! by `FLUSHALL` ([`flushable_ranges`]).
 //!
 //! Inside a slot, keys are ordered by a 32-bit FNV-1a hash of the key and
 //! then the key. That order is what a `SCAN` cursor encodes: `slot << 32 |
@@ -39,6 +44,8 @@ pub const TAG_META: u8 = 0x00;
 pub const TAG_SUBKEY: u8 = 0x01;
 /// The slot-position value of the expiry index namespace.
 pub const EXPIRY_NAMESPACE: u16 = 0xFFFF;
+/// The slot-position value of the ACL users namespace.
+pub const USERS_NAMESPACE: u16 = 0xFFFE;
 /// Bytes of a metadata key before the user key.
 pub const META_HEADER_BYTES: usize = 4 + 2 + 1 + 4;
 
@@ -223,6 +230,36 @@ pub fn parse_expiry_key(group: u32, raw: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(*at), key))
 }
 
+/// The record of ACL user `name` in `group`.
+pub fn user_key(group: u32, name: &[u8]) -> Vec<u8> {
+    let mut k = users_range(group).0;
+    k.extend_from_slice(name);
+    k
+}
+
+/// The range `[start, end)` of `group`'s ACL user records.
+pub fn users_range(group: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut start = group.to_be_bytes().to_vec();
+    start.extend_from_slice(&USERS_NAMESPACE.to_be_bytes());
+    let mut end = group.to_be_bytes().to_vec();
+    end.extend_from_slice(&EXPIRY_NAMESPACE.to_be_bytes());
+    (start, end)
+}
+
+/// The user name of an ACL user record key of `group`.
+pub fn parse_user_key(group: u32, raw: &[u8]) -> Option<&[u8]> {
+    let (g, rest) = raw.split_first_chunk::<4>()?;
+    let (ns, name) = rest.split_first_chunk::<2>()?;
+    (u32::from_be_bytes(*g) == group && u16::from_be_bytes(*ns) == USERS_NAMESPACE).then_some(name)
+}
+
+/// The ranges `FLUSHALL` clears: the whole group but its ACL users.
+pub fn flushable_ranges(group: u32) -> [(Vec<u8>, Vec<u8>); 2] {
+    let (start, end) = group_range(group);
+    let (users_start, users_end) = users_range(group);
+    [(start, users_start), (users_end, end)]
+}
+
 /// The range `[start, end)` holding every record of `group`.
 pub fn group_range(group: u32) -> (Vec<u8>, Vec<u8>) {
     let start = group.to_be_bytes().to_vec();
@@ -306,6 +343,28 @@ mod tests {
             );
         }
         assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+    }
+
+    #[test]
+    fn users_sit_between_the_slots_and_the_expiry_index() {
+        let u = user_key(DATA_GROUP, b"alice");
+        assert_eq!(parse_user_key(DATA_GROUP, &u), Some(&b"alice"[..]));
+        assert!(parse_user_key(2, &u).is_none());
+        assert!(parse_meta_key(DATA_GROUP, &u).is_none());
+        assert!(parse_expiry_key(DATA_GROUP, &u).is_none());
+        let (_, slots_end) = slots_range(DATA_GROUP);
+        assert!(slots_end <= u && u < expiry_start(DATA_GROUP));
+        let (start, end) = group_range(DATA_GROUP);
+        assert!(start <= u && u < end);
+        let (users_start, users_end) = users_range(DATA_GROUP);
+        assert!(users_start <= u && u < users_end);
+        for (from, to) in flushable_ranges(DATA_GROUP) {
+            assert!(!(from <= u && u < to), "FLUSHALL must spare users");
+        }
+        let [(a, b), (c, d)] = flushable_ranges(DATA_GROUP);
+        assert!(a <= meta_key(DATA_GROUP, b"k") && meta_key(DATA_GROUP, b"k") < b);
+        let e = expiry_key(DATA_GROUP, 1, b"k");
+        assert!(c <= e && e < d);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use seshat_common::CLUSTER_SLOTS;
 
 use crate::keys::{self, MetaKey};
 use crate::record::{Kind, Record};
+use crate::user::UserRecord;
 use crate::{KvError, RawKv};
 
 /// Raw records read per step of a scan.
@@ -318,12 +319,48 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         }
     }
 
-    /// Removes every key of the group.
+    /// Removes every key of the group (its ACL users stay, as in Redis).
     pub fn clear(&mut self) -> Result<(), KvError> {
-        let (start, end) = keys::group_range(self.group);
-        self.kv.delete_range(start, end)?;
+        for (start, end) in keys::flushable_ranges(self.group) {
+            self.kv.delete_range(start, end)?;
+        }
         self.counts = Counts::default();
         Ok(())
+    }
+
+    /// ACL user `name`'s record.
+    pub fn user(&mut self, name: &[u8]) -> Result<Option<UserRecord>, KvError> {
+        self.kv
+            .get(&keys::user_key(self.group, name))?
+            .map(UserRecord::decode)
+            .transpose()
+    }
+
+    /// Writes ACL user `name`'s record.
+    pub fn put_user(&mut self, name: &[u8], record: &UserRecord) -> Result<(), KvError> {
+        self.kv
+            .put(keys::user_key(self.group, name), record.encode())
+    }
+
+    /// Removes ACL user `name`; true if it existed.
+    pub fn delete_user(&mut self, name: &[u8]) -> Result<bool, KvError> {
+        let key = keys::user_key(self.group, name);
+        let existed = self.kv.get(&key)?.is_some();
+        if existed {
+            self.kv.delete(key)?;
+        }
+        Ok(existed)
+    }
+
+    /// Up to `limit` ACL users, by name.
+    pub fn users(&mut self, limit: usize) -> Result<Vec<(Bytes, UserRecord)>, KvError> {
+        users_in(self.kv, self.group, limit)
+    }
+
+    /// Removes every ACL user.
+    pub fn clear_users(&mut self) -> Result<(), KvError> {
+        let (start, end) = keys::users_range(self.group);
+        self.kv.delete_range(start, end)
     }
 
     /// Up to `limit` keys whose expiry is due by now, oldest first.
@@ -393,6 +430,22 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         }
         Ok(None)
     }
+}
+
+/// Up to `limit` ACL users of `group` in `kv`, by name.
+pub fn users_in<K: RawKv + ?Sized>(
+    kv: &mut K,
+    group: u32,
+    limit: usize,
+) -> Result<Vec<(Bytes, UserRecord)>, KvError> {
+    let (start, end) = keys::users_range(group);
+    let mut out = Vec::new();
+    for (raw, value) in kv.scan(&start, &end, limit)? {
+        let name = keys::parse_user_key(group, &raw)
+            .ok_or_else(|| KvError::Corrupt("malformed ACL user key".into()))?;
+        out.push((Bytes::copy_from_slice(name), UserRecord::decode(value)?));
+    }
+    Ok(out)
 }
 
 fn parse_meta(group: u32, raw: &[u8]) -> Result<MetaKey<'_>, KvError> {

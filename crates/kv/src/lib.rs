@@ -32,8 +32,12 @@ pub mod keys;
 mod keyspace;
 mod raw;
 mod record;
+mod user;
 
-pub use entry::{args_size, Argv, EntryRng, Watch, Write, WriteBatch, ARG_FRAMING_BYTES};
-pub use keyspace::{Counts, Keyspace};
+pub use entry::{
+    args_size, AclWrite, Argv, EntryRng, UserDef, Watch, Write, WriteBatch, ARG_FRAMING_BYTES,
+};
+pub use keyspace::{users_in, Counts, Keyspace};
 pub use raw::{KvError, MemKv, RawKv};
 pub use record::{Kind, Record, COMPOSITE_PAYLOAD_BYTES, RECORD_HEADER_BYTES};
+pub use user::{UserRecord, USER_RECORD_VERSION};

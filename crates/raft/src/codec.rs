@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use openraft::EntryPayload;
 use prost::Message;
-use seshat_kv::{Watch, Write, WriteBatch};
+use seshat_kv::{AclWrite, UserDef, Watch, Write, WriteBatch};
 
 use crate::pb;
 use crate::types::{CommittedLeaderId, Entry, LogId, Membership, SeshatNode, Vote};
@@ -201,6 +201,23 @@ fn write_to_pb(write: &Write) -> pb::Write {
             commands: commands.iter().map(|c| argv_to_pb(c)).collect(),
         }),
         Write::ExpireKeys(keys) => Kind::Expire(pb::ExpireKeys { keys: keys.clone() }),
+        Write::Acl(AclWrite::SetUser { name, base, rules }) => Kind::AclSetUser(pb::AclSetUser {
+            name: name.clone(),
+            base: base.clone(),
+            rules: rules.clone(),
+        }),
+        Write::Acl(AclWrite::DelUser(names)) => Kind::AclDelUser(pb::AclDelUser {
+            names: names.clone(),
+        }),
+        Write::Acl(AclWrite::Replace(users)) => Kind::AclReplace(pb::AclReplace {
+            users: users
+                .iter()
+                .map(|u| pb::AclUserDef {
+                    name: u.name.clone(),
+                    rules: u.rules.clone(),
+                })
+                .collect(),
+        }),
     };
     pb::Write { kind: Some(kind) }
 }
@@ -249,6 +266,21 @@ fn write_from_pb(write: pb::Write) -> Result<Write, CodecError> {
                 .collect::<Result<_, _>>()?,
         },
         Kind::Expire(e) => Write::ExpireKeys(e.keys),
+        Kind::AclSetUser(u) => Write::Acl(AclWrite::SetUser {
+            name: u.name,
+            base: u.base,
+            rules: u.rules,
+        }),
+        Kind::AclDelUser(d) => Write::Acl(AclWrite::DelUser(d.names)),
+        Kind::AclReplace(r) => Write::Acl(AclWrite::Replace(
+            r.users
+                .into_iter()
+                .map(|u| UserDef {
+                    name: u.name,
+                    rules: u.rules,
+                })
+                .collect(),
+        )),
     })
 }
 
@@ -351,21 +383,41 @@ mod tests {
     fn arb_batch() -> impl Strategy<Value = WriteBatch> {
         let bytes = prop::collection::vec(any::<u8>(), 0..32).prop_map(Bytes::from);
         let argv = prop::collection::vec(bytes.clone(), 1..4);
-        let write = prop_oneof![
-            argv.clone().prop_map(Write::Command),
-            (
-                prop::collection::vec((bytes.clone(), any::<Option<u64>>()), 0..3),
-                prop::collection::vec(argv, 0..3)
-            )
-                .prop_map(|(w, commands)| Write::Transaction {
-                    watches: w
-                        .into_iter()
-                        .map(|(key, mod_index)| Watch { key, mod_index })
-                        .collect(),
-                    commands,
-                }),
-            prop::collection::vec(bytes, 0..4).prop_map(Write::ExpireKeys),
-        ];
+        let write =
+            prop_oneof![
+                argv.clone().prop_map(Write::Command),
+                (
+                    prop::collection::vec((bytes.clone(), any::<Option<u64>>()), 0..3),
+                    prop::collection::vec(argv, 0..3)
+                )
+                    .prop_map(|(w, commands)| Write::Transaction {
+                        watches: w
+                            .into_iter()
+                            .map(|(key, mod_index)| Watch { key, mod_index })
+                            .collect(),
+                        commands,
+                    }),
+                prop::collection::vec(bytes.clone(), 0..4).prop_map(Write::ExpireKeys),
+                (
+                    bytes.clone(),
+                    prop::collection::vec(bytes.clone(), 0..3),
+                    prop::collection::vec(bytes.clone(), 0..3)
+                )
+                    .prop_map(|(name, base, rules)| Write::Acl(
+                        AclWrite::SetUser { name, base, rules }
+                    )),
+                prop::collection::vec(bytes.clone(), 0..3)
+                    .prop_map(|n| Write::Acl(AclWrite::DelUser(n))),
+                prop::collection::vec((bytes.clone(), prop::collection::vec(bytes, 0..3)), 0..3)
+                    .prop_map(|users| {
+                        Write::Acl(AclWrite::Replace(
+                            users
+                                .into_iter()
+                                .map(|(name, rules)| UserDef { name, rules })
+                                .collect(),
+                        ))
+                    }),
+            ];
         (
             any::<u64>(),
             any::<u64>(),

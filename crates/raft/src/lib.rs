@@ -60,9 +60,10 @@ pub mod pb {
 /// encoding, the persisted records and the snapshot directories. A data
 /// directory in any other format is refused at start.
 ///
-/// 3: Raft log and state keys carry the group id; snapshots live under
+/// 3: ACL users in the data group's range and ACL writes in log entries.
+/// 4: Raft log and state keys carry the group id; snapshots live under
 /// `snapshots/<group>/` and name their group.
-pub const DATA_FORMAT_VERSION: u32 = 3;
+pub const DATA_FORMAT_VERSION: u32 = 4;
 /// Key of the node's format version in `data_raft_state` (a node-level
 /// record: group keys start with a zero byte, see [`layout`]).
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";

@@ -19,6 +19,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
+use seshat_commands::acl::{Users, MAX_USERS};
 use seshat_commands::GroupState;
 use seshat_common::stages::{self, Stage};
 use seshat_kv::keys;
@@ -110,6 +111,22 @@ pub struct StateMachine {
     membership: StoredMembership,
     group: GroupState,
     stats: Arc<SmStats>,
+    users: UsersWatch,
+}
+
+/// This node's copy of the replicated ACL users, rebuilt from storage at
+/// start, after every applied batch that changed them (before its
+/// replies are sent) and after a snapshot install. Connections hold a
+/// receiver: `has_changed` is one atomic load per command.
+pub type UsersWatch = Arc<tokio::sync::watch::Sender<Arc<Users>>>;
+
+/// The stored ACL users of `group`, as one consistent read. Users live
+/// in the first data group ([`keys::DATA_GROUP`]) until the system group holds
+/// them; other groups have none.
+pub fn load_users(store: &Store, group: GroupId) -> io::Result<Users> {
+    let mut view = ReadView::new(store);
+    let records = seshat_kv::users_in(&mut view, group, MAX_USERS + 1).map_err(io::Error::other)?;
+    Users::from_records(records).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// The applied index, an FNV-1a hash of every record of `group`
@@ -269,6 +286,10 @@ impl StateMachine {
         stats
             .last_now_ms
             .store(record.last_now_ms, Ordering::Release);
+        let users = Arc::new(tokio::sync::watch::Sender::new(Arc::new(load_users(
+            &store,
+            layout.group(),
+        )?)));
         let sm = Self {
             store,
             layout,
@@ -278,6 +299,7 @@ impl StateMachine {
             membership,
             group: group_state(&record),
             stats,
+            users,
         };
         if let Some(path) = snapshot::newest_snapshot(&sm.snapshot_dir)? {
             let reader = snapshot::SnapshotReader::open(&path)?;
@@ -294,6 +316,18 @@ impl StateMachine {
     /// Shared counters for INFO and DBSIZE.
     pub fn stats(&self) -> Arc<SmStats> {
         self.stats.clone()
+    }
+
+    /// This node's copy of the ACL users.
+    pub fn users(&self) -> UsersWatch {
+        self.users.clone()
+    }
+
+    /// Rebuilds the copy of the ACL users from storage.
+    fn reload_users(&self) -> io::Result<()> {
+        let users = load_users(&self.store, self.layout.group())?;
+        self.users.send_replace(Arc::new(users));
+        Ok(())
     }
 
     fn record_snapshot_stats(&self, header: &pb::SnapshotHeader, path: &std::path::Path) {
@@ -561,6 +595,7 @@ impl StateMachine {
         &mut self,
         mut batch: Batch,
         replies: &mut Vec<(Responder, Vec<Frame>)>,
+        users_changed: bool,
     ) -> io::Result<()> {
         batch.put(
             self.layout.state_cf(),
@@ -571,6 +606,11 @@ impl StateMachine {
         // in a crash is re-applied from the log on restart.
         self.store.write(batch, false).map_err(io::Error::other)?;
         self.publish();
+        if users_changed {
+            // Before the replies: a client whose ACL SETUSER was answered
+            // finds the user in force on this node.
+            self.reload_users()?;
+        }
         for (responder, result) in replies.drain(..) {
             responder.send(result);
         }
@@ -597,12 +637,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let group = self.layout.group();
         let mut pending = ApplyBatch::new(&store, cf);
         let mut count = 0usize;
+        let mut users_changed = false;
         while let Some((entry, responder)) = entries.try_next().await? {
             debug_assert!(self.applied.is_none_or(|a| a.index < entry.log_id.index));
             self.applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => {
+                    users_changed |= batch
+                        .writes
+                        .iter()
+                        .any(|w| matches!(w, seshat_kv::Write::Acl(_)));
                     off_the_runtime_if(seshat_commands::batch_may_take_long(&batch), || {
                         seshat_commands::apply_group_batch(
                             group,
@@ -628,14 +673,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             count += 1;
             if count >= MAX_ENTRIES_PER_APPLY_BATCH {
                 let batch = std::mem::take(&mut pending.batch);
-                self.commit_batch(batch, &mut replies)?;
+                self.commit_batch(batch, &mut replies, users_changed)?;
                 pending = ApplyBatch::new(&store, cf);
                 count = 0;
+                users_changed = false;
             }
         }
         if count > 0 {
             let batch = std::mem::take(&mut pending.batch);
-            self.commit_batch(batch, &mut replies)?;
+            self.commit_batch(batch, &mut replies, users_changed)?;
         }
         stages::record_since(Stage::Apply, started);
         Ok(())
@@ -680,6 +726,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = membership;
         self.group = group_state(&applied);
         self.publish();
+        self.reload_users()?;
         self.record_snapshot_stats(
             &pb::SnapshotHeader {
                 applied: Some(applied),

@@ -291,6 +291,19 @@ pub fn execute_server(
         | ServerCmd::Unwatch => {
             Frame::error("ERR internal error: transaction commands are run by the connection")
         }
+        ServerCmd::AclSetUser
+        | ServerCmd::AclDelUser
+        | ServerCmd::AclLoad
+        | ServerCmd::AclGetUser
+        | ServerCmd::AclList
+        | ServerCmd::AclUsers
+        | ServerCmd::AclWhoAmI
+        | ServerCmd::AclCat
+        | ServerCmd::AclDryRun
+        | ServerCmd::AclGenPass
+        | ServerCmd::AclSave
+        | ServerCmd::AclLog
+        | ServerCmd::AclHelp => crate::acl::execute(cmd, args, client, shared),
     };
     Outcome::Reply(frame)
 }
@@ -348,7 +361,7 @@ fn auth(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Frame {
         Ok(parsed) => parsed,
         Err(e) => return e.into_frame(),
     };
-    if user.is_none() && !shared.auth.required() {
+    if user.is_none() && shared.auth.default_user(&shared.auth.users()).nopass() {
         return Frame::error(auth::AUTH_WITHOUT_PASSWORD);
     }
     let user = user.map_or(auth::DEFAULT_USER, |u| u.as_ref());
@@ -359,11 +372,13 @@ fn auth(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Frame {
     }
 }
 
-/// Checks the credentials; on success the client is authenticated, on
-/// failure the attempt is logged (and counted by [`auth::Auth::check`]).
+/// Checks the credentials; on success the client is authenticated as
+/// that user, on failure the attempt is logged (and counted by
+/// [`auth::Auth::check`]).
 fn log_in(user: &[u8], password: &[u8], client: &mut ClientState, shared: &Shared) -> bool {
-    if shared.auth.check(user, password) {
+    if let Some(identity) = shared.auth.check(user, password) {
         client.authenticated = true;
+        client.identity = identity;
         return true;
     }
     tracing::warn!(
@@ -386,12 +401,13 @@ fn client_info_line(client: &ClientState) -> String {
     };
     let multi = client.multi.as_ref().map_or(-1, |m| m.queued.len() as i64);
     format!(
-        "id={} addr={} name={} db=0 multi={} watch={} resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} name={} db=0 multi={} watch={} user={} resp={} lib-name={} lib-ver={}\n",
         client.id,
         client.peer,
         lossy(&client.name),
         multi,
         client.watches.len(),
+        String::from_utf8_lossy(&client.identity.name),
         client.version.protover(),
         lossy(&client.lib_name),
         lossy(&client.lib_ver),
@@ -554,6 +570,9 @@ fn config_set(pairs: &[Bytes], shared: &Shared) -> Frame {
             return Frame::error("ERR syntax error");
         };
         if name.eq_ignore_ascii_case(b"requirepass") {
+            if shared.auth.default_replicated() {
+                return Frame::error(auth::REQUIREPASS_REPLICATED);
+            }
             new_password = Some(PasswordDigest::of(value));
             continue;
         }

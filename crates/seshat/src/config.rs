@@ -196,6 +196,12 @@ pub struct NodeArgs {
     /// variable or the file: a flag shows in `ps`.
     #[arg(long, env = "SESHAT_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
+    /// An ACL file (Redis's format: `user <name> <rules…>` per line),
+    /// read at start (a malformed file stops the start) and proposed as
+    /// the cluster's users when this node first leads; `ACL LOAD` re-reads
+    /// it, `ACL SAVE` writes it.
+    #[arg(long, env = "SESHAT_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
     /// `yes` (default): refuse to start on a non-loopback client address
     /// without a password. `no`: allow it.
     #[arg(long, env = "SESHAT_PROTECTED_MODE")]
@@ -260,6 +266,7 @@ struct FileSettings {
     follower_mode: Option<crate::proxy::FollowerMode>,
     join: Option<String>,
     requirepass: Option<String>,
+    aclfile: Option<PathBuf>,
     protected_mode: Option<YesNo>,
     tls_port: Option<u16>,
     tls_cert_file: Option<PathBuf>,
@@ -316,6 +323,8 @@ pub struct Settings {
     pub follower_mode: crate::proxy::FollowerMode,
     /// The password clients must give, as its digest (none: no password).
     pub requirepass: Option<PasswordDigest>,
+    /// The ACL file and the users it held at start.
+    pub aclfile: Option<AclFile>,
     /// Refuse a non-loopback client address without a password.
     pub protected_mode: bool,
     /// TLS on the client port, if enabled.
@@ -464,6 +473,26 @@ fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
+/// An ACL file and the users it defines.
+#[derive(Debug, Clone)]
+pub struct AclFile {
+    /// Where it is (`ACL LOAD` re-reads it, `ACL SAVE` writes it).
+    pub path: PathBuf,
+    /// The users it held when read.
+    pub users: Vec<seshat_kv::UserDef>,
+}
+
+impl AclFile {
+    /// Reads and checks the file at `path`; an error names the line.
+    pub fn read(path: PathBuf) -> Result<Self, InvalidSetting> {
+        let bad = |why: String| InvalidSetting::new("aclfile", path.display(), why);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let users = seshat_commands::acl::parse_acl_file(&text).map_err(bad)?;
+        Ok(Self { path, users })
+    }
+}
+
 impl Settings {
     /// Merges flags, environment and file, then validates.
     pub fn from_args(args: &NodeArgs) -> anyhow::Result<Settings> {
@@ -560,6 +589,12 @@ impl Settings {
                 .as_ref()
                 .or(file.requirepass.as_ref())
                 .and_then(|p| PasswordDigest::of(p.as_bytes())),
+            aclfile: args
+                .aclfile
+                .clone()
+                .or(file.aclfile.clone())
+                .map(AclFile::read)
+                .transpose()?,
             protected_mode: pick!(protected_mode, YesNo::Yes) == YesNo::Yes,
             tls,
             raft_tls: raft_tls_files(args, &file)?,

@@ -82,6 +82,8 @@ pub struct Connection<S> {
     /// How many of the first `ahead` a succeeded barrier covers.
     covered: usize,
     shutdown: watch::Receiver<bool>,
+    /// The replicated ACL users: a change may revoke this client's user.
+    users: watch::Receiver<Arc<seshat_commands::acl::Users>>,
 }
 
 impl<S: ClientStream> Connection<S> {
@@ -96,9 +98,10 @@ impl<S: ClientStream> Connection<S> {
     ) -> Self {
         let id = shared.stats.next_client_id.fetch_add(1, Ordering::Relaxed);
         let usage = shared.client_memory.register(id);
+        let users = shared.auth.subscribe();
         let authenticated = !shared.auth.required();
         let codec = MeteredCodec::new(ServerCodec::default(), usage.clone());
-        let mut state = ClientState::new(id, peer, authenticated);
+        let mut state = ClientState::new(id, peer, authenticated, shared.auth.default_identity());
         state.tls = tls;
         Self {
             framed: Framed::new(socket, codec),
@@ -112,6 +115,7 @@ impl<S: ClientStream> Connection<S> {
             ahead: VecDeque::new(),
             covered: 0,
             shutdown,
+            users,
         }
     }
 
@@ -171,9 +175,21 @@ impl<S: ClientStream> Connection<S> {
                         self.memory.0.set_busy(false);
                         self.flush().await?;
                         self.release_idle_buffers();
-                        let item = tokio::select! {
-                            item = self.framed.next() => item,
-                            _ = self.shutdown.changed() => return Ok(()),
+                        let mut watching_users = true;
+                        let item = loop {
+                            tokio::select! {
+                                item = self.framed.next() => break item,
+                                _ = self.shutdown.changed() => return Ok(()),
+                                changed = self.users.changed(), if watching_users => {
+                                    // A deleted user's idle clients are
+                                    // closed at once, as Redis does.
+                                    if changed.is_err() {
+                                        watching_users = false;
+                                    } else if !self.refresh_user() {
+                                        return Ok(());
+                                    }
+                                }
+                            }
                         };
                         self.memory.0.set_busy(true);
                         item
@@ -235,6 +251,17 @@ impl<S: ClientStream> Connection<S> {
                 .reply(decl.name, started, Frame::error(crate::auth::NOAUTH))
                 .await;
         }
+        if self.users.has_changed().unwrap_or(false) && !self.refresh_user() {
+            // The user was deleted: the connection closes, as in Redis.
+            return Ok(Flow::Close);
+        }
+        if let Err(denied) = self.permit(decl, &args) {
+            self.shared.auth.count_denied(denied);
+            self.mark_dirty();
+            return self
+                .reply(decl.name, started, Frame::error(denied.reply(decl)))
+                .await;
+        }
         if self.state.multi.is_some() {
             if let Some(flow) = self.in_transaction(decl, args.clone(), started).await? {
                 return Ok(flow);
@@ -255,6 +282,16 @@ impl<S: ClientStream> Connection<S> {
                     .await
             }
             Route::Server(ServerCmd::Watch) => self.watch(decl, &args, started).await,
+            Route::Server(
+                cmd @ (ServerCmd::AclSetUser | ServerCmd::AclDelUser | ServerCmd::AclLoad),
+            ) => match crate::acl::prepare_write(cmd, &args, &self.shared) {
+                Ok(write) => {
+                    // Users live in the group serving slot 0 (the first).
+                    let node = self.shared.groups.users_group().clone();
+                    self.propose(&node, write, 0, name, started).await
+                }
+                Err(frame) => self.reply(name, started, frame).await,
+            },
             Route::Server(ServerCmd::Unwatch) => {
                 self.state.watches.clear();
                 self.reply(name, started, Frame::ok()).await
@@ -295,6 +332,35 @@ impl<S: ClientStream> Connection<S> {
         }
     }
 
+    /// Whether this client's user may run `args`.
+    fn permit(&self, decl: &Decl, args: &[Bytes]) -> Result<(), seshat_commands::acl::Denied> {
+        let user = &self.state.identity.user;
+        if user.unrestricted() {
+            return Ok(());
+        }
+        user.check(decl, args)
+    }
+
+    /// Takes the users' latest table: the client's user's current rules;
+    /// false if its user was deleted (the connection must close).
+    fn refresh_user(&mut self) -> bool {
+        let users = self.users.borrow_and_update().clone();
+        match self.shared.auth.refresh(&self.state.identity, &users) {
+            Some(user) => {
+                self.state.identity.user = user;
+                true
+            }
+            None => {
+                tracing::info!(
+                    client = self.state.id,
+                    user = %String::from_utf8_lossy(&self.state.identity.name),
+                    "closing a connection whose ACL user was deleted"
+                );
+                false
+            }
+        }
+    }
+
     /// Drains earlier writes, then queues `frame` as the reply.
     async fn reply(
         &mut self,
@@ -319,6 +385,21 @@ impl<S: ClientStream> Connection<S> {
         name: &'static str,
         started: Instant,
     ) -> Result<Flow, CodecError> {
+        self.propose_with(node, write, slot, name, started, Vec::new())
+            .await
+    }
+
+    /// [`Self::propose`], with the errors to put back into a transaction's
+    /// reply.
+    async fn propose_with(
+        &mut self,
+        node: &Node,
+        write: Write,
+        slot: u16,
+        name: &'static str,
+        started: Instant,
+        refused: Vec<(usize, Frame)>,
+    ) -> Result<Flow, CodecError> {
         let bytes = write.encoded_size_hint();
         match node.propose(write, slot).await {
             Ok(pending) => {
@@ -328,6 +409,7 @@ impl<S: ClientStream> Connection<S> {
                     name,
                     started,
                     bytes,
+                    refused,
                 });
             }
             Err(e) => {
@@ -558,7 +640,19 @@ impl<S: ClientStream> Connection<S> {
         let mut slot = None;
         let mut cross_slot = false;
         let mut commands_out = Vec::with_capacity(multi.queued.len());
-        for (decl, args) in multi.queued {
+        let mut refused = Vec::new();
+        if self.users.has_changed().unwrap_or(false) && !self.refresh_user() {
+            return Ok(Flow::Close);
+        }
+        for (position, (decl, args)) in multi.queued.into_iter().enumerate() {
+            // The rules may have changed since the command was queued
+            // (Redis checks again at EXEC): a refused command is not run
+            // and its place in the reply holds the refusal.
+            if let Err(denied) = self.permit(decl, &args) {
+                self.shared.auth.count_denied(denied);
+                refused.push((position, Frame::error(denied.exec_reply())));
+                continue;
+            }
             // Each command's own keys were checked when it was queued.
             if let Some(first) = decl.key_args(&args).next().map(|k| crc16_slot(k)) {
                 cross_slot |= slot.is_some_and(|s| s != first);
@@ -595,7 +689,8 @@ impl<S: ClientStream> Connection<S> {
             watches,
             commands: commands_out,
         };
-        self.propose(&node, write, slot, name, started).await
+        self.propose_with(&node, write, slot, name, started, refused)
+            .await
     }
 
     /// `WATCH key …`: remembers each key's modification index, read after
@@ -770,6 +865,7 @@ impl<S: ClientStream> Connection<S> {
             self.inflight_bytes = self.inflight_bytes.saturating_sub(write.bytes);
             let frame = match write.pending.finish().await {
                 Ok(frame) => {
+                    let frame = splice_refused(frame, write.refused);
                     let ok = !matches!(frame, Frame::Error(_));
                     self.shared
                         .requests
@@ -795,6 +891,23 @@ struct InflightWrite {
     started: Instant,
     /// What its arguments take, for the client memory account.
     bytes: usize,
+    /// For `EXEC`: replies of queued commands the ACL rules refused at
+    /// `EXEC` (not proposed), by their place in the reply.
+    refused: Vec<(usize, Frame)>,
+}
+
+/// A transaction's reply with the refused commands' errors put back in
+/// their places.
+fn splice_refused(frame: Frame, refused: Vec<(usize, Frame)>) -> Frame {
+    match frame {
+        Frame::Array(mut replies) if !refused.is_empty() => {
+            for (at, error) in refused {
+                replies.insert(at.min(replies.len()), error);
+            }
+            Frame::Array(replies)
+        }
+        other => other,
+    }
 }
 
 /// Bytes a decoded look-ahead item holds.

@@ -34,7 +34,14 @@ impl ForwardHandler for LeaderExecutor {
                 Route::Write | Route::Read => {
                     // The follower authenticated its client before
                     // forwarding.
-                    let mut client = ClientState::new(0, SocketAddr::from(([0, 0, 0, 0], 0)), true);
+                    // The follower also checked its user's ACL rules.
+                    let superuser = crate::auth::Identity {
+                        user: std::sync::Arc::new(seshat_commands::acl::User::default_user(None)),
+                        name: Bytes::from_static(crate::auth::DEFAULT_USER),
+                        created_index: 0,
+                    };
+                    let mut client =
+                        ClientState::new(0, SocketAddr::from(([0, 0, 0, 0], 0)), true, superuser);
                     client.version = version;
                     let shared = self.shared.clone();
                     self.client_runtime

@@ -98,6 +98,14 @@ impl Groups {
         &self.nodes[0]
     }
 
+    /// The replica of the group that holds the ACL users: the first data
+    /// group (it serves slot 0) until the system group holds them. Every
+    /// node holds every group for now, so every node has it.
+    pub fn users_group(&self) -> &Arc<Node> {
+        self.get(seshat_kv::keys::DATA_GROUP)
+            .unwrap_or_else(|| self.first())
+    }
+
     /// The replica of `group` on this node, if it holds one.
     pub fn get(&self, group: u32) -> Option<&Arc<Node>> {
         self.nodes.iter().find(|n| n.group == group)

@@ -300,6 +300,20 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         shared.auth.failures(),
     );
+    counter(
+        &mut out,
+        "acl_denied_commands_total",
+        "Commands refused because the user may not run them (-NOPERM).",
+        id,
+        shared.auth.denied_commands(),
+    );
+    counter(
+        &mut out,
+        "acl_denied_keys_total",
+        "Commands refused because the user may not touch a key they name (-NOPERM).",
+        id,
+        shared.auth.denied_keys(),
+    );
     shared.requests.render(id, &mut out);
     crate::metrics::render_stages(id, &mut out);
     let (entries, writes) = seshat_common::stages::entries_and_writes();

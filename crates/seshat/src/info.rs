@@ -131,12 +131,14 @@ fn stats(out: &mut String, shared: &Shared) {
     let st = &shared.stats;
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nevicted_clients:{}\r\nacl_access_denied_auth:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nevicted_clients:{}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\n",
         st.total_connections.load(Ordering::Relaxed),
         st.total_commands.load(Ordering::Relaxed),
         st.rejected_connections.load(Ordering::Relaxed),
         shared.client_memory.evicted(),
         shared.auth.failures(),
+        shared.auth.denied_commands(),
+        shared.auth.denied_keys(),
     );
 }
 

@@ -3,6 +3,7 @@
 //! Raft core stops, after a short grace period with a non-zero exit. `main`
 //! only maps errors to an exit code.
 
+mod acl;
 mod auth;
 mod client_memory;
 mod cluster;
@@ -246,7 +247,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         requests: metrics::RequestMetrics::default(),
         proxy: proxy::Proxy::new(peer_tls.clone()),
         client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
-        auth: auth::Auth::new(settings.requirepass),
+        auth: auth::Auth::new(settings.requirepass, node.users_group().users.clone()),
         tls: tls_context.clone(),
     });
     if let Some(context) = tls_context {
@@ -287,6 +288,23 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
             .into_future(),
     );
     wait_until_a_lone_voter_leads(&node).await;
+    if shared.auth.default_replicated() && settings.requirepass.is_some() {
+        tracing::warn!(
+            "--requirepass is not in force: an ACL write replicated the default user, whose rules every node follows"
+        );
+    }
+    if let Some(file) = &settings.aclfile {
+        let task = tokio::spawn(acl::propose_aclfile(
+            node.users_group().clone(),
+            file.users.clone(),
+            file.path.display().to_string(),
+        ));
+        // A node that leads already serves clients only with the file's
+        // users in force.
+        if node.users_group().raft.is_leader() {
+            let _ = task.await;
+        }
+    }
     let client_server = tokio::spawn(server::serve(client_listener, tls, shared, stop_rx));
     tracing::info!(
         node_id = settings.node_id,

@@ -117,6 +117,8 @@ pub struct Node {
     pub raft: Raft,
     /// The node's database.
     pub store: Store,
+    /// This node's copy of the replicated ACL users.
+    pub users: seshat_raft::state_machine::UsersWatch,
     /// The log store (for INFO figures).
     pub log: LogStore,
     /// State machine counters.
@@ -495,6 +497,7 @@ impl Node {
         peer_tls: Option<PeerTls>,
     ) -> anyhow::Result<Arc<Node>> {
         let sm_stats = sm.stats();
+        let users = sm.users();
         let config = Arc::new(raft_config(&settings)?);
         let raft = Raft::new(
             settings.node_id,
@@ -538,6 +541,7 @@ impl Node {
             group,
             raft,
             store,
+            users,
             log,
             sm_stats,
             settings,

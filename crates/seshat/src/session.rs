@@ -8,6 +8,8 @@ use seshat_commands::Decl;
 use seshat_kv::Watch;
 use seshat_protocol_resp::ProtocolVersion;
 
+use crate::auth::Identity;
+
 /// Per-client state that commands read and change.
 #[derive(Debug)]
 pub struct ClientState {
@@ -39,6 +41,8 @@ pub struct ClientState {
     /// succeeded. Never taken back (as in Redis, a later password or a
     /// failed `AUTH` leaves it).
     pub authenticated: bool,
+    /// The user the connection runs as (`default` until `AUTH`).
+    pub identity: Identity,
 }
 
 impl ClientState {
@@ -48,9 +52,9 @@ impl ClientState {
         self.read_confirmed && self.confirmed_group == Some(group)
     }
 
-    /// A new connection's state; `authenticated` when no password is
-    /// required.
-    pub fn new(id: u64, peer: SocketAddr, authenticated: bool) -> Self {
+    /// A new connection's state, as `identity`; `authenticated` when no
+    /// password is required.
+    pub fn new(id: u64, peer: SocketAddr, authenticated: bool, identity: Identity) -> Self {
         Self {
             id,
             name: None,
@@ -64,6 +68,7 @@ impl ClientState {
             multi: None,
             watches: Vec::new(),
             authenticated,
+            identity,
         }
     }
 }

@@ -12,66 +12,12 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use common::{have_tool, Cluster, Server};
-use seshat_protocol_resp::{decode_frame, DecodeLimits, Frame};
+use common::{error, have_tool, Cluster, Raw, Server};
+use seshat_protocol_resp::Frame;
 
 const PASSWORD: &str = "s3cret-pw";
 const NOAUTH: &str = "NOAUTH Authentication required.";
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
-/// A RESP connection that sends commands and decodes one reply each.
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Raw {
-            stream,
-            buf: BytesMut::new(),
-        }
-    }
-
-    fn call(&mut self, args: &[&str]) -> Frame {
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.stream.write_all(out.as_bytes()).unwrap();
-        self.reply()
-    }
-
-    /// The next reply; `None` once the server closed the connection.
-    fn try_reply(&mut self) -> Option<Frame> {
-        loop {
-            if let Some((frame, used)) = decode_frame(&self.buf, &DecodeLimits::default()).unwrap()
-            {
-                let _ = self.buf.split_to(used);
-                return Some(frame);
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).unwrap();
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn reply(&mut self) -> Frame {
-        self.try_reply().expect("the server closed the connection")
-    }
-}
-
-fn error(text: &str) -> Frame {
-    Frame::error(Bytes::copy_from_slice(text.as_bytes()))
-}
 
 /// A request for `decl` with as many filler arguments as its arity needs.
 fn request_for(decl: &seshat_commands::Decl) -> Vec<String> {

@@ -71,7 +71,7 @@ pub static COMMANDS: &[Decl] = &[
     cmd("rename", 3, W, TWO, ("Renames a key and overwrites the destination.", "1.0.0"), data(rename)),
     cmd("renamenx", 3, WF, TWO, ("Renames a key only when the target key name doesn't exist.", "1.0.0"), data(renamenx)),
     cmd("copy", -3, WD, TWO, ("Copies the value of a key to a new key.", "6.2.0"), data(copy)),
-    cmd("keys", 2, R, NONE, ("Returns all key names that match a pattern.", "1.0.0"), data(keys)),
+    cmd("keys", 2, R, NONE, ("Returns all key names that match a pattern.", "1.0.0"), data(keys)).with_categories(&["@dangerous"]),
     cmd("scan", -2, R, NONE, ("Iterates over the key names in the database.", "2.8.0"), data(scan)),
     cmd("randomkey", 1, R, NONE, ("Returns a random key name from the database.", "1.0.0"), data(randomkey)),
     cmd("expire", -3, WF, ONE, ("Sets the expiration time of a key in seconds.", "1.0.0"), prepared(expire, prepare_expire)),
@@ -85,9 +85,9 @@ pub static COMMANDS: &[Decl] = &[
     cmd("persist", 2, WF, ONE, ("Removes the expiration time of a key.", "2.2.0"), data(persist)),
     Decl::container("object", Group::Generic, ("A container for object introspection commands.", "2.2.3"), OBJECT_SUBCOMMANDS),
     Decl::container("memory", Group::Server, ("A container for memory diagnostics commands.", "4.0.0"), MEMORY_SUBCOMMANDS),
-    Decl::new("dbsize", 1, RF, NONE, Group::Server, ("Returns the number of keys in the database.", "1.0.0"), data(dbsize)),
-    Decl::new("flushall", -1, W, NONE, Group::Server, ("Removes all keys from all databases.", "1.0.0"), data(flush)),
-    Decl::new("flushdb", -1, W, NONE, Group::Server, ("Remove all keys from the current database.", "1.0.0"), data(flush)),
+    Decl::new("dbsize", 1, RF, NONE, Group::Server, ("Returns the number of keys in the database.", "1.0.0"), data(dbsize)).with_categories(&["@keyspace"]),
+    Decl::new("flushall", -1, W, NONE, Group::Server, ("Removes all keys from all databases.", "1.0.0"), data(flush)).with_categories(&["@keyspace", "@dangerous"]),
+    Decl::new("flushdb", -1, W, NONE, Group::Server, ("Remove all keys from the current database.", "1.0.0"), data(flush)).with_categories(&["@keyspace", "@dangerous"]),
 ];
 
 fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {

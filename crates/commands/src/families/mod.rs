@@ -1,5 +1,6 @@
 //! One module per family of commands, each with its `COMMANDS` list.
 
+pub mod acl;
 pub mod cluster;
 pub mod connection;
 pub(crate) mod elements;

@@ -137,7 +137,8 @@ pub static COMMANDS: &[Decl] = &[
             "1.0.0",
         ),
         Handler::Server(ServerCmd::Info),
-    ),
+    )
+    .with_categories(&["@dangerous"]),
     Decl::container(
         "config",
         Group::Server,

@@ -537,3 +537,75 @@ pub fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
         .query(&mut c)
         .unwrap_or_else(|e| panic!("GET on node {i}: {e}\n{}", cluster.logs()))
 }
+
+/// A RESP connection that sends commands and decodes one reply each.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: bytes::BytesMut::new(),
+        }
+    }
+
+    pub fn call(&mut self, args: &[&str]) -> seshat_protocol_resp::Frame {
+        self.send(args).unwrap();
+        self.reply()
+    }
+
+    fn send(&mut self, args: &[&str]) -> std::io::Result<()> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.stream.write_all(out.as_bytes())
+    }
+
+    /// Sends `args` and returns the reply; `None` if the server closed the
+    /// connection instead.
+    pub fn try_reply_after(&mut self, args: &[&str]) -> Option<seshat_protocol_resp::Frame> {
+        self.send(args).ok()?;
+        self.try_reply()
+    }
+
+    /// The next reply; `None` once the server closed the connection.
+    pub fn try_reply(&mut self) -> Option<seshat_protocol_resp::Frame> {
+        loop {
+            if let Some((frame, used)) = seshat_protocol_resp::decode_frame(
+                &self.buf,
+                &seshat_protocol_resp::DecodeLimits::default(),
+            )
+            .unwrap()
+            {
+                let _ = self.buf.split_to(used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                other => other.unwrap(),
+            };
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub fn reply(&mut self) -> seshat_protocol_resp::Frame {
+        self.try_reply().expect("the server closed the connection")
+    }
+}
+
+/// An error reply with `text`.
+pub fn error(text: &str) -> seshat_protocol_resp::Frame {
+    seshat_protocol_resp::Frame::error(bytes::Bytes::copy_from_slice(text.as_bytes()))
+}
