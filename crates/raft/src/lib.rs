@@ -171,15 +171,17 @@ mod format_tests {
         }
         let text = open_storage(&config).err().unwrap().to_string();
         assert!(text.contains("format 99"), "{text}");
-        // The format before Raft keys carried their group.
-        {
-            let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
-            let mut b = Batch::default();
-            b.put(Cf::DataRaftState, KEY_FORMAT_VERSION, &2u32.to_be_bytes());
-            store.write(b, true).unwrap();
+        // The formats before Raft keys carried their group.
+        for old in [2u32, 3] {
+            {
+                let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+                let mut b = Batch::default();
+                b.put(Cf::DataRaftState, KEY_FORMAT_VERSION, &old.to_be_bytes());
+                store.write(b, true).unwrap();
+            }
+            let text = open_storage(&config).err().unwrap().to_string();
+            assert!(text.contains(&format!("on-disk format {old};")), "{text}");
+            assert!(text.contains("reads format 4 only"), "{text}");
         }
-        let text = open_storage(&config).err().unwrap().to_string();
-        assert!(text.contains("on-disk format 2;"), "{text}");
-        assert!(text.contains("reads format 3 only"), "{text}");
     }
 }

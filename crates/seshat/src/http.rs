@@ -128,6 +128,86 @@ fn counter(out: &mut String, name: &str, help: &str, node_id: u64, value: u64) {
     let _ = writeln!(out, "{name}{{node_id=\"{node_id}\"}} {value}");
 }
 
+/// One gauge per group of this node, labelled `group` (the unlabelled
+/// `raft_*` gauges above describe the first group).
+fn group_gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    node_id: u64,
+    rows: impl Iterator<Item = (u32, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (group, value) in rows {
+        let _ = writeln!(
+            out,
+            "{name}{{node_id=\"{node_id}\",group=\"{group}\"}} {value}"
+        );
+    }
+}
+
+/// Per-group Raft figures: which groups this node leads, which have a
+/// leader at all, their terms, applied indexes and keys.
+fn group_metrics(out: &mut String, shared: &Shared) {
+    let id = shared.settings.node_id;
+    let nodes = shared.groups.all();
+    let rows: Vec<(
+        u32,
+        openraft::RaftMetrics<seshat_raft::TypeConfig>,
+        bool,
+        u64,
+    )> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.group,
+                n.metrics(),
+                n.core_problem().is_none(),
+                n.counts().keys,
+            )
+        })
+        .collect();
+    group_gauge(
+        out,
+        "raft_group_is_leader",
+        "1 if this node leads the group.",
+        id,
+        rows.iter()
+            .map(|(g, m, run, _)| (*g, u64::from(*run && m.state == ServerState::Leader))),
+    );
+    group_gauge(
+        out,
+        "raft_group_has_leader",
+        "1 if this node knows a leader of the group.",
+        id,
+        rows.iter()
+            .map(|(g, m, run, _)| (*g, u64::from(*run && m.current_leader.is_some()))),
+    );
+    group_gauge(
+        out,
+        "raft_group_term",
+        "The group's current term on this node.",
+        id,
+        rows.iter().map(|(g, m, _, _)| (*g, m.current_term)),
+    );
+    group_gauge(
+        out,
+        "raft_group_applied_index",
+        "Highest log index of the group applied on this node.",
+        id,
+        rows.iter()
+            .map(|(g, m, _, _)| (*g, m.last_applied.map_or(0, |l| l.index))),
+    );
+    group_gauge(
+        out,
+        "raft_group_keys",
+        "User keys of the group stored on this node.",
+        id,
+        rows.iter().map(|(g, _, _, keys)| (*g, *keys)),
+    );
+}
+
 /// The whole `/metrics` page.
 pub fn render_metrics(shared: &Shared) -> String {
     let node = shared.groups.first();
@@ -207,6 +287,7 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         node.sm_stats.key_count.load(Ordering::Acquire),
     );
+    group_metrics(&mut out, shared);
     let healthy = cluster_nodes_healthy(&m, shared.settings.election_timeout_ms.1);
     gauge(
         &mut out,

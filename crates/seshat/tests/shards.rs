@@ -92,6 +92,24 @@ fn three_nodes_three_shards_serve_every_slot_through_a_cluster_client() {
         [(0, 5460), (5461, 10921), (10922, 16383)],
         "{ranges:?}"
     );
+    // /metrics: per group, exactly one node says it leads; /health is
+    // 200 everywhere.
+    let mut leaders = std::collections::BTreeMap::<String, u32>::new();
+    for n in &cluster.nodes {
+        let (status, _) = common::http_get(n.http_port, "/health");
+        assert_eq!(status, 200);
+        let (_, body) = common::http_get(n.http_port, "/metrics");
+        for line in body
+            .lines()
+            .filter(|l| l.starts_with("raft_group_is_leader{"))
+        {
+            let (labels, value) = line.rsplit_once(' ').unwrap();
+            let group = labels.split("group=").nth(1).unwrap().to_string();
+            *leaders.entry(group).or_default() += value.parse::<u32>().unwrap();
+        }
+    }
+    assert_eq!(leaders.len(), 3, "{leaders:?}");
+    assert!(leaders.values().all(|n| *n == 1), "{leaders:?}");
     let client = redis::cluster::ClusterClient::new(vec![cluster.nodes[1].url()]).unwrap();
     let mut c = client.get_connection().unwrap();
     for i in 0..300 {

@@ -508,9 +508,21 @@ impl NodeProc {
             .map(|v| v.trim().to_string())
     }
 
-    /// `applied_index:hash` of the node's data.
+    /// `applied_index:hash:keys` of each of the node's groups (one group
+    /// unless sharded), as one string.
     pub fn digest(&self) -> Option<String> {
-        self.info_field("storage_digest")
+        let client = redis::Client::open(format!("redis://{}:{CLIENT_PORT}/", self.ip)).ok()?;
+        let mut c = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let info: String = redis::cmd("INFO").arg("digest").query(&mut c).ok()?;
+        let lines: Vec<&str> = info
+            .lines()
+            .filter(|l| l.starts_with("storage_digest"))
+            .map(str::trim)
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(" "))
     }
 
     pub fn log_path(&self) -> &Path {
