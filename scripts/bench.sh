@@ -20,7 +20,11 @@
 #      seshat-loadgen: latency counted from when each request was due, so
 #      queueing is not hidden) to the Seshat leader and redis `always`,
 #      raising the rate until one saturates,
-#   7. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios),
+#   7. compares 1 and BENCH_SHARDS data groups: redis-benchmark --cluster
+#      (SET, GET, unpipelined and -P 16) first against the 1-group cluster,
+#      then against a new cluster with --shards BENCH_SHARDS on the same
+#      ports, with the nodes' CPU time per request,
+#   8. prints one markdown table (ops/s, p50/p99/p99.9 latency in ms, ratios),
 #      a table of TLS against plain TCP on the same nodes, the offered-load
 #      table, then per Seshat run where a request spent its time (the nodes'
 #      stage_seconds metrics, read before and after the run), plus the
@@ -48,6 +52,7 @@
 #   BENCH_TIME_LIMIT        seconds allowed after the build        [720]
 #   BENCH_RATES             offered rates, ops/s, rising           ["2000 5000 10000 20000"]
 #   BENCH_RATE_SECS         measured seconds per offered rate      [5]
+#   BENCH_SHARDS            data groups of the sharded comparison; 0 skips it [3]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -67,6 +72,7 @@ EVERYSEC_PORT=${BENCH_REDIS_EVERYSEC_PORT:-16480}
 TIME_LIMIT=${BENCH_TIME_LIMIT:-720}
 RATES=${BENCH_RATES:-2000 5000 10000 20000}
 RATE_SECS=${BENCH_RATE_SECS:-5}
+SHARDS=${BENCH_SHARDS:-3}
 NODES=3
 
 log() { echo "bench [$(($(date +%s) - START))s]: $*" >&2; }
@@ -339,9 +345,73 @@ for workload in set get; do
     done
   done
 done
+LEADER_AFTER=$(find_leader)
+
+# --- 1 group against SHARDS groups, through the cluster protocol --------------
+node_cpu_ticks() { # the nodes' user+system CPU ticks, summed
+  local f pid total=0 stat
+  for f in "$TMP"/cluster/node-*/pid; do
+    pid=$(cat "$f")
+    stat=$(cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null) || continue
+    # Fields after "pid (comm)": state is 1st, utime 12th, stime 13th.
+    total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
+  done
+  echo "$total"
+}
+cluster_run() { # shards workload pipeline
+  local shards=$1 workload=$2 pipeline=$3 left out rc=0 before after
+  left=$((DEADLINE - $(date +%s)))
+  ((left > 0)) || die "time limit reached before the $shards-shard $workload -P $pipeline run"
+  out="$TMP/raw/cluster-$shards-$workload-P$pipeline.txt"
+  log "$shards shard(s): $workload -P $pipeline via redis-benchmark --cluster"
+  before=$(node_cpu_ticks)
+  timeout --foreground --signal=INT "$left" redis-benchmark --cluster -h 127.0.0.1 -p "$CLIENT_BASE" \
+    -t "$workload" -n "$REQUESTS" -c "$CLIENTS" -d "$VALUE_BYTES" -r "$KEYSPACE" \
+    -P "$pipeline" --precision 3 -e >"$out" 2>&1 </dev/null &
+  BENCH_PID=$!
+  wait "$BENCH_PID" || rc=$?
+  BENCH_PID=""
+  after=$(node_cpu_ticks)
+  ((rc == 0)) || { tail -n 20 "$out" >&2; die "redis-benchmark --cluster failed (exit $rc)"; }
+  read -r ops p50 p99 _ errs < <(python3 scripts/bench_parse.py one "$out")
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$REQUESTS" 'BEGIN{printf "%.0f", t / hz * 1e6 / n}')
+  log "  $ops ops/s, p50 $p50 ms, p99 $p99 ms, $cpu_us us CPU per request (3 nodes), $errs error lines"
+  printf '| %s | %s | %s | %.0f | %s | %s | %s |\n' "$shards" "$workload" "$pipeline" "$ops" "$p50" "$p99" "$cpu_us" >>"$SHARD_TABLE"
+}
+wait_cluster_ok() { # every node: all slots served, and (sharded) leaders spread
+  local t i ok masters
+  for ((t = 0; t < 600; t++)); do
+    ok=1
+    for ((i = 1; i <= NODES; i++)); do
+      redis-cli -h 127.0.0.1 -p $((CLIENT_BASE + i - 1)) CLUSTER INFO 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+    done
+    masters=$(redis-cli -h 127.0.0.1 -p "$CLIENT_BASE" CLUSTER NODES 2>/dev/null | awk 'NF > 8' | wc -l)
+    ((ok == 1 && ($1 == 1 || masters == NODES))) && return 0
+    sleep 0.1
+  done
+  die "the $1-shard cluster did not serve every slot with spread leaders within 60 s"
+}
+SHARD_TABLE="$TMP/raw/shards.md"
+: >"$SHARD_TABLE"
+if ((SHARDS > 1)); then
+  for workload in set get; do
+    for pipeline in 1 "$PIPELINE"; do cluster_run 1 "$workload" "$pipeline"; done
+  done
+  log "restarting the cluster with --shards $SHARDS"
+  stop_pid "$DC_PID" "seshat dev-cluster" 20
+  wait "$DC_PID" 2>/dev/null || true
+  mv "$TMP/cluster" "$TMP/cluster-1shard"
+  "$TMP/seshat" dev-cluster --nodes "$NODES" --dir "$TMP/cluster" --shards "$SHARDS" \
+    --client-port-base "$CLIENT_BASE" --raft-port-base "$RAFT_BASE" \
+    --http-port-base "$HTTP_BASE" </dev/null >>"$TMP/dev-cluster.log" 2>&1 &
+  DC_PID=$!
+  wait_cluster_ok "$SHARDS"
+  for workload in set get; do
+    for pipeline in 1 "$PIPELINE"; do cluster_run "$SHARDS" "$workload" "$pipeline"; done
+  done
+fi
 BENCH_SECS=$(($(date +%s) - BENCH_START))
 
-LEADER_AFTER=$(find_leader)
 LEADER_NOTE=""
 [ "$LEADER_AFTER" = "$LEADER" ] || LEADER_NOTE=" **Warning: the Seshat leader changed during the run (node $LEADER → node ${LEADER_AFTER:-none}).**"
 
@@ -375,6 +445,15 @@ echo "Offered load (seshat-loadgen, open loop: $CLIENTS connections, requests du
 echo
 python3 scripts/bench_parse.py rates "$RATE_TABLE"
 echo
+if [ -s "$SHARD_TABLE" ]; then
+  echo "Shards: redis-benchmark --cluster (same -n/-c/-d/-r) against the 3 nodes with 1 data group, then with $SHARDS (leaders spread, one per node);" \
+    "CPU = the three nodes' user+system time over the run divided by its requests."
+  echo
+  echo "| shards | workload | -P | ops/s | p50 ms | p99 ms | CPU µs/request |"
+  echo "|---:|---|---:|---:|---:|---:|---:|"
+  cat "$SHARD_TABLE"
+  echo
+fi
 for workload in set get; do
   for pipeline in 1 "$PIPELINE"; do
     python3 scripts/bench_parse.py stages "$TMP/raw" "seshat-$workload-P$pipeline" "$LEADER" "$NODES" "$REQUESTS" ||

@@ -487,3 +487,87 @@ fn the_shard_count_cannot_change_by_restarting() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, 0);
 }
+
+#[test]
+fn acl_users_apply_on_every_node_of_a_sharded_cluster() {
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    wait_all_slots_ok(&cluster);
+    // Users live in the group serving slot 0: its leader takes the write.
+    let first_master = slot_ranges(&cluster, 0)[0].2;
+    let leader = cluster
+        .nodes
+        .iter()
+        .find(|n| i64::from(n.port) == first_master)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("alice")
+        .arg("on")
+        .arg(">pw")
+        .arg("~a*")
+        .arg("+get")
+        .arg("+set")
+        // What a cluster client needs to learn the slot map.
+        .arg("+@connection")
+        .arg("+cluster")
+        .query(&mut leader.conn())
+        .unwrap();
+    // Another node redirects the write to that leader.
+    if let Some(other) = cluster
+        .nodes
+        .iter()
+        .find(|n| i64::from(n.port) != first_master)
+    {
+        let err: RedisError = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("bob")
+            .query::<Value>(&mut other.conn())
+            .unwrap_err();
+        assert_eq!(err.code(), Some("MOVED"), "{err:?}");
+    }
+    // Every node enforces alice's rules, whichever group a key is in.
+    for n in &cluster.nodes {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut c = n.conn();
+        loop {
+            match redis::cmd("AUTH")
+                .arg("alice")
+                .arg("pw")
+                .query::<()>(&mut c)
+            {
+                Ok(()) => break,
+                Err(e) => assert!(Instant::now() < deadline, "{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let err: RedisError = redis::cmd("SET")
+            .arg("b")
+            .arg("x")
+            .query::<Value>(&mut c)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("NOPERM"), "{err:?}");
+        let err: RedisError = redis::cmd("DEL")
+            .arg("a1")
+            .query::<Value>(&mut c)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("NOPERM"), "{err:?}");
+    }
+    let client = redis::cluster::ClusterClient::builder(vec![cluster.nodes[0].url()])
+        .username("alice".to_string())
+        .password("pw".to_string())
+        .build()
+        .unwrap();
+    let mut c = client.get_connection().unwrap();
+    for i in 0..30 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("a{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("a{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}
