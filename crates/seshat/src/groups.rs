@@ -69,6 +69,7 @@ impl Groups {
                     log,
                     sm,
                     peer_tls.clone(),
+                    preferred_leader(&layout, group.id).unwrap_or(settings.node_id),
                 )
                 .await?,
             );

@@ -495,6 +495,7 @@ impl Node {
         log: LogStore,
         sm: seshat_raft::StateMachine,
         peer_tls: Option<PeerTls>,
+        initializer: u64,
     ) -> anyhow::Result<Arc<Node>> {
         let sm_stats = sm.stats();
         let users = sm.users();
@@ -550,25 +551,28 @@ impl Node {
             core_stop,
             shutting_down,
         });
-        node.initialize_if_new().await?;
+        node.initialize_if_new(initializer).await?;
         tokio::spawn(log_role_changes(node.raft.clone()));
         tokio::spawn(run_expiry_sweeper(Arc::downgrade(&node)));
         Ok(node)
     }
 
-    /// Initialises the cluster on first start. Only the lowest id of the
-    /// initial members does it, once: afterwards the log is not empty and
-    /// `is_initialized` is true, so restarts with the same flags are safe.
-    async fn initialize_if_new(&self) -> anyhow::Result<()> {
+    /// Initialises the group on first start. Only `initializer` does it
+    /// (the same node on every member: the group's preferred leader, which
+    /// for one group is the lowest id), once: afterwards the log is not
+    /// empty and `is_initialized` is true, so restarts with the same flags
+    /// are safe. The initializer campaigns first, so each group's first
+    /// leader is its preferred one and no leadership moves after start.
+    async fn initialize_if_new(&self, initializer: u64) -> anyhow::Result<()> {
         if self.raft.is_initialized().await.context("raft stopped")? {
             return Ok(());
         }
         let members = &self.settings.initial_members;
-        let lowest = members.keys().next().copied();
-        if lowest != Some(self.settings.node_id) {
+        if initializer != self.settings.node_id {
             tracing::info!(
                 node_id = self.settings.node_id,
-                "waiting for node {lowest:?} to initialise the cluster"
+                group = self.group,
+                "waiting for node {initializer} to initialise the group"
             );
             return Ok(());
         }
@@ -586,8 +590,9 @@ impl Node {
             .collect();
         tracing::info!(
             node_id = self.settings.node_id,
+            group = self.group,
             members = nodes.len(),
-            "initialising a new cluster"
+            "initialising a new group"
         );
         self.raft
             .initialize(nodes)

@@ -68,7 +68,16 @@ fn scenario_full(
         return;
     }
     netns::clear_stale();
-    let mut cluster = ChaosCluster::start(n, tag, extra);
+    // SESHAT_CHAOS_SHARDS=N runs every scenario on N data groups (by hand:
+    // CI runs the sharded scenario below and the rest unsharded).
+    let shards = std::env::var("SESHAT_CHAOS_SHARDS").ok();
+    let mut extra: Vec<&str> = extra.to_vec();
+    if let Some(n) = shards.as_deref() {
+        if !extra.contains(&"--shards") {
+            extra.extend(["--shards", n]);
+        }
+    }
+    let mut cluster = ChaosCluster::start(n, tag, &extra);
     let load = Workload::start_mixed(cluster.addrs(), CLIENTS, pipelined);
     std::thread::sleep(Duration::from_secs(1));
     faults(&mut cluster);

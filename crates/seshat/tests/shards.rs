@@ -293,6 +293,7 @@ fn a_transaction_must_stay_in_one_slot() {
 fn stopping_one_groups_leader_stalls_only_that_groups_slots() {
     let cluster = Cluster::start_with(3, &["--shards", "3"]);
     wait_all_slots_ok(&cluster);
+    wait_leaders_spread(&cluster);
     // A node that leads some groups but not all (after an election the
     // leaders may all be on one node; then every other node leads none).
     let ranges = slot_ranges(&cluster, 0);
@@ -356,6 +357,8 @@ fn stopping_one_groups_leader_stalls_only_that_groups_slots() {
     }
     common::signal(pid, "CONT");
     wait_all_slots_ok(&cluster);
+    // The returning node takes its preferred group back.
+    wait_leaders_spread(&cluster);
 }
 
 /// A key whose slot is `first` or a little after (in the same group).
@@ -383,6 +386,7 @@ fn redis_cli_cluster_check_finds_every_slot_covered() {
     }
     let cluster = Cluster::start_with(3, &["--shards", "3"]);
     wait_all_slots_ok(&cluster);
+    wait_leaders_spread(&cluster);
     let port = cluster.nodes[0].port.to_string();
     let out = Command::new("redis-cli")
         .args(["--cluster", "check", &format!("127.0.0.1:{port}")])
