@@ -1,7 +1,8 @@
 //! TLS on the client port and the HTTP port, against real processes:
 //! `redis-cli --tls`, the `redis` crate over rustls and redis-py
 //! `ssl=True`; a plain client on the TLS port; client certificates;
-//! certificate reload by SIGHUP and by `CONFIG SET`; a 3-node cluster
+//! certificate reload by SIGHUP and by `CONFIG SET`; an expired
+//! certificate refused until a valid one is reloaded; a 3-node cluster
 //! whose redirects send TLS clients to TLS ports; `/health` and
 //! `/metrics` over HTTPS (`--http-tls yes`) with a rustls client and, if
 //! installed, curl. Certificates are made by the `openssl` CLI in a temp
@@ -621,4 +622,63 @@ fn http_tls_without_certificate_files_refuses_to_start() {
         log.contains("invalid setting http-tls = yes: needs tls-cert-file and tls-key-file"),
         "{log}"
     );
+}
+
+#[test]
+fn an_expired_certificate_is_refused_until_a_valid_one_is_reloaded() {
+    if !tools_present() {
+        return;
+    }
+    let pki = Pki::standard();
+    pki.expired_leaf("ca", "expired");
+    let live_crt = pki.path("live.crt");
+    let live_key = pki.path("live.key");
+    std::fs::copy(pki.path("expired.crt"), &live_crt).unwrap();
+    std::fs::copy(pki.path("expired.key"), &live_key).unwrap();
+    let flags = vec![
+        "--tls-cert-file".to_string(),
+        live_crt.display().to_string(),
+        "--tls-key-file".into(),
+        live_key.display().to_string(),
+        "--http-tls".into(),
+        "yes".into(),
+    ];
+    let s = tls_server(&flags);
+    let tls_port = s.tls_port.unwrap();
+    let http = s.http_port;
+    let ca = pki.path("ca.crt");
+    let ca_arg = vec!["--cacert".to_string(), pki.s("ca.crt")];
+
+    // Same CA, same names: only the dates are wrong, and every client
+    // refuses the handshake.
+    let (ok, out) = redis_cli_tls(tls_port, &ca_arg, &["PING"]);
+    assert!(!(ok && out == "PONG"), "redis-cli took it: {out}");
+    let err = connect(&tls_client(tls_port, &ca, None))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+    let err = https_get(http, "/health", &ca, None).unwrap_err();
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+    if curl_present() {
+        let (ok, out) = curl(&ca_arg, &format!("https://localhost:{http}/health"));
+        assert!(!ok && out.contains("expired"), "{out}");
+    }
+    // The node goes on serving plain clients.
+    assert_eq!(
+        common::raw_roundtrip(s.port, b"PING\r\n").unwrap(),
+        b"+PONG\r\n"
+    );
+
+    // A valid certificate in place of the files, then SIGHUP: served on
+    // both TLS listeners.
+    std::fs::copy(pki.path("server.crt"), &live_crt).unwrap();
+    std::fs::copy(pki.path("server.key"), &live_key).unwrap();
+    common::signal(s.pid().unwrap(), "HUP");
+    wait_until_trusted(tls_port, &ca);
+    let (ok, out) = redis_cli_tls(tls_port, &ca_arg, &["PING"]);
+    assert!(ok && out == "PONG", "{out}");
+    wait_until_https_trusted(http, &ca);
+    let (status, body) = https_get(http, "/metrics", &ca, None).unwrap();
+    assert!(status == 200 && body.contains("raft_term"), "{body}");
 }
