@@ -249,6 +249,25 @@ pub fn protected_mode_refusal(
     ))
 }
 
+/// Protected mode's word on the HTTP port: a warning when `/metrics` and
+/// `/health` answer anyone who reaches a non-loopback `http_addr` in plain
+/// HTTP, or `None`. Not a refusal: the endpoints show no data, and a
+/// scraper on another host is the usual deployment.
+pub fn http_exposure_warning(
+    http_addr: SocketAddr,
+    http_tls: bool,
+    protected_mode: bool,
+) -> Option<String> {
+    if !protected_mode || http_tls || http_addr.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "protected mode: the HTTP endpoints on {http_addr} (metrics, health) are plain HTTP \
+         on a non-loopback address; to require TLS, and with --tls-ca-cert-file a client \
+         certificate, use --http-tls yes"
+    ))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -341,5 +360,19 @@ mod tests {
                 "{addr}"
             );
         }
+    }
+
+    #[test]
+    fn protected_mode_warns_of_plain_http_on_an_open_address_only() {
+        let any: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let why = http_exposure_warning(any, false, true).unwrap();
+        assert!(
+            why.contains("0.0.0.0:9090") && why.contains("--http-tls yes"),
+            "{why}"
+        );
+        assert!(http_exposure_warning(any, true, true).is_none());
+        assert!(http_exposure_warning(any, false, false).is_none());
+        assert!(http_exposure_warning(lo, false, true).is_none());
     }
 }

@@ -451,7 +451,12 @@ fn config_table(shared: &Shared) -> Vec<(&'static str, String)> {
 
 /// The `tls-*` parameters, as Redis names them (`tls-port` 0: TLS off).
 fn tls_config(shared: &Shared) -> Vec<(&'static str, String)> {
-    let port = shared.settings.tls.as_ref().map_or(0, |t| t.addr.port());
+    let port = shared
+        .settings
+        .tls
+        .as_ref()
+        .and_then(|t| t.addr)
+        .map_or(0, |a| a.port());
     let files = shared.tls.as_ref().map(|t| t.files());
     let path =
         |p: Option<&std::path::PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
@@ -486,7 +491,7 @@ fn config_set_tls(changes: &[(&'static str, Bytes)], shared: &Shared) -> Frame {
         ))
     };
     let Some(tls) = &shared.tls else {
-        return failed("TLS is off; start the node with --tls-port".into());
+        return failed("TLS is off; start the node with --tls-port or --http-tls yes".into());
     };
     let mut files = tls.files();
     for (name, value) in changes {

@@ -223,6 +223,11 @@ pub struct NodeArgs {
     /// Default: `yes` when a CA file is given, else `no`.
     #[arg(long, env = "SESHAT_TLS_AUTH_CLIENTS")]
     pub tls_auth_clients: Option<String>,
+    /// `yes`: the HTTP port speaks only TLS (HTTPS), with the client TLS
+    /// certificate, key and client-certificate policy (`--tls-*`), which
+    /// must then be given. `no` (default): plain HTTP.
+    #[arg(long, env = "SESHAT_HTTP_TLS")]
+    pub http_tls: Option<YesNo>,
     /// Mutual TLS on the Raft port: this node's certificate chain (PEM,
     /// leaf first), with DNS name `seshat-node` among its subject
     /// alternative names. Needs `--raft-tls-key-file` and
@@ -273,6 +278,7 @@ struct FileSettings {
     tls_key_file: Option<PathBuf>,
     tls_ca_cert_file: Option<PathBuf>,
     tls_auth_clients: Option<String>,
+    http_tls: Option<YesNo>,
     raft_tls_cert_file: Option<PathBuf>,
     raft_tls_key_file: Option<PathBuf>,
     raft_tls_ca_cert_file: Option<PathBuf>,
@@ -327,7 +333,8 @@ pub struct Settings {
     pub aclfile: Option<AclFile>,
     /// Refuse a non-loopback client address without a password.
     pub protected_mode: bool,
-    /// TLS on the client port, if enabled.
+    /// The client TLS settings, when the TLS client port or the HTTP port
+    /// serves TLS.
     pub tls: Option<TlsSettings>,
     /// Mutual TLS on the Raft port, if enabled.
     pub raft_tls: Option<RaftTlsFiles>,
@@ -344,11 +351,15 @@ pub struct RaftTlsFiles {
     pub ca_cert_file: PathBuf,
 }
 
-/// The TLS listener of the client port.
+/// What serves client TLS: the TLS client port, HTTPS on the HTTP port,
+/// or both (at least one), with one set of files.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    /// Listen (and advertised) address: the client address' IP, the TLS port.
-    pub addr: SocketAddr,
+    /// The TLS client port's listen (and advertised) address: the client
+    /// address' IP, the TLS port. None when only the HTTP port serves TLS.
+    pub addr: Option<SocketAddr>,
+    /// The HTTP port speaks only TLS (`--http-tls yes`).
+    pub http: bool,
     /// Certificate, key, CA and client-certificate policy at start.
     pub files: crate::tls::TlsFiles,
 }
@@ -543,7 +554,7 @@ impl Settings {
                 Member {
                     raft_addr,
                     client_addr,
-                    tls_addr: tls.as_ref().map(|t| t.addr),
+                    tls_addr: tls.as_ref().and_then(|t| t.addr),
                 },
             )])
         });
@@ -697,8 +708,8 @@ impl Settings {
             ("raft-addr", self.raft_addr),
             ("http-addr", self.http_addr),
         ];
-        if let Some(tls) = &self.tls {
-            addrs.push(("tls-port", tls.addr));
+        if let Some(addr) = self.tls.as_ref().and_then(|t| t.addr) {
+            addrs.push(("tls-port", addr));
         }
         for (i, (name, addr)) in addrs.iter().enumerate() {
             if addrs
@@ -716,13 +727,18 @@ impl Settings {
         Ok(())
     }
 
-    /// True when the TLS port requires a client certificate signed by the
-    /// CA (`tls-auth-clients yes`). The plain client port, if reachable,
-    /// is not covered by this.
+    /// True when the TLS listeners (the TLS client port, HTTPS) require a
+    /// client certificate signed by the CA (`tls-auth-clients yes`). The
+    /// plain client port, if reachable, is not covered by this.
     pub fn tls_verifies_clients(&self) -> bool {
         self.tls
             .as_ref()
             .is_some_and(|t| t.files.auth_clients == crate::tls::AuthClients::Yes)
+    }
+
+    /// True when the HTTP port speaks only TLS (`--http-tls yes`).
+    pub fn http_tls(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.http)
     }
 
     /// The client TLS address advertised for member `id` (to TLS clients,
@@ -734,11 +750,10 @@ impl Settings {
             // What the others advertise for this node when it is listed;
             // else the listener, with the advertised client IP if it
             // listens on every address (0.0.0.0 is no place to connect).
-            let tls = self.tls.as_ref()?;
+            let mut addr = self.tls.as_ref()?.addr?;
             if let Some(listed) = member.and_then(|m| m.tls_addr) {
                 return Some(listed);
             }
-            let mut addr = tls.addr;
             if addr.ip().is_unspecified() {
                 if let Some(m) = member {
                     addr.set_ip(m.client_addr.ip());
@@ -751,7 +766,8 @@ impl Settings {
 }
 
 /// The TLS settings: the port from `--tls-port` or, by default, from this
-/// node's entry in `--initial-members`; files from their flags.
+/// node's entry in `--initial-members`; HTTPS from `--http-tls`; files
+/// from their flags, required when either serves TLS.
 fn tls_settings(
     args: &NodeArgs,
     file: &FileSettings,
@@ -779,25 +795,31 @@ fn tls_settings(
         None if ca.is_some() => crate::tls::AuthClients::Yes,
         None => crate::tls::AuthClients::No,
     };
-    let Some(port) = port else {
+    let http = args.http_tls.or(file.http_tls) == Some(YesNo::Yes);
+    if port.is_none() && !http {
         if let Some(path) = cert.as_ref().or(key.as_ref()).or(ca.as_ref()) {
             bail!(InvalidSetting::new(
                 "tls-port",
                 "(none)",
                 format!(
-                    "TLS files are given ({}) but no tls-port to serve them on",
+                    "TLS files are given ({}) but no tls-port (nor http-tls yes) to serve them on",
                     path.display()
                 )
             ));
         }
         return Ok(None);
-    };
+    }
     let (Some(cert_file), Some(key_file)) = (cert, key) else {
-        bail!(InvalidSetting::new(
-            "tls-port",
-            port,
-            "needs tls-cert-file and tls-key-file"
-        ));
+        // Name the listener that needs them: the TLS port if there is one.
+        bail!(match port {
+            Some(port) =>
+                InvalidSetting::new("tls-port", port, "needs tls-cert-file and tls-key-file"),
+            None => InvalidSetting::new(
+                "http-tls",
+                "yes",
+                "needs tls-cert-file and tls-key-file (HTTPS serves the client TLS certificate)"
+            ),
+        });
     };
     if auth != crate::tls::AuthClients::No && ca.is_none() {
         bail!(InvalidSetting::new(
@@ -807,7 +829,8 @@ fn tls_settings(
         ));
     }
     Ok(Some(TlsSettings {
-        addr: SocketAddr::new(client_addr.ip(), port),
+        addr: port.map(|port| SocketAddr::new(client_addr.ip(), port)),
+        http,
         files: crate::tls::TlsFiles {
             cert_file,
             key_file,
@@ -1029,10 +1052,11 @@ mod tests {
         })
         .unwrap();
         let tls = s.tls.as_ref().unwrap();
-        assert_eq!(tls.addr.to_string(), "127.0.0.2:6390");
+        assert_eq!(tls.addr.unwrap().to_string(), "127.0.0.2:6390");
+        assert!(!tls.http && !s.http_tls());
         assert_eq!(tls.files.auth_clients, crate::tls::AuthClients::No);
         assert!(!s.tls_verifies_clients());
-        assert_eq!(s.tls_client_addr(1), Some(tls.addr));
+        assert_eq!(s.tls_client_addr(1), tls.addr);
         // A CA makes client certificates required, as in Redis.
         let s = Settings::from_args(&NodeArgs {
             tls_port: Some(6390),
@@ -1094,7 +1118,7 @@ mod tests {
             ..files(false)
         })
         .unwrap();
-        assert_eq!(s.tls.as_ref().unwrap().addr.port(), 6391);
+        assert_eq!(s.tls.as_ref().unwrap().addr.unwrap().port(), 6391);
         assert_eq!(s.tls_client_addr(1).unwrap().port(), 6390);
         assert_eq!(s.tls_client_addr(3), None);
         // Listening on every address: this node advertises its listed
@@ -1111,6 +1135,103 @@ mod tests {
         assert_eq!(s.tls_client_addr(1).unwrap().to_string(), "10.0.0.1:6390");
         assert!(parse_members("1=127.0.0.1:1/127.0.0.1:2/127.0.0.1:3/127.0.0.1:4").is_err());
         assert!(parse_members("1=127.0.0.1:1/127.0.0.1:2/x").is_err());
+    }
+
+    #[test]
+    fn http_tls_serves_the_client_tls_files_with_or_without_a_tls_port() {
+        let files = NodeArgs {
+            tls_cert_file: Some("s.crt".into()),
+            tls_key_file: Some("s.key".into()),
+            ..Default::default()
+        };
+        assert!(!Settings::from_args(&NodeArgs::default())
+            .unwrap()
+            .http_tls());
+        // HTTPS alone: no TLS client port, no TLS address advertised.
+        let s = Settings::from_args(&NodeArgs {
+            http_tls: Some(YesNo::Yes),
+            ..files
+        })
+        .unwrap();
+        let tls = s.tls.as_ref().unwrap();
+        assert!(s.http_tls() && tls.addr.is_none());
+        assert_eq!(tls.files.cert_file, PathBuf::from("s.crt"));
+        assert_eq!(s.tls_client_addr(1), None);
+        assert_eq!(s.initial_members[&1].tls_addr, None);
+        // Both, with client certificates required on both.
+        let s = Settings::from_args(&NodeArgs {
+            http_tls: Some(YesNo::Yes),
+            tls_port: Some(6390),
+            tls_cert_file: Some("s.crt".into()),
+            tls_key_file: Some("s.key".into()),
+            tls_ca_cert_file: Some("ca.crt".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.http_tls() && s.tls_verifies_clients());
+        assert_eq!(s.tls.as_ref().unwrap().addr.unwrap().port(), 6390);
+        // `no` is the default and changes nothing.
+        let s = Settings::from_args(&NodeArgs {
+            http_tls: Some(YesNo::No),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.tls.is_none());
+
+        for (args, needle) in [
+            (
+                NodeArgs {
+                    http_tls: Some(YesNo::Yes),
+                    ..Default::default()
+                },
+                "invalid setting http-tls = yes: needs tls-cert-file and tls-key-file",
+            ),
+            (
+                NodeArgs {
+                    http_tls: Some(YesNo::Yes),
+                    tls_cert_file: Some("s.crt".into()),
+                    ..Default::default()
+                },
+                "invalid setting http-tls = yes: needs tls-cert-file and tls-key-file",
+            ),
+            (
+                NodeArgs {
+                    http_tls: Some(YesNo::Yes),
+                    tls_port: Some(6390),
+                    ..Default::default()
+                },
+                "invalid setting tls-port = 6390: needs tls-cert-file",
+            ),
+            (
+                NodeArgs {
+                    http_tls: Some(YesNo::Yes),
+                    tls_auth_clients: Some("yes".into()),
+                    tls_cert_file: Some("s.crt".into()),
+                    tls_key_file: Some("s.key".into()),
+                    ..Default::default()
+                },
+                "needs tls-ca-cert-file",
+            ),
+        ] {
+            let err = Settings::from_args(&args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_tls_is_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seshat.toml");
+        std::fs::write(
+            &path,
+            "http_tls = \"yes\"\ntls_cert_file = \"s.crt\"\ntls_key_file = \"s.key\"\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(Settings::from_args(&args).unwrap().http_tls());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The operator endpoints on `--http-addr`: `/metrics` (Prometheus text),
-//! `/health` and `/ready`.
+//! `/health` and `/ready`, over plain HTTP or, with `--http-tls yes`, only
+//! HTTPS ([`crate::https`]).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -14,10 +15,39 @@ use openraft::ServerState;
 use seshat_storage::Cf;
 
 use crate::shared::Shared;
+use crate::tls::TlsContext;
 
 /// A node is ready when its applied index is within this many entries of
 /// the commit index it knows.
 pub const READY_MAX_LAG_ENTRIES: u64 = 100;
+
+/// Serves the routes on `listener` until `shutdown` changes, then stops
+/// accepting and lets the requests under way finish. With `tls`, every
+/// connection must complete a TLS handshake with its configuration (the
+/// client TLS certificate and client-certificate policy) first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<TlsContext>>,
+    shared: Arc<Shared>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let routes = router(shared);
+    match tls {
+        None => {
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(context) => {
+            axum::serve(crate::https::TlsIncoming::new(listener, context)?, routes)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
+}
 
 /// The HTTP routes.
 pub fn router(shared: Arc<Shared>) -> Router {

@@ -15,6 +15,7 @@ mod fd_limit;
 mod forwarded;
 mod groups;
 mod http;
+mod https;
 mod info;
 mod layout;
 mod metrics;
@@ -27,8 +28,6 @@ mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use std::future::IntoFuture;
 
 use anyhow::Context;
 use clap::Parser;
@@ -72,6 +71,13 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     cli.node.requirepass = None;
     std::env::remove_var("SESHAT_REQUIREPASS");
     init_tracing(&settings.log_level, settings.log_format)?;
+    if let Some(warning) = auth::http_exposure_warning(
+        settings.http_addr,
+        settings.http_tls(),
+        settings.protected_mode,
+    ) {
+        tracing::warn!("{warning}");
+    }
     // Before anything opens files: clients must never take the
     // descriptors storage and peers need.
     settings.max_clients = fit_clients_to_open_file_limit(&settings)?;
@@ -210,16 +216,21 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on raft-addr {}", settings.raft_addr))?;
     let http_listener = bind("http-addr", settings.http_addr).await?;
-    // Certificates are read before storage is opened, so a bad file fails
-    // the start at once.
-    let tls = match &settings.tls {
-        Some(t) => Some(server::TlsListener {
-            listener: bind("tls-port", t.addr).await?,
-            context: Arc::new(tls::TlsContext::load(t.files.clone())?),
-        }),
+    let tls_listener = match settings.tls.as_ref().and_then(|t| t.addr) {
+        Some(addr) => Some(bind("tls-port", addr).await?),
         None => None,
     };
-    let tls_context = tls.as_ref().map(|t| t.context.clone());
+    // Certificates are read before storage is opened, so a bad file fails
+    // the start at once. One context serves the TLS port and HTTPS, so a
+    // reload reaches both.
+    let tls_context = match &settings.tls {
+        Some(t) => Some(Arc::new(tls::TlsContext::load(t.files.clone())?)),
+        None => None,
+    };
+    let tls = tls_listener
+        .zip(tls_context.clone())
+        .map(|(listener, context)| server::TlsListener { listener, context });
+    let http_tls = tls_context.clone().filter(|_| settings.http_tls());
     let peer_tls = settings
         .raft_tls
         .as_ref()
@@ -279,14 +290,12 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
             .await
             .map_err(anyhow::Error::from)
     });
-    let mut http_stop = stop_rx.clone();
-    let http_server = tokio::spawn(
-        axum::serve(http_listener, http::router(shared.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .into_future(),
-    );
+    let http_server = tokio::spawn(http::serve(
+        http_listener,
+        http_tls,
+        shared.clone(),
+        stop_rx.clone(),
+    ));
     wait_until_a_lone_voter_leads(&node).await;
     if shared.auth.default_replicated() && settings.requirepass.is_some() {
         tracing::warn!(
@@ -309,7 +318,9 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
     tracing::info!(
         node_id = settings.node_id,
         client_addr = %settings.client_addr,
-        tls_addr = settings.tls.as_ref().map(|t| t.addr.to_string()),
+        tls_addr = settings.tls.as_ref().and_then(|t| t.addr).map(|a| a.to_string()),
+        http_addr = %settings.http_addr,
+        http_tls = settings.http_tls(),
         tls_verifies_clients = settings.tls_verifies_clients(),
         raft_mtls = peer_tls.is_some(),
         data_dir = %settings.data_dir.display(),
@@ -345,7 +356,11 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
     if let Err(e) = client_server.await {
         tracing::warn!(error = %e, "client server task ended abnormally");
     }
-    let _ = http_server.await;
+    match http_server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Ok(Ok(())) => {}
+    }
     node.shutdown().await;
     match raft_server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "raft transport ended with an error"),

@@ -57,7 +57,7 @@ pub struct Shared {
     pub client_memory: Arc<crate::client_memory::ClientMemory>,
     /// The password clients must give, and failed attempts.
     pub auth: crate::auth::Auth,
-    /// The TLS port's configuration, if TLS is on (reloaded by SIGHUP and
-    /// `CONFIG SET tls-…-file`).
+    /// The client TLS configuration of the TLS port and HTTPS, if either
+    /// is on (reloaded by SIGHUP and `CONFIG SET tls-…-file`).
     pub tls: Option<Arc<crate::tls::TlsContext>>,
 }

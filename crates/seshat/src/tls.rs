@@ -1,7 +1,7 @@
-//! TLS on the client port (rustls with the `ring` provider): the server
-//! configuration built from the certificate, key and CA files, and its
-//! reload without a restart. Also the start-up check of the files of
-//! mutual TLS between nodes ([`load_peer_tls`]).
+//! TLS on the client port and the HTTP port (rustls with the `ring`
+//! provider): the server configuration built from the certificate, key
+//! and CA files, and its reload without a restart. Also the start-up
+//! check of the files of mutual TLS between nodes ([`load_peer_tls`]).
 //!
 //! A [`TlsContext`] holds the configuration new connections are accepted
 //! with. [`TlsContext::reload`] (SIGHUP, or `CONFIG SET tls-cert-file …`)
@@ -72,7 +72,8 @@ pub struct TlsFiles {
     pub auth_clients: AuthClients,
 }
 
-/// The TLS configuration of the client port, replaceable while serving.
+/// The client TLS configuration, replaceable while serving; the TLS
+/// client port and HTTPS (`--http-tls yes`) accept with the same one.
 pub struct TlsContext {
     current: RwLock<(TlsFiles, Arc<ServerConfig>)>,
     /// Held while a reload or replacement reads files and installs them.

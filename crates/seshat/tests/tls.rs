@@ -1,8 +1,12 @@
-//! TLS on the client port, against real processes: `redis-cli --tls`, the
-//! `redis` crate over rustls and redis-py `ssl=True`; a plain client on
-//! the TLS port; client certificates; certificate reload by SIGHUP and by
-//! `CONFIG SET`; a 3-node cluster whose redirects send TLS clients to TLS
-//! ports. Certificates are made by the `openssl` CLI in a temp directory.
+//! TLS on the client port and the HTTP port, against real processes:
+//! `redis-cli --tls`, the `redis` crate over rustls and redis-py
+//! `ssl=True`; a plain client on the TLS port; client certificates;
+//! certificate reload by SIGHUP and by `CONFIG SET`; an expired
+//! certificate refused until a valid one is reloaded; a 3-node cluster
+//! whose redirects send TLS clients to TLS ports; `/health` and
+//! `/metrics` over HTTPS (`--http-tls yes`) with a rustls client and, if
+//! installed, curl. Certificates are made by the `openssl` CLI in a temp
+//! directory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::pki::Pki;
-use common::{free_port, have_tool, redis_py_available, Cluster, Server};
+use common::{free_port, have_tool, https_get, redis_py_available, Cluster, Server};
 
 fn tools_present() -> bool {
     have_tool("openssl") && have_tool("redis-cli")
@@ -430,4 +434,251 @@ fn bad_tls_files_stop_the_start_with_a_message() {
     assert!(!status.success());
     let log = s.log();
     assert!(log.contains("tls-cert-file"), "{log}");
+}
+
+/// Whether curl is here for the checks that use it (optional: the rustls
+/// client covers the same ground).
+fn curl_present() -> bool {
+    let found = Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("SKIPPED (curl part only): curl is not installed");
+    }
+    found
+}
+
+/// `curl -sS` with `args` and the URL; (succeeded, stdout + stderr).
+fn curl(args: &[String], url: &str) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+/// Starts one node with `--http-tls yes` and `flags`.
+fn https_server(flags: &[String]) -> Server {
+    let mut args = vec!["--http-tls".to_string(), "yes".into()];
+    args.extend(flags.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_with(&args)
+}
+
+/// Waits until `/health` over HTTPS trusting `ca` answers 200.
+fn wait_until_https_trusted(port: u16, ca: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last = https_get(port, "/health", ca, None);
+        if matches!(&last, Ok((200, _))) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no HTTPS trusting {}: {last:?}",
+            ca.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn https_serves_health_and_metrics_and_drops_plain_http() {
+    if !tools_present() {
+        return;
+    }
+    let pki = Pki::standard();
+    pki.ca("ca2");
+    pki.leaf("ca2", "server2");
+    let mut s = https_server(&pki.server_flags());
+    let http = s.http_port;
+    let ca = pki.path("ca.crt");
+
+    let (status, body) = https_get(http, "/health", &ca, None).unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "{}", s.log());
+    let (status, body) = https_get(http, "/metrics", &ca, None).unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("raft_term{node_id=\"1\"}"), "{body}");
+    assert_eq!(https_get(http, "/ready", &ca, None).unwrap().0, 200);
+    // The server's certificate is checked: a client trusting another CA
+    // refuses it.
+    let refused = https_get(http, "/health", &pki.path("ca2.crt"), None);
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Plain HTTP on the HTTPS port gets no HTTP response, and the port
+    // goes on serving; so does a client that connects and never speaks.
+    for _ in 0..3 {
+        let reply =
+            common::raw_roundtrip(http, b"GET /health HTTP/1.0\r\n\r\n").unwrap_or_default();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(!reply.contains("HTTP/1."), "{reply:?}");
+    }
+    let silent = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    let started = Instant::now();
+    assert_eq!(https_get(http, "/health", &ca, None).unwrap().0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "HTTPS waited behind a silent handshake"
+    );
+    if curl_present() {
+        let url = format!("https://localhost:{http}/health");
+        let (ok, out) = curl(&["--cacert".into(), pki.s("ca.crt")], &url);
+        assert!(ok && out == "ok", "{out}");
+        let (ok, out) = curl(&[], &format!("http://127.0.0.1:{http}/health"));
+        assert!(!ok, "plain HTTP on the HTTPS port answered: {out}");
+    }
+
+    // No TLS client port: only HTTPS serves the files, and CONFIG SET
+    // reloads them for it.
+    let mut plain = s.conn();
+    let cfg: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-port")
+        .query(&mut plain)
+        .unwrap();
+    assert_eq!(cfg, ["tls-port", "0"]);
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(pki.s("server2.crt"))
+        .arg("tls-key-file")
+        .arg(pki.s("server2.key"))
+        .query::<()>(&mut plain)
+        .unwrap();
+    wait_until_https_trusted(http, &pki.path("ca2.crt"));
+    assert!(https_get(http, "/health", &ca, None).is_err());
+
+    // Shutdown is not held up by the handshake still pending.
+    let started = Instant::now();
+    assert!(s.terminate().success(), "{}", s.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn https_requires_a_client_certificate_from_the_ca_like_the_tls_port() {
+    if !tools_present() {
+        return;
+    }
+    let pki = Pki::standard();
+    pki.ca("other-ca");
+    pki.leaf("other-ca", "intruder");
+    let mut flags = pki.server_flags();
+    flags.extend(["--tls-ca-cert-file".into(), pki.s("ca.crt")]);
+    flags.extend(["--tls-port".into(), free_port().to_string()]);
+    let s = https_server(&flags);
+    let http = s.http_port;
+    let ca = pki.path("ca.crt");
+    let client = (pki.path("client.crt"), pki.path("client.key"));
+    let intruder = (pki.path("intruder.crt"), pki.path("intruder.key"));
+
+    let refused = https_get(http, "/metrics", &ca, None);
+    assert!(
+        refused.is_err(),
+        "served without a client cert: {refused:?}"
+    );
+    let refused = https_get(http, "/metrics", &ca, Some((&intruder.0, &intruder.1)));
+    assert!(refused.is_err(), "served another CA's cert: {refused:?}");
+    let (status, body) = https_get(http, "/metrics", &ca, Some((&client.0, &client.1))).unwrap();
+    assert_eq!(status, 200, "{}", s.log());
+    assert!(body.contains("raft_term"), "{body}");
+    if curl_present() {
+        let url = format!("https://localhost:{http}/health");
+        let ca_arg = vec!["--cacert".to_string(), pki.s("ca.crt")];
+        let (ok, out) = curl(&ca_arg, &url);
+        assert!(!ok, "served curl without a client cert: {out}");
+        let mut with_cert = ca_arg.clone();
+        with_cert.extend([
+            "--cert".into(),
+            pki.s("client.crt"),
+            "--key".into(),
+            pki.s("client.key"),
+        ]);
+        let (ok, out) = curl(&with_cert, &url);
+        assert!(ok && out == "ok", "{out}");
+    }
+}
+
+#[test]
+fn http_tls_without_certificate_files_refuses_to_start() {
+    let mut s = Server::spawn_with(&["--http-tls", "yes"]);
+    let status = s.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = s.log();
+    assert!(
+        log.contains("invalid setting http-tls = yes: needs tls-cert-file and tls-key-file"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_refused_until_a_valid_one_is_reloaded() {
+    if !tools_present() {
+        return;
+    }
+    let pki = Pki::standard();
+    pki.expired_leaf("ca", "expired");
+    let live_crt = pki.path("live.crt");
+    let live_key = pki.path("live.key");
+    std::fs::copy(pki.path("expired.crt"), &live_crt).unwrap();
+    std::fs::copy(pki.path("expired.key"), &live_key).unwrap();
+    let flags = vec![
+        "--tls-cert-file".to_string(),
+        live_crt.display().to_string(),
+        "--tls-key-file".into(),
+        live_key.display().to_string(),
+        "--http-tls".into(),
+        "yes".into(),
+    ];
+    let s = tls_server(&flags);
+    let tls_port = s.tls_port.unwrap();
+    let http = s.http_port;
+    let ca = pki.path("ca.crt");
+    let ca_arg = vec!["--cacert".to_string(), pki.s("ca.crt")];
+
+    // Same CA, same names: only the dates are wrong, and every client
+    // refuses the handshake.
+    let (ok, out) = redis_cli_tls(tls_port, &ca_arg, &["PING"]);
+    assert!(!(ok && out == "PONG"), "redis-cli took it: {out}");
+    let err = connect(&tls_client(tls_port, &ca, None))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+    let err = https_get(http, "/health", &ca, None).unwrap_err();
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+    if curl_present() {
+        let (ok, out) = curl(&ca_arg, &format!("https://localhost:{http}/health"));
+        assert!(!ok && out.contains("expired"), "{out}");
+    }
+    // The node goes on serving plain clients.
+    assert_eq!(
+        common::raw_roundtrip(s.port, b"PING\r\n").unwrap(),
+        b"+PONG\r\n"
+    );
+
+    // A valid certificate in place of the files, then SIGHUP: served on
+    // both TLS listeners.
+    std::fs::copy(pki.path("server.crt"), &live_crt).unwrap();
+    std::fs::copy(pki.path("server.key"), &live_key).unwrap();
+    common::signal(s.pid().unwrap(), "HUP");
+    wait_until_trusted(tls_port, &ca);
+    let (ok, out) = redis_cli_tls(tls_port, &ca_arg, &["PING"]);
+    assert!(ok && out == "PONG", "{out}");
+    wait_until_https_trusted(http, &ca);
+    let (status, body) = https_get(http, "/metrics", &ca, None).unwrap();
+    assert!(status == 200 && body.contains("raft_term"), "{body}");
 }

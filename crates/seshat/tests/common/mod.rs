@@ -305,9 +305,14 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
+    http_response(&text)
+}
+
+/// The status and body of an HTTP/1 response (status 0 if it is none).
+fn http_response(text: &str) -> (u16, String) {
     let status = text
-        .split_whitespace()
-        .nth(1)
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = text
@@ -315,6 +320,63 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// An HTTPS/1.0 GET to 127.0.0.1:`port` (rustls, server name
+/// `localhost`) trusting the CA certificates in `ca`, presenting the
+/// client certificate and key `client` if given; (status, body), or why
+/// the connection failed (handshake refused, certificate not trusted…).
+#[allow(dead_code)] // not every test binary reads HTTPS
+pub fn https_get(
+    port: u16,
+    path: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(tls, socket);
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    // A server that closes without close_notify still sent its response.
+    if let Err(e) = stream.read_to_end(&mut text) {
+        if text.is_empty() {
+            return Err(e.to_string());
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    match http_response(&text) {
+        (0, _) => Err(format!("not an HTTP response: {text:?}")),
+        response => Ok(response),
+    }
 }
 
 /// Sends `signal` (e.g. "TERM") to `pid` with kill(1).

@@ -110,6 +110,65 @@ impl Pki {
         ]);
     }
 
+    /// A certificate for 127.0.0.1/localhost signed by `ca` that expired
+    /// long ago (valid only on 1 January 2020): `NAME.crt`, `NAME.key`.
+    /// `openssl x509` (3.0) sets no past dates, `openssl ca` does, with a
+    /// minimal CA configuration and database in the directory.
+    pub fn expired_leaf(&self, ca: &str, name: &str) {
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        std::fs::write(
+            self.path(&format!("{name}.ext")),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        std::fs::write(
+            self.path("past-ca.cnf"),
+            "[ca]\ndefault_ca = past\n\
+             [past]\ndatabase = past-index.txt\nnew_certs_dir = .\nserial = past-serial\n\
+             default_md = sha256\npolicy = any\nunique_subject = no\n\
+             [any]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        if !self.path("past-serial").exists() {
+            std::fs::write(self.path("past-index.txt"), "").unwrap();
+            std::fs::write(self.path("past-serial"), "1000\n").unwrap();
+        }
+        self.openssl(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            "past-ca.cnf",
+            "-cert",
+            &format!("{ca}.crt"),
+            "-keyfile",
+            &format!("{ca}.key"),
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-in",
+            &format!("{name}.csr"),
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+    }
+
     /// The usual set: CA `ca`, server `server`, client `client`.
     pub fn standard() -> Pki {
         let pki = Pki::new();
