@@ -412,6 +412,9 @@ pub fn read_available(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             {
                 return Ok(out)
             }
+            // A signal reached the test process (another test's child
+            // exiting, for one): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
