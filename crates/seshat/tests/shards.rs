@@ -575,3 +575,65 @@ fn acl_users_apply_on_every_node_of_a_sharded_cluster() {
         assert_eq!(v, i);
     }
 }
+
+#[test]
+fn five_nodes_five_shards_survive_two_failures() {
+    let mut cluster = Cluster::start_with(5, &["--shards", "5"]);
+    wait_all_slots_ok(&cluster);
+    wait_leaders_spread(&cluster);
+    let seeds: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    let write_all = |seeds: Vec<String>, from: i64, to: i64| {
+        let client = redis::cluster::ClusterClient::builder(seeds)
+            .retries(30)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut c = client.get_connection().unwrap();
+        for i in from..to {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match redis::cmd("SET")
+                    .arg(format!("five{i}"))
+                    .arg(i)
+                    .query::<()>(&mut c)
+                {
+                    Ok(()) => break,
+                    Err(e) => assert!(Instant::now() < deadline, "five{i}: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        c
+    };
+    write_all(seeds, 0, 200);
+    // Two of five down: every group keeps a majority of its five replicas.
+    cluster.nodes[0].kill9();
+    cluster.nodes[3].kill9();
+    // The groups they led elect new leaders among the survivors, which
+    // every survivor's CLUSTER SLOTS names.
+    wait_all_slots_ok(&cluster);
+    let dead = [
+        i64::from(cluster.nodes[0].port),
+        i64::from(cluster.nodes[3].port),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while slot_ranges(&cluster, 1).iter().any(|r| dead.contains(&r.2)) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            slot_ranges(&cluster, 1),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let survivors: Vec<String> = [1, 2, 4].iter().map(|i| cluster.nodes[*i].url()).collect();
+    let mut c = write_all(survivors, 200, 300);
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("five{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}
