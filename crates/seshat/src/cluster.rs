@@ -86,9 +86,7 @@ fn view(groups: &Groups, tls: bool) -> View {
         voters.sort_by_key(|id| (Some(*id) != leader, *id));
         let slots = groups
             .layout
-            .groups()
-            .iter()
-            .find(|g| g.id == node.group)
+            .group(node.group)
             .map_or(0..=0, |g| g.slots.clone());
         shards.push(Shard {
             slots,

@@ -57,11 +57,17 @@ pub fn check_write_limits(decl: &Decl, args: &[Bytes], limits: &Limits) -> Resul
 }
 
 /// The leader's form of a write: limits checked, relative times made
-/// absolute at this node's clock.
-pub fn prepare(decl: &Decl, args: Vec<Bytes>, shared: &Shared) -> Result<Vec<Bytes>, Frame> {
+/// absolute at `now_ms` (the clock of the group it goes to,
+/// [`Node::now_ms`]).
+pub fn prepare(
+    decl: &Decl,
+    args: Vec<Bytes>,
+    shared: &Shared,
+    now_ms: u64,
+) -> Result<Vec<Bytes>, Frame> {
     check_write_limits(decl, &args, &shared.settings.limits)
         .map_err(|e| Frame::error(e.to_string()))?;
-    cmds::prepare_write(decl, args, shared.groups.now_ms())
+    cmds::prepare_write(decl, args, now_ms)
 }
 
 fn error(e: impl ToString) -> Frame {
@@ -87,7 +93,7 @@ pub async fn run_data(
     };
     match decl.route() {
         Route::Write => {
-            let args = match prepare(decl, args, shared) {
+            let args = match prepare(decl, args, shared, node.now_ms()) {
                 Ok(a) => a,
                 Err(frame) => return frame,
             };
@@ -122,7 +128,7 @@ pub async fn run_keyless(
         if led.is_empty() {
             return Frame::error("READONLY You can't write against a read only replica.");
         }
-        let args = match prepare(decl, args, shared) {
+        let args = match prepare(decl, args, shared, shared.groups.now_ms()) {
             Ok(a) => a,
             Err(frame) => return frame,
         };

@@ -313,14 +313,11 @@ impl<S: ClientStream> Connection<S> {
                 self.forward(decl, &args, started).await
             }
             Route::Write => {
-                let (node, slot) = match commands::route(decl, &args, &self.shared) {
-                    Ok((node, slot)) => (node.clone(), slot),
-                    Err(e) => {
-                        let frame = e.to_frame(&self.shared.settings, self.state.tls);
-                        return self.reply(name, started, frame).await;
-                    }
+                let (node, slot) = match self.route(decl, &args) {
+                    Ok(routed) => routed,
+                    Err(frame) => return self.reply(name, started, frame).await,
                 };
-                match commands::prepare(decl, args, &self.shared) {
+                match commands::prepare(decl, args, &self.shared, node.now_ms()) {
                     Ok(args) => {
                         self.propose(&node, Write::Command(args), slot, name, started)
                             .await
@@ -330,6 +327,14 @@ impl<S: ClientStream> Connection<S> {
             }
             Route::Read => self.read(decl, &args, started).await,
         }
+    }
+
+    /// The replica a data command runs on here and its slot, or the error
+    /// reply in this client's form (a TLS client is sent to TLS ports).
+    fn route(&self, decl: &Decl, args: &[Bytes]) -> Result<(Arc<Node>, u16), Frame> {
+        commands::route(decl, args, &self.shared)
+            .map(|(node, slot)| (node.clone(), slot))
+            .map_err(|e| e.to_frame(&self.shared.settings, self.state.tls))
     }
 
     /// Whether this client's user may run `args`.
@@ -436,12 +441,9 @@ impl<S: ClientStream> Connection<S> {
         args: &[Bytes],
         started: Instant,
     ) -> Result<Flow, CodecError> {
-        let (node, slot) = match commands::route(decl, args, &self.shared) {
-            Ok((node, slot)) => (node.clone(), slot),
-            Err(e) => {
-                let frame = e.to_frame(&self.shared.settings, self.state.tls);
-                return self.reply(decl.name, started, frame).await;
-            }
+        let (node, slot) = match self.route(decl, args) {
+            Ok(routed) => routed,
+            Err(frame) => return self.reply(decl.name, started, frame).await,
         };
         if !self.state.confirmed(node.group) {
             if let Some(Err(e)) = self.confirm_received_reads(&node, slot).await {
@@ -641,6 +643,8 @@ impl<S: ClientStream> Connection<S> {
         let mut cross_slot = false;
         let mut commands_out = Vec::with_capacity(multi.queued.len());
         let mut refused = Vec::new();
+        // One time for the whole transaction's relative expiries.
+        let now_ms = self.shared.groups.now_ms();
         if self.users.has_changed().unwrap_or(false) && !self.refresh_user() {
             return Ok(Flow::Close);
         }
@@ -661,8 +665,7 @@ impl<S: ClientStream> Connection<S> {
             let args = if decl.route() == Route::Write {
                 // A command whose preparation fails is kept as sent: apply
                 // gives it the same error, in its place in the reply.
-                seshat_commands::prepare_write(decl, args.clone(), self.shared.groups.now_ms())
-                    .unwrap_or(args)
+                seshat_commands::prepare_write(decl, args.clone(), now_ms).unwrap_or(args)
             } else {
                 args
             };
@@ -719,12 +722,9 @@ impl<S: ClientStream> Connection<S> {
             .cloned()
             .collect();
         self.drain_writes().await?;
-        let (node, slot) = match commands::route(decl, args, &self.shared) {
-            Ok((node, slot)) => (node.clone(), slot),
-            Err(e) => {
-                let frame = e.to_frame(&self.shared.settings, self.state.tls);
-                return self.reply(decl.name, started, frame).await;
-            }
+        let (node, slot) = match self.route(decl, args) {
+            Ok(routed) => routed,
+            Err(frame) => return self.reply(decl.name, started, frame).await,
         };
         if self.shared.groups.layout.is_sharded()
             && self

@@ -155,13 +155,7 @@ impl Groups {
     pub fn led_by_slot(&self) -> Vec<(RangeInclusive<u16>, &Arc<Node>)> {
         let mut led: Vec<(RangeInclusive<u16>, &Arc<Node>)> = self
             .led()
-            .filter_map(|n| {
-                self.layout
-                    .groups()
-                    .iter()
-                    .find(|g| g.id == n.group)
-                    .map(|g| (g.slots.clone(), n))
-            })
+            .filter_map(|n| self.layout.group(n.group).map(|g| (g.slots.clone(), n)))
             .collect();
         led.sort_by_key(|(slots, _)| *slots.start());
         led
@@ -184,11 +178,8 @@ impl Groups {
     /// The time reads judge expiry against (see [`Node::now_ms`]): this
     /// node's clock, never behind any group's last applied entry.
     pub fn now_ms(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| n.now_ms())
-            .max()
-            .unwrap_or_else(crate::node::wall_clock_ms)
+        let applied = self.nodes.iter().map(|n| n.applied_now_ms()).max();
+        crate::node::wall_clock_ms().max(applied.unwrap_or(0))
     }
 
     /// Why some group's Raft core stopped, if one has.
@@ -236,7 +227,7 @@ const BALANCE_MAX_LAG: u64 = 16;
 /// turns by group id, so with every node up each leads about
 /// groups / nodes of them.
 pub fn preferred_leader(layout: &Layout, group: u32) -> Option<u64> {
-    let g = layout.groups().iter().find(|g| g.id == group)?;
+    let g = layout.group(group)?;
     let n = g.replicas.len().max(1);
     g.replicas
         .get((group as usize).saturating_sub(1) % n)

@@ -103,9 +103,9 @@ impl Layout {
         Ok(Layout { groups, members })
     }
 
-    /// Every data group, by id.
-    pub fn groups(&self) -> &[GroupLayout] {
-        &self.groups
+    /// Group `id`, if the layout has it.
+    pub fn group(&self, id: u32) -> Option<&GroupLayout> {
+        self.groups.iter().find(|g| g.id == id)
     }
 
     /// The group serving `slot`.
@@ -217,7 +217,7 @@ mod tests {
         for shards in 1..=MAX_SHARDS {
             let layout = Layout::bootstrap(&[1, 2, 3], shards).unwrap();
             let mut next = 0u32;
-            for g in layout.groups() {
+            for g in &layout.groups {
                 assert_eq!(u32::from(*g.slots.start()), next, "shards={shards}");
                 let size = u32::from(*g.slots.end()) - u32::from(*g.slots.start()) + 1;
                 let even = u32::from(CLUSTER_SLOTS) / shards;
@@ -237,10 +237,7 @@ mod tests {
     #[test]
     fn every_node_holds_every_group() {
         let layout = Layout::bootstrap(&[5, 1, 4, 2, 3], 5).unwrap();
-        assert!(layout
-            .groups()
-            .iter()
-            .all(|g| g.replicas == [1, 2, 3, 4, 5]));
+        assert!(layout.groups.iter().all(|g| g.replicas == [1, 2, 3, 4, 5]));
         assert_eq!(layout.groups_of(4).count(), 5);
     }
 
@@ -267,9 +264,9 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let fresh = Store::open(other.path(), &Default::default()).unwrap();
         let default = Layout::open(&fresh, &[1, 2, 3], None).unwrap();
-        assert_eq!(default.groups().len(), DEFAULT_SHARDS as usize);
+        assert_eq!(default.groups.len(), DEFAULT_SHARDS as usize);
         let first = Layout::open(&store, &[1, 2, 3], Some(2)).unwrap();
-        assert_eq!(first.groups().len(), 2);
+        assert_eq!(first.groups.len(), 2);
         assert_eq!(Layout::open(&store, &[1, 2, 3], None).unwrap(), first);
         assert_eq!(Layout::open(&store, &[3, 2, 1], Some(2)).unwrap(), first);
         let err = Layout::open(&store, &[1, 2, 3], Some(3)).unwrap_err();

@@ -763,11 +763,14 @@ impl Node {
     /// The time reads judge expiry against: this node's clock, but never
     /// earlier than the last applied entry's time.
     pub fn now_ms(&self) -> u64 {
-        let applied = self
-            .sm_stats
+        wall_clock_ms().max(self.applied_now_ms())
+    }
+
+    /// The time of the last applied entry.
+    pub fn applied_now_ms(&self) -> u64 {
+        self.sm_stats
             .last_now_ms
-            .load(std::sync::atomic::Ordering::Acquire);
-        wall_clock_ms().max(applied)
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs a read command after a read barrier, on one consistent view.

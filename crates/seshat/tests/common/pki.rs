@@ -73,9 +73,9 @@ impl Pki {
         );
     }
 
-    /// A certificate signed by `ca` with the X.509 v3 extensions `ext`
-    /// (`openssl x509 -extfile` syntax): `NAME.crt`, `NAME.key`.
-    pub fn leaf_with(&self, ca: &str, name: &str, ext: &str) {
+    /// A P-256 key and a certificate request for it, CN `name`:
+    /// `NAME.key`, `NAME.csr`.
+    fn key_and_csr(&self, name: &str) {
         self.openssl(&[
             "req",
             "-newkey",
@@ -90,6 +90,12 @@ impl Pki {
             "-out",
             &format!("{name}.csr"),
         ]);
+    }
+
+    /// A certificate signed by `ca` with the X.509 v3 extensions `ext`
+    /// (`openssl x509 -extfile` syntax): `NAME.crt`, `NAME.key`.
+    pub fn leaf_with(&self, ca: &str, name: &str, ext: &str) {
+        self.key_and_csr(name);
         std::fs::write(self.path(&format!("{name}.ext")), ext).unwrap();
         self.openssl(&[
             "x509",
@@ -115,20 +121,7 @@ impl Pki {
     /// `openssl x509` (3.0) sets no past dates, `openssl ca` does, with a
     /// minimal CA configuration and database in the directory.
     pub fn expired_leaf(&self, ca: &str, name: &str) {
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
+        self.key_and_csr(name);
         std::fs::write(
             self.path(&format!("{name}.ext")),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
