@@ -170,6 +170,24 @@ impl RaftGrpc {
         Some(removed.raft.clone())
     }
 
+    /// Each served group's term and leader as its replica here knows them.
+    pub fn leaders(&self) -> Vec<pb::GroupLeader> {
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        groups
+            .values()
+            .map(|g| {
+                use openraft::type_config::async_runtime::WatchReceiver;
+                let metrics = g.raft.metrics();
+                let m = metrics.borrow_watched();
+                pb::GroupLeader {
+                    group: g.group,
+                    term: m.current_term,
+                    leader: m.current_leader,
+                }
+            })
+            .collect()
+    }
+
     /// The groups served now.
     pub fn groups(&self) -> Vec<GroupId> {
         let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
@@ -433,6 +451,15 @@ impl RaftService for RaftGrpc {
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardReply>, Status> {
         self.run_forwarded(request.into_inner()).await
+    }
+
+    async fn leaders(
+        &self,
+        _request: Request<pb::LeadersRequest>,
+    ) -> Result<Response<pb::LeadersReply>, Status> {
+        Ok(Response::new(pb::LeadersReply {
+            groups: self.leaders(),
+        }))
     }
 }
 

@@ -63,7 +63,9 @@ pub mod pb {
 /// 3: ACL users in the data group's range and ACL writes in log entries.
 /// 4: Raft log and state keys carry the group id; snapshots live under
 /// `snapshots/<group>/` and name their group.
-pub const DATA_FORMAT_VERSION: u32 = 4;
+/// 5: every node runs the system group (id 0), which holds the ACL users;
+/// the recorded layout names the replication factor and places replicas.
+pub const DATA_FORMAT_VERSION: u32 = 5;
 /// Key of the node's format version in `data_raft_state` (a node-level
 /// record: group keys start with a zero byte, see [`layout`]).
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";

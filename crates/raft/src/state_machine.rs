@@ -121,10 +121,9 @@ pub struct StateMachine {
 pub type UsersWatch = Arc<tokio::sync::watch::Sender<Arc<Users>>>;
 
 /// The stored ACL users of `group`, as one consistent read. Users live
-/// in the first data group ([`keys::DATA_GROUP`]) until the system group holds
-/// them; other groups have none.
+/// in the system group; other groups have none.
 pub fn load_users(store: &Store, group: GroupId) -> io::Result<Users> {
-    let mut view = ReadView::new(store);
+    let mut view = ReadView::new(store, group);
     let records = seshat_kv::users_in(&mut view, group, MAX_USERS + 1).map_err(io::Error::other)?;
     Users::from_records(records).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
@@ -175,13 +174,23 @@ fn kv_error(e: seshat_storage::StorageError) -> KvError {
 /// run on it after their barrier.
 pub struct ReadView<'a> {
     view: DbSnapshot<'a>,
+    /// The family `group`'s data lives in.
+    cf: Cf,
 }
 
 impl<'a> ReadView<'a> {
-    /// A view of `store` as of now.
-    pub fn new(store: &'a Store) -> Self {
+    /// A view of `store` as of now, reading the family that holds
+    /// `group`'s data (`system_data` for the system group, `data_kv` for
+    /// data groups).
+    pub fn new(store: &'a Store, group: GroupId) -> Self {
+        let cf = if group == crate::layout::SYSTEM_GROUP {
+            Cf::SystemData
+        } else {
+            Cf::DataKv
+        };
         Self {
             view: store.snapshot(),
+            cf,
         }
     }
 }
@@ -190,7 +199,7 @@ impl RawKv for ReadView<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         Ok(self
             .view
-            .get(Cf::DataKv, key)
+            .get(self.cf, key)
             .map_err(kv_error)?
             .map(Bytes::from))
     }
@@ -244,9 +253,9 @@ impl ReadView<'_> {
             out.len() < limit
         };
         let visited = if rev {
-            self.view.for_each_rev(Cf::DataKv, from, to, visit)
+            self.view.for_each_rev(self.cf, from, to, visit)
         } else {
-            self.view.for_each(Cf::DataKv, from, to, visit)
+            self.view.for_each(self.cf, from, to, visit)
         };
         visited.map_err(kv_error)?;
         Ok(out)

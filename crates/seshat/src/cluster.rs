@@ -11,13 +11,16 @@
 //! a follower cannot serve a group's slots anyway). Slots of a group
 //! without a leader are listed nowhere: clients see them uncovered.
 //!
+//! Groups held elsewhere (a cluster larger than the replication factor)
+//! are shown with the leader the node's peers report and the replicas
+//! the layout placed.
+//!
 //! A client on the TLS port is given each member's TLS address where it
 //! is known ([`Settings::tls_client_addr`](crate::config::Settings::tls_client_addr)),
 //! as Redis gives TLS clients TLS ports.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 
 use seshat_common::CLUSTER_SLOTS;
@@ -56,43 +59,45 @@ struct View {
 }
 
 fn view(groups: &Groups, tls: bool) -> View {
-    let mut members = BTreeMap::new();
-    let mut shards = Vec::new();
-    let mut epoch = 0;
-    for node in groups.all() {
-        let m = node.metrics();
-        epoch = epoch.max(m.current_term);
-        let running = node.core_problem().is_none();
-        let leader = m.current_leader.filter(|_| running);
-        let membership = m.membership_config.membership();
-        for (id, n) in membership.nodes() {
-            members.entry(*id).or_insert_with(|| {
-                let addr: Option<SocketAddr> = tls
-                    .then(|| groups.settings.tls_client_addr(*id))
-                    .flatten()
-                    .or_else(|| n.client_addr.parse().ok());
-                let (host, port) = match addr {
-                    Some(a) => (a.ip().to_string(), a.port()),
-                    None => (n.client_addr.clone(), 0),
-                };
+    let settings = &groups.settings;
+    let members = settings
+        .initial_members
+        .iter()
+        .map(|(id, m)| {
+            let addr = tls
+                .then(|| settings.tls_client_addr(*id))
+                .flatten()
+                .unwrap_or(m.client_addr);
+            (
+                *id,
                 Member {
                     id: *id,
-                    host,
-                    port,
-                }
-            });
-        }
-        let mut voters: Vec<u64> = membership.voter_ids().collect();
+                    host: addr.ip().to_string(),
+                    port: addr.port(),
+                },
+            )
+        })
+        .collect();
+    let mut epoch = 0;
+    let mut shards = Vec::new();
+    for g in groups.layout.groups() {
+        let leader = groups.leader_of(g.id);
+        let (mut voters, applied) = match groups.get(g.id) {
+            Some(node) => {
+                let m = node.metrics();
+                epoch = epoch.max(m.current_term);
+                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                (voters, m.last_applied.map_or(0, |l| l.index))
+            }
+            // A group held elsewhere: its replicas as placed.
+            None => (g.replicas.clone(), 0),
+        };
         voters.sort_by_key(|id| (Some(*id) != leader, *id));
-        let slots = groups
-            .layout
-            .group(node.group)
-            .map_or(0..=0, |g| g.slots.clone());
         shards.push(Shard {
-            slots,
+            slots: g.slots.clone(),
             leader,
             voters,
-            applied: m.last_applied.map_or(0, |l| l.index),
+            applied,
         });
     }
     View {

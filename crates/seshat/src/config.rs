@@ -100,6 +100,9 @@ pub struct DevClusterArgs {
     /// `--shards`); default as for a node.
     #[arg(long)]
     pub shards: Option<u32>,
+    /// Replicas of each data group (see the node flag `--replicas`).
+    #[arg(long)]
+    pub replicas: Option<u32>,
     /// Extra flags passed to every node (e.g. `--log-level=debug`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -178,11 +181,17 @@ pub struct NodeArgs {
     #[arg(long, env = "SESHAT_INITIAL_MEMBERS")]
     pub initial_members: Option<String>,
     /// Data groups (shards) the slots are split over, fixed when the
-    /// cluster is created: 1 to 16. Default: 1 for one or two nodes, else
-    /// the node count (at most 16). Identical on every initial node; a
-    /// restart may leave it out.
+    /// cluster is created: 1 to 16, default 1. Identical on every initial
+    /// node; a restart may leave it out.
     #[arg(long, env = "SESHAT_SHARDS")]
     pub shards: Option<u32>,
+    /// Replicas of each data group (the replication factor), fixed when
+    /// the cluster is created: 1 to 7, default 3 on a sharded cluster
+    /// (every node when the cluster has fewer), every node up to 7 on a
+    /// one-group cluster. Identical on every initial node; a restart may
+    /// leave it out.
+    #[arg(long, env = "SESHAT_REPLICAS")]
+    pub replicas: Option<u32>,
     /// What a follower does with data commands: `redirect` (answer MOVED)
     /// or `proxy` (forward to the leader).
     #[arg(long, env = "SESHAT_FOLLOWER_MODE")]
@@ -268,6 +277,7 @@ struct FileSettings {
     log_tail_entries: Option<u64>,
     initial_members: Option<String>,
     shards: Option<u32>,
+    replicas: Option<u32>,
     follower_mode: Option<crate::proxy::FollowerMode>,
     join: Option<String>,
     requirepass: Option<String>,
@@ -325,6 +335,8 @@ pub struct Settings {
     pub initial_members: BTreeMap<NodeId, Member>,
     /// `--shards`, if given (see [`crate::layout`]).
     pub shards: Option<u32>,
+    /// `--replicas`, if given (see [`crate::layout`]).
+    pub replicas: Option<u32>,
     /// Redirect or proxy on followers.
     pub follower_mode: crate::proxy::FollowerMode,
     /// The password clients must give, as its digest (none: no password).
@@ -594,6 +606,7 @@ impl Settings {
             log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
             initial_members,
             shards: args.shards.or(file.shards),
+            replicas: args.replicas.or(file.replicas),
             follower_mode: pick!(follower_mode, crate::proxy::FollowerMode::Redirect),
             requirepass: args
                 .requirepass
@@ -625,6 +638,15 @@ impl Settings {
                     "shards",
                     n,
                     format!("must be between 1 and {}", crate::layout::MAX_SHARDS)
+                ));
+            }
+        }
+        if let Some(n) = self.replicas {
+            if n == 0 || n > crate::layout::MAX_REPLICAS {
+                bail!(InvalidSetting::new(
+                    "replicas",
+                    n,
+                    format!("must be between 1 and {}", crate::layout::MAX_REPLICAS)
                 ));
             }
         }

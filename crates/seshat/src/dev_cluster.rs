@@ -126,6 +126,7 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
         .arg("--initial-members")
         .arg(members)
         .args(args.shards.map(|n| format!("--shards={n}")))
+        .args(args.replicas.map(|n| format!("--replicas={n}")))
         .args(&args.node_args)
         .stdin(Stdio::null())
         .stdout(log)

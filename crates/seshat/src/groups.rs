@@ -1,30 +1,38 @@
-//! The node's data groups: one [`Node`] (a Raft replica with its proposer,
-//! read confirmer and expiry sweep) per group this node holds, and the
-//! routing of a request to the group that serves its slot.
+//! The node's Raft groups: one [`Node`] (a Raft replica with its
+//! proposer, read confirmer and expiry sweep) per group this node holds —
+//! the system group (id 0, on every initial member: the ACL users) and the
+//! data groups the layout places here — and the routing of a request to
+//! the group that serves its slot.
 //!
 //! A command's keys decide its slot ([`Groups::slot_for`], `-CROSSSLOT`
 //! when a sharded cluster's command spans slots); the layout decides the
 //! group; that group's replica here serves the command if it leads, else
-//! answers `-MOVED` to the group's leader. Keyless commands that read or
-//! change the whole keyspace (`DBSIZE`, `FLUSHALL`, `SCAN`, `KEYS`,
-//! `RANDOMKEY`) act on the groups this node leads, as they act on one
-//! master of a Redis Cluster.
+//! answers `-MOVED` to the group's leader. A group this node holds no
+//! replica of (a cluster larger than the replication factor) is answered
+//! `-MOVED` to its leader as the node's peers report it
+//! ([`run_leader_poller`]). Keyless commands that read or change the
+//! whole keyspace (`DBSIZE`, `FLUSHALL`, `SCAN`, `KEYS`, `RANDOMKEY`) act
+//! on the groups this node leads, as they act on one master of a Redis
+//! Cluster.
 
+use std::collections::HashMap;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
 use seshat_commands::Decl;
 use seshat_common::crc16_slot;
 use seshat_kv::Counts;
+use seshat_raft::layout::SYSTEM_GROUP;
 use seshat_raft::peer_tls::PeerTls;
 use seshat_raft::StorageConfig;
 use seshat_storage::Store;
 
 use crate::config::Settings;
 use crate::layout::Layout;
-use crate::node::{Node, ServeError};
+use crate::node::{Bootstrap, Node, ServeError};
 
 /// The reply to a command whose keys are in different slots.
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
@@ -37,8 +45,21 @@ pub struct Groups {
     pub store: Store,
     /// Which group serves which slots.
     pub layout: Layout,
-    /// This node's replica of each group, in group id order.
+    /// This node's replica of each group, in group id order: the system
+    /// group first.
     nodes: Vec<Arc<Node>>,
+    /// The leaders of the data groups this node holds no replica of, as
+    /// its peers last reported them.
+    remote: RwLock<HashMap<u32, RemoteLeader>>,
+}
+
+/// A group's leader as a peer holding one of its replicas reported it.
+#[derive(Debug, Clone, Copy)]
+struct RemoteLeader {
+    term: u64,
+    leader: Option<u64>,
+    /// When a peer last reported this term and leader.
+    seen: Instant,
 }
 
 impl Groups {
@@ -55,56 +76,127 @@ impl Groups {
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let store = node_storage.store().clone();
         let members: Vec<u64> = settings.initial_members.keys().copied().collect();
-        let layout = Layout::open(&store, &members, settings.shards)?;
+        let layout = Layout::open(&store, &members, settings.shards, settings.replicas)?;
+        let mut held: Vec<(u32, Vec<u64>, u64)> = vec![(
+            SYSTEM_GROUP,
+            layout.members().to_vec(),
+            system_preferred_leader(&layout),
+        )];
+        held.extend(
+            layout
+                .groups_of(settings.node_id)
+                .map(|g| (g.id, g.replicas.clone(), g.preferred)),
+        );
         let mut nodes = Vec::new();
-        for group in layout.groups_of(settings.node_id) {
+        for (group, replicas, preferred) in held {
             let (log, sm) = node_storage
-                .open_group(group.id)
-                .with_context(|| format!("cannot open group {}", group.id))?;
+                .open_group(group)
+                .with_context(|| format!("cannot open group {group}"))?;
             nodes.push(
                 Node::start(
                     settings.clone(),
-                    group.id,
+                    group,
                     store.clone(),
                     log,
                     sm,
                     peer_tls.clone(),
-                    preferred_leader(&layout, group.id).unwrap_or(settings.node_id),
+                    Bootstrap {
+                        initializer: preferred,
+                        replicas: &replicas,
+                    },
                 )
                 .await?,
             );
-        }
-        if nodes.is_empty() {
-            anyhow::bail!("this node holds no replica of any group");
         }
         let groups = Arc::new(Groups {
             settings,
             store,
             layout,
             nodes,
+            remote: RwLock::default(),
         });
         tokio::spawn(run_leader_balancer(Arc::downgrade(&groups)));
+        tokio::spawn(run_leader_poller(Arc::downgrade(&groups), peer_tls));
         Ok(groups)
     }
 
-    /// Every replica on this node.
+    /// Every replica on this node, the system group's first.
     pub fn all(&self) -> &[Arc<Node>] {
         &self.nodes
     }
 
-    /// The replica of the first group (the node-wide figures of a
-    /// one-group cluster).
+    /// The replicas of data groups on this node, in group id order.
+    pub fn data(&self) -> &[Arc<Node>] {
+        // `start` puts the system group first.
+        &self.nodes[1..]
+    }
+
+    /// The replica whose figures stand for the node's (`INFO`, `ROLE`,
+    /// the unlabelled metrics): the first data group's here, else the
+    /// system group's.
     pub fn first(&self) -> &Arc<Node> {
-        // `start` refuses a node without replicas.
+        self.data().first().unwrap_or_else(|| self.system())
+    }
+
+    /// The replica of the system group (every initial member holds one).
+    pub fn system(&self) -> &Arc<Node> {
+        // `start` always starts it, first.
         &self.nodes[0]
     }
 
-    /// The replica of the group that holds the ACL users: the first data
-    /// group (it serves slot 0) until the system group holds them. Every
-    /// node holds every group for now, so every node has it.
+    /// The replica of the group that holds the ACL users: the system
+    /// group, which every node holds.
     pub fn users_group(&self) -> &Arc<Node> {
-        self.get(seshat_kv::keys::DATA_GROUP)
-            .unwrap_or_else(|| self.first())
+        self.system()
+    }
+
+    /// The node leading `group` as far as this node knows: its replica's
+    /// view for a group it holds, else what its peers last reported
+    /// (within [`REMOTE_LEADER_TTL`]).
+    pub fn leader_of(&self, group: u32) -> Option<u64> {
+        if let Some(node) = self.get(group) {
+            if node.core_problem().is_some() {
+                return None;
+            }
+            use openraft::type_config::async_runtime::WatchReceiver;
+            return node.raft.metrics().borrow_watched().current_leader;
+        }
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        remote
+            .get(&group)
+            .filter(|r| r.seen.elapsed() < REMOTE_LEADER_TTL)
+            .and_then(|r| r.leader)
+    }
+
+    /// Takes a peer's report of the groups it holds: a report of a later
+    /// term replaces an earlier one; the same term refreshes it (and
+    /// fills in a leader learnt since).
+    fn learn_leaders(&self, reported: &[seshat_raft::pb::GroupLeader]) {
+        let now = Instant::now();
+        let mut remote = self.remote.write().unwrap_or_else(|p| p.into_inner());
+        for r in reported {
+            if r.group == SYSTEM_GROUP || self.get(r.group).is_some() {
+                continue;
+            }
+            let fresh = RemoteLeader {
+                term: r.term,
+                leader: r.leader,
+                seen: now,
+            };
+            let entry = remote.entry(r.group).or_insert(fresh);
+            let stale = entry.seen.elapsed() >= REMOTE_LEADER_TTL;
+            if r.term > entry.term
+                || stale
+                || (r.term == entry.term && (entry.leader.is_none() || entry.leader == r.leader))
+            {
+                let leader = r.leader.or(if r.term == entry.term && !stale {
+                    entry.leader
+                } else {
+                    None
+                });
+                *entry = RemoteLeader { leader, ..fresh };
+            }
+        }
     }
 
     /// The replica of `group` on this node, if it holds one.
@@ -112,9 +204,9 @@ impl Groups {
         self.nodes.iter().find(|n| n.group == group)
     }
 
-    /// The replicas this node leads.
+    /// The data group replicas this node leads.
     pub fn led(&self) -> impl Iterator<Item = &Arc<Node>> {
-        self.nodes.iter().filter(|n| n.raft.is_leader())
+        self.data().iter().filter(|n| n.raft.is_leader())
     }
 
     /// The keys `DBSIZE` and `INFO keyspace` count: every key of an
@@ -133,11 +225,26 @@ impl Groups {
             })
     }
 
-    /// The replica serving `slot` here, or why this node cannot serve it.
+    /// The replica serving `slot` here, or why this node cannot serve it:
+    /// `MOVED` to the leader of a group it holds no replica of, when its
+    /// peers have said who that is.
     pub fn for_slot(&self, slot: u16) -> Result<&Arc<Node>, ServeError> {
         let group = self.layout.group_of(slot).id;
-        self.get(group)
-            .ok_or_else(|| ServeError::NoLeader(format!("no replica of group {group} here")))
+        if let Some(node) = self.get(group) {
+            return Ok(node);
+        }
+        let leader = self.leader_of(group);
+        let member = leader.and_then(|l| self.settings.initial_members.get(&l));
+        match (leader, member) {
+            (Some(leader), Some(m)) => Err(ServeError::Moved {
+                slot,
+                leader,
+                addr: m.client_addr.to_string(),
+            }),
+            _ => Err(ServeError::NoLeader(format!(
+                "no leader of group {group} known to this node"
+            ))),
+        }
     }
 
     /// Whether `decl` is a keyless data command that a sharded cluster runs
@@ -223,22 +330,120 @@ const BALANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// leadership (it must win the election the transfer starts).
 const BALANCE_MAX_LAG: u64 = 16;
 
-/// The node that should lead `group` when it is up: the replicas take
-/// turns by group id, so with every node up each leads about
-/// groups / nodes of them.
+/// How often a node asks its peers which nodes lead the data groups it
+/// holds no replica of.
+const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a peer has to answer.
+const LEADER_POLL_TIMEOUT: Duration = Duration::from_secs(1);
+/// A remote group's leader not confirmed by any peer for this long is
+/// no longer used (`CLUSTERDOWN` for its slots until one reports again).
+const REMOTE_LEADER_TTL: Duration = Duration::from_secs(5);
+
+/// The node that should lead `group` when it is up (see
+/// [`crate::layout`]; the system group's is the lowest id, which is also
+/// the first data group's).
 pub fn preferred_leader(layout: &Layout, group: u32) -> Option<u64> {
-    let g = layout.group(group)?;
-    let n = g.replicas.len().max(1);
-    g.replicas
-        .get((group as usize).saturating_sub(1) % n)
-        .copied()
+    if group == SYSTEM_GROUP {
+        return Some(system_preferred_leader(layout));
+    }
+    layout.group(group).map(|g| g.preferred)
 }
 
-/// Leader balancing on a sharded cluster: a node that leads a group whose
-/// preferred leader is another node — up, a voter, and caught up with the
-/// log — hands the leadership over. Leaders thus spread after the first
-/// elections and move back when a node returns from a restart. Every
-/// node runs it for the groups it leads; nothing is coordinated.
+fn system_preferred_leader(layout: &Layout) -> u64 {
+    layout.members().first().copied().unwrap_or(1)
+}
+
+/// Learns the leaders of the data groups this node holds no replica of:
+/// every [`LEADER_POLL_INTERVAL`] it asks each peer holding one of them
+/// (the `Leaders` RPC of the Raft port) which node leads the groups it
+/// holds, and keeps the answer of the latest term. A node holding every
+/// group has nothing to learn and the task ends.
+pub async fn run_leader_poller(groups: std::sync::Weak<Groups>, tls: Option<PeerTls>) {
+    use seshat_raft::pb::raft_service_client::RaftServiceClient;
+    let peers: Vec<(u64, String)> = {
+        let Some(groups) = groups.upgrade() else {
+            return;
+        };
+        let mut peers: Vec<u64> = groups
+            .layout
+            .groups()
+            .iter()
+            .filter(|g| groups.get(g.id).is_none())
+            .flat_map(|g| g.replicas.iter().copied())
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+            .into_iter()
+            .filter_map(|id| {
+                let m = groups.settings.initial_members.get(&id)?;
+                Some((id, m.raft_addr.to_string()))
+            })
+            .collect()
+    };
+    if peers.is_empty() {
+        return;
+    }
+    let mut clients = Vec::new();
+    for (id, addr) in &peers {
+        match seshat_raft::peer_tls::peer_endpoint(addr, tls.as_ref()) {
+            Ok(endpoint) => clients.push(RaftServiceClient::new(endpoint.connect_lazy())),
+            Err(e) => {
+                tracing::warn!(peer = id, %addr, error = %e, "cannot ask this peer for leaders")
+            }
+        }
+    }
+    let mut tick = tokio::time::interval(LEADER_POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let asks = clients.iter().map(|c| {
+            let mut c = c.clone();
+            async move {
+                tokio::time::timeout(
+                    LEADER_POLL_TIMEOUT,
+                    c.leaders(seshat_raft::pb::LeadersRequest {}),
+                )
+                .await
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let Some(groups) = groups.upgrade() else {
+            return;
+        };
+        for answer in answers {
+            if let Ok(Ok(reply)) = answer {
+                groups.learn_leaders(&reply.into_inner().groups);
+            }
+        }
+    }
+}
+
+/// The node that should lead `group` now: on a sharded cluster a data
+/// group's preferred leader; the system group follows the leader of the
+/// first data group (which serves slot 0), so `ACL` writes, which
+/// redirect with slot 0, go where slot 0's keys go. `None`: leave the
+/// leadership where it is (the data group of an unsharded cluster stays
+/// with whichever node won its last election, as in Phase 1).
+fn balance_target(groups: &Groups, group: u32) -> Option<u64> {
+    if group == SYSTEM_GROUP {
+        let first = seshat_kv::keys::DATA_GROUP;
+        return groups
+            .leader_of(first)
+            .or_else(|| preferred_leader(&groups.layout, first));
+    }
+    if !groups.layout.is_sharded() {
+        return None;
+    }
+    preferred_leader(&groups.layout, group)
+}
+
+/// Leader balancing: a node that leads a group whose target leader
+/// ([`balance_target`]) is another node — up, a voter, and caught up with
+/// the log — hands the leadership over. On a sharded cluster leaders thus
+/// spread after the first elections and move back when a node returns
+/// from a restart. Every node runs it for the groups it leads; nothing is
+/// coordinated.
 pub async fn run_leader_balancer(groups: std::sync::Weak<Groups>) {
     let mut tick = tokio::time::interval(BALANCE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -247,11 +452,8 @@ pub async fn run_leader_balancer(groups: std::sync::Weak<Groups>) {
         let Some(groups) = groups.upgrade() else {
             return;
         };
-        if !groups.layout.is_sharded() {
-            return;
-        }
-        for node in groups.led() {
-            let Some(target) = preferred_leader(&groups.layout, node.group) else {
+        for node in groups.all().iter().filter(|n| n.raft.is_leader()) {
+            let Some(target) = balance_target(&groups, node.group) else {
                 continue;
             };
             let m = node.metrics();

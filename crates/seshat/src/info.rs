@@ -177,8 +177,9 @@ fn replication(out: &mut String, shared: &Shared) {
 }
 
 fn raft(out: &mut String, shared: &Shared) {
-    // The first group's figures under Redis-style names (the only group
-    // of an unsharded cluster); one line per group after them.
+    // The first group's figures under Redis-style names (the only data
+    // group of an unsharded cluster; else the first this node holds);
+    // one line per group after them, the system group's first.
     let node = shared.groups.first();
     let m = node.metrics();
     let (log_entries, purged) = node.log.stats().unwrap_or((0, None));
@@ -198,6 +199,13 @@ fn raft(out: &mut String, shared: &Shared) {
     let stopped = node.core_problem();
     let (role, leader) = match &stopped {
         Some(_) => (openraft::ServerState::Shutdown, None),
+        // `raft_leader_id` names the first data group's leader even on a
+        // node that holds no replica of it (learnt from its peers), so
+        // every node names the same one.
+        None if node.group != seshat_kv::keys::DATA_GROUP => (
+            m.state,
+            shared.groups.leader_of(seshat_kv::keys::DATA_GROUP),
+        ),
         None => (m.state, m.current_leader),
     };
     let _ = write!(

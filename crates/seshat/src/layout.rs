@@ -1,22 +1,25 @@
 //! Which data groups a cluster has, which slots each serves and which
 //! nodes hold its replicas.
 //!
-//! Until the system group owns this metadata (issue 14), the layout is a
-//! pure function of the bootstrap flags — the initial members and
-//! `--shards` — which every initial node is given identically:
+//! The layout is a pure function of the bootstrap flags — the initial
+//! members, `--shards` and `--replicas` — which every initial node is
+//! given identically:
 //!
 //! * the 16384 slots are split into `shards` contiguous ranges, as even as
 //!   integers allow (group `g`, from 1, gets `[(g-1)·S/N, g·S/N)`);
-//! * every node holds a replica of every group. DESIGN.md's replication
-//!   factor of 3 on larger clusters needs every node to learn the leaders
-//!   of groups it does not hold (for `MOVED` and `CLUSTER` replies), which
-//!   the system group will provide; until then a 5-node cluster replicates
-//!   each group 5 times.
+//! * group `g` is replicated on `replicas` nodes (all of them when the
+//!   cluster has fewer): the members in id order, starting at the
+//!   `(g-1) mod nodes`-th, wrapping around. That node is the group's
+//!   *preferred leader*, so with every node up each node leads about
+//!   `shards / nodes` groups and holds about `shards · replicas / nodes`
+//!   replicas. A node learns the leaders of groups it holds no replica of
+//!   from its peers ([`crate::groups`]).
 //!
 //! The first start records the bootstrap parameters in the node's
-//! `system_data`; a restart with other `--shards` or other members is
-//! refused with a message saying what the data directory was created with,
-//! so a node never silently changes which slots its groups serve.
+//! `system_data`; a restart with other `--shards`, `--replicas` or other
+//! members is refused with a message saying what the data directory was
+//! created with, so a node never silently changes which slots its groups
+//! serve or where their replicas are.
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -31,7 +34,15 @@ pub const MAX_SHARDS: u32 = 16;
 /// Key of the recorded bootstrap parameters in `system_data`.
 const KEY_LAYOUT: &[u8] = b"layout";
 /// Version of the recorded layout's text.
-const LAYOUT_VERSION: &str = "layout-v1";
+const LAYOUT_VERSION: &str = "layout-v2";
+
+/// Replicas of each group of a new sharded cluster without `--replicas`
+/// (all nodes when there are fewer). A one-group cluster without it
+/// replicates its group on every node, up to [`MAX_REPLICAS`]: the
+/// one-group cluster of Phase 1, whose five nodes survive two failures.
+pub const DEFAULT_REPLICAS: u32 = 3;
+/// Most replicas a group may have: every replica is a voter.
+pub const MAX_REPLICAS: u32 = 7;
 
 /// The number of data groups of a new cluster without `--shards`.
 /// DESIGN.md asks for one per node on three or more nodes; until replicas
@@ -50,6 +61,9 @@ pub struct GroupLayout {
     pub slots: RangeInclusive<u16>,
     /// The node ids holding its replicas, ascending.
     pub replicas: Vec<u64>,
+    /// The replica that should lead it when it is up (see the module
+    /// documentation).
+    pub preferred: u64,
 }
 
 /// The cluster's data groups.
@@ -57,6 +71,9 @@ pub struct GroupLayout {
 pub struct Layout {
     groups: Vec<GroupLayout>,
     members: Vec<u64>,
+    /// The replication factor asked for (groups have fewer replicas when
+    /// the cluster has fewer nodes).
+    replicas: u32,
 }
 
 /// Why a layout cannot be built or reopened.
@@ -72,9 +89,9 @@ impl fmt::Display for LayoutError {
 impl std::error::Error for LayoutError {}
 
 impl Layout {
-    /// The layout of a cluster bootstrapped with `members` (node ids) and
-    /// `shards` data groups.
-    pub fn bootstrap(members: &[u64], shards: u32) -> Result<Layout, LayoutError> {
+    /// The layout of a cluster bootstrapped with `members` (node ids),
+    /// `shards` data groups and `replicas` replicas per group.
+    pub fn bootstrap(members: &[u64], shards: u32, replicas: u32) -> Result<Layout, LayoutError> {
         let mut members = members.to_vec();
         members.sort_unstable();
         members.dedup();
@@ -86,6 +103,13 @@ impl Layout {
                 "shards must be between 1 and {MAX_SHARDS}, not {shards}"
             )));
         }
+        if replicas == 0 || replicas > MAX_REPLICAS {
+            return Err(LayoutError(format!(
+                "replicas must be between 1 and {MAX_REPLICAS}, not {replicas}"
+            )));
+        }
+        let n = members.len();
+        let per_group = (replicas as usize).min(n);
         let total = u32::from(CLUSTER_SLOTS);
         let groups = (0..shards)
             .map(|i| {
@@ -93,14 +117,23 @@ impl Layout {
                 // after the `- 1`: the conversions cannot fail.
                 let first = u16::try_from(i * total / shards).unwrap_or(0);
                 let last = u16::try_from((i + 1) * total / shards - 1).unwrap_or(CLUSTER_SLOTS - 1);
+                let start = i as usize % n;
+                let mut holders: Vec<u64> =
+                    (0..per_group).map(|k| members[(start + k) % n]).collect();
+                holders.sort_unstable();
                 GroupLayout {
                     id: i + 1,
                     slots: first..=last,
-                    replicas: members.clone(),
+                    replicas: holders,
+                    preferred: members[start],
                 }
             })
             .collect();
-        Ok(Layout { groups, members })
+        Ok(Layout {
+            groups,
+            members,
+            replicas,
+        })
     }
 
     /// Group `id`, if the layout has it.
@@ -123,6 +156,16 @@ impl Layout {
         self.groups.len() > 1
     }
 
+    /// Every data group, in id (and slot) order.
+    pub fn groups(&self) -> &[GroupLayout] {
+        &self.groups
+    }
+
+    /// The cluster's initial members, ascending.
+    pub fn members(&self) -> &[u64] {
+        &self.members
+    }
+
     /// The groups `node` holds a replica of.
     pub fn groups_of(&self, node: u64) -> impl Iterator<Item = &GroupLayout> {
         self.groups
@@ -134,8 +177,9 @@ impl Layout {
     fn record(&self) -> String {
         let members: Vec<String> = self.members.iter().map(u64::to_string).collect();
         format!(
-            "{LAYOUT_VERSION} shards={} members={}",
+            "{LAYOUT_VERSION} shards={} replicas={} members={}",
             self.groups.len(),
+            self.replicas,
             members.join(",")
         )
     }
@@ -154,6 +198,11 @@ impl Layout {
             .and_then(|p| p.strip_prefix("shards="))
             .and_then(|n| n.parse().ok())
             .ok_or_else(bad)?;
+        let replicas = parts
+            .next()
+            .and_then(|p| p.strip_prefix("replicas="))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
         let members = parts
             .next()
             .and_then(|p| p.strip_prefix("members="))
@@ -161,14 +210,19 @@ impl Layout {
             .split(',')
             .map(|id| id.parse().map_err(|_| bad()))
             .collect::<Result<Vec<u64>, _>>()?;
-        Layout::bootstrap(&members, shards)
+        Layout::bootstrap(&members, shards, replicas)
     }
 
     /// The layout this node runs: the one its data directory recorded at
     /// its first start, checked against the flags; on a first start, the
-    /// flags' layout, recorded. `shards` is `None` when the flag was not
-    /// given (a restart then keeps the recorded count).
-    pub fn open(store: &Store, members: &[u64], shards: Option<u32>) -> anyhow::Result<Layout> {
+    /// flags' layout, recorded. `shards` and `replicas` are `None` when
+    /// the flag was not given (a restart then keeps the recorded value).
+    pub fn open(
+        store: &Store,
+        members: &[u64],
+        shards: Option<u32>,
+        replicas: Option<u32>,
+    ) -> anyhow::Result<Layout> {
         let recorded = store
             .get(Cf::SystemData, KEY_LAYOUT)
             .map_err(|e| anyhow::anyhow!("cannot read the recorded layout: {e}"))?;
@@ -196,9 +250,26 @@ impl Layout {
                     );
                 }
             }
+            if let Some(n) = replicas {
+                if n != layout.replicas {
+                    anyhow::bail!(
+                        "this data directory belongs to a cluster bootstrapped with --replicas {}, \
+                         not {n}: the replication factor cannot change by restarting (leave \
+                         --replicas out, or give {})",
+                        layout.replicas,
+                        layout.replicas
+                    );
+                }
+            }
             return Ok(layout);
         }
-        let layout = Layout::bootstrap(members, shards.unwrap_or(DEFAULT_SHARDS))?;
+        let shards = shards.unwrap_or(DEFAULT_SHARDS);
+        let replicas = replicas.unwrap_or(if shards > 1 {
+            DEFAULT_REPLICAS
+        } else {
+            MAX_REPLICAS
+        });
+        let layout = Layout::bootstrap(members, shards, replicas)?;
         let mut batch = Batch::default();
         batch.put(Cf::SystemData, KEY_LAYOUT, layout.record().as_bytes());
         store
@@ -215,7 +286,7 @@ mod tests {
     #[test]
     fn slots_split_evenly_and_cover_everything_once() {
         for shards in 1..=MAX_SHARDS {
-            let layout = Layout::bootstrap(&[1, 2, 3], shards).unwrap();
+            let layout = Layout::bootstrap(&[1, 2, 3], shards, 3).unwrap();
             let mut next = 0u32;
             for g in &layout.groups {
                 assert_eq!(u32::from(*g.slots.start()), next, "shards={shards}");
@@ -235,25 +306,66 @@ mod tests {
     }
 
     #[test]
-    fn every_node_holds_every_group() {
-        let layout = Layout::bootstrap(&[5, 1, 4, 2, 3], 5).unwrap();
+    fn small_clusters_hold_every_group_on_every_node() {
+        let layout = Layout::bootstrap(&[3, 1, 2], 5, 3).unwrap();
+        assert!(layout.groups.iter().all(|g| g.replicas == [1, 2, 3]));
+        let layout = Layout::bootstrap(&[5, 1, 4, 2, 3], 5, 5).unwrap();
         assert!(layout.groups.iter().all(|g| g.replicas == [1, 2, 3, 4, 5]));
         assert_eq!(layout.groups_of(4).count(), 5);
+        let preferred: Vec<u64> = layout.groups.iter().map(|g| g.preferred).collect();
+        assert_eq!(preferred, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn larger_clusters_place_each_group_on_three_consecutive_nodes() {
+        let layout = Layout::bootstrap(&[5, 1, 4, 2, 3], 5, 3).unwrap();
+        let replicas: Vec<&[u64]> = layout.groups.iter().map(|g| &g.replicas[..]).collect();
+        assert_eq!(
+            replicas,
+            [
+                &[1, 2, 3][..],
+                &[2, 3, 4],
+                &[3, 4, 5],
+                &[1, 4, 5],
+                &[1, 2, 5]
+            ]
+        );
+        for g in &layout.groups {
+            assert!(g.replicas.contains(&g.preferred));
+        }
+        // Every node holds three groups and is the preferred leader of one.
+        for node in 1..=5 {
+            assert_eq!(layout.groups_of(node).count(), 3);
+            assert_eq!(
+                layout.groups.iter().filter(|g| g.preferred == node).count(),
+                1
+            );
+        }
+        // A multiple of the node count: still even.
+        let layout = Layout::bootstrap(&[1, 2, 3, 4, 5], 10, 3).unwrap();
+        assert!((1..=5).all(|n| layout.groups_of(n).count() == 6));
+        // Otherwise the first nodes take the remainder's turns.
+        let layout = Layout::bootstrap(&[1, 2, 3, 4, 5, 6, 7], 16, 3).unwrap();
+        let held: Vec<usize> = (1..=7).map(|n| layout.groups_of(n).count()).collect();
+        assert_eq!(held, [7, 8, 8, 7, 6, 6, 6]);
     }
 
     #[test]
     fn bad_shard_counts_are_refused() {
-        assert!(Layout::bootstrap(&[1], 0).is_err());
-        assert!(Layout::bootstrap(&[1], MAX_SHARDS + 1).is_err());
-        assert!(Layout::bootstrap(&[], 1).is_err());
+        assert!(Layout::bootstrap(&[1], 0, 3).is_err());
+        assert!(Layout::bootstrap(&[1], MAX_SHARDS + 1, 3).is_err());
+        assert!(Layout::bootstrap(&[], 1, 3).is_err());
+        assert!(Layout::bootstrap(&[1], 1, 0).is_err());
+        assert!(Layout::bootstrap(&[1], 1, MAX_REPLICAS + 1).is_err());
     }
 
     #[test]
     fn the_record_round_trips() {
-        let layout = Layout::bootstrap(&[3, 1, 2], 4).unwrap();
+        let layout = Layout::bootstrap(&[3, 1, 2, 4], 4, 3).unwrap();
         assert_eq!(Layout::from_record(&layout.record()).unwrap(), layout);
-        assert!(Layout::from_record("layout-v0 shards=1 members=1").is_err());
-        assert!(Layout::from_record("layout-v1 shards=x members=1").is_err());
+        assert!(Layout::from_record("layout-v1 shards=1 members=1").is_err());
+        assert!(Layout::from_record("layout-v2 shards=x replicas=3 members=1").is_err());
+        assert!(Layout::from_record("layout-v2 shards=1 members=1").is_err());
     }
 
     #[test]
@@ -263,15 +375,25 @@ mod tests {
         // Without the flag a new cluster gets the default.
         let other = tempfile::tempdir().unwrap();
         let fresh = Store::open(other.path(), &Default::default()).unwrap();
-        let default = Layout::open(&fresh, &[1, 2, 3], None).unwrap();
+        let default = Layout::open(&fresh, &[1, 2, 3, 4, 5], None, None).unwrap();
         assert_eq!(default.groups.len(), DEFAULT_SHARDS as usize);
-        let first = Layout::open(&store, &[1, 2, 3], Some(2)).unwrap();
+        assert_eq!(default.groups[0].replicas, [1, 2, 3, 4, 5]);
+        let other = tempfile::tempdir().unwrap();
+        let fresh = Store::open(other.path(), &Default::default()).unwrap();
+        let sharded = Layout::open(&fresh, &[1, 2, 3, 4, 5], Some(5), None).unwrap();
+        assert_eq!(sharded.replicas, DEFAULT_REPLICAS);
+        let first = Layout::open(&store, &[1, 2, 3], Some(2), Some(5)).unwrap();
         assert_eq!(first.groups.len(), 2);
-        assert_eq!(Layout::open(&store, &[1, 2, 3], None).unwrap(), first);
-        assert_eq!(Layout::open(&store, &[3, 2, 1], Some(2)).unwrap(), first);
-        let err = Layout::open(&store, &[1, 2, 3], Some(3)).unwrap_err();
+        assert_eq!(Layout::open(&store, &[1, 2, 3], None, None).unwrap(), first);
+        assert_eq!(
+            Layout::open(&store, &[3, 2, 1], Some(2), Some(5)).unwrap(),
+            first
+        );
+        let err = Layout::open(&store, &[1, 2, 3], Some(3), None).unwrap_err();
         assert!(err.to_string().contains("--shards 2"), "{err}");
-        let err = Layout::open(&store, &[1, 2], None).unwrap_err();
+        let err = Layout::open(&store, &[1, 2, 3], None, Some(3)).unwrap_err();
+        assert!(err.to_string().contains("--replicas 5"), "{err}");
+        let err = Layout::open(&store, &[1, 2], None, None).unwrap_err();
         assert!(err.to_string().contains("members [1, 2, 3]"), "{err}");
     }
 }

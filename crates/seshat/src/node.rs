@@ -480,14 +480,24 @@ fn fatal(store: &Store, f: openraft::errors::Fatal<TypeConfig>) -> ServeError {
     ServeError::Stopped(stopped_reason(store).unwrap_or_else(|| format!("raft stopped: {f}")))
 }
 
+/// Who initialises a new group, and with which voters.
+#[derive(Debug, Clone, Copy)]
+pub struct Bootstrap<'a> {
+    /// The node that initialises the group (its preferred leader).
+    pub initializer: u64,
+    /// The node ids of the group's first voters.
+    pub replicas: &'a [u64],
+}
+
 /// Most keys one `WATCH` reads on an async worker; more go to a blocking
 /// thread.
 const MAX_INLINE_WATCH_KEYS: usize = 32;
 
 impl Node {
     /// Starts this node's replica of `group` on its opened storage and,
-    /// on the first start of a new cluster, initialises the group. Peers
-    /// are dialled with mutual TLS when `peer_tls` is given.
+    /// on the first start of a new cluster, initialises the group with
+    /// `bootstrap`'s replicas as its voters. Peers are dialled with mutual
+    /// TLS when `peer_tls` is given.
     pub async fn start(
         settings: Arc<Settings>,
         group: u32,
@@ -495,7 +505,7 @@ impl Node {
         log: LogStore,
         sm: seshat_raft::StateMachine,
         peer_tls: Option<PeerTls>,
-        initializer: u64,
+        bootstrap: Bootstrap<'_>,
     ) -> anyhow::Result<Arc<Node>> {
         let sm_stats = sm.stats();
         let users = sm.users();
@@ -551,7 +561,8 @@ impl Node {
             core_stop,
             shutting_down,
         });
-        node.initialize_if_new(initializer).await?;
+        node.initialize_if_new(bootstrap.initializer, bootstrap.replicas)
+            .await?;
         tokio::spawn(log_role_changes(node.raft.clone()));
         tokio::spawn(run_expiry_sweeper(Arc::downgrade(&node)));
         Ok(node)
@@ -563,7 +574,7 @@ impl Node {
     /// empty and `is_initialized` is true, so restarts with the same flags
     /// are safe. The initializer campaigns first, so each group's first
     /// leader is its preferred one and no leadership moves after start.
-    async fn initialize_if_new(&self, initializer: u64) -> anyhow::Result<()> {
+    async fn initialize_if_new(&self, initializer: u64, replicas: &[u64]) -> anyhow::Result<()> {
         if self.raft.is_initialized().await.context("raft stopped")? {
             return Ok(());
         }
@@ -578,6 +589,7 @@ impl Node {
         }
         let nodes: BTreeMap<u64, SeshatNode> = members
             .iter()
+            .filter(|(id, _)| replicas.contains(id))
             .map(|(id, m)| {
                 (
                     *id,
@@ -795,7 +807,7 @@ impl Node {
         let seed = now ^ wall_clock_nanos();
         let group = self.group;
         let run = move |store: &Store, argv: &[Bytes]| {
-            let mut view = ReadView::new(store);
+            let mut view = ReadView::new(store, group);
             seshat_commands::run_read(decl, argv, group, &mut view, now, counts, seed)
                 .map_err(|e| ServeError::Stopped(e.to_string()))
         };
@@ -833,7 +845,7 @@ impl Node {
         let now = self.now_ms();
         let group = self.group;
         let run = move |store: &Store, keys: &[Bytes]| {
-            let mut view = ReadView::new(store);
+            let mut view = ReadView::new(store, group);
             let mut space = Keyspace::new(&mut view, group, now, 0, Counts::default());
             keys.iter()
                 .map(|key| {
@@ -1030,7 +1042,7 @@ pub async fn run_expiry_sweeper(node: std::sync::Weak<Node>) {
         // Sweep until a pass finds fewer than a full entry's worth.
         loop {
             let due = {
-                let mut view = ReadView::new(&node.store);
+                let mut view = ReadView::new(&node.store, node.group);
                 let mut space =
                     Keyspace::new(&mut view, node.group, node.now_ms(), 0, Counts::default());
                 match space.due_keys(MAX_EXPIRED_KEYS_PER_ENTRY) {

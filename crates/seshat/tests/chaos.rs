@@ -539,6 +539,31 @@ fn chaos_15_sharded_kills_and_partitions() {
     });
 }
 
+/// Five nodes, five data groups of three replicas each: a node holds
+/// three groups and learns who leads the other two from its peers, so a
+/// client's MOVED from any node must lead to a live leader. A kill, a
+/// partition that leaves some groups' majorities on each side, and a
+/// paused node; every group's replicas converge.
+#[test]
+fn chaos_16_five_nodes_three_replicas_per_group() {
+    scenario_with("replicas-3", 16, 5, &["--shards", "5"], |c| {
+        std::thread::sleep(Duration::from_secs(3));
+        c.node(1).kill9();
+        std::thread::sleep(Duration::from_secs(3));
+        c.node(1).restart();
+        std::thread::sleep(Duration::from_secs(3));
+        // Groups {3,4,5} and {1,4,5} keep a majority on the small side,
+        // the others on the large one.
+        c.net.partition(&[&[4, 5], &[1, 2, 3]]);
+        std::thread::sleep(Duration::from_secs(4));
+        c.net.heal();
+        std::thread::sleep(Duration::from_secs(2));
+        c.node(3).pause(true);
+        std::thread::sleep(Duration::from_secs(3));
+        c.node(3).pause(false);
+    });
+}
+
 #[test]
 fn chaos_14_pipelining_clients_reconnect_through_faults() {
     scenario_full("pipelines", 14, 3, &[], 3, |c| {

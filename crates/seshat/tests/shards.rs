@@ -17,25 +17,7 @@ use redis::{RedisError, Value};
 /// Waits until `CLUSTER INFO` on every running node says every slot is
 /// served (every group has a leader).
 fn wait_all_slots_ok(cluster: &Cluster) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = cluster.nodes.iter().filter(|n| n.is_running()).all(|n| {
-            let mut c = n.conn();
-            redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query::<String>(&mut c)
-                .is_ok_and(|i| i.contains("cluster_state:ok"))
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every group has a leader:\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_cluster_ok(Duration::from_secs(60));
 }
 
 /// Waits until every group's leader is a different node (3 nodes, 3
@@ -108,7 +90,8 @@ fn three_nodes_three_shards_serve_every_slot_through_a_cluster_client() {
             *leaders.entry(group).or_default() += value.parse::<u32>().unwrap();
         }
     }
-    assert_eq!(leaders.len(), 3, "{leaders:?}");
+    // Three data groups and the system group.
+    assert_eq!(leaders.len(), 4, "{leaders:?}");
     assert!(leaders.values().all(|n| *n == 1), "{leaders:?}");
     let client = redis::cluster::ClusterClient::new(vec![cluster.nodes[1].url()]).unwrap();
     let mut c = client.get_connection().unwrap();
@@ -468,7 +451,8 @@ fn the_shard_count_cannot_change_by_restarting() {
     let mut c = node.conn();
     let v: String = redis::cmd("GET").arg("a").query(&mut c).unwrap();
     assert_eq!(v, "1");
-    assert_eq!(node.info_field("raft_groups").as_deref(), Some("2"));
+    // Two data groups and the system group.
+    assert_eq!(node.info_field("raft_groups").as_deref(), Some("3"));
     // One node leads both groups: every keyless command sees every key.
     let _: () = redis::cmd("SET").arg("b").arg("2").query(&mut c).unwrap();
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
@@ -578,7 +562,8 @@ fn acl_users_apply_on_every_node_of_a_sharded_cluster() {
 
 #[test]
 fn five_nodes_five_shards_survive_two_failures() {
-    let mut cluster = Cluster::start_with(5, &["--shards", "5"]);
+    // Five replicas per group: any two nodes may fail.
+    let mut cluster = Cluster::start_with(5, &["--shards", "5", "--replicas", "5"]);
     wait_all_slots_ok(&cluster);
     wait_leaders_spread(&cluster);
     let seeds: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
@@ -636,4 +621,131 @@ fn five_nodes_five_shards_survive_two_failures() {
             .unwrap();
         assert_eq!(v, i);
     }
+}
+
+/// The groups whose `raft_group_<id>` line node `i`'s `INFO raft` has
+/// (its replicas, the system group 0 included).
+fn held_groups(cluster: &Cluster, i: usize) -> BTreeSet<u32> {
+    let mut c = cluster.nodes[i].conn();
+    let info: String = redis::cmd("INFO").arg("raft").query(&mut c).unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("raft_group_"))
+        .filter_map(|l| l.split(':').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
+    let mut cluster = Cluster::start_with(5, &["--shards", "5"]);
+    wait_all_slots_ok(&cluster);
+    wait_leaders_spread(&cluster);
+    // Replication factor 3: each node holds three data groups (and the
+    // system group), each group is on three nodes.
+    let mut holders = std::collections::BTreeMap::<u32, usize>::new();
+    for i in 0..5 {
+        let held = held_groups(&cluster, i);
+        assert!(held.contains(&0), "node {i}: {held:?}");
+        assert_eq!(held.len(), 4, "node {i}: {held:?}");
+        for g in held {
+            *holders.entry(g).or_default() += 1;
+        }
+    }
+    assert_eq!(holders.remove(&0), Some(5));
+    assert!(holders.values().all(|&n| n == 3), "{holders:?}");
+    // Every node names the same leader for every range, including the
+    // groups it holds no replica of (learnt from its peers).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (1..5).any(|i| slot_ranges(&cluster, i) != slot_ranges(&cluster, 0)) {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A key of a group a node does not hold is redirected to its leader.
+    let mut c = cluster.nodes[3].conn();
+    let held = held_groups(&cluster, 3);
+    let ranges = slot_ranges(&cluster, 3);
+    let (first, last, master) = ranges
+        .iter()
+        .enumerate()
+        .find(|(g, _)| !held.contains(&(*g as u32 + 1)))
+        .map(|(_, r)| *r)
+        .unwrap();
+    let key = (0..)
+        .map(|i| format!("probe{i}"))
+        .find(|k| {
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(k)
+                .query(&mut c)
+                .unwrap();
+            (first..=last).contains(&slot)
+        })
+        .unwrap();
+    let err: RedisError = redis::cmd("SET")
+        .arg(&key)
+        .arg("x")
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("MOVED"), "{err:?}");
+    assert!(
+        err.to_string().ends_with(&format!(":{master}")),
+        "{err} (master port {master})"
+    );
+    // A cluster client writes and reads keys of every group through any
+    // node; after one node is killed every group keeps two of its three
+    // replicas, and a client seeded with the survivors carries on (the
+    // `redis` crate's sync client does not drop a dead seed by itself).
+    let client_of = |seeds: Vec<String>| {
+        let client = redis::cluster::ClusterClient::builder(seeds)
+            .retries(30)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        client.get_connection().unwrap()
+    };
+    let set = |c: &mut redis::cluster::ClusterConnection, i: i64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match redis::cmd("SET")
+                .arg(format!("rf{i}"))
+                .arg(i)
+                .query::<()>(c)
+            {
+                Ok(()) => break,
+                Err(e) => assert!(Instant::now() < deadline, "rf{i}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut c = client_of(cluster.nodes.iter().map(|n| n.url()).collect());
+    for i in 0..200 {
+        set(&mut c, i);
+    }
+    cluster.nodes[0].kill9();
+    wait_all_slots_ok(&cluster);
+    let dead = i64::from(cluster.nodes[0].port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (1..5).any(|i| slot_ranges(&cluster, i).iter().any(|r| r.2 == dead)) {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut c = client_of(cluster.nodes[1..].iter().map(|n| n.url()).collect());
+    for i in 200..300 {
+        set(&mut c, i);
+    }
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("rf{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    // DBSIZE counts the groups a node leads: the survivors' add up.
+    let total: i64 = (1..5)
+        .map(|i| {
+            let mut c = cluster.nodes[i].conn();
+            redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap()
+        })
+        .sum();
+    assert_eq!(total, 300);
 }

@@ -6,6 +6,7 @@
 //! namespace `<p>-n<i>` with address `10.<s>.0.<i>/24`; the test process
 //! reaches the bridge through a veth with address `10.<s>.0.100`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -379,7 +380,9 @@ impl ChaosCluster {
     }
 
     /// Waits until every running node reports the same applied index and
-    /// state digest; returns the digests seen if they never agree.
+    /// state digest for each group it holds (a node of a cluster larger
+    /// than the replication factor holds some groups only); returns the
+    /// digests seen if they never agree.
     pub fn converged(&self, timeout: Duration) -> Result<String, Vec<String>> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -389,10 +392,7 @@ impl ChaosCluster {
                 .filter(|n| n.child.is_some())
                 .map(|n| n.digest().unwrap_or_else(|| "unreachable".into()))
                 .collect();
-            if digests
-                .iter()
-                .all(|d| *d == digests[0] && d != "unreachable")
-            {
+            if digests_agree(&digests) {
                 return Ok(digests[0].clone());
             }
             if Instant::now() > deadline {
@@ -535,4 +535,28 @@ impl Drop for NodeProc {
         self.pause(false);
         self.kill9();
     }
+}
+
+/// Whether every node's digest lines agree group by group: each
+/// `storage_digest_group_<id>:…` line is the same on every node that has
+/// it. Without per-group lines (one group), the one `storage_digest`
+/// line must be the same everywhere. An unreachable node never agrees.
+fn digests_agree(digests: &[String]) -> bool {
+    if digests.is_empty() || digests.iter().any(|d| d == "unreachable") {
+        return false;
+    }
+    let sharded = digests.iter().any(|d| d.contains("storage_digest_group_"));
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for d in digests {
+        for line in d.split(' ') {
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            if sharded && !name.starts_with("storage_digest_group_") {
+                continue;
+            }
+            if *seen.entry(name).or_insert(value) != value {
+                return false;
+            }
+        }
+    }
+    true
 }

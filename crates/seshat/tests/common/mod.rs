@@ -535,8 +535,37 @@ impl Cluster {
             s.wait_ready();
         }
         let cluster = Cluster { nodes };
-        cluster.wait_for_leader(Duration::from_secs(30));
+        if extra.contains(&"--shards") {
+            // Groups lead on different nodes, some nodes hold no replica
+            // of the first: wait for every slot to be served instead.
+            cluster.wait_cluster_ok(Duration::from_secs(30));
+        } else {
+            cluster.wait_for_leader(Duration::from_secs(30));
+        }
         cluster
+    }
+
+    /// Waits until `CLUSTER INFO` on every running node says every slot is
+    /// served.
+    pub fn wait_cluster_ok(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut n.conn())
+                    .is_ok_and(|i| i.contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every slot served within {timeout:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The index of the node every running node agrees leads, waiting up to
