@@ -76,8 +76,14 @@ fn active(obs: &Observation<'_>, abort_requested: bool) -> Next {
     match obs.source {
         // Past the point of no return: only forward.
         GroupView::HandedOff => match obs.target {
-            GroupView::Importing(_) => match obs.manifest {
-                Some(manifest) => Next::Group(GroupStep::ImportCommit(m.clone(), manifest)),
+            GroupView::Importing(received) => match obs.manifest {
+                Some(expected) if received == expected => {
+                    Next::Group(GroupStep::ImportCommit(m.clone(), expected))
+                }
+                // The hand-off followed a complete copy; if the copy now
+                // differs, the source's frozen data changed. The target
+                // would refuse the commit; say so instead of looping.
+                Some(_) => Next::Stuck("handed off, but the copy differs from the source"),
                 None => Next::NeedManifest,
             },
             GroupView::Finished(Outcome::Completed) => Next::System(SystemStep::Flip(m.id)),
