@@ -2,7 +2,10 @@
 //! length-prefixed byte strings, every length checked against what is
 //! left (and against its limit) before anything is allocated.
 
-use crate::slots::{SlotError, SlotRanges};
+use seshat_common::CLUSTER_SLOTS;
+
+use crate::slots::{SlotError, SlotMap, SlotRanges};
+use crate::GroupId;
 
 /// Why bytes could not be read as a step.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +85,18 @@ impl Writer {
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
         self.out.extend_from_slice(v);
+    }
+
+    /// A slot map as runs `(first, last, group)`.
+    pub(crate) fn map(&mut self, map: &SlotMap) {
+        let runs = map.runs();
+        // At most CLUSTER_SLOTS runs.
+        self.u32(u32::try_from(runs.len()).unwrap_or(u32::MAX));
+        for (start, end, group) in runs {
+            self.u16(start);
+            self.u16(end);
+            self.u32(group);
+        }
     }
 
     pub(crate) fn slots(&mut self, slots: &SlotRanges) {
@@ -191,6 +206,23 @@ impl<'a> Reader<'a> {
             ranges.push((start, end));
         }
         Ok(SlotRanges::new(ranges)?)
+    }
+
+    /// A slot map written by [`Writer::map`]: runs that start at slot 0,
+    /// follow each other without gap or overlap and end at the last slot.
+    pub(crate) fn map(&mut self) -> Result<SlotMap, DecodeError> {
+        let n = self.count("slot map runs", usize::from(CLUSTER_SLOTS))?;
+        let mut owners: Vec<GroupId> = Vec::with_capacity(usize::from(CLUSTER_SLOTS));
+        for _ in 0..n {
+            let start = self.u16("slot map run")?;
+            let end = self.u16("slot map run")?;
+            let group = self.u32("slot map run")?;
+            if usize::from(start) != owners.len() || end < start || end >= CLUSTER_SLOTS {
+                return Err(DecodeError::Invalid("slot map runs"));
+            }
+            owners.extend((start..=end).map(|_| group));
+        }
+        Ok(SlotMap::from_owners(owners)?)
     }
 
     /// Refuses bytes left over.

@@ -143,8 +143,12 @@ pub use step::{
     Chunk, ChunkEntry, GroupStep, Manifest, Migration, Outcome, Side, SystemStep,
     ENTRY_FRAMING_BYTES, STEP_VERSION,
 };
-pub use system::{Status, SystemApplied, SystemMigration, SystemRefusal, SystemTable};
-pub use table::{Access, Applied, Decision, Effect, GroupView, Refusal, SlotState, SlotTable};
+pub use system::{
+    Status, SystemApplied, SystemMigration, SystemRefusal, SystemTable, SYSTEM_TABLE_VERSION,
+};
+pub use table::{
+    Access, Applied, Decision, Effect, GroupView, Refusal, SlotState, SlotTable, SLOT_TABLE_VERSION,
+};
 
 /// A data group's id (the same numbering as the binary's layout; the
 /// system group, 0, never owns slots).

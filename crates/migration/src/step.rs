@@ -336,17 +336,7 @@ impl SystemStep {
             3 => SystemStep::Flip(r.u64("migration id")?),
             4 => {
                 let id = r.u64("migration id")?;
-                let outcome = match r.u8("outcome")? {
-                    1 => Outcome::Completed,
-                    2 => Outcome::Aborted,
-                    tag => {
-                        return Err(DecodeError::Tag {
-                            what: "outcome",
-                            tag,
-                        })
-                    }
-                };
-                SystemStep::Done(id, outcome)
+                SystemStep::Done(id, read_outcome(&mut r)?)
             }
             tag => {
                 return Err(DecodeError::Tag {
@@ -360,21 +350,32 @@ impl SystemStep {
     }
 }
 
-fn outcome_tag(o: Outcome) -> u8 {
+pub(crate) fn outcome_tag(o: Outcome) -> u8 {
     match o {
         Outcome::Completed => 1,
         Outcome::Aborted => 2,
     }
 }
 
-fn write_migration(w: &mut Writer, m: &Migration) {
+pub(crate) fn read_outcome(r: &mut Reader<'_>) -> Result<Outcome, DecodeError> {
+    match r.u8("outcome")? {
+        1 => Ok(Outcome::Completed),
+        2 => Ok(Outcome::Aborted),
+        tag => Err(DecodeError::Tag {
+            what: "outcome",
+            tag,
+        }),
+    }
+}
+
+pub(crate) fn write_migration(w: &mut Writer, m: &Migration) {
     w.u64(m.id);
     w.u32(m.source);
     w.u32(m.target);
     w.slots(&m.slots);
 }
 
-fn read_migration(r: &mut Reader<'_>) -> Result<Migration, DecodeError> {
+pub(crate) fn read_migration(r: &mut Reader<'_>) -> Result<Migration, DecodeError> {
     let id = r.u64("migration id")?;
     let source = r.u32("source")?;
     let target = r.u32("target")?;
@@ -390,13 +391,13 @@ fn read_migration(r: &mut Reader<'_>) -> Result<Migration, DecodeError> {
     })
 }
 
-fn write_manifest(w: &mut Writer, m: &Manifest) {
+pub(crate) fn write_manifest(w: &mut Writer, m: &Manifest) {
     w.u64(m.chunks);
     w.u64(m.entries);
     w.u64(m.digest);
 }
 
-fn read_manifest(r: &mut Reader<'_>) -> Result<Manifest, DecodeError> {
+pub(crate) fn read_manifest(r: &mut Reader<'_>) -> Result<Manifest, DecodeError> {
     Ok(Manifest {
         chunks: r.u64("manifest chunks")?,
         entries: r.u64("manifest entries")?,

@@ -4,9 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use crate::codec::{DecodeError, Reader, Writer};
 use crate::slots::SlotMap;
+use crate::step::{outcome_tag, read_migration, read_outcome, write_migration};
 use crate::step::{Migration, Outcome, SystemStep};
 use crate::{GroupId, MigrationId, MAX_ACTIVE_MIGRATIONS, MAX_FINISHED_KEPT};
+
+/// Version of [`SystemTable::encode`]'s format.
+pub const SYSTEM_TABLE_VERSION: u8 = 1;
+
+/// The record kind byte of a stored system table (after the version).
+const SYSTEM_TABLE_KIND: u8 = 0x41;
 
 /// Where a recorded migration stands in the system group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +302,108 @@ impl SystemTable {
         }
         Ok(SystemApplied::Changed)
     }
+
+    /// The stored form, versioned:
+    ///
+    /// ```text
+    /// version u8 | 0x41 | map_version u64 | last_id u64
+    ///   | runs u32 | (first u16 | last u16 | owner u32)*
+    ///   | active u32 | (migration | status u8 (0 active, 1 abort asked, 2 flipped))*
+    ///   | finished u32 | (id u64 | outcome u8)*
+    /// ```
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(SYSTEM_TABLE_VERSION, SYSTEM_TABLE_KIND);
+        w.u64(self.map_version);
+        w.u64(self.last_id);
+        w.map(&self.map);
+        // Both at most their limits, far below u32::MAX.
+        w.u32(u32::try_from(self.active.len()).unwrap_or(u32::MAX));
+        for record in self.active.values() {
+            write_migration(&mut w, &record.migration);
+            w.u8(match record.status {
+                Status::Active {
+                    abort_requested: false,
+                } => 0,
+                Status::Active {
+                    abort_requested: true,
+                } => 1,
+                Status::Flipped => 2,
+            });
+        }
+        w.u32(u32::try_from(self.finished.len()).unwrap_or(u32::MAX));
+        for (&id, &outcome) in &self.finished {
+            w.u64(id);
+            w.u8(outcome_tag(outcome));
+        }
+        w.out
+    }
+
+    /// Reads a table written by [`SystemTable::encode`]. Refuses another
+    /// version, more migrations than the limits, ids above the last one
+    /// allocated or repeated, and trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let kind = r.header(SYSTEM_TABLE_VERSION)?;
+        if kind != SYSTEM_TABLE_KIND {
+            return Err(DecodeError::Tag {
+                what: "system table kind",
+                tag: kind,
+            });
+        }
+        let map_version = r.u64("map version")?;
+        let last_id = r.u64("last id")?;
+        let map = r.map()?;
+        let mut active = BTreeMap::new();
+        for _ in 0..r.count("active migrations", MAX_ACTIVE_MIGRATIONS)? {
+            let migration = read_migration(&mut r)?;
+            let status = match r.u8("status")? {
+                0 => Status::Active {
+                    abort_requested: false,
+                },
+                1 => Status::Active {
+                    abort_requested: true,
+                },
+                2 => Status::Flipped,
+                tag => {
+                    return Err(DecodeError::Tag {
+                        what: "status",
+                        tag,
+                    })
+                }
+            };
+            let id = migration.id;
+            if id == 0 || id > last_id {
+                return Err(DecodeError::Invalid(
+                    "migration id above the last allocated",
+                ));
+            }
+            if active
+                .insert(id, SystemMigration { migration, status })
+                .is_some()
+            {
+                return Err(DecodeError::Invalid("migration recorded twice"));
+            }
+        }
+        let mut finished = BTreeMap::new();
+        for _ in 0..r.count("finished migrations", MAX_FINISHED_KEPT)? {
+            let id = r.u64("migration id")?;
+            let outcome = read_outcome(&mut r)?;
+            if id == 0 || id > last_id || active.contains_key(&id) {
+                return Err(DecodeError::Invalid("finished migration id"));
+            }
+            if finished.insert(id, outcome).is_some() {
+                return Err(DecodeError::Invalid("migration finished twice"));
+            }
+        }
+        r.finish()?;
+        Ok(Self {
+            map,
+            map_version,
+            last_id,
+            active,
+            finished,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -350,6 +460,29 @@ mod tests {
         assert_eq!(
             t.apply(&SystemStep::Flip(9)),
             Err(SystemRefusal::Unknown(9))
+        );
+    }
+
+    #[test]
+    fn a_table_round_trips_and_bad_bytes_are_refused() {
+        let mut t = SystemTable::new(SlotMap::even(&[1, 2, 3]).unwrap());
+        assert_eq!(SystemTable::decode(&t.encode()), Ok(t.clone()));
+        t.apply(&record(&t, 0, 1, 2)).unwrap();
+        t.apply(&SystemStep::Flip(1)).unwrap();
+        t.apply(&SystemStep::Done(1, Outcome::Completed)).unwrap();
+        t.apply(&record(&t, 6000, 2, 3)).unwrap();
+        t.apply(&SystemStep::Abort(2)).unwrap();
+        t.apply(&record(&t, 1, 1, 3)).unwrap_err();
+        let bytes = t.encode();
+        assert_eq!(SystemTable::decode(&bytes), Ok(t));
+        for cut in 0..bytes.len() {
+            assert!(SystemTable::decode(&bytes[..cut]).is_err());
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(
+            SystemTable::decode(&trailing),
+            Err(DecodeError::Trailing(1))
         );
     }
 

@@ -26,6 +26,9 @@
 //! before the copy is complete, a drop before the flip, a target serving
 //! `ASKING` before its commit, an abort after the hand-off) must be caught.
 //!
+//! Every table also goes through its stored form now and then (a replica
+//! restarting), and steps travel as their encoded bytes.
+//!
 //! `MIGRATION_MODEL_SEEDS=n` runs n seeds instead of the default.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
@@ -285,9 +288,29 @@ impl World {
             53..=56 => self.replay(),
             57..=60 => self.request_migration(),
             61 => self.request_abort(),
-            62..=86 => self.client_write(),
+            62 => self.restart(),
+            63..=86 => self.client_write(),
             _ => self.client_read(),
         }
+    }
+
+    /// A replica restarts: every table is read back from its stored
+    /// form, which must be the same table.
+    fn restart(&mut self) -> Check {
+        let system = SystemTable::decode(&self.system.encode()).map_err(|e| e.to_string())?;
+        if system != self.system {
+            return Err("the system table changed through its stored form".into());
+        }
+        for g in GROUPS {
+            let table = &mut self.group_mut(g).table;
+            let read = SlotTable::decode(&table.encode()).map_err(|e| e.to_string())?;
+            if read != *table {
+                return Err(format!("group {g}'s table changed through its stored form"));
+            }
+            *table = read;
+        }
+        self.system = system;
+        Ok(())
     }
 
     fn propose(&mut self, msg: Msg) {
@@ -335,6 +358,7 @@ impl World {
         match msg {
             Msg::System(step) => {
                 self.remember(&Msg::System(step.clone()));
+                let step = through_bytes(&step, SystemStep::encode, SystemStep::decode)?;
                 match self.system.apply(&step) {
                     Ok(SystemApplied::Recorded(id)) => {
                         let m = self
@@ -354,6 +378,7 @@ impl World {
             }
             Msg::Group(step) => {
                 self.remember(&Msg::Group(step.clone()));
+                let step = through_bytes(&step, GroupStep::encode, GroupStep::decode)?;
                 self.apply_group(step)
             }
             Msg::Write {
@@ -825,6 +850,23 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// A step as the log stores it: encoded, then read back.
+fn through_bytes<T, E>(
+    step: &T,
+    encode: fn(&T) -> Vec<u8>,
+    decode: fn(&[u8]) -> Result<T, E>,
+) -> Result<T, String>
+where
+    T: PartialEq + std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    let read = decode(&encode(step)).map_err(|e| format!("{step:?} does not decode: {e}"))?;
+    if read != *step {
+        return Err(format!("{step:?} decodes as {read:?}"));
+    }
+    Ok(read)
 }
 
 fn run(seed: u64, variant: Variant) -> Result<Stats, String> {
