@@ -46,13 +46,14 @@
 //!
 //! # What clients see
 //!
-//! | slot in A           | slot in B                    | a command sent to A | to B without `ASKING` | to B with `ASKING` |
-//! |---------------------|------------------------------|---------------------|------------------------|--------------------|
-//! | Owned               | NotOwned / Importing         | served              | `MOVED A`              | `TRYAGAIN` (importing) |
-//! | Frozen (3–4)        | Importing                    | reads served, writes `TRYAGAIN` | `MOVED A`  | `TRYAGAIN`         |
-//! | HandedOff (5)       | Importing                    | `ASK B`             | `MOVED A`              | `TRYAGAIN`         |
-//! | HandedOff (6–7)     | Owned                        | `ASK B`             | served                 | served             |
-//! | NotOwned (8)        | Owned                        | `MOVED B`           | served                 | served             |
+//! | between steps | S in A    | S in B    | a command sent to A             | to B without `ASKING` | to B with `ASKING` |
+//! |---------------|-----------|-----------|---------------------------------|-----------------------|--------------------|
+//! | 1–2           | Owned     | NotOwned  | served                          | `MOVED A`             | `MOVED A`          |
+//! | 2–3           | Owned     | Importing | served                          | `MOVED A`             | `TRYAGAIN`         |
+//! | 3–5           | Frozen    | Importing | reads served, writes `TRYAGAIN` | `MOVED A`             | `TRYAGAIN`         |
+//! | 5–6           | HandedOff | Importing | `ASK B`                         | `MOVED A`             | `TRYAGAIN`         |
+//! | 6–8           | HandedOff | Owned     | `ASK B`                         | served                | served             |
+//! | after 8       | NotOwned  | Owned     | `MOVED B`                       | served                | served             |
 //!
 //! Routing reads the system group's slot map first (so after the flip a
 //! client is sent straight to B); the table's decision is checked again at
@@ -62,6 +63,24 @@
 //! an `ASKING` command `TRYAGAIN` until it has committed, because before
 //! the commit it cannot tell a finished copy from a partial one, and a
 //! client write there could be overwritten by a chunk.
+//!
+//! # What the coordinator waits for
+//!
+//! Each proposal waits for an observation that, once true, stays true:
+//!
+//! - `Freeze` once B is importing (so the freeze lasts only the copy);
+//! - chunk `seq` once A is frozen (the copy is A's frozen data) and B has
+//!   taken `seq − 1`;
+//! - `HandOff` once B's received manifest equals A's (the copy is whole);
+//! - `ImportCommit` once A has handed off;
+//! - `Flip` once B has committed; `Drop` once the system group flipped;
+//! - `ImportAbort` once A has aborted — never before: a `HandOff` still in
+//!   flight could win in A's log, and then nobody would serve S;
+//! - `Done` once both groups have finished.
+//!
+//! If A has handed off but its data no longer matches what B received
+//! (its frozen data changed: a bug), the coordinator returns
+//! [`Next::Stuck`] rather than propose a commit B would refuse.
 //!
 //! # Why each step is safe
 //!
@@ -92,7 +111,29 @@
 //!   way. A step decided from an old observation is therefore harmless.
 //! - **Crashes.** Each step is one log entry; the coordinator recomputes
 //!   from the records, and the copy is fixed from the freeze on, so chunk
-//!   `seq` is the same chunk whoever cuts it.
+//!   `seq` is the same chunk whoever cuts it. The tables have versioned
+//!   stored forms ([`SlotTable::encode`], [`SystemTable::encode`]) that
+//!   a state machine writes in the same batch as the step's [`Effect`].
+//!
+//! # What the caller must do
+//!
+//! - Check [`SlotTable::decide`] at serve time, and again at apply for
+//!   every write (expiry deletions and keyless writes such as `FLUSHALL`
+//!   too); check a read after its ReadIndex barrier, against a state that
+//!   has applied at least the read index, so a read that starts after the
+//!   hand-off committed is answered `ASK`.
+//! - Perform each step's [`Effect`] atomically with storing the table.
+//! - Cut chunks from a source replica that has applied the freeze, in
+//!   storage order, with [`copy::chunks`]; keep the system group one
+//!   migration per group at a time (the tables refuse a second one).
+//!
+//! # Limits
+//!
+//! [`MAX_SLOT_RANGES`] ranges per migration, [`MAX_CHUNK_ENTRIES`] and
+//! [`MAX_CHUNK_BYTES`] per chunk (checked when decoding and again at
+//! apply), [`MAX_ACTIVE_MIGRATIONS`] in progress, [`MAX_FINISHED_KEPT`]
+//! outcomes remembered. Decoding never panics: every length is checked
+//! before anything is allocated.
 //!
 //! # Example
 //!
