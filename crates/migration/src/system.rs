@@ -194,9 +194,10 @@ impl SystemTable {
                 if self.active.len() >= MAX_ACTIVE_MIGRATIONS {
                     return Err(SystemRefusal::TooMany);
                 }
-                self.last_id += 1;
+                let id = self.last_id.checked_add(1).ok_or(SystemRefusal::TooMany)?;
+                self.last_id = id;
                 let migration = Migration {
-                    id: self.last_id,
+                    id,
                     slots: slots.clone(),
                     source: *source,
                     target: *target,
@@ -268,7 +269,7 @@ impl SystemTable {
                 record.status = Status::Flipped;
                 self.map
                     .assign(&record.migration.slots, record.migration.target);
-                self.map_version += 1;
+                self.map_version = self.map_version.saturating_add(1);
                 Ok(SystemApplied::Changed)
             }
         }

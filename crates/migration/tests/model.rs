@@ -1,7 +1,7 @@
-//! A deterministic model of resharding: one system group and three data
+//! A deterministic model of resharding: one system group and four data
 //! groups, each a state table plus its data (key → value), driven by the
 //! real tables and the real coordinator, with every step delivered late,
-//! twice, out of order or long after it was decided, client writes and
+//! twice, out of order, never, or long after it was decided, client writes and
 //! reads interleaved, and the coordinator "crashing" after every step (it
 //! is a pure function called afresh each time; zombie coordinators also
 //! act on observations they made long ago).
@@ -44,7 +44,7 @@ use seshat_migration::{
     SystemTable,
 };
 
-const GROUPS: [GroupId; 3] = [1, 2, 3];
+const GROUPS: [GroupId; 4] = [1, 2, 3, 4];
 const TAGS: usize = 6;
 const KEYS_PER_TAG: usize = 4;
 const EVENTS: usize = 300;
@@ -128,6 +128,7 @@ struct Stats {
     refused_steps: u64,
     reads_checked: u64,
     chunks_applied: u64,
+    concurrent_events: u64,
 }
 
 impl Stats {
@@ -144,6 +145,7 @@ impl Stats {
         self.refused_steps += o.refused_steps;
         self.reads_checked += o.reads_checked;
         self.chunks_applied += o.chunks_applied;
+        self.concurrent_events += o.concurrent_events;
     }
 }
 
@@ -180,7 +182,7 @@ fn slot_of(key: &[u8]) -> u16 {
 impl World {
     fn new(seed: u64, variant: Variant) -> Self {
         let mut rng = Rng(seed);
-        let map = SlotMap::even(&GROUPS).expect("three groups");
+        let map = SlotMap::even(&GROUPS).expect("groups");
         let groups = GROUPS
             .iter()
             .map(|&g| {
@@ -325,6 +327,12 @@ impl World {
             return Ok(());
         }
         let i = self.rng.below(self.pool.len());
+        if self.rng.one_in(20) {
+            // Lost: a leader crashed before appending it, or the
+            // coordinator crashed between deciding and proposing.
+            self.pool.swap_remove(i);
+            return Ok(());
+        }
         let msg = if self.rng.one_in(8) {
             self.pool.get(i).cloned().expect("index in range")
         } else {
@@ -543,31 +551,31 @@ impl World {
             == Status::Active {
                 abort_requested: true,
             };
-        match (self.variant, next) {
-            (Variant::HandOffBeforeCopy, Next::SendChunk { .. }) => {
-                vec![Next::Group(GroupStep::HandOff(m))]
-            }
-            // Commits whatever the target received.
-            (Variant::HandOffBeforeCopy, _)
-                if obs.source == GroupView::HandedOff
-                    && matches!(obs.target, GroupView::Importing(_)) =>
-            {
-                match obs.target {
-                    GroupView::Importing(received) => {
-                        vec![Next::Group(GroupStep::ImportCommit(m, received))]
-                    }
-                    _ => vec![],
+        match self.variant {
+            Variant::HandOffBeforeCopy => match (obs.source, obs.target, next) {
+                // Commits whatever the target received...
+                (GroupView::HandedOff, GroupView::Importing(received), _) => {
+                    vec![Next::Group(GroupStep::ImportCommit(m, received))]
                 }
+                // ...after handing off instead of copying.
+                (_, _, Next::SendChunk { .. }) => vec![Next::Group(GroupStep::HandOff(m))],
+                (_, _, next) => vec![next],
+            },
+            Variant::DropBeforeFlip => match next {
+                flip @ Next::System(SystemStep::Flip(_)) => {
+                    vec![Next::Group(GroupStep::Drop(m)), flip]
+                }
+                next => vec![next],
+            },
+            Variant::AbortAfterHandOff => match next {
+                Next::Group(GroupStep::ImportCommit(..)) if abort_requested => {
+                    vec![Next::Group(GroupStep::ImportAbort(m))]
+                }
+                next => vec![next],
+            },
+            Variant::Correct | Variant::WritesWhileFrozen | Variant::TargetServesAsking => {
+                vec![next]
             }
-            (Variant::DropBeforeFlip, next @ Next::System(SystemStep::Flip(_))) => {
-                vec![Next::Group(GroupStep::Drop(m)), next]
-            }
-            (Variant::AbortAfterHandOff, Next::Group(GroupStep::ImportCommit(m, _)))
-                if abort_requested =>
-            {
-                vec![Next::Group(GroupStep::ImportAbort(m))]
-            }
-            (_, next) => vec![next],
         }
     }
 
@@ -700,6 +708,9 @@ impl World {
     // ---- invariants ---------------------------------------------------
 
     fn check(&mut self) -> Check {
+        if self.system.active().nth(1).is_some() {
+            self.stats.concurrent_events += 1;
+        }
         self.check_slots()?;
         self.check_data()?;
         self.check_finished()
