@@ -2,7 +2,7 @@
 //! the record of every migration in progress, changed only by
 //! [`SystemStep`]s applied from the system group's log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::slots::SlotMap;
@@ -157,6 +157,51 @@ impl SystemTable {
     /// monotonic like the data groups' steps, deterministic on every
     /// replica.
     pub fn apply(&mut self, step: &SystemStep) -> Result<SystemApplied, SystemRefusal> {
+        let result = self.apply_step(step);
+        debug_assert_eq!(self.check(), Ok(()), "after {step:?}");
+        result
+    }
+
+    /// The table's invariants: ids of migrations in progress and finished
+    /// are allocated, distinct and within the limits; no group is in two
+    /// migrations; the slot map gives a migration's slots to its source
+    /// until the flip and to its target after. [`SystemTable::decode`]
+    /// checks them; `apply` asserts them in debug builds.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.active.len() > MAX_ACTIVE_MIGRATIONS || self.finished.len() > MAX_FINISHED_KEPT {
+            return Err("more migrations than the limits");
+        }
+        let mut busy = BTreeSet::new();
+        for (&id, record) in &self.active {
+            let m = &record.migration;
+            if id != m.id || id == 0 || id > self.last_id {
+                return Err("migration id not allocated");
+            }
+            if m.source == m.target {
+                return Err("migration from a group to itself");
+            }
+            if !busy.insert(m.source) || !busy.insert(m.target) {
+                return Err("a group in two migrations");
+            }
+            let owner = match record.status {
+                Status::Active { .. } => m.source,
+                Status::Flipped => m.target,
+            };
+            if !self.map.all_owned_by(&m.slots, owner) {
+                return Err("slot map contradicts a migration's status");
+            }
+        }
+        if self
+            .finished
+            .keys()
+            .any(|&id| id == 0 || id > self.last_id || self.active.contains_key(&id))
+        {
+            return Err("finished migration id");
+        }
+        Ok(())
+    }
+
+    fn apply_step(&mut self, step: &SystemStep) -> Result<SystemApplied, SystemRefusal> {
         match step {
             SystemStep::Record {
                 slots,
@@ -340,8 +385,8 @@ impl SystemTable {
     }
 
     /// Reads a table written by [`SystemTable::encode`]. Refuses another
-    /// version, more migrations than the limits, ids above the last one
-    /// allocated or repeated, and trailing bytes.
+    /// version, more migrations than the limits, an id repeated, a table
+    /// that fails [`SystemTable::check`], and trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let kind = r.header(SYSTEM_TABLE_VERSION)?;
@@ -373,11 +418,6 @@ impl SystemTable {
                 }
             };
             let id = migration.id;
-            if id == 0 || id > last_id {
-                return Err(DecodeError::Invalid(
-                    "migration id above the last allocated",
-                ));
-            }
             if active
                 .insert(id, SystemMigration { migration, status })
                 .is_some()
@@ -389,21 +429,20 @@ impl SystemTable {
         for _ in 0..r.count("finished migrations", MAX_FINISHED_KEPT)? {
             let id = r.u64("migration id")?;
             let outcome = read_outcome(&mut r)?;
-            if id == 0 || id > last_id || active.contains_key(&id) {
-                return Err(DecodeError::Invalid("finished migration id"));
-            }
             if finished.insert(id, outcome).is_some() {
                 return Err(DecodeError::Invalid("migration finished twice"));
             }
         }
         r.finish()?;
-        Ok(Self {
+        let table = Self {
             map,
             map_version,
             last_id,
             active,
             finished,
-        })
+        };
+        table.check().map_err(DecodeError::Invalid)?;
+        Ok(table)
     }
 }
 

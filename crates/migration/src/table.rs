@@ -340,7 +340,44 @@ impl SlotTable {
     /// this group finished, or behind its phase, is `Ignored`; one that
     /// would need an earlier step is refused): the table only moves
     /// forward. Deterministic: every replica gets the same result.
+    ///
+    /// A refusal is an expected outcome, not a storage failure: the state
+    /// machine answers the proposer with it and moves on.
     pub fn apply(&mut self, step: &GroupStep) -> Result<Applied, Refusal> {
+        let result = self.apply_step(step);
+        debug_assert_eq!(self.check(), Ok(()), "after {}", step.name());
+        result
+    }
+
+    /// The table's invariants: a migration in progress is newer than the
+    /// last one finished and has this group on the side its phase implies;
+    /// a source still owns the slots it freezes or has handed off, a target
+    /// owns none of those it imports. [`SlotTable::decode`] checks them;
+    /// `apply` asserts them in debug builds.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let Some(active) = &self.current else {
+            return Ok(());
+        };
+        let m = &active.migration;
+        if matches!(self.finished, Some((f, _)) if m.id <= f) {
+            return Err("migration in progress older than the last finished");
+        }
+        let (side, owns) = match active.phase {
+            Phase::Frozen | Phase::HandedOff => {
+                (m.source, self.owners.all_owned_by(&m.slots, self.group))
+            }
+            Phase::Importing(_) => (m.target, self.owners.none_owned_by(&m.slots, self.group)),
+        };
+        if side != self.group {
+            return Err("migration in progress of another group");
+        }
+        if !owns {
+            return Err("slot ownership contradicts the migration's phase");
+        }
+        Ok(())
+    }
+
+    fn apply_step(&mut self, step: &GroupStep) -> Result<Applied, Refusal> {
         let expected = step.group();
         if expected != self.group {
             return Err(Refusal::WrongGroup {
@@ -538,10 +575,8 @@ impl SlotTable {
     }
 
     /// Reads a table written by [`SlotTable::encode`]. Refuses another
-    /// version, a map that does not cover every slot once, a migration in
-    /// progress that does not have this group on the side its phase
-    /// implies, a finished migration newer than the one in progress, and
-    /// trailing bytes.
+    /// version, a map that does not cover every slot once, a table that
+    /// fails [`SlotTable::check`], and trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let kind = r.header(SLOT_TABLE_VERSION)?;
@@ -562,15 +597,6 @@ impl SlotTable {
                     2 => Phase::HandedOff,
                     _ => Phase::Importing(read_manifest(&mut r)?),
                 };
-                let side = match phase {
-                    Phase::Importing(_) => migration.target,
-                    Phase::Frozen | Phase::HandedOff => migration.source,
-                };
-                if side != group {
-                    return Err(DecodeError::Invalid(
-                        "migration in progress of another group",
-                    ));
-                }
                 Some(Active { migration, phase })
             }
             tag => return Err(DecodeError::Tag { what: "phase", tag }),
@@ -586,20 +612,15 @@ impl SlotTable {
                 })
             }
         };
-        if let (Some(active), Some((id, _))) = (&current, finished) {
-            if active.migration.id <= id {
-                return Err(DecodeError::Invalid(
-                    "migration in progress older than the last finished",
-                ));
-            }
-        }
         r.finish()?;
-        Ok(Self {
+        let table = Self {
             group,
             owners,
             current,
             finished,
-        })
+        };
+        table.check().map_err(DecodeError::Invalid)?;
+        Ok(table)
     }
 }
 

@@ -708,6 +708,10 @@ impl World {
     // ---- invariants ---------------------------------------------------
 
     fn check(&mut self) -> Check {
+        self.system.check()?;
+        for g in GROUPS {
+            self.group(g).table.check()?;
+        }
         if self.system.active().nth(1).is_some() {
             self.stats.concurrent_events += 1;
         }
