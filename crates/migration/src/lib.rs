@@ -129,10 +129,11 @@
 //!
 //! # Limits
 //!
-//! [`MAX_SLOT_RANGES`] ranges per migration, [`MAX_CHUNK_ENTRIES`] and
-//! [`MAX_CHUNK_BYTES`] per chunk (checked when decoding and again at
-//! apply), [`MAX_ACTIVE_MIGRATIONS`] in progress, [`MAX_FINISHED_KEPT`]
-//! outcomes remembered. Decoding never panics: every length is checked
+//! [`MAX_SLOT_RANGES`] ranges and [`MAX_SLOTS_PER_MIGRATION`] slots per
+//! migration, [`MAX_CHUNK_ENTRIES`] entries and [`MAX_CHUNK_BYTES`] bytes
+//! per chunk (checked when decoding and again at apply),
+//! [`MAX_ACTIVE_MIGRATIONS`] in progress, [`MAX_FINISHED_KEPT`] outcomes
+//! remembered. Decoding never panics: every length is checked
 //! before anything is allocated.
 //!
 //! # Example
@@ -203,6 +204,10 @@ pub type MigrationId = u64;
 /// ones): bounds every step's size.
 pub const MAX_SLOT_RANGES: usize = 256;
 
+/// Most slots one migration moves (a quarter of the key space): moving
+/// more is several migrations, so no freeze covers too much at once.
+pub const MAX_SLOTS_PER_MIGRATION: usize = 4096;
+
 /// Most entries in one `ImportChunk`.
 pub const MAX_CHUNK_ENTRIES: usize = 4096;
 
@@ -226,4 +231,6 @@ const _: () = assert!(
     "the largest entry a group accepts must fit in one chunk"
 );
 const _: () = assert!(MAX_SLOT_RANGES <= u16::MAX as usize);
+const _: () = assert!(MAX_SLOT_RANGES <= MAX_SLOTS_PER_MIGRATION);
+const _: () = assert!(MAX_SLOTS_PER_MIGRATION <= seshat_common::CLUSTER_SLOTS as usize);
 const _: () = assert!(MAX_CHUNK_ENTRIES <= u32::MAX as usize);

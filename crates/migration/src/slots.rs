@@ -2,7 +2,7 @@
 
 use seshat_common::CLUSTER_SLOTS;
 
-use crate::{GroupId, MAX_SLOT_RANGES};
+use crate::{GroupId, MAX_SLOTS_PER_MIGRATION, MAX_SLOT_RANGES};
 
 /// Why a set of slots or a slot map was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +21,9 @@ pub enum SlotError {
     /// No slot at all.
     #[error("a migration needs at least one slot")]
     Empty,
+    /// More slots than [`MAX_SLOTS_PER_MIGRATION`].
+    #[error("{0} slots, at most {MAX_SLOTS_PER_MIGRATION} per migration")]
+    TooManySlots(usize),
     /// More ranges than [`MAX_SLOT_RANGES`] once merged.
     #[error("{0} slot ranges, at most {MAX_SLOT_RANGES}")]
     TooManyRanges(usize),
@@ -53,8 +56,9 @@ impl SlotRange {
     }
 }
 
-/// A non-empty set of slots, kept as sorted, disjoint, non-adjacent
-/// ranges (at most [`MAX_SLOT_RANGES`]), so two equal sets have one
+/// The non-empty set of slots one migration moves, kept as sorted,
+/// disjoint, non-adjacent ranges (at most [`MAX_SLOT_RANGES`] ranges and
+/// [`MAX_SLOTS_PER_MIGRATION`] slots), so two equal sets have one
 /// representation and compare equal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SlotRanges {
@@ -64,7 +68,8 @@ pub struct SlotRanges {
 impl SlotRanges {
     /// The set holding the inclusive ranges `(start, end)`, merged and
     /// sorted. Refuses slots ≥ [`CLUSTER_SLOTS`], reversed ranges, an empty
-    /// set, and more than [`MAX_SLOT_RANGES`] ranges after merging (the
+    /// set, more than [`MAX_SLOT_RANGES`] ranges after merging or more
+    /// than [`MAX_SLOTS_PER_MIGRATION`] slots (the
     /// input is checked one range at a time, so a long input costs no more
     /// memory than the limit).
     pub fn new(ranges: impl IntoIterator<Item = (u16, u16)>) -> Result<Self, SlotError> {
@@ -91,7 +96,11 @@ impl SlotRanges {
         if out.len() > MAX_SLOT_RANGES {
             return Err(SlotError::TooManyRanges(out.len()));
         }
-        Ok(Self { ranges: out })
+        let set = Self { ranges: out };
+        if set.slot_count() > MAX_SLOTS_PER_MIGRATION {
+            return Err(SlotError::TooManySlots(set.slot_count()));
+        }
+        Ok(set)
     }
 
     /// The set of one slot.
@@ -257,6 +266,12 @@ mod tests {
         // Many adjacent ranges merge into one and are fine.
         let adjacent = (0..1000u16).map(|i| (i, i));
         assert_eq!(SlotRanges::new(adjacent).unwrap().ranges().len(), 1);
+        let most = MAX_SLOTS_PER_MIGRATION as u16;
+        assert!(SlotRanges::new([(0, most - 1)]).is_ok());
+        assert_eq!(
+            SlotRanges::new([(0, most)]),
+            Err(SlotError::TooManySlots(usize::from(most) + 1))
+        );
     }
 
     #[test]
