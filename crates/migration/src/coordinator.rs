@@ -45,6 +45,9 @@ pub enum Next {
         seq: u64,
     },
     /// Compute the manifest of the source's frozen data and call again.
+    /// A frozen source's data does not change until `Drop`, so the task
+    /// may cache the manifest by migration id (a cache lost in a crash is
+    /// simply computed again).
     NeedManifest,
     /// The observations contradict the protocol (a bug or lost state):
     /// propose nothing, report it to an operator.

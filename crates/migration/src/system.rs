@@ -142,6 +142,15 @@ impl SystemTable {
         self.active.get(&id)
     }
 
+    /// The migration in progress that moves `slot`, if any. Routing uses
+    /// it for a command sent with `ASKING`: such a command goes to the
+    /// migration's target group (which serves it once it has committed).
+    pub fn migration_of(&self, slot: u16) -> Option<&SystemMigration> {
+        self.active
+            .values()
+            .find(|r| r.migration.slots.contains(slot))
+    }
+
     /// How migration `id` ended, if it ended among the last
     /// [`MAX_FINISHED_KEPT`].
     pub fn outcome(&self, id: MigrationId) -> Option<Outcome> {
@@ -466,6 +475,8 @@ mod tests {
         let mut t = SystemTable::new(SlotMap::even(&[1, 2, 3]).unwrap());
         let r = record(&t, 0, 1, 2);
         assert_eq!(t.apply(&r), Ok(SystemApplied::Recorded(1)));
+        assert_eq!(t.migration_of(0).map(|r| r.migration.target), Some(2));
+        assert!(t.migration_of(1).is_none());
         assert!(matches!(t.apply(&r), Err(SystemRefusal::GroupBusy { .. })));
         assert!(matches!(
             t.apply(&record(&t, 6000, 2, 3)),
