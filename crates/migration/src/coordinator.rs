@@ -239,4 +239,111 @@ mod tests {
             Next::NeedManifest
         );
     }
+
+    /// Every combination of record and views: the coordinator proposes a
+    /// step only when what it waits for has been observed (the crate
+    /// docs' list), and never both abandons and completes.
+    #[test]
+    fn every_proposal_waits_for_what_makes_it_safe() {
+        let expected = Manifest {
+            chunks: 2,
+            entries: 3,
+            digest: 4,
+        };
+        let partial = Manifest {
+            chunks: 1,
+            entries: 1,
+            digest: 1,
+        };
+        let wrong = Manifest {
+            digest: 5,
+            ..expected
+        };
+        let views = [
+            GroupView::NotStarted,
+            GroupView::Frozen,
+            GroupView::HandedOff,
+            GroupView::Importing(Manifest::default()),
+            GroupView::Importing(partial),
+            GroupView::Importing(expected),
+            GroupView::Importing(wrong),
+            GroupView::Finished(Outcome::Completed),
+            GroupView::Finished(Outcome::Aborted),
+            GroupView::Superseded,
+        ];
+        let statuses = [
+            Status::Active {
+                abort_requested: false,
+            },
+            Status::Active {
+                abort_requested: true,
+            },
+            Status::Flipped,
+        ];
+        let mut proposals = 0;
+        for status in statuses {
+            for source in views {
+                for target in views {
+                    for manifest in [None, Some(expected)] {
+                        let next = next(status, source, target, manifest);
+                        let ok = match &next {
+                            Next::Group(GroupStep::ImportStart(_)) => {
+                                source == GroupView::NotStarted && target == GroupView::NotStarted
+                            }
+                            Next::Group(GroupStep::Freeze(_)) => {
+                                matches!(target, GroupView::Importing(_))
+                            }
+                            Next::SendChunk { .. } => source == GroupView::Frozen,
+                            Next::Group(GroupStep::HandOff(_)) => {
+                                source == GroupView::Frozen
+                                    && target == GroupView::Importing(expected)
+                                    && manifest == Some(expected)
+                            }
+                            Next::Group(GroupStep::ImportCommit(_, m)) => {
+                                source == GroupView::HandedOff && target == GroupView::Importing(*m)
+                            }
+                            Next::System(SystemStep::Flip(_)) => {
+                                source == GroupView::HandedOff
+                                    && target == GroupView::Finished(Outcome::Completed)
+                            }
+                            Next::Group(GroupStep::Drop(_)) => status == Status::Flipped,
+                            Next::Group(GroupStep::Abort(_)) => {
+                                matches!(source, GroupView::NotStarted | GroupView::Frozen)
+                                    && status
+                                        == Status::Active {
+                                            abort_requested: true,
+                                        }
+                            }
+                            Next::Group(GroupStep::ImportAbort(_)) => {
+                                source == GroupView::Finished(Outcome::Aborted)
+                            }
+                            Next::System(SystemStep::Abort(_)) => source == GroupView::Frozen,
+                            Next::System(SystemStep::Done(_, Outcome::Completed)) => {
+                                status == Status::Flipped
+                                    && source == GroupView::Finished(Outcome::Completed)
+                                    && target == GroupView::Finished(Outcome::Completed)
+                            }
+                            Next::System(SystemStep::Done(_, Outcome::Aborted)) => {
+                                source == GroupView::Finished(Outcome::Aborted)
+                                    && target == GroupView::Finished(Outcome::Aborted)
+                            }
+                            Next::NeedManifest => manifest.is_none(),
+                            Next::Stuck(_) => true,
+                            // Chunks go through SendChunk; records come from operators.
+                            Next::Group(GroupStep::ImportChunk(..))
+                            | Next::System(SystemStep::Record { .. }) => false,
+                        };
+                        assert!(
+                            ok,
+                            "{status:?} {source:?} {target:?} {manifest:?} → {next:?}"
+                        );
+                        if !matches!(next, Next::Stuck(_) | Next::NeedManifest) {
+                            proposals += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(proposals > 0);
+    }
 }
