@@ -749,3 +749,74 @@ fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
         .sum();
     assert_eq!(total, 300);
 }
+
+#[test]
+fn redis_py_cluster_client_keeps_working_through_a_kill_on_five_nodes() {
+    if !common::redis_py_available() {
+        eprintln!("skipped: redis-py is not installed");
+        return;
+    }
+    let mut cluster = Cluster::start_with(5, &["--shards", "5"]);
+    wait_all_slots_ok(&cluster);
+    wait_leaders_spread(&cluster);
+    // One client object across the kill: it writes, waits for the kill,
+    // writes more (retrying what fails while the dead node's groups
+    // elect), then reads everything back and counts keys over the
+    // primaries.
+    let code = format!(
+        r#"
+import sys, time
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port={port})
+failures = 0
+def retry(op):
+    global failures
+    deadline = time.time() + 60
+    while True:
+        try:
+            return op()
+        except Exception as e:
+            failures += 1
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+for i in range(300):
+    assert retry(lambda: rc.set(f"pk{{i}}", i)) is True
+print("written", flush=True)
+sys.stdin.readline()
+for i in range(300, 600):
+    assert retry(lambda: rc.set(f"pk{{i}}", i)) is True
+for i in range(600):
+    assert retry(lambda: rc.get(f"pk{{i}}")) == str(i).encode(), i
+r = retry(lambda: rc.dbsize(target_nodes=RedisCluster.PRIMARIES))
+total = r if isinstance(r, int) else sum(r.values())
+assert total == 600, r
+print("ok", failures, flush=True)
+"#,
+        port = cluster.nodes[4].port
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &code])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "written", "{}", cluster.logs());
+    // Node 2 leads a group and holds two others.
+    cluster.nodes[1].kill9();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(
+        out.status.success() && rest.starts_with("ok"),
+        "{rest}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    eprintln!("redis-py through the kill: {}", rest.trim());
+}
