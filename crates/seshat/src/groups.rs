@@ -168,6 +168,18 @@ impl Groups {
             .and_then(|r| r.leader)
     }
 
+    /// The groups held elsewhere as last reported: id, term, leader and
+    /// how long ago, in group order (for `INFO raft`).
+    pub fn remote_leaders(&self) -> Vec<(u32, u64, Option<u64>, Duration)> {
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = remote
+            .iter()
+            .map(|(g, r)| (*g, r.term, r.leader, r.seen.elapsed()))
+            .collect();
+        out.sort_unstable_by_key(|r| r.0);
+        out
+    }
+
     /// Takes a peer's report of the groups it holds: a report of a later
     /// term replaces an earlier one; the same term refreshes it (and
     /// fills in a leader learnt since).

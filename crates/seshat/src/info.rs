@@ -255,6 +255,14 @@ fn raft(out: &mut String, shared: &Shared) {
             node.counts().keys,
         );
     }
+    for (group, term, leader, age) in shared.groups.remote_leaders() {
+        let _ = write!(
+            out,
+            "raft_remote_group_{group}:term={term},leader={},reported_ms_ago={}\r\n",
+            leader.map_or("none".to_string(), |l| l.to_string()),
+            age.as_millis()
+        );
+    }
 }
 
 fn storage(out: &mut String, shared: &Shared) {

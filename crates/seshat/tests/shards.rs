@@ -652,6 +652,14 @@ fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
     }
     assert_eq!(holders.remove(&0), Some(5));
     assert!(holders.values().all(|&n| n == 3), "{holders:?}");
+    // What a node knows of the two groups it does not hold.
+    let mut c = cluster.nodes[0].conn();
+    let info: String = redis::cmd("INFO").arg("raft").query(&mut c).unwrap();
+    let remote: Vec<&str> = info
+        .lines()
+        .filter(|l| l.starts_with("raft_remote_group_"))
+        .collect();
+    assert_eq!(remote.len(), 2, "{info}");
     // Every node names the same leader for every range, including the
     // groups it holds no replica of (learnt from its peers).
     let deadline = Instant::now() + Duration::from_secs(30);
