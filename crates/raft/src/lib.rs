@@ -173,8 +173,9 @@ mod format_tests {
         }
         let text = open_storage(&config).err().unwrap().to_string();
         assert!(text.contains("format 99"), "{text}");
-        // The formats before Raft keys carried their group.
-        for old in [2u32, 3] {
+        // The formats before Raft keys carried their group, and before
+        // the system group held the users.
+        for old in [2u32, 3, 4] {
             {
                 let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
                 let mut b = Batch::default();
@@ -183,7 +184,10 @@ mod format_tests {
             }
             let text = open_storage(&config).err().unwrap().to_string();
             assert!(text.contains(&format!("on-disk format {old};")), "{text}");
-            assert!(text.contains("reads format 4 only"), "{text}");
+            assert!(
+                text.contains(&format!("reads format {DATA_FORMAT_VERSION} only")),
+                "{text}"
+            );
         }
     }
 }
