@@ -67,7 +67,7 @@ pub fn batch_may_take_long(batch: &WriteBatch) -> bool {
         Write::Command(argv) => long(argv),
         Write::Transaction { commands, .. } => commands.iter().any(|c| long(c)),
         Write::ExpireKeys(keys) => keys.len() > 32,
-        Write::Acl(_) => false,
+        Write::Acl(_) | Write::System(_) => false,
     })
 }
 
@@ -130,6 +130,7 @@ fn apply_write(ctx: &mut Ctx<'_>, write: &Write, index: u64) -> Result<Frame, Ap
             Ok(Frame::Integer(removed))
         }
         Write::Acl(acl) => Ok(crate::acl::apply(ctx, acl, index)?),
+        Write::System(system) => Ok(crate::system::apply(&mut ctx.db, system)?),
     }
 }
 

@@ -39,6 +39,7 @@ mod exec;
 pub mod families;
 pub mod introspect;
 mod reply;
+pub mod system;
 mod table;
 
 pub use args::glob_match;

@@ -44,6 +44,23 @@ pub enum Write {
     /// A change to the ACL users, replicated so every node enforces the
     /// same rules.
     Acl(AclWrite),
+    /// A change to the cluster's metadata (system group only).
+    System(SystemWrite),
+}
+
+/// A change to the cluster's metadata, kept by the system group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SystemWrite {
+    /// Records the cluster's metadata once, at bootstrap: `cluster` (the
+    /// layout: members, shards, replicas) and `slots` (the system table:
+    /// the slot map, its version and the migrations in flight). A second
+    /// bootstrap leaves the first in place.
+    Bootstrap {
+        /// The layout record.
+        cluster: Bytes,
+        /// The encoded system table.
+        slots: Bytes,
+    },
 }
 
 /// A change to the ACL users.
@@ -117,6 +134,9 @@ impl Write {
                 .map(|u| u.name.len() + args_size(&u.rules) + 8)
                 .sum::<usize>()
                 .saturating_add(8),
+            Write::System(SystemWrite::Bootstrap { cluster, slots }) => {
+                cluster.len() + slots.len() + 16
+            }
         }
     }
 

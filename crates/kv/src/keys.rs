@@ -9,6 +9,7 @@
 //! scores     group u32 | slot u16 | 0x02 | keylen u32 | key | score | member → ""
 //! expiry     group u32 | 0xFFFF   | expire_at_ms u64 | slot u16 | key → ""
 //! users      group u32 | 0xFFFE   | user name → ACL user record
+//! system     group u32 | 0xFFFD   | record name → cluster metadata (system group)
 //! ```
 //!
 //! A composite value's (hash, list, set, sorted set) elements are its
@@ -26,7 +27,9 @@
 //! `0xFFFE` holds the ACL users: inside the group's range (so snapshots,
 //! the replica digest and a group's copy carry them), outside every slot
 //! (so no key count, `SCAN`, `KEYS` or `RANDOMKEY` sees them), and spared
-//! by `FLUSHALL` ([`flushable_ranges`]).
+//! by `FLUSHALL` ([`flushable_ranges`]). `0xFFFD` holds the system
+//! group's cluster records (the layout, the slot map), likewise outside
+//! every slot and spared by `FLUSHALL`.
 //!
 //! Inside a slot, keys are ordered by a 32-bit FNV-1a hash of the key and
 //! then the key. That order is what a `SCAN` cursor encodes: `slot << 32 |
@@ -46,6 +49,8 @@ pub const TAG_SUBKEY: u8 = 0x01;
 pub const EXPIRY_NAMESPACE: u16 = 0xFFFF;
 /// The slot-position value of the ACL users namespace.
 pub const USERS_NAMESPACE: u16 = 0xFFFE;
+/// The slot-position value of the system records namespace.
+pub const SYSTEM_NAMESPACE: u16 = 0xFFFD;
 /// Bytes of a metadata key before the user key.
 pub const META_HEADER_BYTES: usize = 4 + 2 + 1 + 4;
 
@@ -253,11 +258,22 @@ pub fn parse_user_key(group: u32, raw: &[u8]) -> Option<&[u8]> {
     (u32::from_be_bytes(*g) == group && u16::from_be_bytes(*ns) == USERS_NAMESPACE).then_some(name)
 }
 
-/// The ranges `FLUSHALL` clears: the whole group but its ACL users.
+/// The key of `group`'s system record `name`.
+pub fn system_key(group: u32, name: &[u8]) -> Vec<u8> {
+    let mut k = group.to_be_bytes().to_vec();
+    k.extend_from_slice(&SYSTEM_NAMESPACE.to_be_bytes());
+    k.extend_from_slice(name);
+    k
+}
+
+/// The ranges `FLUSHALL` clears: the whole group but its system records
+/// and ACL users (which sit side by side, `0xFFFD..0xFFFF`).
 pub fn flushable_ranges(group: u32) -> [(Vec<u8>, Vec<u8>); 2] {
     let (start, end) = group_range(group);
-    let (users_start, users_end) = users_range(group);
-    [(start, users_start), (users_end, end)]
+    let (_, users_end) = users_range(group);
+    let mut kept_start = group.to_be_bytes().to_vec();
+    kept_start.extend_from_slice(&SYSTEM_NAMESPACE.to_be_bytes());
+    [(start, kept_start), (users_end, end)]
 }
 
 /// The range `[start, end)` holding every record of `group`.

@@ -328,6 +328,23 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         Ok(())
     }
 
+    /// The group this keyspace is of.
+    pub fn group(&self) -> u32 {
+        self.group
+    }
+
+    /// The group's system record `name` (the system group's cluster
+    /// metadata).
+    pub fn system_record(&mut self, name: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.kv.get(&keys::system_key(self.group, name))
+    }
+
+    /// Writes the group's system record `name`.
+    pub fn put_system_record(&mut self, name: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.kv
+            .put(keys::system_key(self.group, name), value.to_vec())
+    }
+
     /// ACL user `name`'s record.
     pub fn user(&mut self, name: &[u8]) -> Result<Option<UserRecord>, KvError> {
         self.kv

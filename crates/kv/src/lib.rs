@@ -35,7 +35,8 @@ mod record;
 mod user;
 
 pub use entry::{
-    args_size, AclWrite, Argv, EntryRng, UserDef, Watch, Write, WriteBatch, ARG_FRAMING_BYTES,
+    args_size, AclWrite, Argv, EntryRng, SystemWrite, UserDef, Watch, Write, WriteBatch,
+    ARG_FRAMING_BYTES,
 };
 pub use keyspace::{users_in, Counts, Keyspace};
 pub use raw::{KvError, MemKv, RawKv};

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use openraft::EntryPayload;
 use prost::Message;
-use seshat_kv::{AclWrite, UserDef, Watch, Write, WriteBatch};
+use seshat_kv::{AclWrite, SystemWrite, UserDef, Watch, Write, WriteBatch};
 
 use crate::pb;
 use crate::types::{CommittedLeaderId, Entry, LogId, Membership, SeshatNode, Vote};
@@ -218,6 +218,12 @@ fn write_to_pb(write: &Write) -> pb::Write {
                 })
                 .collect(),
         }),
+        Write::System(SystemWrite::Bootstrap { cluster, slots }) => {
+            Kind::SystemBootstrap(pb::SystemBootstrap {
+                cluster: cluster.clone(),
+                slots: slots.clone(),
+            })
+        }
     };
     pb::Write { kind: Some(kind) }
 }
@@ -281,6 +287,10 @@ fn write_from_pb(write: pb::Write) -> Result<Write, CodecError> {
                 })
                 .collect(),
         )),
+        Kind::SystemBootstrap(b) => Write::System(SystemWrite::Bootstrap {
+            cluster: b.cluster,
+            slots: b.slots,
+        }),
     })
 }
 
@@ -408,6 +418,9 @@ mod tests {
                     )),
                 prop::collection::vec(bytes.clone(), 0..3)
                     .prop_map(|n| Write::Acl(AclWrite::DelUser(n))),
+                (bytes.clone(), bytes.clone()).prop_map(|(cluster, slots)| Write::System(
+                    SystemWrite::Bootstrap { cluster, slots }
+                )),
                 prop::collection::vec((bytes.clone(), prop::collection::vec(bytes, 0..3)), 0..3)
                     .prop_map(|users| {
                         Write::Acl(AclWrite::Replace(

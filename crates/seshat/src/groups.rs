@@ -51,6 +51,10 @@ pub struct Groups {
     /// The leaders of the data groups this node holds no replica of, as
     /// its peers last reported them.
     remote: RwLock<HashMap<u32, RemoteLeader>>,
+    /// Why this node's layout is not the cluster's, once the system
+    /// group's records say so ([`run_metadata_check`]): it then serves no
+    /// data command.
+    layout_conflict: std::sync::OnceLock<String>,
 }
 
 /// A group's leader as a peer holding one of its replicas reported it.
@@ -114,8 +118,10 @@ impl Groups {
             layout,
             nodes,
             remote: RwLock::default(),
+            layout_conflict: std::sync::OnceLock::new(),
         });
         tokio::spawn(run_leader_balancer(Arc::downgrade(&groups)));
+        tokio::spawn(run_metadata_check(Arc::downgrade(&groups)));
         tokio::spawn(run_leader_poller(Arc::downgrade(&groups), peer_tls));
         Ok(groups)
     }
@@ -241,6 +247,9 @@ impl Groups {
     /// `MOVED` to the leader of a group it holds no replica of, when its
     /// peers have said who that is.
     pub fn for_slot(&self, slot: u16) -> Result<&Arc<Node>, ServeError> {
+        if let Some(why) = self.layout_conflict.get() {
+            return Err(ServeError::Stopped(why.clone()));
+        }
         let group = self.layout.group_of(slot).id;
         if let Some(node) = self.get(group) {
             return Ok(node);
@@ -301,6 +310,52 @@ impl Groups {
         crate::node::wall_clock_ms().max(applied.unwrap_or(0))
     }
 
+    /// The system group's records as this node's replica has applied
+    /// them: the layout text and the system table (slot map, version,
+    /// migrations); `None` until the bootstrap record has applied here.
+    pub fn system_records(
+        &self,
+    ) -> Result<Option<(Bytes, seshat_migration::SystemTable)>, seshat_kv::KvError> {
+        let mut view = seshat_raft::state_machine::ReadView::new(&self.store, SYSTEM_GROUP);
+        let mut db = seshat_kv::Keyspace::new(&mut view, SYSTEM_GROUP, 0, 0, Counts::default());
+        seshat_commands::system::records(&mut db)
+    }
+
+    /// Why this node's layout differs from the cluster's, if the system
+    /// group's records say it does.
+    pub fn layout_conflict(&self) -> Option<&str> {
+        self.layout_conflict.get().map(String::as_str)
+    }
+
+    /// Compares this node's layout with the one the system group recorded
+    /// and the slot map with the recorded one; a difference stops the node
+    /// serving data commands (its groups would serve other slots than the
+    /// cluster's).
+    fn check_metadata(&self, cluster: &[u8], table: &seshat_migration::SystemTable) {
+        let mine = self.layout.record();
+        let problem = if cluster != mine.as_bytes() {
+            Some(format!(
+                "this node was started as {mine:?} but the cluster was bootstrapped as {:?}: \
+                 start it with the cluster's --initial-members, --shards and --replicas",
+                String::from_utf8_lossy(cluster)
+            ))
+        } else {
+            match self.layout.slot_map() {
+                Ok(map) if &map == table.map() => None,
+                Ok(_) => Some(format!(
+                    "the cluster's slot map (version {}) differs from this node's layout; \
+                     this build cannot serve a changed slot map",
+                    table.map_version()
+                )),
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        if let Some(p) = problem {
+            tracing::error!(problem = %p, "refusing data commands");
+            let _ = self.layout_conflict.set(p);
+        }
+    }
+
     /// Why some group's Raft core stopped, if one has.
     pub fn core_problem(&self) -> Option<String> {
         self.nodes
@@ -341,6 +396,63 @@ const BALANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most entries a preferred leader may lag behind and still be handed the
 /// leadership (it must win the election the transfer starts).
 const BALANCE_MAX_LAG: u64 = 16;
+
+/// How often a node looks for the system group's records until it has
+/// seen them.
+const METADATA_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Records the cluster's metadata in the system group and checks this
+/// node against it: until the system group's records have applied on this
+/// node, the node proposes the bootstrap record whenever it leads the
+/// system group (the layout is the same on every correctly started node,
+/// and only the first record applies); once they have, it compares them
+/// with its own layout ([`Groups::check_metadata`]) and stops.
+pub async fn run_metadata_check(groups: std::sync::Weak<Groups>) {
+    let mut tick = tokio::time::interval(METADATA_POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(groups) = groups.upgrade() else {
+            return;
+        };
+        match groups.system_records() {
+            Ok(Some((cluster, table))) => {
+                groups.check_metadata(&cluster, &table);
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the system group's records");
+                return;
+            }
+        }
+        let system = groups.system().clone();
+        if !system.raft.is_leader() {
+            continue;
+        }
+        let slots = match groups.layout.slot_map() {
+            Ok(map) => seshat_migration::SystemTable::new(map).encode(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the cluster's metadata");
+                return;
+            }
+        };
+        let write = seshat_kv::Write::System(seshat_kv::SystemWrite::Bootstrap {
+            cluster: Bytes::from(groups.layout.record()),
+            slots: Bytes::from(slots),
+        });
+        drop(groups);
+        match system.write(write, 0).await {
+            Ok(seshat_protocol_resp::Frame::Error(e)) => {
+                tracing::error!(error = %String::from_utf8_lossy(&e), "cluster metadata refused");
+                return;
+            }
+            Ok(_) => tracing::info!("cluster metadata recorded in the system group"),
+            // Lost leadership or a timeout: look again at the next tick.
+            Err(e) => tracing::debug!(error = %e, "cluster metadata not recorded yet"),
+        }
+    }
+}
 
 /// How often a node asks its peers which nodes lead the data groups it
 /// holds no replica of.

@@ -76,6 +76,9 @@ pub fn health_problem(shared: &Shared) -> Option<String> {
     if let Some(reason) = groups.store.poison_reason() {
         return Some(format!("storage failure: {reason}"));
     }
+    if let Some(reason) = groups.layout_conflict() {
+        return Some(reason.to_string());
+    }
     // Before any metric: a core that stopped left them as they were.
     if let Some(reason) = groups.core_problem() {
         return Some(reason);

@@ -50,7 +50,7 @@ pub fn render(requested: &[Bytes], shared: &Shared) -> String {
             "raft" => raft(&mut out, shared),
             "storage" => storage(&mut out, shared),
             // Cluster tools (`redis-cli --cluster`) check for it.
-            "cluster" => out.push_str("# Cluster\r\ncluster_enabled:1\r\n"),
+            "cluster" => cluster(&mut out, shared),
             _ => keyspace(&mut out, shared),
         }
     }
@@ -139,6 +139,29 @@ fn stats(out: &mut String, shared: &Shared) {
         shared.auth.failures(),
         shared.auth.denied_commands(),
         shared.auth.denied_keys(),
+    );
+}
+
+/// `cluster_enabled` (cluster tools check for it), then what the system
+/// group recorded: the slot map's version (`pending` until the bootstrap
+/// record has applied on this node) and whether this node's layout
+/// matches the cluster's.
+fn cluster(out: &mut String, shared: &Shared) {
+    let _ = write!(out, "# Cluster\r\ncluster_enabled:1\r\n");
+    let groups = &shared.groups;
+    let version = match groups.system_records() {
+        Ok(Some((_, table))) => table.map_version().to_string(),
+        Ok(None) => "pending".to_string(),
+        Err(e) => format!("unreadable ({e})").replace(['\r', '\n'], " "),
+    };
+    let _ = write!(
+        out,
+        "cluster_slot_map_version:{version}\r\ncluster_layout:{}\r\n",
+        if groups.layout_conflict().is_some() {
+            "conflict"
+        } else {
+            "ok"
+        }
     );
 }
 

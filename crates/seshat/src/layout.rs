@@ -166,6 +166,14 @@ impl Layout {
         &self.members
     }
 
+    /// The slot map this layout starts with, as the system group records
+    /// it.
+    pub fn slot_map(&self) -> Result<seshat_migration::SlotMap, LayoutError> {
+        let ids: Vec<u32> = self.groups.iter().map(|g| g.id).collect();
+        seshat_migration::SlotMap::even(&ids)
+            .map_err(|e| LayoutError(format!("cannot build the slot map: {e}")))
+    }
+
     /// The groups `node` holds a replica of.
     pub fn groups_of(&self, node: u64) -> impl Iterator<Item = &GroupLayout> {
         self.groups
@@ -174,7 +182,7 @@ impl Layout {
     }
 
     /// The recorded form: the bootstrap parameters it is a function of.
-    fn record(&self) -> String {
+    pub fn record(&self) -> String {
         let members: Vec<String> = self.members.iter().map(u64::to_string).collect();
         format!(
             "{LAYOUT_VERSION} shards={} replicas={} members={}",
@@ -348,6 +356,19 @@ mod tests {
         let layout = Layout::bootstrap(&[1, 2, 3, 4, 5, 6, 7], 16, 3).unwrap();
         let held: Vec<usize> = (1..=7).map(|n| layout.groups_of(n).count()).collect();
         assert_eq!(held, [7, 8, 8, 7, 6, 6, 6]);
+    }
+
+    #[test]
+    fn the_recorded_slot_map_is_the_layouts() {
+        for shards in 1..=MAX_SHARDS {
+            let layout = Layout::bootstrap(&[1, 2, 3], shards, 3).unwrap();
+            let runs: Vec<(u16, u16, u32)> = layout
+                .groups
+                .iter()
+                .map(|g| (*g.slots.start(), *g.slots.end(), g.id))
+                .collect();
+            assert_eq!(layout.slot_map().unwrap().runs(), runs, "shards={shards}");
+        }
     }
 
     #[test]

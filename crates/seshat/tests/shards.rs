@@ -828,3 +828,63 @@ print("ok", failures, flush=True)
     );
     eprintln!("redis-py through the kill: {}", rest.trim());
 }
+
+/// `INFO cluster`'s `name` field on node `i`.
+fn cluster_field(cluster: &Cluster, i: usize, name: &str) -> Option<String> {
+    let mut c = cluster.nodes[i].conn();
+    let info: String = redis::cmd("INFO").arg("cluster").query(&mut c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_string())
+}
+
+#[test]
+fn the_system_group_records_the_layout_and_a_node_started_otherwise_serves_no_data() {
+    // Node 3 is started with another shard count than nodes 1 and 2: its
+    // own layout would route slots to other groups than the cluster's.
+    let cluster = Cluster::start_with_each(3, &[], |i| {
+        let shards = if i == 2 { "2" } else { "3" };
+        vec!["--shards".into(), shards.into()]
+    });
+    // Nodes 1 and 2 apply the system group's bootstrap record and find
+    // their own layout in it.
+    for i in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster_field(&cluster, i, "cluster_slot_map_version").as_deref() != Some("1") {
+            assert!(Instant::now() < deadline, "{}", cluster.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            cluster_field(&cluster, i, "cluster_layout").as_deref(),
+            Some("ok")
+        );
+    }
+    // Node 3, once it has the records, refuses data commands and /health
+    // says why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_field(&cluster, 2, "cluster_layout").as_deref() != Some("conflict") {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err: RedisError = redis::cmd("GET")
+        .arg("k")
+        .query::<Value>(&mut cluster.nodes[2].conn())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("bootstrapped as"),
+        "{err}\n{}",
+        cluster.logs()
+    );
+    let (status, body) = common::http_get(cluster.nodes[2].http_port, "/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--shards"), "{body}");
+    // The others serve the groups that formed: "bar" is in slot 5061,
+    // group 1, which node 1 initialised and leads. (Group 3's preferred
+    // leader is node 3, which holds no group 3: that group never forms —
+    // the misconfigured node is what it looks like.)
+    let _: () = redis::cmd("SET")
+        .arg("bar")
+        .arg("v")
+        .query(&mut cluster.nodes[0].conn())
+        .unwrap();
+}

@@ -487,6 +487,16 @@ impl Cluster {
         Self::start_members(n, extra, false)
     }
 
+    /// Starts `n` nodes, node `i` (from 0) with `extra` plus
+    /// `only(i)`: a cluster whose nodes were not all started alike.
+    pub fn start_with_each(
+        n: usize,
+        extra: &[&str],
+        only: impl Fn(usize) -> Vec<String>,
+    ) -> Cluster {
+        Self::start_members_each(n, extra, false, only)
+    }
+
     /// Starts `n` nodes, each with a TLS client port listed in
     /// `--initial-members` (`ID=RAFT/CLIENT/TLS`); `extra` must give the
     /// certificate flags.
@@ -495,6 +505,15 @@ impl Cluster {
     }
 
     fn start_members(n: usize, extra: &[&str], tls: bool) -> Cluster {
+        Self::start_members_each(n, extra, tls, |_| Vec::new())
+    }
+
+    fn start_members_each(
+        n: usize,
+        extra: &[&str],
+        tls: bool,
+        only: impl Fn(usize) -> Vec<String>,
+    ) -> Cluster {
         let mut nodes: Vec<Server> = (1..=n)
             .map(|i| {
                 let tmp = tempfile::tempdir().expect("tempdir");
@@ -508,7 +527,11 @@ impl Cluster {
                     tls_port: tls.then(free_port),
                     dir: tmp.path().to_path_buf(),
                     _tmp: Some(tmp),
-                    extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                    extra_args: extra
+                        .iter()
+                        .map(|s| s.to_string())
+                        .chain(only(i - 1))
+                        .collect(),
                     nofile: None,
                 }
             })
