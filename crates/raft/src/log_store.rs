@@ -666,22 +666,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // The state machines write without the WAL: what they applied up
-        // to `log_id` survives a crash only once flushed, and after the
-        // purge the log can no longer replay it. One atomic flush of every
-        // family makes every group's applied state durable first.
-        let store = self.store.clone();
-        let started = Instant::now();
-        tokio::task::spawn_blocking(move || store.flush_memtables())
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
-        tracing::debug!(
-            group = self.group(),
-            upto = log_id.index,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "flushed the state machines before a log purge"
-        );
         let mut batch = Batch::default();
         // The purge marker and the deletion commit together.
         batch.put(

@@ -613,9 +613,9 @@ impl StateMachine {
             &self.layout.state_key(StateName::Applied),
             &self.applied_record().encode_to_vec(),
         );
-        // Not in the WAL: the entries are durable in the log, and a batch
-        // lost in a crash is re-applied from the log on restart.
-        self.store.write_unlogged(batch).map_err(io::Error::other)?;
+        // Not fsynced: the entries are durable in the log, and a batch lost
+        // in a crash is re-applied from the log on restart.
+        self.store.write(batch, false).map_err(io::Error::other)?;
         self.publish();
         if users_changed {
             // Before the replies: a client whose ACL SETUSER was answered

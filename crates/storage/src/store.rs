@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 /// The column families of a node's database.
@@ -90,11 +90,6 @@ pub struct StoreOptions {
     /// less ten (RocksDB's own allowance for the WAL, MANIFEST, LOG, …),
     /// closing the least recently used table files beyond.
     pub max_open_files: usize,
-    /// Close like a crash: writes made without the WAL
-    /// ([`Store::write_unlogged`]) are not flushed when the last handle is
-    /// dropped, and are lost. For tests of what survives a crash; off by
-    /// default (RocksDB then flushes them at close).
-    pub lose_unlogged_writes_on_close: bool,
 }
 
 /// Default block cache: bounded so several nodes fit on one small machine.
@@ -119,7 +114,6 @@ impl Default for StoreOptions {
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
-            lose_unlogged_writes_on_close: false,
         }
     }
 }
@@ -229,16 +223,6 @@ impl Store {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_max_total_wal_size(256 * 1024 * 1024);
-        // Writes made without the WAL (`write_unlogged`) survive a crash
-        // only as far as the last flush: flushing every family at once
-        // keeps what survives a consistent prefix across families (a
-        // state machine's data and its applied index never disagree).
-        db_opts.set_atomic_flush(true);
-        if options.lose_unlogged_writes_on_close {
-            db_opts = db_opts
-                .get_options_from_string("avoid_flush_during_shutdown=true")
-                .map_err(|e| StorageError::rocks("options", e))?;
-        }
         // Keep RocksDB's own info log small: the node logs what matters.
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_log_file_size(8 * 1024 * 1024);
@@ -334,44 +318,6 @@ impl Store {
     /// Commits `batch` atomically. With `sync` the WAL is fsynced before
     /// returning. A failure poisons the store.
     pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        self.write_opt(batch, &opts)
-    }
-
-    /// Commits `batch` atomically without a WAL record: it is durable only
-    /// once a flush (automatic, or [`Self::flush_memtables`]) has written
-    /// the memtables it went to, and a crash before that loses it — and
-    /// every other unlogged write after the last flush, never a later one
-    /// alone: the database is opened with atomic flush, so what survives
-    /// is a prefix across all column families. For data that can be
-    /// rebuilt from a WAL-logged source (a state machine from its Raft
-    /// log). A failure poisons the store.
-    pub fn write_unlogged(&self, batch: Batch) -> Result<(), StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.disable_wal(true);
-        self.write_opt(batch, &opts)
-    }
-
-    /// Writes every column family's memtables to table files and waits
-    /// until they are durable, so every write made before the call,
-    /// logged or not, survives a crash. One atomic flush of all families.
-    /// A failure poisons the store.
-    pub fn flush_memtables(&self) -> Result<(), StorageError> {
-        self.check_healthy()?;
-        let cfs = Cf::ALL
-            .iter()
-            .map(|cf| self.cf(*cf))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut opts = FlushOptions::default();
-        opts.set_wait(true);
-        self.inner
-            .db
-            .flush_cfs_opt(&cfs, &opts)
-            .map_err(|e| self.failed("flush", e))
-    }
-
-    fn write_opt(&self, batch: Batch, opts: &WriteOptions) -> Result<(), StorageError> {
         self.check_healthy()?;
         let mut wb = WriteBatch::default();
         for op in batch.ops {
@@ -381,9 +327,11 @@ impl Store {
                 BatchOp::DeleteRange(cf, from, to) => wb.delete_range_cf(self.cf(cf)?, from, to),
             }
         }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
         self.inner
             .db
-            .write_opt(wb, opts)
+            .write_opt(wb, &opts)
             .map_err(|e| self.failed("write", e))
     }
 
