@@ -46,6 +46,18 @@ pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
 /// Default number of log entries kept behind a snapshot for lagging
 /// followers.
 pub const DEFAULT_LOG_TAIL_ENTRIES: u64 = 1_000;
+/// Default worker threads of the node's Raft runtime (its core,
+/// replication, heartbeats, the node-to-node server). Its tasks are light
+/// (log syncs, snapshot files and long applies run on other threads), but
+/// a RocksDB write of the log or of an applied batch can still block in
+/// the kernel (dirty-page throttling on a busy disk, a write stall): with
+/// a second worker the other tasks — heartbeats, a follower's election
+/// timer — go on meanwhile. Where several nodes share few cores (`seshat
+/// dev-cluster`), one worker costs less CPU per request (fewer wake-ups
+/// and thread hops; BENCHMARKS.md).
+pub const DEFAULT_RAFT_WORKER_THREADS: usize = 2;
+/// Most worker threads of the Raft runtime.
+pub const MAX_RAFT_WORKER_THREADS: usize = 64;
 /// Longest time in-flight requests get to finish on shutdown.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 
@@ -176,6 +188,9 @@ pub struct NodeArgs {
     /// Log entries kept behind a snapshot for lagging followers.
     #[arg(long, env = "SESHAT_LOG_TAIL_ENTRIES")]
     pub log_tail_entries: Option<u64>,
+    /// Worker threads of the Raft runtime (1 to 64).
+    #[arg(long, env = "SESHAT_RAFT_WORKER_THREADS")]
+    pub raft_worker_threads: Option<usize>,
     /// The initial cluster, identical on every initial node:
     /// `1=RAFT_ADDR/CLIENT_ADDR,2=RAFT_ADDR/CLIENT_ADDR,...`.
     #[arg(long, env = "SESHAT_INITIAL_MEMBERS")]
@@ -275,6 +290,7 @@ struct FileSettings {
     election_timeout_ms_max: Option<u64>,
     snapshot_every_entries: Option<u64>,
     log_tail_entries: Option<u64>,
+    raft_worker_threads: Option<usize>,
     initial_members: Option<String>,
     shards: Option<u32>,
     replicas: Option<u32>,
@@ -331,6 +347,8 @@ pub struct Settings {
     pub snapshot_every_entries: u64,
     /// Log entries kept behind a snapshot.
     pub log_tail_entries: u64,
+    /// Worker threads of the Raft runtime.
+    pub raft_worker_threads: usize,
     /// The initial members (just this node when not given).
     pub initial_members: BTreeMap<NodeId, Member>,
     /// `--shards`, if given (see [`crate::layout`]).
@@ -604,6 +622,7 @@ impl Settings {
             ),
             snapshot_every_entries: pick!(snapshot_every_entries, DEFAULT_SNAPSHOT_EVERY_ENTRIES),
             log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
+            raft_worker_threads: pick!(raft_worker_threads, DEFAULT_RAFT_WORKER_THREADS),
             initial_members,
             shards: args.shards.or(file.shards),
             replicas: args.replicas.or(file.replicas),
@@ -709,6 +728,13 @@ impl Settings {
                 "election-timeout-ms-max",
                 max,
                 format!("must be greater than election-timeout-ms-min ({min})")
+            ));
+        }
+        if !(1..=MAX_RAFT_WORKER_THREADS).contains(&self.raft_worker_threads) {
+            bail!(InvalidSetting::new(
+                "raft-worker-threads",
+                self.raft_worker_threads,
+                format!("must be between 1 and {MAX_RAFT_WORKER_THREADS}")
             ));
         }
         if self.snapshot_every_entries == 0 {
@@ -943,6 +969,25 @@ mod tests {
         );
         assert_eq!(s.client_timeout, Duration::ZERO);
         assert_eq!(s.tcp_keepalive, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn raft_worker_threads_default_to_two_and_are_bounded() {
+        let s = Settings::from_args(&NodeArgs::default()).unwrap();
+        assert_eq!(s.raft_worker_threads, DEFAULT_RAFT_WORKER_THREADS);
+        for (n, ok) in [(0, false), (1, true), (64, true), (65, false)] {
+            let args = NodeArgs {
+                raft_worker_threads: Some(n),
+                ..Default::default()
+            };
+            match Settings::from_args(&args) {
+                Ok(s) => assert!(ok && s.raft_worker_threads == n, "{n} accepted"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!ok && e.contains("raft-worker-threads"), "{n}: {e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -128,6 +128,7 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
         .args(args.shards.map(|n| format!("--shards={n}")))
         .args(args.replicas.map(|n| format!("--replicas={n}")))
         .args(&args.node_args)
+        .envs(raft_worker_threads_env(args.nodes))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log)
@@ -136,6 +137,22 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
     std::fs::write(dir.join("pid"), format!("{}\n", child.id()))
         .with_context(|| format!("cannot write pid of node {i}"))?;
     Ok(child)
+}
+
+/// `SESHAT_RAFT_WORKER_THREADS=1` for every node when `nodes` nodes with
+/// the default Raft workers would outnumber this machine's cores (three
+/// nodes on two cores: one worker each costs less CPU per request, see
+/// BENCHMARKS.md); nothing when the cores suffice or when the variable is
+/// set already. A `--raft-worker-threads` among the node flags wins
+/// over either.
+fn raft_worker_threads_env(nodes: u16) -> Option<(&'static str, String)> {
+    const VAR: &str = "SESHAT_RAFT_WORKER_THREADS";
+    if std::env::var_os(VAR).is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = usize::from(nodes).saturating_mul(crate::config::DEFAULT_RAFT_WORKER_THREADS);
+    (wanted > cores).then(|| (VAR, "1".to_string()))
 }
 
 /// Watches the nodes until SIGINT/SIGTERM: a node that exits is reported

@@ -92,7 +92,7 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     // kernel still schedules these, so heartbeats are not queued behind
     // client tasks and no election follows.
     let raft_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(RAFT_WORKER_THREADS)
+        .worker_threads(settings.raft_worker_threads)
         .enable_all()
         .thread_name("seshat-raft")
         .build()
@@ -102,15 +102,6 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     raft_runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result
 }
-
-/// Worker threads of the Raft runtime. Its tasks are light (the heavy
-/// parts — log syncs, snapshot files, long applies — run on blocking
-/// threads or hand the worker over first), but a RocksDB write of the log
-/// or of an applied batch can still block in the kernel (dirty-page
-/// throttling when the disk is busy, a write stall): with a second worker
-/// the other tasks — heartbeats, a follower's election timer — go on
-/// meanwhile. (A/B against one shared runtime: BENCHMARKS.md.)
-const RAFT_WORKER_THREADS: usize = 2;
 
 /// `--max-clients`, lowered if the open-file limit cannot hold it beside
 /// what storage and peers need ([`fd_limit`]).
