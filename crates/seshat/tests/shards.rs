@@ -560,6 +560,31 @@ fn acl_users_apply_on_every_node_of_a_sharded_cluster() {
     }
 }
 
+/// A `redis` crate cluster connection seeded with `seeds`, patient
+/// enough for elections.
+fn cluster_client(seeds: Vec<String>) -> redis::cluster::ClusterConnection {
+    redis::cluster::ClusterClient::builder(seeds)
+        .retries(30)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// `SET key value`, retried for up to a minute while groups elect.
+fn set_retrying(c: &mut redis::cluster::ClusterConnection, key: &str, value: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match redis::cmd("SET").arg(key).arg(value).query::<()>(c) {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "{key}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn five_nodes_five_shards_survive_two_failures() {
     // Five replicas per group: any two nodes may fail.
@@ -568,26 +593,9 @@ fn five_nodes_five_shards_survive_two_failures() {
     wait_leaders_spread(&cluster);
     let seeds: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
     let write_all = |seeds: Vec<String>, from: i64, to: i64| {
-        let client = redis::cluster::ClusterClient::builder(seeds)
-            .retries(30)
-            .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let mut c = client.get_connection().unwrap();
+        let mut c = cluster_client(seeds);
         for i in from..to {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match redis::cmd("SET")
-                    .arg(format!("five{i}"))
-                    .arg(i)
-                    .query::<()>(&mut c)
-                {
-                    Ok(()) => break,
-                    Err(e) => assert!(Instant::now() < deadline, "five{i}: {e}"),
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            set_retrying(&mut c, &format!("five{i}"), i);
         }
         c
     };
@@ -702,32 +710,9 @@ fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
     // node; after one node is killed every group keeps two of its three
     // replicas, and a client seeded with the survivors carries on (the
     // `redis` crate's sync client does not drop a dead seed by itself).
-    let client_of = |seeds: Vec<String>| {
-        let client = redis::cluster::ClusterClient::builder(seeds)
-            .retries(30)
-            .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        client.get_connection().unwrap()
-    };
-    let set = |c: &mut redis::cluster::ClusterConnection, i: i64| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match redis::cmd("SET")
-                .arg(format!("rf{i}"))
-                .arg(i)
-                .query::<()>(c)
-            {
-                Ok(()) => break,
-                Err(e) => assert!(Instant::now() < deadline, "rf{i}: {e}"),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let mut c = client_of(cluster.nodes.iter().map(|n| n.url()).collect());
+    let mut c = cluster_client(cluster.nodes.iter().map(|n| n.url()).collect());
     for i in 0..200 {
-        set(&mut c, i);
+        set_retrying(&mut c, &format!("rf{i}"), i);
     }
     cluster.nodes[0].kill9();
     wait_all_slots_ok(&cluster);
@@ -737,9 +722,9 @@ fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
         assert!(Instant::now() < deadline, "{}", cluster.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut c = client_of(cluster.nodes[1..].iter().map(|n| n.url()).collect());
+    let mut c = cluster_client(cluster.nodes[1..].iter().map(|n| n.url()).collect());
     for i in 200..300 {
-        set(&mut c, i);
+        set_retrying(&mut c, &format!("rf{i}"), i);
     }
     for i in 0..300 {
         let v: i64 = redis::cmd("GET")
