@@ -58,7 +58,7 @@ pub struct Groups {
 }
 
 /// A group's leader as a peer holding one of its replicas reported it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RemoteLeader {
     term: u64,
     leader: Option<u64>,
@@ -201,18 +201,12 @@ impl Groups {
                 leader: r.leader,
                 seen: now,
             };
-            let entry = remote.entry(r.group).or_insert(fresh);
-            let stale = entry.seen.elapsed() >= REMOTE_LEADER_TTL;
-            if r.term > entry.term
-                || stale
-                || (r.term == entry.term && (entry.leader.is_none() || entry.leader == r.leader))
-            {
-                let leader = r.leader.or(if r.term == entry.term && !stale {
-                    entry.leader
-                } else {
-                    None
-                });
-                *entry = RemoteLeader { leader, ..fresh };
+            let current = remote
+                .get(&r.group)
+                .copied()
+                .filter(|e| e.seen.elapsed() < REMOTE_LEADER_TTL);
+            if let Some(next) = merge_report(current, fresh) {
+                remote.insert(r.group, next);
             }
         }
     }
@@ -387,6 +381,29 @@ impl Groups {
     /// Stops every group's Raft.
     pub async fn shutdown(&self) {
         futures::future::join_all(self.nodes.iter().map(|n| n.shutdown())).await;
+    }
+}
+
+/// What a node keeps of a group held elsewhere after a peer's `report`,
+/// given what it knew (`current`, already dropped when older than
+/// [`REMOTE_LEADER_TTL`]); `None`: keep `current` as it is.
+fn merge_report(current: Option<RemoteLeader>, report: RemoteLeader) -> Option<RemoteLeader> {
+    match current {
+        // An earlier term, or another leader in the same term (which
+        // Raft rules out): keep what is known.
+        Some(e)
+            if report.term < e.term
+                || (report.term == e.term && e.leader.is_some() && e.leader != report.leader) =>
+        {
+            None
+        }
+        // The same term: refreshed, keeping a leader learnt before.
+        Some(e) if report.term == e.term => Some(RemoteLeader {
+            leader: report.leader.or(e.leader),
+            ..report
+        }),
+        // Nothing known, a stale report or a later term.
+        _ => Some(report),
     }
 }
 
@@ -620,5 +637,40 @@ pub async fn run_leader_balancer(groups: std::sync::Weak<Groups>) {
                 tracing::warn!(group = node.group, error = %e, "leadership transfer failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_report_replaces_an_earlier_term_and_refreshes_the_same_one() {
+        let at = Instant::now();
+        let r = |term, leader| RemoteLeader {
+            term,
+            leader,
+            seen: at,
+        };
+        // Nothing known yet: taken as it is, even without a leader.
+        assert_eq!(merge_report(None, r(3, None)), Some(r(3, None)));
+        // A later term replaces, an earlier one is ignored.
+        assert_eq!(
+            merge_report(Some(r(3, Some(1))), r(4, None)),
+            Some(r(4, None))
+        );
+        assert_eq!(merge_report(Some(r(4, Some(2))), r(3, Some(1))), None);
+        // The same term fills in or confirms the leader; a replica that
+        // has not heard of it yet does not erase it.
+        assert_eq!(
+            merge_report(Some(r(4, None)), r(4, Some(2))),
+            Some(r(4, Some(2)))
+        );
+        assert_eq!(
+            merge_report(Some(r(4, Some(2))), r(4, Some(2))),
+            Some(r(4, Some(2)))
+        );
+        assert_eq!(merge_report(Some(r(4, Some(2))), r(4, None)), None);
+        assert_eq!(merge_report(Some(r(4, Some(2))), r(4, Some(3))), None);
     }
 }

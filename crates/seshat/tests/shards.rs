@@ -23,19 +23,10 @@ fn wait_all_slots_ok(cluster: &Cluster) {
 /// Waits until every group's leader is a different node (3 nodes, 3
 /// groups): leader balancing hands each group to its preferred leader.
 fn wait_leaders_spread(cluster: &Cluster) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    cluster.wait_until("leaders spread", Duration::from_secs(60), || {
         let masters: BTreeSet<i64> = slot_ranges(cluster, 0).iter().map(|r| r.2).collect();
-        if masters.len() == cluster.nodes.len() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "leaders not spread: {masters:?}\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        masters.len() == cluster.nodes.len()
+    });
 }
 
 /// The slot ranges `CLUSTER SLOTS` reports on node `i`, with each range's
@@ -610,16 +601,11 @@ fn five_nodes_five_shards_survive_two_failures() {
         i64::from(cluster.nodes[0].port),
         i64::from(cluster.nodes[3].port),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while slot_ranges(&cluster, 1).iter().any(|r| dead.contains(&r.2)) {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}\n{}",
-            slot_ranges(&cluster, 1),
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_until(
+        "no killed node as a master",
+        Duration::from_secs(60),
+        || !slot_ranges(&cluster, 1).iter().any(|r| dead.contains(&r.2)),
+    );
     let survivors: Vec<String> = [1, 2, 4].iter().map(|i| cluster.nodes[*i].url()).collect();
     let mut c = write_all(survivors, 200, 300);
     for i in 0..300 {
@@ -670,11 +656,11 @@ fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
     assert_eq!(remote.len(), 2, "{info}");
     // Every node names the same leader for every range, including the
     // groups it holds no replica of (learnt from its peers).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (1..5).any(|i| slot_ranges(&cluster, i) != slot_ranges(&cluster, 0)) {
-        assert!(Instant::now() < deadline, "{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_until(
+        "the same slot map on every node",
+        Duration::from_secs(30),
+        || (1..5).all(|i| slot_ranges(&cluster, i) == slot_ranges(&cluster, 0)),
+    );
     // A key of a group a node does not hold is redirected to its leader.
     let mut c = cluster.nodes[3].conn();
     let held = held_groups(&cluster, 3);
@@ -717,11 +703,11 @@ fn five_nodes_place_each_group_on_three_and_route_through_every_node() {
     cluster.nodes[0].kill9();
     wait_all_slots_ok(&cluster);
     let dead = i64::from(cluster.nodes[0].port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (1..5).any(|i| slot_ranges(&cluster, i).iter().any(|r| r.2 == dead)) {
-        assert!(Instant::now() < deadline, "{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_until(
+        "no killed node as a master",
+        Duration::from_secs(60),
+        || !(1..5).any(|i| slot_ranges(&cluster, i).iter().any(|r| r.2 == dead)),
+    );
     let mut c = cluster_client(cluster.nodes[1..].iter().map(|n| n.url()).collect());
     for i in 200..300 {
         set_retrying(&mut c, &format!("rf{i}"), i);
@@ -834,11 +820,9 @@ fn the_system_group_records_the_layout_and_a_node_started_otherwise_serves_no_da
     // Nodes 1 and 2 apply the system group's bootstrap record and find
     // their own layout in it.
     for i in 0..2 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while cluster_field(&cluster, i, "cluster_slot_map_version").as_deref() != Some("1") {
-            assert!(Instant::now() < deadline, "{}", cluster.logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        cluster.wait_until("slot map version 1", Duration::from_secs(30), || {
+            cluster_field(&cluster, i, "cluster_slot_map_version").as_deref() == Some("1")
+        });
         assert_eq!(
             cluster_field(&cluster, i, "cluster_layout").as_deref(),
             Some("ok")
@@ -846,11 +830,11 @@ fn the_system_group_records_the_layout_and_a_node_started_otherwise_serves_no_da
     }
     // Node 3, once it has the records, refuses data commands and /health
     // says why.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster_field(&cluster, 2, "cluster_layout").as_deref() != Some("conflict") {
-        assert!(Instant::now() < deadline, "{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_until(
+        "node 3 to see the conflict",
+        Duration::from_secs(30),
+        || cluster_field(&cluster, 2, "cluster_layout").as_deref() == Some("conflict"),
+    );
     let err: RedisError = redis::cmd("GET")
         .arg("k")
         .query::<Value>(&mut cluster.nodes[2].conn())

@@ -568,27 +568,31 @@ impl Cluster {
         cluster
     }
 
-    /// Waits until `CLUSTER INFO` on every running node says every slot is
-    /// served.
-    pub fn wait_cluster_ok(&self, timeout: Duration) {
+    /// Polls `done` every 50 ms until it holds; after `timeout` fails
+    /// naming `what`, with every node's log.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
-        loop {
-            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
-                redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query::<String>(&mut n.conn())
-                    .is_ok_and(|i| i.contains("cluster_state:ok"))
-            });
-            if ok {
-                return;
-            }
+        while !done() {
             assert!(
                 Instant::now() < deadline,
-                "not every slot served within {timeout:?}:\n{}",
+                "{what}: not within {timeout:?}\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until `CLUSTER INFO` on every running node says every slot is
+    /// served.
+    pub fn wait_cluster_ok(&self, timeout: Duration) {
+        self.wait_until("every slot served on every node", timeout, || {
+            self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut n.conn())
+                    .is_ok_and(|i| i.contains("cluster_state:ok"))
+            })
+        });
     }
 
     /// The index of the node every running node agrees leads, waiting up to
