@@ -12,12 +12,11 @@
 //! slot table through the same log.
 
 use bytes::Bytes;
+use seshat_kv::keys::SYSTEM_GROUP;
 use seshat_kv::{Keyspace, KvError, RawKv, SystemWrite};
 use seshat_migration::SystemTable;
 use seshat_protocol_resp::Frame;
 
-/// The system group's id.
-pub const SYSTEM_GROUP: u32 = 0;
 /// Name of the layout record.
 pub const CLUSTER_RECORD: &[u8] = b"cluster";
 /// Name of the system table record (slot map, version, migrations).

@@ -41,6 +41,8 @@ use seshat_common::{crc16_slot, CLUSTER_SLOTS};
 
 /// The Raft group of today's single data group.
 pub const DATA_GROUP: u32 = 1;
+/// The system group: the cluster's metadata (members, slot map, users).
+pub const SYSTEM_GROUP: u32 = 0;
 /// Tag after the slot of a metadata record.
 pub const TAG_META: u8 = 0x00;
 /// Tag after the slot of a composite value's sub-key record.

@@ -39,7 +39,7 @@ use crate::codec::CodecError;
 pub type GroupId = u32;
 
 /// The system group: the cluster's metadata (members, slot map, users).
-pub const SYSTEM_GROUP: GroupId = 0;
+pub const SYSTEM_GROUP: GroupId = keys::SYSTEM_GROUP;
 
 /// Largest group id: every group key's first byte is zero, so node-level
 /// keys, which start with a letter, never collide with a group's.
@@ -73,6 +73,16 @@ impl StateName {
             StateName::Applied => b"applied",
             StateName::Installing => b"installing_snapshot",
         }
+    }
+}
+
+/// The family holding `group`'s replicated data: `system_data` for the
+/// system group, `data_kv` for data groups.
+pub fn data_cf(group: GroupId) -> Cf {
+    if group == SYSTEM_GROUP {
+        Cf::SystemData
+    } else {
+        Cf::DataKv
     }
 }
 
@@ -123,11 +133,7 @@ impl GroupLayout {
 
     /// The family of the group's replicated data.
     pub fn data_cf(&self) -> Cf {
-        if self.is_system() {
-            Cf::SystemData
-        } else {
-            Cf::DataKv
-        }
+        data_cf(self.group)
     }
 
     /// The key of log index `index`: keys sort by index.

@@ -183,14 +183,9 @@ impl<'a> ReadView<'a> {
     /// `group`'s data (`system_data` for the system group, `data_kv` for
     /// data groups).
     pub fn new(store: &'a Store, group: GroupId) -> Self {
-        let cf = if group == crate::layout::SYSTEM_GROUP {
-            Cf::SystemData
-        } else {
-            Cf::DataKv
-        };
         Self {
             view: store.snapshot(),
-            cf,
+            cf: crate::layout::data_cf(group),
         }
     }
 }
