@@ -480,16 +480,14 @@ const LEADER_POLL_TIMEOUT: Duration = Duration::from_secs(1);
 /// no longer used (`CLUSTERDOWN` for its slots until one reports again).
 const REMOTE_LEADER_TTL: Duration = Duration::from_secs(5);
 
-/// The node that should lead `group` when it is up (see
-/// [`crate::layout`]; the system group's is the lowest id, which is also
-/// the first data group's).
+/// The data group `group`'s preferred leader (see [`crate::layout`]).
 pub fn preferred_leader(layout: &Layout, group: u32) -> Option<u64> {
-    if group == SYSTEM_GROUP {
-        return Some(system_preferred_leader(layout));
-    }
     layout.group(group).map(|g| g.preferred)
 }
 
+/// The node that initialises the system group: the lowest id, which is
+/// also the first data group's preferred leader (afterwards the system
+/// group follows that group's leader, see [`balance_target`]).
 fn system_preferred_leader(layout: &Layout) -> u64 {
     layout.members().first().copied().unwrap_or(1)
 }
