@@ -9,7 +9,8 @@
 //! scores     group u32 | slot u16 | 0x02 | keylen u32 | key | score | member → ""
 //! expiry     group u32 | 0xFFFF   | expire_at_ms u64 | slot u16 | key → ""
 //! users      group u32 | 0xFFFE   | user name → ACL user record
-//! system     group u32 | 0xFFFD   | record name → cluster metadata (system group)
+//! system     group u32 | 0xFFFD   | record name → cluster metadata (system group),
+//!                                     or `slot-table` → the group's slot table (data groups)
 //! ```
 //!
 //! A composite value's (hash, list, set, sorted set) elements are its
@@ -28,8 +29,13 @@
 //! the replica digest and a group's copy carry them), outside every slot
 //! (so no key count, `SCAN`, `KEYS` or `RANDOMKEY` sees them), and spared
 //! by `FLUSHALL` ([`flushable_ranges`]). `0xFFFD` holds the system
-//! group's cluster records (the layout, the slot map), likewise outside
-//! every slot and spared by `FLUSHALL`.
+//! group's cluster records (the layout, the slot map) and, in a data group
+//! that has taken part in a migration, its `slot-table` record (the slots
+//! it owns, the migration in progress), likewise outside every slot and
+//! spared by `FLUSHALL`, and carried by snapshots and restarts with the
+//! data it governs. A migration copies a slot's records with the group
+//! prefix taken off ([`parse_slot_record`]); the target rebuilds the
+//! expiry index and the key count from the metadata records.
 //!
 //! Inside a slot, keys are ordered by a 32-bit FNV-1a hash of the key and
 //! then the key. That order is what a `SCAN` cursor encodes: `slot << 32 |
@@ -286,6 +292,60 @@ pub fn group_range(group: u32) -> (Vec<u8>, Vec<u8>) {
         None => vec![0xFF; 5],
     };
     (start, end)
+}
+
+/// The first key of `slot`'s records in `group` (`slot` may be
+/// [`CLUSTER_SLOTS`]: the end of the last slot).
+pub fn slot_start(group: u32, slot: u16) -> Vec<u8> {
+    let mut k = group.to_be_bytes().to_vec();
+    k.extend_from_slice(&slot.to_be_bytes());
+    k
+}
+
+/// The range `[start, end)` of every record (metadata, sub-keys, scores)
+/// of the slots `first..=last` of `group`: one range per contiguous run
+/// of slots, which a migration copies and drops whole.
+pub fn slots_between(group: u32, first: u16, last: u16) -> (Vec<u8>, Vec<u8>) {
+    (
+        slot_start(group, first),
+        slot_start(group, last.saturating_add(1)),
+    )
+}
+
+/// A data record's key within its group (the group prefix taken off), as
+/// a migration carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRecordKey<'a> {
+    /// The record's slot.
+    pub slot: u16,
+    /// The user key it belongs to.
+    pub key: &'a [u8],
+    /// Whether it is the key's metadata record (else one of its elements).
+    pub meta: bool,
+}
+
+/// Splits a group-relative data key (`slot | tag | …`, the layout above
+/// without the group prefix) into its slot and user key, checking that it
+/// is where this module would put it: a known tag, the user key hashing
+/// to the slot, a metadata key's in-slot hash matching its key. `None`
+/// for anything else.
+pub fn parse_slot_record(raw: &[u8]) -> Option<SlotRecordKey<'_>> {
+    let (slot, rest) = raw.split_first_chunk::<2>()?;
+    let slot = u16::from_be_bytes(*slot);
+    let (tag, rest) = rest.split_first()?;
+    let (key, meta) = match *tag {
+        TAG_META => {
+            let (hash, key) = rest.split_first_chunk::<4>()?;
+            (u32::from_be_bytes(*hash) == key_hash(key)).then_some((key, true))?
+        }
+        TAG_SUBKEY | TAG_SCORE => {
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+            (rest.get(..len)?, false)
+        }
+        _ => return None,
+    };
+    (slot < CLUSTER_SLOTS && crc16_slot(key) == slot).then_some(SlotRecordKey { slot, key, meta })
 }
 
 /// The range of every slot's metadata and sub-keys of `group` (not the

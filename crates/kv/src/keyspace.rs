@@ -106,6 +106,20 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         old: Option<&Record>,
         mut record: Record,
     ) -> Result<(), KvError> {
+        self.index_change(key, old, record.expire_at_ms)?;
+        record.mod_index = self.mod_index;
+        self.kv.put(mk, record.encode())
+    }
+
+    /// Keeps the key count and the expiry index in step with `key`'s
+    /// metadata record changing from `old` to one expiring at
+    /// `expire_at_ms` (0: none).
+    fn index_change(
+        &mut self,
+        key: &[u8],
+        old: Option<&Record>,
+        expire_at_ms: u64,
+    ) -> Result<(), KvError> {
         let old_expiry = match old {
             None => {
                 self.counts.keys = self.counts.keys.saturating_add(1);
@@ -113,22 +127,91 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
             }
             Some(old) => old.expire_at_ms,
         };
-        if old_expiry != record.expire_at_ms {
+        if old_expiry != expire_at_ms {
             if old_expiry != 0 {
                 self.kv
                     .delete(keys::expiry_key(self.group, old_expiry, key))?;
                 self.counts.expiring = self.counts.expiring.saturating_sub(1);
             }
-            if record.expire_at_ms != 0 {
-                self.kv.put(
-                    keys::expiry_key(self.group, record.expire_at_ms, key),
-                    Vec::new(),
-                )?;
+            if expire_at_ms != 0 {
+                self.kv
+                    .put(keys::expiry_key(self.group, expire_at_ms, key), Vec::new())?;
                 self.counts.expiring = self.counts.expiring.saturating_add(1);
             }
         }
-        record.mod_index = self.mod_index;
-        self.kv.put(mk, record.encode())
+        Ok(())
+    }
+
+    /// Writes a record copied from another group's slot (a migration
+    /// chunk's entry): `key` is its storage key without the group prefix
+    /// (`slot | tag | …`, see [`keys::parse_slot_record`]), `value` is
+    /// stored as it is (its modification index included). What this
+    /// group derives from a metadata record follows, as if the key had
+    /// been written here: the key count and the expiry index. A key that
+    /// does not parse, or metadata that does not decode, is
+    /// [`KvError::Corrupt`] (the caller checks a chunk before applying it).
+    pub fn import_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        let parsed = keys::parse_slot_record(key)
+            .ok_or_else(|| KvError::Corrupt("imported record with a malformed key".into()))?;
+        let mut full = self.group.to_be_bytes().to_vec();
+        full.extend_from_slice(key);
+        if parsed.meta {
+            let record = Record::decode(Bytes::copy_from_slice(value))?;
+            let old = self.raw_record(&full)?;
+            self.index_change(parsed.key, old.as_ref(), record.expire_at_ms)?;
+        }
+        self.kv.put(full, value.to_vec())
+    }
+
+    /// Removes every record of the slots `first..=last` (metadata,
+    /// elements, scores: one range delete), after walking their metadata
+    /// records in bounded pages to take their keys out of the expiry index
+    /// and the counts. What a migration's `Drop` (and a target's abort)
+    /// does.
+    pub fn delete_slots(&mut self, first: u16, last: u16) -> Result<(), KvError> {
+        let (start, end) = keys::slots_between(self.group, first, last);
+        let mut from = start.clone();
+        loop {
+            let rows = self.kv.scan(&from, &end, SCAN_STEP_RECORDS)?;
+            let full = rows.len() == SCAN_STEP_RECORDS;
+            let mut jump = None;
+            for (raw, value) in &rows {
+                if let Some(mk) = keys::parse_meta_key(self.group, raw) {
+                    let record = Record::decode(value.clone())?;
+                    self.forget(mk.key, &record)?;
+                    continue;
+                }
+                // Metadata sorts first in a slot: the rest of this slot
+                // is elements. Jump to the next slot.
+                let slot = raw
+                    .get(4..6)
+                    .and_then(|s| <[u8; 2]>::try_from(s).ok())
+                    .map(u16::from_be_bytes)
+                    .ok_or_else(|| KvError::Corrupt("short data key".into()))?;
+                jump = Some(keys::slot_start(self.group, slot.saturating_add(1)));
+                break;
+            }
+            // Each step moves forward: past an element's slot, or past
+            // the last row of a full page.
+            from = match (jump, full, rows.last()) {
+                (Some(next), _, _) => next,
+                (None, true, Some((last, _))) => after(last),
+                _ => break,
+            };
+        }
+        self.kv.delete_range(start, end)
+    }
+
+    /// Takes `key`, whose metadata record is `record`, out of the expiry
+    /// index and the counts (its records are deleted by the caller).
+    fn forget(&mut self, key: &[u8], record: &Record) -> Result<(), KvError> {
+        if record.expire_at_ms != 0 {
+            self.kv
+                .delete(keys::expiry_key(self.group, record.expire_at_ms, key))?;
+            self.counts.expiring = self.counts.expiring.saturating_sub(1);
+        }
+        self.counts.keys = self.counts.keys.saturating_sub(1);
+        Ok(())
     }
 
     /// Removes `key`; true if it existed and had not expired.
