@@ -2,12 +2,16 @@
 //! on a read view ([`run_read`]), and the leader's preparation of a write
 //! ([`prepare_write`]).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use seshat_kv::keys::DATA_GROUP;
 use seshat_kv::{Counts, EntryRng, Keyspace, KvError, RawKv, Write, WriteBatch};
+use seshat_migration::SlotTable;
 use seshat_protocol_resp::Frame;
 
 use crate::decl::{Decl, Handler};
+use crate::migration;
 use crate::reply::{CmdError, CmdResult};
 use crate::table::resolve;
 
@@ -29,13 +33,18 @@ impl Ctx<'_> {
 }
 
 /// A group's replicated state besides its keys, carried from entry to
-/// entry and persisted with the applied index.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// entry: the counts and time are persisted with the applied index, the
+/// slot table as the group's [`migration::TABLE_RECORD`] (this is the
+/// copy apply checks against, loaded with [`migration::load_table`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupState {
     /// Number of keys, and of keys with an expiry.
     pub counts: Counts,
     /// The time of the last applied write entry: entries never run earlier.
     pub last_now_ms: u64,
+    /// The group's slot table; `None` for a group that never took part
+    /// in a migration (it serves every key it is sent).
+    pub table: Option<Arc<SlotTable>>,
 }
 
 /// An entry this node cannot apply. Every replica meets the same entry, so
@@ -67,6 +76,8 @@ pub fn batch_may_take_long(batch: &WriteBatch) -> bool {
         Write::Command(argv) => long(argv),
         Write::Transaction { commands, .. } => commands.iter().any(|c| long(c)),
         Write::ExpireKeys(keys) => keys.len() > 32,
+        // A chunk may be megabytes, and a drop walks whole slots.
+        Write::Migration { .. } => true,
         Write::Acl(_) | Write::System(_) => false,
     })
 }
@@ -97,17 +108,35 @@ pub fn apply_group_batch<K: RawKv>(
     let mut replies = Vec::with_capacity(batch.writes.len());
     for (position, write) in batch.writes.iter().enumerate() {
         ctx.rng = EntryRng::new(batch.seed, position as u64);
-        replies.push(apply_write(&mut ctx, write, index)?);
+        replies.push(apply_write(&mut ctx, &mut state.table, write, index)?);
     }
     state.counts = ctx.db.counts();
     state.last_now_ms = now_ms;
     Ok(replies)
 }
 
-fn apply_write(ctx: &mut Ctx<'_>, write: &Write, index: u64) -> Result<Frame, ApplyError> {
+fn apply_write(
+    ctx: &mut Ctx<'_>,
+    table: &mut Option<Arc<SlotTable>>,
+    write: &Write,
+    index: u64,
+) -> Result<Frame, ApplyError> {
+    // Slot ownership is checked here, on every replica, from the group's
+    // own table: a write proposed before a freeze and committed after it
+    // is refused alike everywhere.
+    let owned = table.as_deref();
     match write {
-        Write::Command(argv) => apply_command(ctx, argv, index),
+        Write::Command(argv) => match migration::refuse_write(owned, argv) {
+            Some(refused) => Ok(refused),
+            None => apply_command(ctx, argv, index),
+        },
         Write::Transaction { watches, commands } => {
+            if let Some(refused) = commands
+                .iter()
+                .find_map(|argv| migration::refuse_write(owned, argv))
+            {
+                return Ok(refused);
+            }
             for watch in watches {
                 let now = ctx.db.get(&watch.key)?.map(|r| r.mod_index);
                 if now != watch.mod_index {
@@ -122,7 +151,7 @@ fn apply_write(ctx: &mut Ctx<'_>, write: &Write, index: u64) -> Result<Frame, Ap
         }
         Write::ExpireKeys(keys) => {
             let mut removed = 0i64;
-            for key in keys {
+            for key in keys.iter().filter(|k| migration::serves_key(owned, k)) {
                 if ctx.db.remove_if_expired(key)? {
                     removed += 1;
                 }
@@ -131,6 +160,9 @@ fn apply_write(ctx: &mut Ctx<'_>, write: &Write, index: u64) -> Result<Frame, Ap
         }
         Write::Acl(acl) => Ok(crate::acl::apply(ctx, acl, index)?),
         Write::System(system) => Ok(crate::system::apply(&mut ctx.db, system)?),
+        Write::Migration { step, initial } => {
+            Ok(migration::apply_step(&mut ctx.db, table, step, initial)?)
+        }
     }
 }
 

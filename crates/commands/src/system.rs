@@ -8,8 +8,9 @@
 //! each node also records locally), and [`SLOTS_RECORD`], the system table
 //! of [`seshat_migration`]: the slot map, its version and the migrations
 //! in flight. Both are written once, by the first
-//! [`SystemWrite::Bootstrap`] to apply; resharding steps will change the
-//! slot table through the same log.
+//! [`SystemWrite::Bootstrap`] to apply; resharding steps
+//! ([`SystemWrite::Step`], see [`crate::migration`]) change the system
+//! table through the same log.
 
 use bytes::Bytes;
 use seshat_kv::keys::SYSTEM_GROUP;
@@ -22,9 +23,10 @@ pub const CLUSTER_RECORD: &[u8] = b"cluster";
 /// Name of the system table record (slot map, version, migrations).
 pub const SLOTS_RECORD: &[u8] = b"slots";
 
-/// Applies a system write. Replies `:1` when the bootstrap recorded the
-/// metadata, `:0` when an earlier one had; an error reply (and no change)
-/// on a group other than the system group or an unreadable slot table.
+/// Applies a system write. A bootstrap replies `:1` when it recorded the
+/// metadata, `:0` when an earlier one had; a step replies as
+/// [`crate::migration`] applies it. An error reply (and no change) on a
+/// group other than the system group or an unreadable slot table.
 pub fn apply<K: RawKv + ?Sized>(
     db: &mut Keyspace<'_, K>,
     write: &SystemWrite,
@@ -47,6 +49,7 @@ pub fn apply<K: RawKv + ?Sized>(
             db.put_system_record(SLOTS_RECORD, slots)?;
             Ok(Frame::Integer(1))
         }
+        SystemWrite::Step(step) => crate::migration::apply_system_step(db, step),
     }
 }
 

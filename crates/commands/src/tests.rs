@@ -435,7 +435,7 @@ proptest! {
             prop_assert_eq!(ra, rb);
         }
         prop_assert_eq!(&a.kv, &b.kv);
-        prop_assert_eq!(a.state, b.state);
+        prop_assert_eq!(&a.state, &b.state);
         // The key count matches the records actually stored.
         let metas = a.kv.map.keys().filter(|k| seshat_kv::keys::parse_meta_key(1, k).is_some()).count();
         prop_assert_eq!(a.state.counts.keys, metas as u64);

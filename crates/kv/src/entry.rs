@@ -46,6 +46,18 @@ pub enum Write {
     Acl(AclWrite),
     /// A change to the cluster's metadata (system group only).
     System(SystemWrite),
+    /// One step of a slot migration in this data group's log
+    /// (`seshat_migration::GroupStep`), applied to the group's slot table
+    /// together with its effect on the data.
+    Migration {
+        /// The step, as `GroupStep::encode` wrote it.
+        step: Bytes,
+        /// The group's table before any migration
+        /// (`SlotTable::new(group, map).encode()`), used only when the
+        /// group has no stored table yet: the first step a group ever
+        /// applies creates its table from it, later ones ignore it.
+        initial: Bytes,
+    },
 }
 
 /// A change to the cluster's metadata, kept by the system group.
@@ -61,6 +73,10 @@ pub enum SystemWrite {
         /// The encoded system table.
         slots: Bytes,
     },
+    /// One step of the system table (`seshat_migration::SystemStep`, as
+    /// `SystemStep::encode` wrote it): record, abort, flip or finish a
+    /// migration.
+    Step(Bytes),
 }
 
 /// A change to the ACL users.
@@ -137,6 +153,8 @@ impl Write {
             Write::System(SystemWrite::Bootstrap { cluster, slots }) => {
                 cluster.len() + slots.len() + 16
             }
+            Write::System(SystemWrite::Step(step)) => step.len() + 8,
+            Write::Migration { step, initial } => step.len() + initial.len() + 16,
         }
     }
 

@@ -224,6 +224,13 @@ fn write_to_pb(write: &Write) -> pb::Write {
                 slots: slots.clone(),
             })
         }
+        Write::System(SystemWrite::Step(step)) => {
+            Kind::SystemStep(pb::SystemStep { step: step.clone() })
+        }
+        Write::Migration { step, initial } => Kind::Migration(pb::MigrationStep {
+            step: step.clone(),
+            initial: initial.clone(),
+        }),
     };
     pb::Write { kind: Some(kind) }
 }
@@ -291,6 +298,11 @@ fn write_from_pb(write: pb::Write) -> Result<Write, CodecError> {
             cluster: b.cluster,
             slots: b.slots,
         }),
+        Kind::SystemStep(s) => Write::System(SystemWrite::Step(s.step)),
+        Kind::Migration(m) => Write::Migration {
+            step: m.step,
+            initial: m.initial,
+        },
     })
 }
 
@@ -421,6 +433,11 @@ mod tests {
                 (bytes.clone(), bytes.clone()).prop_map(|(cluster, slots)| Write::System(
                     SystemWrite::Bootstrap { cluster, slots }
                 )),
+                bytes
+                    .clone()
+                    .prop_map(|step| Write::System(SystemWrite::Step(step))),
+                (bytes.clone(), bytes.clone())
+                    .prop_map(|(step, initial)| Write::Migration { step, initial }),
                 prop::collection::vec((bytes.clone(), prop::collection::vec(bytes, 0..3)), 0..3)
                     .prop_map(|users| {
                         Write::Acl(AclWrite::Replace(

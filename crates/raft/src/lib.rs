@@ -65,7 +65,9 @@ pub mod pb {
 /// `snapshots/<group>/` and name their group.
 /// 5: every node runs the system group (id 0), which holds the ACL users;
 /// the recorded layout names the replication factor and places replicas.
-pub const DATA_FORMAT_VERSION: u32 = 5;
+/// 6: log entries carry migration steps (data groups) and system table
+/// steps (system group); a data group may hold a `slot-table` record.
+pub const DATA_FORMAT_VERSION: u32 = 6;
 /// Key of the node's format version in `data_raft_state` (a node-level
 /// record: group keys start with a zero byte, see [`layout`]).
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
@@ -175,7 +177,7 @@ mod format_tests {
         assert!(text.contains("format 99"), "{text}");
         // The formats before Raft keys carried their group, and before
         // the system group held the users.
-        for old in [2u32, 3, 4] {
+        for old in [2u32, 3, 4, 5] {
             {
                 let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
                 let mut b = Batch::default();

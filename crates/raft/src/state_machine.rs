@@ -23,7 +23,8 @@ use seshat_commands::acl::{Users, MAX_USERS};
 use seshat_commands::GroupState;
 use seshat_common::stages::{self, Stage};
 use seshat_kv::keys;
-use seshat_kv::{KvError, RawKv};
+use seshat_kv::{Keyspace, KvError, RawKv};
+use seshat_migration::{SlotTable, SystemTable};
 use seshat_protocol_resp::Frame;
 use seshat_storage::{Batch, Cf, DbSnapshot, Store, StoreOptions};
 
@@ -112,6 +113,8 @@ pub struct StateMachine {
     group: GroupState,
     stats: Arc<SmStats>,
     users: UsersWatch,
+    table: TableWatch,
+    system_table: SystemWatch,
 }
 
 /// This node's copy of the replicated ACL users, rebuilt from storage at
@@ -120,12 +123,40 @@ pub struct StateMachine {
 /// receiver: `has_changed` is one atomic load per command.
 pub type UsersWatch = Arc<tokio::sync::watch::Sender<Arc<Users>>>;
 
+/// This node's copy of the group's slot table (`None`: the group never
+/// took part in a migration), published at start, after every applied
+/// batch that held a migration step (before its replies are sent) and
+/// after a snapshot install.
+pub type TableWatch = Arc<tokio::sync::watch::Sender<Option<Arc<SlotTable>>>>;
+
+/// This node's copy of the system group's [`SystemTable`] (`None` on a
+/// data group, or before the bootstrap), reloaded from storage at start,
+/// after every applied batch that held a system write (before its
+/// replies are sent) and after a snapshot install.
+pub type SystemWatch = Arc<tokio::sync::watch::Sender<Option<Arc<SystemTable>>>>;
+
 /// The stored ACL users of `group`, as one consistent read. Users live
 /// in the system group; other groups have none.
 pub fn load_users(store: &Store, group: GroupId) -> io::Result<Users> {
     let mut view = ReadView::new(store, group);
     let records = seshat_kv::users_in(&mut view, group, MAX_USERS + 1).map_err(io::Error::other)?;
     Users::from_records(records).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The stored slot table of data group `group` (`None` if it never took
+/// part in a migration), as one consistent read.
+pub fn load_slot_table(store: &Store, group: GroupId) -> io::Result<Option<SlotTable>> {
+    let mut view = ReadView::new(store, group);
+    let mut db = Keyspace::new(&mut view, group, 0, 0, seshat_kv::Counts::default());
+    seshat_commands::migration::load_table(&mut db).map_err(io::Error::other)
+}
+
+/// The stored system table of `group` (`None` unless it is the system
+/// group and has been bootstrapped), as one consistent read.
+pub fn load_system_table(store: &Store, group: GroupId) -> io::Result<Option<SystemTable>> {
+    let mut view = ReadView::new(store, group);
+    let mut db = Keyspace::new(&mut view, group, 0, 0, seshat_kv::Counts::default());
+    seshat_commands::migration::load_system_table(&mut db).map_err(io::Error::other)
 }
 
 /// The applied index, an FNV-1a hash of every record of `group`
@@ -294,6 +325,11 @@ impl StateMachine {
             &store,
             layout.group(),
         )?)));
+        let group = group_state(&record, load_slot_table(&store, layout.group())?);
+        let table = Arc::new(tokio::sync::watch::Sender::new(group.table.clone()));
+        let system_table = Arc::new(tokio::sync::watch::Sender::new(
+            load_system_table(&store, layout.group())?.map(Arc::new),
+        ));
         let sm = Self {
             store,
             layout,
@@ -301,9 +337,11 @@ impl StateMachine {
             snapshot_files: Arc::new(tokio::sync::Mutex::new(())),
             applied,
             membership,
-            group: group_state(&record),
+            group,
             stats,
             users,
+            table,
+            system_table,
         };
         if let Some(path) = snapshot::newest_snapshot(&sm.snapshot_dir)? {
             let reader = snapshot::SnapshotReader::open(&path)?;
@@ -331,6 +369,28 @@ impl StateMachine {
     fn reload_users(&self) -> io::Result<()> {
         let users = load_users(&self.store, self.layout.group())?;
         self.users.send_replace(Arc::new(users));
+        Ok(())
+    }
+
+    /// This node's copy of the group's slot table.
+    pub fn slot_table(&self) -> TableWatch {
+        self.table.clone()
+    }
+
+    /// This node's copy of the system table (system group only).
+    pub fn system_table(&self) -> SystemWatch {
+        self.system_table.clone()
+    }
+
+    /// Publishes the slot table apply holds (the one just committed).
+    fn publish_table(&self) {
+        self.table.send_replace(self.group.table.clone());
+    }
+
+    /// Rebuilds the copy of the system table from storage.
+    fn reload_system_table(&self) -> io::Result<()> {
+        let table = load_system_table(&self.store, self.layout.group())?;
+        self.system_table.send_replace(table.map(Arc::new));
         Ok(())
     }
 
@@ -373,13 +433,16 @@ impl StateMachine {
     }
 }
 
-fn group_state(record: &pb::AppliedRecord) -> GroupState {
+/// The group's state as the applied record and the stored slot table
+/// give it.
+fn group_state(record: &pb::AppliedRecord, table: Option<SlotTable>) -> GroupState {
     GroupState {
         counts: seshat_kv::Counts {
             keys: record.key_count,
             expiring: record.expiring_count,
         },
         last_now_ms: record.last_now_ms,
+        table: table.map(Arc::new),
     }
 }
 
@@ -603,6 +666,28 @@ impl RawKv for ApplyBatch<'_> {
 
 type Responder = openraft::storage::ApplyResponder<TypeConfig>;
 
+/// What an apply batch changed that the node keeps a copy of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Changed {
+    users: bool,
+    table: bool,
+    system_table: bool,
+}
+
+impl Changed {
+    fn note(&mut self, batch: &seshat_kv::WriteBatch) {
+        use seshat_kv::Write;
+        for write in &batch.writes {
+            match write {
+                Write::Acl(_) => self.users = true,
+                Write::Migration { .. } => self.table = true,
+                Write::System(_) => self.system_table = true,
+                Write::Command(_) | Write::Transaction { .. } | Write::ExpireKeys(_) => {}
+            }
+        }
+    }
+}
+
 impl StateMachine {
     /// Writes `batch` with the applied state, then answers the waiting
     /// clients.
@@ -610,7 +695,7 @@ impl StateMachine {
         &mut self,
         mut batch: Batch,
         replies: &mut Vec<(Responder, Vec<Frame>)>,
-        users_changed: bool,
+        changed: Changed,
     ) -> io::Result<()> {
         batch.put(
             self.layout.state_cf(),
@@ -621,10 +706,17 @@ impl StateMachine {
         // in a crash is re-applied from the log on restart.
         self.store.write(batch, false).map_err(io::Error::other)?;
         self.publish();
-        if users_changed {
-            // Before the replies: a client whose ACL SETUSER was answered
-            // finds the user in force on this node.
+        // Before the replies: a client whose ACL SETUSER was answered
+        // finds the user in force on this node, and a coordinator whose
+        // step was answered sees the table it made.
+        if changed.users {
             self.reload_users()?;
+        }
+        if changed.table {
+            self.publish_table();
+        }
+        if changed.system_table {
+            self.reload_system_table()?;
         }
         for (responder, result) in replies.drain(..) {
             responder.send(result);
@@ -652,17 +744,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let group = self.layout.group();
         let mut pending = ApplyBatch::new(&store, cf);
         let mut count = 0usize;
-        let mut users_changed = false;
+        let mut changed = Changed::default();
         while let Some((entry, responder)) = entries.try_next().await? {
             debug_assert!(self.applied.is_none_or(|a| a.index < entry.log_id.index));
             self.applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => {
-                    users_changed |= batch
-                        .writes
-                        .iter()
-                        .any(|w| matches!(w, seshat_kv::Write::Acl(_)));
+                    changed.note(&batch);
                     off_the_runtime_if(seshat_commands::batch_may_take_long(&batch), || {
                         seshat_commands::apply_group_batch(
                             group,
@@ -688,15 +777,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             count += 1;
             if count >= MAX_ENTRIES_PER_APPLY_BATCH {
                 let batch = std::mem::take(&mut pending.batch);
-                self.commit_batch(batch, &mut replies, users_changed)?;
+                self.commit_batch(batch, &mut replies, std::mem::take(&mut changed))?;
                 pending = ApplyBatch::new(&store, cf);
                 count = 0;
-                users_changed = false;
             }
         }
         if count > 0 {
             let batch = std::mem::take(&mut pending.batch);
-            self.commit_batch(batch, &mut replies, users_changed)?;
+            self.commit_batch(batch, &mut replies, changed)?;
         }
         stages::record_since(Stage::Apply, started);
         Ok(())
@@ -739,9 +827,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.applied = applied_id;
         self.membership = membership;
-        self.group = group_state(&applied);
+        self.group = group_state(&applied, load_slot_table(&self.store, layout.group())?);
         self.publish();
         self.reload_users()?;
+        self.publish_table();
+        self.reload_system_table()?;
         self.record_snapshot_stats(
             &pb::SnapshotHeader {
                 applied: Some(applied),
@@ -1093,7 +1183,7 @@ mod tests {
             let b = open(&tmp.path().join("b"));
             apply_direct(&b, &[argv(&["SET", "stale", "x"])], &mut GroupState::default());
             let (header, _) = install_from_file(&b, data(), &tmp.path().join("b-snaps"), &file).unwrap();
-            let mut b_state = group_state(&header.applied.unwrap_or_default());
+            let mut b_state = group_state(&header.applied.unwrap_or_default(), load_slot_table(&b, DATA_GROUP).unwrap());
             // Replay with the same batch boundaries and times as `full`.
             let rest: Vec<Write> = ops[cut..].to_vec();
             for (i, chunk) in rest.chunks(3).enumerate() {
@@ -1105,7 +1195,7 @@ mod tests {
             }
 
             prop_assert_eq!(contents(&b), contents(&full));
-            prop_assert_eq!(b_state, full_state);
+            prop_assert_eq!(&b_state, &full_state);
             let (model, model_state, model_replies) = apply_model(&ops);
             let model_contents: BTreeMap<Vec<u8>, Vec<u8>> =
                 model.map.into_iter().map(|(k, v)| (k, v.to_vec())).collect();
@@ -1284,5 +1374,165 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    /// A migration step for group 1 as the target of slots 10000..=10010
+    /// (group 2's), and a chunk of one string key in them.
+    fn import_steps() -> (Write, Write, seshat_migration::Manifest) {
+        use seshat_migration::{
+            Chunk, ChunkEntry, GroupStep, Migration, SlotMap, SlotRanges, SlotTable,
+        };
+        let map = SlotMap::even(&[DATA_GROUP, 2]).unwrap();
+        let key = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| (10_000..=10_010).contains(&seshat_common::crc16_slot(k.as_bytes())))
+            .unwrap();
+        let m = Migration {
+            id: 1,
+            slots: SlotRanges::new([(10_000, 10_010)]).unwrap(),
+            source: 2,
+            target: DATA_GROUP,
+        };
+        let chunk = Chunk {
+            seq: 0,
+            entries: vec![ChunkEntry {
+                slot: seshat_common::crc16_slot(key.as_bytes()),
+                key: keys::meta_key(DATA_GROUP, key.as_bytes())[4..].to_vec(),
+                value: seshat_kv::Record::string(Bytes::from_static(b"v")).encode(),
+            }],
+        };
+        let mut received = seshat_migration::Manifest::default();
+        received.add(&chunk);
+        let initial = Bytes::from(SlotTable::new(DATA_GROUP, map).encode());
+        let write = |step: GroupStep| Write::Migration {
+            step: Bytes::from(step.encode()),
+            initial: initial.clone(),
+        };
+        (
+            write(GroupStep::ImportStart(m.clone())),
+            write(GroupStep::ImportChunk(m, chunk)),
+            received,
+        )
+    }
+
+    fn entry(index: u64, writes: Vec<Write>) -> crate::types::Entry {
+        crate::types::Entry {
+            log_id: LogId::new(
+                crate::types::CommittedLeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                index,
+            ),
+            payload: EntryPayload::Normal(WriteBatch {
+                now_ms: 1_000,
+                seed: index,
+                writes,
+            }),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_slot_table_is_published_after_apply_and_survives_a_restart_and_an_install() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StorageConfig::new(tmp.path().join("node"));
+        let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+        let mut sm =
+            StateMachine::open(store.clone(), data(), config.group_snapshot_dir(data())).unwrap();
+        assert_eq!(*sm.slot_table().borrow(), None);
+        let mut watch = sm.slot_table().subscribe();
+        let (start, chunk, received) = import_steps();
+        let entries = vec![
+            Ok((entry(1, vec![argv(&["SET", "a", "1"])]), None)),
+            Ok((entry(2, vec![start, chunk]), None)),
+        ];
+        runtime()
+            .block_on(sm.apply(futures::stream::iter(entries)))
+            .unwrap();
+        assert!(watch.has_changed().unwrap());
+        let table = watch.borrow_and_update().clone().unwrap();
+        assert_eq!(
+            table.view(1),
+            seshat_migration::GroupView::Importing(received)
+        );
+        assert_eq!(received.entries, 1);
+        assert_eq!(sm.group.table.as_ref(), Some(&table));
+        assert_eq!(sm.group.counts.keys, 2);
+        assert_eq!(
+            *sm.system_table().borrow(),
+            None,
+            "a data group has no system table"
+        );
+
+        // A restart loads the same table.
+        drop(sm);
+        let sm =
+            StateMachine::open(store.clone(), data(), config.group_snapshot_dir(data())).unwrap();
+        assert_eq!(sm.slot_table().borrow().as_ref(), Some(&table));
+        assert_eq!(sm.group.table.as_ref(), Some(&table));
+
+        // So does a replica that installs a snapshot of it.
+        let (header, file) =
+            snapshot::write_snapshot(&store, data(), &tmp.path().join("snaps")).unwrap();
+        let meta = meta_from_header(&header).unwrap();
+        let other = StorageConfig::new(tmp.path().join("other"));
+        let other_store = Store::open(&other.db_dir(), &StoreOptions::default()).unwrap();
+        let mut installed =
+            StateMachine::open(other_store, data(), other.group_snapshot_dir(data())).unwrap();
+        let watch = installed.slot_table().subscribe();
+        assert_eq!(*watch.borrow(), None);
+        runtime()
+            .block_on(installed.install_snapshot(&meta, SnapshotFile { path: file }))
+            .unwrap();
+        assert!(watch.has_changed().unwrap());
+        assert_eq!(watch.borrow().as_ref(), Some(&table));
+        assert_eq!(installed.group.table.as_ref(), Some(&table));
+        assert_eq!(installed.group.counts.keys, 2);
+    }
+
+    #[test]
+    fn the_system_table_is_published_after_apply_and_loaded_at_open() {
+        use seshat_migration::{SlotMap, SlotRanges, SystemStep, SystemTable};
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StorageConfig::new(tmp.path().to_path_buf());
+        let store = Store::open(&config.db_dir(), &StoreOptions::default()).unwrap();
+        let system = GroupLayout::new(keys::SYSTEM_GROUP).unwrap();
+        let mut sm =
+            StateMachine::open(store.clone(), system, config.group_snapshot_dir(system)).unwrap();
+        assert_eq!(*sm.system_table().borrow(), None, "not bootstrapped");
+        let map = SlotMap::even(&[1, 2]).unwrap();
+        let bootstrap = Write::System(seshat_kv::SystemWrite::Bootstrap {
+            cluster: Bytes::from_static(b"layout"),
+            slots: Bytes::from(SystemTable::new(map).encode()),
+        });
+        let record = SystemStep::Record {
+            slots: SlotRanges::new([(0, 9)]).unwrap(),
+            source: 1,
+            target: 2,
+            map_version: 1,
+        };
+        let step = Write::System(seshat_kv::SystemWrite::Step(Bytes::from(record.encode())));
+        let mut watch = sm.system_table().subscribe();
+        runtime()
+            .block_on(sm.apply(futures::stream::iter(vec![Ok((
+                entry(1, vec![bootstrap, step]),
+                None,
+            ))])))
+            .unwrap();
+        assert!(watch.has_changed().unwrap());
+        let table = watch.borrow_and_update().clone().unwrap();
+        assert_eq!(table.active().count(), 1);
+        assert_eq!(table.last_id(), 1);
+        assert_eq!(*sm.slot_table().borrow(), None);
+        drop(sm);
+        let sm = StateMachine::open(store, system, config.group_snapshot_dir(system)).unwrap();
+        assert_eq!(sm.system_table().borrow().as_ref(), Some(&table));
     }
 }

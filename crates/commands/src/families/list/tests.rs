@@ -896,7 +896,7 @@ proptest! {
             }
         }
         prop_assert_eq!(&a.kv, &b.kv);
-        prop_assert_eq!(a.state, b.state);
+        prop_assert_eq!(&a.state, &b.state);
         prop_assert_eq!(a.state.counts.keys, model.keys.len() as u64);
         for key in ["a", "b"] {
             a.assert_exact(key);
