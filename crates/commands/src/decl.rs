@@ -204,6 +204,12 @@ pub enum ServerCmd {
     ClusterShards,
     /// `CLUSTER SLOTS`
     ClusterSlots,
+    /// `CLUSTER MIGRATESLOTS`
+    ClusterMigrateSlots,
+    /// `CLUSTER GETSLOTMIGRATIONS`
+    ClusterGetSlotMigrations,
+    /// `CLUSTER CANCELSLOTMIGRATIONS`
+    ClusterCancelSlotMigrations,
     /// `READONLY`
     ReadOnly,
     /// `READWRITE`

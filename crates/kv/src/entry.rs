@@ -120,6 +120,11 @@ pub struct Watch {
     pub mod_index: Option<u64>,
 }
 
+/// Largest migration step write: a chunk of at most 2 MiB of copied
+/// entries (`seshat_migration::MAX_CHUNK_BYTES`), its migration, and the
+/// table a group starts from (at most 16384 slot runs of 8 bytes).
+pub const MAX_MIGRATION_WRITE_BYTES: usize = 2 * 1024 * 1024 + 256 * 1024;
+
 /// Framing bytes counted per argument when sizing a write.
 pub const ARG_FRAMING_BYTES: usize = 8;
 
@@ -161,8 +166,17 @@ impl Write {
     /// Refuses a write larger than one log entry may be: every write must
     /// fit the replication sizing, which assumes no entry is larger than
     /// the largest key plus the largest value plus framing.
+    ///
+    /// A migration step is the exception: its chunk of copied entries is
+    /// bounded by the cluster-wide [`MAX_MIGRATION_WRITE_BYTES`], not by
+    /// this node's request limit (every coordinator must cut the same
+    /// chunks), and replication is sized for it.
     pub fn check_size(&self, limits: &Limits) -> Result<(), LimitError> {
-        if self.encoded_size_hint() > limits.max_request_bytes() {
+        let max = match self {
+            Write::Migration { .. } => MAX_MIGRATION_WRITE_BYTES,
+            _ => limits.max_request_bytes(),
+        };
+        if self.encoded_size_hint() > max {
             return Err(LimitError::RequestTooLarge);
         }
         Ok(())

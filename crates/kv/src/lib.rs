@@ -36,7 +36,7 @@ mod user;
 
 pub use entry::{
     args_size, AclWrite, Argv, EntryRng, SystemWrite, UserDef, Watch, Write, WriteBatch,
-    ARG_FRAMING_BYTES,
+    ARG_FRAMING_BYTES, MAX_MIGRATION_WRITE_BYTES,
 };
 pub use keyspace::{users_in, Counts, Keyspace};
 pub use raw::{KvError, MemKv, RawKv};

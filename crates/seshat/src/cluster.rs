@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::ops::RangeInclusive;
 
 use seshat_common::CLUSTER_SLOTS;
 use seshat_protocol_resp::Frame;
@@ -42,7 +41,9 @@ struct Member {
 
 /// One group as `CLUSTER` replies show it.
 struct Shard {
-    slots: RangeInclusive<u16>,
+    /// The group's slots as runs of the slot map, in order (none once
+    /// every slot has moved away).
+    slots: Vec<(u16, u16)>,
     leader: Option<u64>,
     /// Every voter, the leader first, then by id.
     voters: Vec<u64>,
@@ -80,6 +81,7 @@ fn view(groups: &Groups, tls: bool) -> View {
         .collect();
     let mut epoch = 0;
     let mut shards = Vec::new();
+    let runs = groups.with_slot_map(seshat_migration::SlotMap::runs);
     for g in groups.layout.groups() {
         let leader = groups.leader_of(g.id);
         let (mut voters, applied) = match groups.get(g.id) {
@@ -94,7 +96,11 @@ fn view(groups: &Groups, tls: bool) -> View {
         };
         voters.sort_by_key(|id| (Some(*id) != leader, *id));
         shards.push(Shard {
-            slots: g.slots.clone(),
+            slots: runs
+                .iter()
+                .filter(|(_, _, owner)| *owner == g.id)
+                .map(|(first, last, _)| (*first, *last))
+                .collect(),
             leader,
             voters,
             applied,
@@ -108,10 +114,10 @@ fn view(groups: &Groups, tls: bool) -> View {
     }
 }
 
-fn slot_range(slots: &RangeInclusive<u16>) -> [Frame; 2] {
+fn slot_range((first, last): (u16, u16)) -> [Frame; 2] {
     [
-        Frame::Integer(i64::from(*slots.start())),
-        Frame::Integer(i64::from(*slots.end())),
+        Frame::Integer(i64::from(first)),
+        Frame::Integer(i64::from(last)),
     ]
 }
 
@@ -122,12 +128,17 @@ fn slot_range(slots: &RangeInclusive<u16>) -> [Frame; 2] {
 pub fn slots(groups: &Groups, tls: bool) -> Frame {
     let v = view(groups, tls);
     let listed = if v.sharded { 1 } else { usize::MAX };
-    let entries = v
+    let mut ranges: Vec<(u16, u16, &Shard)> = v
         .shards
         .iter()
         .filter(|s| s.leader.is_some())
-        .map(|s| {
-            let mut entry = slot_range(&s.slots).to_vec();
+        .flat_map(|s| s.slots.iter().map(move |(a, b)| (*a, *b, s)))
+        .collect();
+    ranges.sort_by_key(|(first, _, _)| *first);
+    let entries = ranges
+        .into_iter()
+        .map(|(first, last, s)| {
+            let mut entry = slot_range((first, last)).to_vec();
             let nodes = s.voters.iter().take(listed);
             entry.extend(nodes.filter_map(|id| v.members.get(id)).map(|m| {
                 Frame::Array(vec![
@@ -179,7 +190,7 @@ pub fn shards(groups: &Groups, tls: bool) -> Frame {
             Frame::Map(vec![
                 (
                     Frame::bulk("slots"),
-                    Frame::Array(slot_range(&s.slots).to_vec()),
+                    Frame::Array(s.slots.iter().flat_map(|r| slot_range(*r)).collect()),
                 ),
                 (Frame::bulk("nodes"), Frame::Array(nodes)),
             ])
@@ -212,8 +223,14 @@ pub fn nodes(groups: &Groups, tls: bool) -> String {
             _ => "-".to_string(),
         };
         let mut slots = String::new();
-        for s in led {
-            let _ = write!(slots, " {}-{}", s.slots.start(), s.slots.end());
+        let mut runs: Vec<(u16, u16)> = led.iter().flat_map(|s| s.slots.iter().copied()).collect();
+        runs.sort_unstable();
+        for (first, last) in runs {
+            if first == last {
+                let _ = write!(slots, " {first}");
+            } else {
+                let _ = write!(slots, " {first}-{last}");
+            }
         }
         let _ = writeln!(
             out,
@@ -234,7 +251,8 @@ pub fn info(groups: &Groups) -> String {
         .shards
         .iter()
         .filter(|s| s.leader.is_some())
-        .map(|s| u32::from(*s.slots.end()) - u32::from(*s.slots.start()) + 1)
+        .flat_map(|s| s.slots.iter())
+        .map(|(first, last)| u32::from(*last) - u32::from(*first) + 1)
         .sum();
     let state = if ok_slots == u32::from(CLUSTER_SLOTS) {
         "ok"

@@ -16,7 +16,6 @@ use crate::info;
 use crate::node::{wall_clock_ms, Node, ServeError};
 use crate::session::ClientState;
 use crate::shared::Shared;
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 /// What the connection does with a command's result.
@@ -30,14 +29,22 @@ pub enum Outcome {
 }
 
 /// The replica a data command runs on here and the slot it routes by
-/// (see [`Groups::slot_for`](crate::groups::Groups::slot_for)).
+/// (see [`Groups::slot_for`](crate::groups::Groups::slot_for) and
+/// [`Groups::serve`](crate::groups::Groups::serve)); `asking`: the
+/// client sent `ASKING` before this command.
 pub fn route<'a>(
     decl: &Decl,
     args: &[Bytes],
     shared: &'a Shared,
+    asking: bool,
 ) -> Result<(&'a Arc<Node>, u16), ServeError> {
     let slot = shared.groups.slot_for(decl, args)?;
-    Ok((shared.groups.for_slot(slot)?, slot))
+    let access = if decl.route() == Route::Write {
+        seshat_migration::Access::Write
+    } else {
+        seshat_migration::Access::Read
+    };
+    Ok((shared.groups.serve(slot, access, asking)?, slot))
 }
 
 /// The size limits on a write's arguments: every key at most
@@ -87,9 +94,9 @@ pub async fn run_data(
     if shared.groups.fans_out(decl) {
         return run_keyless(decl, args, shared, client.tls).await;
     }
-    let (node, slot) = match route(decl, &args, shared) {
+    let (node, slot) = match route(decl, &args, shared, client.asking) {
         Ok(routed) => routed,
-        Err(e) => return error(e),
+        Err(e) => return e.to_frame(&shared.settings, client.tls),
     };
     match decl.route() {
         Route::Write => {
@@ -102,7 +109,13 @@ pub async fn run_data(
                 .unwrap_or_else(error)
         }
         Route::Read => node
-            .read(decl, &args, slot, client.read_confirmed)
+            .read(
+                decl,
+                &args,
+                slot,
+                client.read_confirmed,
+                Some(client.asking),
+            )
             .await
             .unwrap_or_else(error),
         Route::Pure => run_pure(decl, &args),
@@ -134,7 +147,7 @@ pub async fn run_keyless(
         };
         let writes = led
             .iter()
-            .map(|(slots, node)| node.write(Write::Command(args.clone()), *slots.start()));
+            .map(|(first, node)| node.write(Write::Command(args.clone()), *first));
         let replies = futures::future::join_all(writes).await;
         return replies
             .into_iter()
@@ -143,11 +156,11 @@ pub async fn run_keyless(
             .unwrap_or_else(Frame::ok);
     }
     if decl.name == "scan" {
-        return scan_led(decl, args, &led, to_frame).await;
+        return scan_led(decl, args, shared, &led, to_frame).await;
     }
     let mut replies = Vec::with_capacity(led.len());
-    for (slots, node) in &led {
-        match node.read(decl, &args, *slots.start(), false).await {
+    for (first, node) in &led {
+        match node.read(decl, &args, *first, false, None).await {
             Ok(Frame::Error(e)) => return Frame::Error(e),
             Ok(frame) => replies.push(frame),
             Err(e) => return to_frame(e),
@@ -190,11 +203,16 @@ fn merge_keyless(name: &str, replies: Vec<Frame>) -> Frame {
     }
 }
 
-/// `SCAN` over the led groups in slot order (see [`run_keyless`]).
+/// `SCAN` over the led groups in slot order (see [`run_keyless`]): the
+/// cursor's slot names the group whose walk it continues (its owner, or
+/// the first led group whose slots start after it); a group is entered
+/// at its first slot, so its slots before the cursor are done, and when
+/// its walk ends the cursor moves to the next led group's first slot.
 async fn scan_led(
     decl: &'static Decl,
     args: Vec<Bytes>,
-    led: &[(RangeInclusive<u16>, &Arc<Node>)],
+    shared: &Shared,
+    led: &[(u16, &Arc<Node>)],
     to_frame: impl Fn(ServeError) -> Frame,
 ) -> Frame {
     let Some(cursor) = args
@@ -205,13 +223,16 @@ async fn scan_led(
         return Frame::error("ERR invalid cursor");
     };
     let slot = u16::try_from(cursor >> 32).unwrap_or(u16::MAX);
-    // The first led group whose slots reach the cursor's: a group's walk
-    // from a position before its range starts at its first key.
-    let Some(at) = led.iter().position(|(slots, _)| *slots.end() >= slot) else {
+    let owner = shared.groups.slot_owner(slot);
+    let Some(at) = led
+        .iter()
+        .position(|(_, n)| n.group == owner)
+        .or_else(|| led.iter().position(|(first, _)| *first >= slot))
+    else {
         return Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]);
     };
-    let (slots, node) = &led[at];
-    let reply = match node.read(decl, &args, *slots.start(), false).await {
+    let (first, node) = &led[at];
+    let reply = match node.read(decl, &args, *first, false, None).await {
         Ok(frame) => frame,
         Err(e) => return to_frame(e),
     };
@@ -220,7 +241,7 @@ async fn scan_led(
     };
     let done = matches!(parts.first(), Some(Frame::Bulk(c)) if c.as_ref() == b"0");
     if let (true, Some((next, _))) = (done, led.get(at + 1)) {
-        parts[0] = Frame::bulk((u64::from(*next.start()) << 32).to_string());
+        parts[0] = Frame::bulk((u64::from(*next) << 32).to_string());
     }
     Frame::Array(parts)
 }
@@ -287,9 +308,17 @@ pub fn execute_server(
         ServerCmd::ClusterMyId => Frame::bulk(cluster::node_name(shared.settings.node_id)),
         ServerCmd::ClusterInfo => Frame::verbatim_text(cluster::info(&shared.groups)),
         ServerCmd::ClusterSlots => cluster::slots(&shared.groups, client.tls),
+        ServerCmd::ClusterGetSlotMigrations => crate::resharding::get_slot_migrations(shared),
+        ServerCmd::ClusterMigrateSlots | ServerCmd::ClusterCancelSlotMigrations => {
+            Frame::error("ERR internal error: slot migrations are run by the connection")
+        }
         ServerCmd::ClusterShards => cluster::shards(&shared.groups, client.tls),
         ServerCmd::ClusterNodes => Frame::verbatim_text(cluster::nodes(&shared.groups, client.tls)),
-        ServerCmd::ReadOnly | ServerCmd::ReadWrite | ServerCmd::Asking => Frame::ok(),
+        ServerCmd::ReadOnly | ServerCmd::ReadWrite => Frame::ok(),
+        ServerCmd::Asking => {
+            client.asking = true;
+            Frame::ok()
+        }
         ServerCmd::Multi
         | ServerCmd::Exec
         | ServerCmd::Discard

@@ -83,6 +83,60 @@ pub struct Cli {
 pub enum Command {
     /// Start a local N-node cluster for development; Ctrl-C stops it.
     DevCluster(DevClusterArgs),
+    /// Operate a running cluster (resharding).
+    Admin(AdminArgs),
+}
+
+/// `seshat admin …`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// Where `seshat admin` connects.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Any node's client host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Its client port.
+    #[arg(short, long, default_value_t = 6379)]
+    pub port: u16,
+    /// The default user's password, if one is set.
+    #[arg(short = 'a', long, env = "SESHAT_ADMIN_PASSWORD")]
+    pub password: Option<String>,
+}
+
+/// The admin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Move slots to a shard, in batches, while clients keep working.
+    Reshard {
+        /// Where to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Slots to move: `A-B` or `A`; repeat for more.
+        #[arg(long, required = true)]
+        slots: Vec<String>,
+        /// The shard (data group, numbered from 1) that takes them.
+        #[arg(long)]
+        to_shard: u32,
+        /// Slots per migration: each batch is frozen only while it is
+        /// copied.
+        #[arg(long, default_value_t = 256)]
+        batch_slots: usize,
+    },
+    /// Move slots until every shard holds an even share.
+    Rebalance {
+        /// Where to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Slots per migration.
+        #[arg(long, default_value_t = 256)]
+        batch_slots: usize,
+    },
 }
 
 /// Flags of `seshat dev-cluster`.

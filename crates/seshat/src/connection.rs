@@ -244,7 +244,20 @@ impl<S: ClientStream> Connection<S> {
         }
     }
 
+    /// Runs one command; `ASKING` holds for the next command only.
     async fn handle(&mut self, decl: &'static Decl, args: Vec<Bytes>) -> Result<Flow, CodecError> {
+        let flow = self.handle_command(decl, args).await;
+        if decl.route() != Route::Server(ServerCmd::Asking) {
+            self.state.asking = false;
+        }
+        flow
+    }
+
+    async fn handle_command(
+        &mut self,
+        decl: &'static Decl,
+        args: Vec<Bytes>,
+    ) -> Result<Flow, CodecError> {
         let started = Instant::now();
         if self.shared.auth.refuses(self.state.authenticated, decl) {
             return self
@@ -296,6 +309,17 @@ impl<S: ClientStream> Connection<S> {
                 self.state.watches.clear();
                 self.reply(name, started, Frame::ok()).await
             }
+            Route::Server(
+                cmd @ (ServerCmd::ClusterMigrateSlots | ServerCmd::ClusterCancelSlotMigrations),
+            ) => {
+                self.drain_writes().await?;
+                let frame = if cmd == ServerCmd::ClusterMigrateSlots {
+                    crate::resharding::migrate_slots(&self.shared, &args).await
+                } else {
+                    crate::resharding::cancel_slot_migrations(&self.shared).await
+                };
+                self.reply(name, started, frame).await
+            }
             Route::Server(cmd) => self.run_server(cmd, &args, name, started).await,
             Route::Pure => {
                 let frame = commands::run_pure(decl, &args);
@@ -332,7 +356,7 @@ impl<S: ClientStream> Connection<S> {
     /// The replica a data command runs on here and its slot, or the error
     /// reply in this client's form (a TLS client is sent to TLS ports).
     fn route(&self, decl: &Decl, args: &[Bytes]) -> Result<(Arc<Node>, u16), Frame> {
-        commands::route(decl, args, &self.shared)
+        commands::route(decl, args, &self.shared, self.state.asking)
             .map(|(node, slot)| (node.clone(), slot))
             .map_err(|e| e.to_frame(&self.shared.settings, self.state.tls))
     }
@@ -460,9 +484,15 @@ impl<S: ClientStream> Connection<S> {
         self.drain_writes().await?;
         let frame = {
             let _in_flight = self.shared.requests.start();
-            node.read(decl, args, slot, self.state.confirmed(node.group))
-                .await
-                .unwrap_or_else(|e| e.to_frame(&self.shared.settings, self.state.tls))
+            node.read(
+                decl,
+                args,
+                slot,
+                self.state.confirmed(node.group),
+                Some(self.state.asking),
+            )
+            .await
+            .unwrap_or_else(|e| e.to_frame(&self.shared.settings, self.state.tls))
         };
         self.reply(decl.name, started, frame).await
     }
@@ -681,7 +711,11 @@ impl<S: ClientStream> Connection<S> {
                 .reply(name, started, Frame::error(crate::groups::CROSSSLOT))
                 .await;
         }
-        let node = match self.shared.groups.for_slot(slot) {
+        let serving =
+            self.shared
+                .groups
+                .serve(slot, seshat_migration::Access::Write, self.state.asking);
+        let node = match serving {
             Ok(node) => node.clone(),
             Err(e) => {
                 let frame = e.to_frame(&self.shared.settings, self.state.tls);

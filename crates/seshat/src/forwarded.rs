@@ -28,6 +28,23 @@ impl ForwardHandler for LeaderExecutor {
     async fn forward(&self, args: Vec<Bytes>, protover: u32) -> Bytes {
         let version =
             ProtocolVersion::from_protover(i64::from(protover)).unwrap_or(ProtocolVersion::Resp2);
+        if args
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(crate::resharding::INTERNAL.as_bytes()))
+        {
+            // A peer's resharding operation: never a client's command
+            // (a follower resolves a client's command before forwarding
+            // it, and this name is not in the command table).
+            let shared = self.shared.clone();
+            let frame = self
+                .client_runtime
+                .spawn(async move { crate::resharding::serve_internal(&shared, &args).await })
+                .await
+                .unwrap_or_else(|e| Frame::error(format!("ERR peer operation failed: {e}")));
+            let mut out = BytesMut::new();
+            resp::encode(&frame, ProtocolVersion::Resp2, &mut out);
+            return out.freeze();
+        }
         let frame = match seshat_commands::resolve(&args) {
             Err(e) => e.into_frame(),
             Ok(decl) => match decl.route() {

@@ -16,7 +16,6 @@
 //! Cluster.
 
 use std::collections::HashMap;
-use std::ops::RangeInclusive;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -45,6 +44,9 @@ pub struct Groups {
     pub store: Store,
     /// Which group serves which slots.
     pub layout: Layout,
+    /// The layout's slot map: the bootstrap split, which routing follows
+    /// until the system group's table has applied here.
+    layout_map: seshat_migration::SlotMap,
     /// This node's replica of each group, in group id order: the system
     /// group first.
     nodes: Vec<Arc<Node>>,
@@ -81,6 +83,7 @@ impl Groups {
         let store = node_storage.store().clone();
         let members: Vec<u64> = settings.initial_members.keys().copied().collect();
         let layout = Layout::open(&store, &members, settings.shards, settings.replicas)?;
+        let layout_map = layout.slot_map()?;
         let mut held: Vec<(u32, Vec<u64>, u64)> = vec![(
             SYSTEM_GROUP,
             layout.members().to_vec(),
@@ -116,6 +119,7 @@ impl Groups {
             settings,
             store,
             layout,
+            layout_map,
             nodes,
             remote: RwLock::default(),
             layout_conflict: std::sync::OnceLock::new(),
@@ -237,28 +241,90 @@ impl Groups {
             })
     }
 
-    /// The replica serving `slot` here, or why this node cannot serve it:
-    /// `MOVED` to the leader of a group it holds no replica of, when its
-    /// peers have said who that is.
-    pub fn for_slot(&self, slot: u16) -> Result<&Arc<Node>, ServeError> {
+    /// The system group's table (slot map, its version, migrations in
+    /// progress) as this node's replica last applied it; `None` before the
+    /// bootstrap record has applied here.
+    pub fn system_table(&self) -> Option<Arc<seshat_migration::SystemTable>> {
+        self.system().system_table.borrow().clone()
+    }
+
+    /// The group the slot map gives `slot` to: the system group's map as
+    /// applied here, or the layout's before the bootstrap record has.
+    pub fn slot_owner(&self, slot: u16) -> u32 {
+        self.system_table()
+            .and_then(|t| t.map().owner(slot))
+            .unwrap_or_else(|| self.layout.group_of(slot).id)
+    }
+
+    /// Runs `f` on the slot map routing follows (see [`Self::slot_owner`]).
+    pub fn with_slot_map<R>(&self, f: impl FnOnce(&seshat_migration::SlotMap) -> R) -> R {
+        match self.system_table() {
+            Some(t) => f(t.map()),
+            None => f(&self.layout_map),
+        }
+    }
+
+    /// The replica serving `slot` here for `access`, or why this node
+    /// cannot serve it. The slot map names the group; a group this node
+    /// holds no replica of is answered `MOVED` to its leader (as its
+    /// peers report it); a group that took part in a migration decides by
+    /// its slot table: `TRYAGAIN` while the slot is frozen (writes) or
+    /// its copy is not committed, `ASK` to the target after the hand-off,
+    /// `MOVED` once it no longer owns the slot. A client that sent
+    /// `ASKING` is served by the migration's target here once the target
+    /// has committed the copy. The leader checks again after its read
+    /// barrier (reads) or at apply (writes), so a decision made on an
+    /// older table is never wrong, only redirected once more.
+    pub fn serve(
+        &self,
+        slot: u16,
+        access: seshat_migration::Access,
+        asking: bool,
+    ) -> Result<&Arc<Node>, ServeError> {
+        use seshat_migration::Decision;
         if let Some(why) = self.layout_conflict.get() {
             return Err(ServeError::Stopped(why.clone()));
         }
-        let group = self.layout.group_of(slot).id;
-        if let Some(node) = self.get(group) {
-            return Ok(node);
+        if asking {
+            let target = self
+                .system_table()
+                .and_then(|t| t.migration_of(slot).map(|m| m.migration.target));
+            if let Some(node) = target.and_then(|g| self.get(g)) {
+                match node.table().map(|t| t.decide(slot, access, true)) {
+                    Some(Decision::Serve) => return Ok(node),
+                    Some(Decision::TryAgain) => return Err(ServeError::TryAgain(slot)),
+                    // Not importing here (yet or any more): route by the map.
+                    _ => {}
+                }
+            }
         }
+        let group = self.slot_owner(slot);
+        let Some(node) = self.get(group) else {
+            return Err(self.redirect(slot, group, false));
+        };
+        match node.table().map(|t| t.decide(slot, access, asking)) {
+            None | Some(Decision::Serve) => Ok(node),
+            Some(Decision::TryAgain) => Err(ServeError::TryAgain(slot)),
+            Some(Decision::Ask(to)) => Err(self.redirect(slot, to, true)),
+            Some(Decision::Moved(to)) => Err(self.redirect(slot, to, false)),
+        }
+    }
+
+    /// `MOVED` (or `ASK`) `slot` to the leader of `group` as this node
+    /// knows it, or `CLUSTERDOWN` when it knows none.
+    pub fn redirect(&self, slot: u16, group: u32, ask: bool) -> ServeError {
         let leader = self.leader_of(group);
         let member = leader.and_then(|l| self.settings.initial_members.get(&l));
         match (leader, member) {
-            (Some(leader), Some(m)) => Err(ServeError::Moved {
-                slot,
-                leader,
-                addr: m.client_addr.to_string(),
-            }),
-            _ => Err(ServeError::NoLeader(format!(
-                "no leader of group {group} known to this node"
-            ))),
+            (Some(leader), Some(m)) => {
+                let addr = m.client_addr.to_string();
+                if ask {
+                    ServeError::Ask { slot, leader, addr }
+                } else {
+                    ServeError::Moved { slot, leader, addr }
+                }
+            }
+            _ => ServeError::NoLeader(format!("no leader of group {group} known to this node")),
         }
     }
 
@@ -273,13 +339,19 @@ impl Groups {
             )
     }
 
-    /// The groups this node leads with their slots, in slot order.
-    pub fn led_by_slot(&self) -> Vec<(RangeInclusive<u16>, &Arc<Node>)> {
-        let mut led: Vec<(RangeInclusive<u16>, &Arc<Node>)> = self
+    /// The data groups this node leads that own slots, each with its
+    /// first slot, in slot order.
+    pub fn led_by_slot(&self) -> Vec<(u16, &Arc<Node>)> {
+        let runs = self.with_slot_map(seshat_migration::SlotMap::runs);
+        let mut first: HashMap<u32, u16> = HashMap::new();
+        for (start, _, group) in runs {
+            first.entry(group).or_insert(start);
+        }
+        let mut led: Vec<(u16, &Arc<Node>)> = self
             .led()
-            .filter_map(|n| self.layout.group(n.group).map(|g| (g.slots.clone(), n)))
+            .filter_map(|n| first.get(&n.group).map(|s| (*s, n)))
             .collect();
-        led.sort_by_key(|(slots, _)| *slots.start());
+        led.sort_by_key(|(slot, _)| *slot);
         led
     }
 
@@ -333,16 +405,15 @@ impl Groups {
                  start it with the cluster's --initial-members, --shards and --replicas",
                 String::from_utf8_lossy(cluster)
             ))
+        } else if table.map_version() == 1 && &self.layout_map != table.map() {
+            // Before any migration the recorded map is the layout's split.
+            Some(
+                "the cluster's first slot map differs from this node's layout; \
+                 start it with the cluster's --initial-members, --shards and --replicas"
+                    .to_string(),
+            )
         } else {
-            match self.layout.slot_map() {
-                Ok(map) if &map == table.map() => None,
-                Ok(_) => Some(format!(
-                    "the cluster's slot map (version {}) differs from this node's layout; \
-                     this build cannot serve a changed slot map",
-                    table.map_version()
-                )),
-                Err(e) => Some(e.to_string()),
-            }
+            None
         };
         if let Some(p) = problem {
             tracing::error!(problem = %p, "refusing data commands");

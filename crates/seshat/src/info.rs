@@ -163,6 +163,7 @@ fn cluster(out: &mut String, shared: &Shared) {
             "ok"
         }
     );
+    out.push_str(&crate::resharding::info(shared));
 }
 
 fn replication(out: &mut String, shared: &Shared) {

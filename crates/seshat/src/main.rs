@@ -4,6 +4,7 @@
 //! only maps errors to an exit code.
 
 mod acl;
+mod admin;
 mod auth;
 mod client_memory;
 mod cluster;
@@ -21,6 +22,7 @@ mod layout;
 mod metrics;
 mod node;
 mod proxy;
+mod resharding;
 mod server;
 mod session;
 mod shared;
@@ -62,8 +64,10 @@ fn main() -> ExitCode {
 }
 
 fn run(mut cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::DevCluster(args)) = &cli.command {
-        return dev_cluster::run(args);
+    match &cli.command {
+        Some(Command::DevCluster(args)) => return dev_cluster::run(args),
+        Some(Command::Admin(args)) => return admin::run(args),
+        None => {}
     }
     let mut settings = Settings::from_args(&cli.node)?;
     // Only the password's digest is kept: drop the text, and take it out
@@ -248,6 +252,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         stats: ServerStats::default(),
         requests: metrics::RequestMetrics::default(),
         proxy: proxy::Proxy::new(peer_tls.clone()),
+        progress: resharding::Progress::default(),
         client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
         auth: auth::Auth::new(settings.requirepass, node.users_group().users.clone()),
         tls: tls_context.clone(),
@@ -255,6 +260,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
     if let Some(context) = tls_context {
         tokio::spawn(reload_tls_on_sighup(context));
     }
+    tokio::spawn(resharding::run_coordinator(Arc::downgrade(&shared)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = seshat_raft::grpc_server::RaftGrpc::new(

@@ -46,6 +46,22 @@ pub enum ServeError {
         /// The leader's client address.
         addr: String,
     },
+    /// The slot is being migrated to another group and this one has
+    /// handed it off (definite): the client should ask there once.
+    #[error("ASK {slot} {addr}")]
+    Ask {
+        /// The key's hash slot.
+        slot: u16,
+        /// The target group's leader (a TLS client is sent to its TLS
+        /// address).
+        leader: u64,
+        /// The leader's client address.
+        addr: String,
+    },
+    /// The slot is frozen for a migration, or its new group has not
+    /// committed the copy yet (definite: nothing applied).
+    #[error("TRYAGAIN slot {0} is moving between shards; retry")]
+    TryAgain(u16),
     /// No leader is known (definite).
     #[error("CLUSTERDOWN {0}")]
     NoLeader(String),
@@ -119,6 +135,12 @@ pub struct Node {
     pub store: Store,
     /// This node's copy of the replicated ACL users.
     pub users: seshat_raft::state_machine::UsersWatch,
+    /// The group's slot table as last applied here (`None` until the
+    /// group takes part in its first migration).
+    pub slot_table: seshat_raft::state_machine::TableWatch,
+    /// The system group's table (slot map, migrations) as last applied
+    /// here; `None` on data groups and before the bootstrap record.
+    pub system_table: seshat_raft::state_machine::SystemWatch,
     /// The log store (for INFO figures).
     pub log: LogStore,
     /// State machine counters.
@@ -141,8 +163,13 @@ pub const MAX_REPLICATION_BATCH_BYTES: usize = 48 * 1024 * 1024;
 
 fn raft_config(settings: &Settings) -> anyhow::Result<openraft::Config> {
     // Largest possible entry: the largest write, plus the entry's own
-    // framing. A batch of them must fit in one gRPC message.
-    let max_entry_bytes = settings.limits.max_request_bytes() + 1024;
+    // framing. A batch of them must fit in one gRPC message. A migration
+    // step's chunk may be larger than any client write.
+    let max_entry_bytes = settings
+        .limits
+        .max_request_bytes()
+        .max(seshat_kv::MAX_MIGRATION_WRITE_BYTES)
+        + 1024;
     let max_payload_entries = (MAX_REPLICATION_BATCH_BYTES / max_entry_bytes).clamp(1, 300) as u64;
     let config = openraft::Config {
         max_payload_entries,
@@ -176,6 +203,12 @@ impl ServeError {
             ServeError::Moved { slot, leader, .. } if tls => {
                 match settings.tls_client_addr(*leader) {
                     Some(addr) => Frame::error(format!("MOVED {slot} {addr}")),
+                    None => Frame::error(self.to_string()),
+                }
+            }
+            ServeError::Ask { slot, leader, .. } if tls => {
+                match settings.tls_client_addr(*leader) {
+                    Some(addr) => Frame::error(format!("ASK {slot} {addr}")),
                     None => Frame::error(self.to_string()),
                 }
             }
@@ -509,6 +542,8 @@ impl Node {
     ) -> anyhow::Result<Arc<Node>> {
         let sm_stats = sm.stats();
         let users = sm.users();
+        let slot_table = sm.slot_table();
+        let system_table = sm.system_table();
         let config = Arc::new(raft_config(&settings)?);
         let raft = Raft::new(
             settings.node_id,
@@ -553,6 +588,8 @@ impl Node {
             raft,
             store,
             users,
+            slot_table,
+            system_table,
             log,
             sm_stats,
             settings,
@@ -792,15 +829,25 @@ impl Node {
     ///
     /// `confirmed`: a read barrier that began after this read arrived has
     /// already succeeded (pipelined reads share one), so none is needed.
+    ///
+    /// `asking`: `None` for a keyless command (it reads the whole group);
+    /// for a key's read, whether the client sent `ASKING`. After the
+    /// barrier the group's slot table, at least as new as the read point,
+    /// must serve the slot: a read that began after a hand-off committed
+    /// never sees the data the source keeps until it drops it.
     pub async fn read(
         &self,
         decl: &'static Decl,
         argv: &[Bytes],
         slot: u16,
         confirmed: bool,
+        asking: Option<bool>,
     ) -> Result<Frame, ServeError> {
         if !confirmed {
             self.read_barrier(slot).await?;
+        }
+        if let Some(asking) = asking {
+            self.check_slot(slot, seshat_migration::Access::Read, asking)?;
         }
         let counts = self.counts();
         let now = self.now_ms();
@@ -820,6 +867,31 @@ impl Node {
         tokio::task::spawn_blocking(move || run(&store, &argv))
             .await
             .map_err(|e| ServeError::Stopped(format!("read task failed: {e}")))?
+    }
+
+    /// The group's slot table as last applied here.
+    pub fn table(&self) -> Option<Arc<seshat_migration::SlotTable>> {
+        self.slot_table.borrow().clone()
+    }
+
+    /// Whether the group's applied slot table lets it serve `slot` for
+    /// `access`: a group that never took part in a migration serves what
+    /// routing sends it. Anything but `Serve` is `TRYAGAIN`: the caller
+    /// routed by an older table, and the retry is routed by this one.
+    pub fn check_slot(
+        &self,
+        slot: u16,
+        access: seshat_migration::Access,
+        asking: bool,
+    ) -> Result<(), ServeError> {
+        match self.slot_table.borrow().as_deref() {
+            Some(table)
+                if table.decide(slot, access, asking) != seshat_migration::Decision::Serve =>
+            {
+                Err(ServeError::TryAgain(slot))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The group's key counts as last applied.
@@ -842,6 +914,7 @@ impl Node {
         if !confirmed {
             self.read_barrier(slot).await?;
         }
+        self.check_slot(slot, seshat_migration::Access::Read, false)?;
         let now = self.now_ms();
         let group = self.group;
         let run = move |store: &Store, keys: &[Bytes]| {

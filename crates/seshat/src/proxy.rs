@@ -93,6 +93,47 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Sends a peer operation (an internal command, see
+    /// [`crate::resharding::INTERNAL`]) to the node at `raft_addr` once and
+    /// returns its reply, which may hold bulk strings of up to
+    /// `max_reply_bytes`.
+    pub async fn call(
+        &self,
+        raft_addr: &str,
+        args: &[Bytes],
+        timeout: std::time::Duration,
+        max_reply_bytes: usize,
+    ) -> Result<Frame, ServeError> {
+        let mut client = self.client(raft_addr)?;
+        let request = pb::ForwardRequest {
+            args: args.to_vec(),
+            protover: 2,
+        };
+        let reply = match tokio::time::timeout(timeout, client.forward(request)).await {
+            Ok(Ok(r)) => r.into_inner().reply,
+            Ok(Err(status)) => {
+                return Err(ServeError::NoLeader(format!("peer {raft_addr}: {status}")))
+            }
+            Err(_) => {
+                return Err(ServeError::NoLeader(format!(
+                    "peer {raft_addr}: no answer in time"
+                )))
+            }
+        };
+        let limits = DecodeLimits {
+            max_bulk_bytes: max_reply_bytes,
+            ..DecodeLimits::default()
+        };
+        match decode_frame(&reply, &limits) {
+            Ok(Some((frame, _))) => Ok(frame),
+            _ => Err(ServeError::NoLeader(format!(
+                "peer {raft_addr}: unreadable reply"
+            ))),
+        }
+    }
+}
+
 fn link_error(is_write: bool, why: &str) -> ServeError {
     if is_write {
         ServeError::Timeout(format!(

@@ -33,6 +33,9 @@ pub struct ClientState {
     pub read_confirmed: bool,
     /// The group whose read barrier `read_confirmed` speaks of.
     pub confirmed_group: Option<u32>,
+    /// The client sent `ASKING` just before the command being run: it is
+    /// following an `-ASK` redirect (reset after every other command).
+    pub asking: bool,
     /// Commands queued since `MULTI`, if a transaction is open.
     pub multi: Option<Multi>,
     /// Keys `WATCH`ed, with what was observed, until `EXEC`/`UNWATCH`.
@@ -65,6 +68,7 @@ impl ClientState {
             tls: false,
             read_confirmed: false,
             confirmed_group: None,
+            asking: false,
             multi: None,
             watches: Vec::new(),
             authenticated,

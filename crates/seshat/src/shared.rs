@@ -53,6 +53,8 @@ pub struct Shared {
     pub requests: crate::metrics::RequestMetrics,
     /// Clients to the leader for proxy mode.
     pub proxy: crate::proxy::Proxy,
+    /// What this node's resharding coordinator has done.
+    pub progress: crate::resharding::Progress,
     /// Memory held for clients, against `maxmemory-clients`.
     pub client_memory: Arc<crate::client_memory::ClientMemory>,
     /// The password clients must give, and failed attempts.

@@ -38,6 +38,26 @@ const fn cl(
 
 const CLUSTER_SUBCOMMANDS: &[Decl] = &[
     cl(
+        "cluster|cancelslotmigrations",
+        2,
+        Flags::ADMIN.with(Flags::STALE),
+        (
+            "Asks every slot migration in progress to abort (Valkey 9).",
+            "9.0.0",
+        ),
+        Handler::Server(ServerCmd::ClusterCancelSlotMigrations),
+    ),
+    cl(
+        "cluster|getslotmigrations",
+        2,
+        STALE,
+        (
+            "Lists the slot migrations in progress and the last finished (Valkey 9).",
+            "9.0.0",
+        ),
+        Handler::Server(ServerCmd::ClusterGetSlotMigrations),
+    ),
+    cl(
         "cluster|info",
         2,
         STALE,
@@ -64,6 +84,16 @@ const CLUSTER_SUBCOMMANDS: &[Decl] = &[
         STALE,
         ("Returns the hash slot for a key.", "3.0.0"),
         data(keyslot),
+    ),
+    cl(
+        "cluster|migrateslots",
+        -7,
+        Flags::ADMIN.with(Flags::STALE),
+        (
+            "Moves slots to another shard while clients keep writing (Valkey 9's shape).",
+            "9.0.0",
+        ),
+        Handler::Server(ServerCmd::ClusterMigrateSlots),
     ),
     cl(
         "cluster|myid",

@@ -384,7 +384,10 @@ fn a_migration_moves_values_ttls_and_counts_and_drops_the_source() {
                 argv(&["SET", &frozen_key, "x"]),
             ],
         };
-        assert_eq!(w.apply(SOURCE, LATER, vec![tx]), vec![tryagain_frozen.clone()]);
+        assert_eq!(
+            w.apply(SOURCE, LATER, vec![tx]),
+            vec![tryagain_frozen.clone()]
+        );
         // FLUSHALL during a migration, on either side.
         assert_eq!(w.run(SOURCE, LATER, &["FLUSHALL"]), tryagain(None));
         assert_eq!(w.run(TARGET, LATER, &["FLUSHDB"]), tryagain(None));

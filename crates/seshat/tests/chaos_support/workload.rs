@@ -421,6 +421,12 @@ fn client_loop(id: u64, addrs: &[String], keys: &Keys, rec: &Recorder, stop: &At
                     conn = None;
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                // A slot being moved between groups (definite: nothing
+                // applied); the next command is another key.
+                Some("TRYAGAIN") | Some("ASK") => {
+                    op.complete(Outcome::Fail);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Some("TIMEOUT") => op.complete(indeterminate(&planned.kind)),
                 Some("ERR") => {
                     // E.g. a stopping node; count a write as indeterminate.

@@ -1,0 +1,439 @@
+//! Resharding on real processes: slots moved between data groups with
+//! `seshat admin reshard` and `CLUSTER MIGRATESLOTS` while cluster
+//! clients read and write; every acknowledged write must be readable with
+//! its last value afterwards, and kills during a migration must leave it
+//! completed (or aborted), never a slot frozen or owned twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use redis::Value;
+use seshat_common::crc16_slot;
+
+fn cluster_client(cluster: &Cluster) -> redis::cluster::ClusterConnection {
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| format!("redis://127.0.0.1:{}", n.port))
+        .collect();
+    redis::cluster::ClusterClient::builder(seeds)
+        .retries(40)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// The owner (shard number, from 1) of every slot, as `CLUSTER SHARDS` on
+/// node `i` lists them.
+fn owners(cluster: &Cluster, i: usize) -> Vec<u32> {
+    let mut c = cluster.nodes[i].conn();
+    let Value::Array(shards) = redis::cmd("CLUSTER").arg("SHARDS").query(&mut c).unwrap() else {
+        panic!("CLUSTER SHARDS is not an array");
+    };
+    let mut owners = vec![0u32; 16384];
+    for (g, shard) in (1u32..).zip(shards) {
+        let fields: Vec<Value> = match shard {
+            Value::Array(f) => f,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => panic!("shard entry {other:?}"),
+        };
+        for kv in fields.chunks(2) {
+            let is_slots = matches!(&kv[0], Value::BulkString(k) if k == b"slots");
+            if !is_slots {
+                continue;
+            }
+            let Value::Array(bounds) = &kv[1] else {
+                panic!("slots")
+            };
+            for pair in bounds.chunks(2) {
+                let (Value::Int(a), Value::Int(b)) = (&pair[0], &pair[1]) else {
+                    panic!("bounds")
+                };
+                for s in *a..=*b {
+                    owners[s as usize] = g;
+                }
+            }
+        }
+    }
+    owners
+}
+
+/// Runs `seshat admin ARGS` against node 0 and returns its output.
+fn admin(cluster: &Cluster, args: &[&str]) -> String {
+    let port = cluster.nodes[0].port.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_seshat"))
+        .arg("admin")
+        .args(args)
+        .args(["--port", &port])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "seshat admin {args:?} failed:\n{text}\n{}",
+        cluster.logs()
+    );
+    text
+}
+
+/// Keys of several types, some with a TTL; returns what each holds.
+fn load(c: &mut redis::cluster::ClusterConnection, n: usize) -> HashMap<String, String> {
+    let mut expect = HashMap::new();
+    for i in 0..n {
+        let key = format!("k{i}");
+        match i % 4 {
+            0 => {
+                let _: () = redis::cmd("SET").arg(&key).arg(i).query(c).unwrap();
+                expect.insert(key, format!("string {i}"));
+            }
+            1 => {
+                let _: () = redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("a")
+                    .arg(i)
+                    .arg("b")
+                    .arg(i + 1)
+                    .query(c)
+                    .unwrap();
+                expect.insert(key, format!("hash {i}"));
+            }
+            2 => {
+                let _: () = redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("x")
+                    .arg(2)
+                    .arg(format!("y{i}"))
+                    .query(c)
+                    .unwrap();
+                expect.insert(key, format!("zset {i}"));
+            }
+            _ => {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(i)
+                    .arg("EX")
+                    .arg(3600)
+                    .query(c)
+                    .unwrap();
+                expect.insert(key, format!("ttl {i}"));
+            }
+        }
+    }
+    expect
+}
+
+/// Checks every key `load` wrote.
+fn check(c: &mut redis::cluster::ClusterConnection, expect: &HashMap<String, String>) {
+    for (key, what) in expect {
+        let (kind, i) = what.split_once(' ').unwrap();
+        let i: i64 = i.parse().unwrap();
+        match kind {
+            "string" => {
+                let v: Option<i64> = redis::cmd("GET").arg(key).query(c).unwrap();
+                assert_eq!(v, Some(i), "{key}");
+            }
+            "hash" => {
+                let v: Vec<i64> = redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("a")
+                    .arg("b")
+                    .query(c)
+                    .unwrap();
+                assert_eq!(v, vec![i, i + 1], "{key}");
+            }
+            "zset" => {
+                let v: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query(c)
+                    .unwrap();
+                assert_eq!(v, vec!["x".to_string(), format!("y{i}")], "{key}");
+            }
+            _ => {
+                let v: Option<i64> = redis::cmd("GET").arg(key).query(c).unwrap();
+                assert_eq!(v, Some(i), "{key}");
+                let ttl: i64 = redis::cmd("TTL").arg(key).query(c).unwrap();
+                assert!((3000..=3600).contains(&ttl), "{key} ttl {ttl}");
+            }
+        }
+    }
+}
+
+/// DBSIZE summed over the node that serves each shard, through the
+/// cluster client's routing: one key-count per shard leader.
+fn total_keys(cluster: &Cluster) -> i64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| redis::cmd("DBSIZE").query::<i64>(&mut n.conn()).unwrap())
+        .sum()
+}
+
+#[test]
+fn slots_move_to_another_shard_and_back_with_every_key() {
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    let mut c = cluster_client(&cluster);
+    let expect = load(&mut c, 2000);
+    let before = owners(&cluster, 0);
+    assert!(
+        before[..3000].iter().all(|o| *o == 1),
+        "slots 0..3000 start in shard 1"
+    );
+    let moved_keys = expect
+        .keys()
+        .filter(|k| crc16_slot(k.as_bytes()) < 3000)
+        .count();
+    assert!(
+        moved_keys > 200,
+        "only {moved_keys} keys in the moved slots"
+    );
+
+    let out = admin(
+        &cluster,
+        &[
+            "reshard",
+            "--slots",
+            "0-2999",
+            "--to-shard",
+            "2",
+            "--batch-slots",
+            "500",
+        ],
+    );
+    assert!(out.contains("completed"), "{out}");
+    for i in 0..3 {
+        cluster.wait_until(
+            "every node routes the new map",
+            Duration::from_secs(10),
+            || {
+                let o = owners(&cluster, i);
+                o[..3000].iter().all(|g| *g == 2) && o[3000..5461].iter().all(|g| *g == 1)
+            },
+        );
+    }
+    check(&mut c, &expect);
+    assert_eq!(total_keys(&cluster), 2000, "{}", cluster.logs());
+
+    // A plain client asking shard 1's leader for a moved key is sent to
+    // shard 2's leader.
+    let key = expect
+        .keys()
+        .find(|k| crc16_slot(k.as_bytes()) < 3000)
+        .unwrap();
+    let slot = crc16_slot(key.as_bytes());
+    let mut redirects = 0;
+    for n in &cluster.nodes {
+        let reply = common::Raw::connect(n.port).call(&["GET", key]);
+        if let seshat_protocol_resp::Frame::Error(e) = reply {
+            let text = String::from_utf8_lossy(&e).into_owned();
+            assert!(text.starts_with(&format!("MOVED {slot} ")), "{text}");
+            redirects += 1;
+        }
+    }
+    assert_eq!(redirects, 2, "exactly one node serves slot {slot}");
+
+    // And back, with the status command showing the finished migrations.
+    admin(
+        &cluster,
+        &["reshard", "--slots", "0-2999", "--to-shard", "1"],
+    );
+    cluster.wait_until("slots back in shard 1", Duration::from_secs(10), || {
+        owners(&cluster, 1)[..5461].iter().all(|g| *g == 1)
+    });
+    check(&mut c, &expect);
+    assert_eq!(total_keys(&cluster), 2000);
+    let status: Value = redis::cmd("CLUSTER")
+        .arg("GETSLOTMIGRATIONS")
+        .query(&mut cluster.nodes[2].conn())
+        .unwrap();
+    assert!(format!("{status:?}").contains("completed"), "{status:?}");
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query(&mut cluster.nodes[0].conn())
+        .unwrap();
+    assert!(info.contains("migrations_in_progress:0"), "{info}");
+}
+
+#[test]
+fn migrate_slots_refuses_what_it_cannot_do() {
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    let mut c = cluster.nodes[0].conn();
+    let mut err = |args: &[&str]| -> String {
+        let mut cmd = redis::cmd("CLUSTER");
+        for a in args {
+            cmd.arg(*a);
+        }
+        match cmd.query::<Value>(&mut c) {
+            Err(e) => e.to_string(),
+            Ok(v) => panic!("{args:?} accepted: {v:?}"),
+        }
+    };
+    assert!(
+        err(&["MIGRATESLOTS", "SLOTSRANGE", "0", "10", "SHARD", "1"]).contains("already belong")
+    );
+    assert!(
+        err(&["MIGRATESLOTS", "SLOTSRANGE", "5000", "6000", "SHARD", "3"])
+            .contains("more than one shard")
+    );
+    assert!(err(&["MIGRATESLOTS", "SLOTSRANGE", "0", "10", "SHARD", "9"]).contains("no shard 9"));
+    assert!(err(&["MIGRATESLOTS", "SLOTSRANGE", "10", "0", "SHARD", "2"]).contains("greater"));
+    assert!(
+        err(&["MIGRATESLOTS", "SLOTSRANGE", "0", "5000", "SHARD", "2"])
+            .to_lowercase()
+            .contains("slots")
+    );
+}
+
+/// A writer that keeps incrementing its own counters through a cluster
+/// client; every acknowledged value is remembered.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<HashMap<String, i64>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(cluster: &Cluster, keys: usize) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(HashMap::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut c = cluster_client(cluster);
+        let (s, a, e) = (stop.clone(), acked.clone(), errors.clone());
+        let handle = std::thread::spawn(move || {
+            let mut round = 0i64;
+            while !s.load(Ordering::Relaxed) {
+                round += 1;
+                for k in 0..keys {
+                    let key = format!("w{k}");
+                    match redis::cmd("SET").arg(&key).arg(round).query::<()>(&mut c) {
+                        Ok(()) => {
+                            a.lock().unwrap().insert(key, round);
+                        }
+                        Err(err) => e.lock().unwrap().push(format!("{key}: {err}")),
+                    }
+                }
+            }
+        });
+        Writer {
+            stop,
+            acked,
+            errors,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (HashMap<String, i64>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        let errors = self.errors.lock().unwrap().clone();
+        (acked, errors)
+    }
+}
+
+#[test]
+fn writes_during_back_and_forth_migrations_are_all_kept() {
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    let mut c = cluster_client(&cluster);
+    let expect = load(&mut c, 600);
+    let writer = Writer::start(&cluster, 300);
+    let started = Instant::now();
+    for round in 0..2 {
+        admin(
+            &cluster,
+            &[
+                "reshard",
+                "--slots",
+                "0-5460",
+                "--to-shard",
+                "3",
+                "--batch-slots",
+                "1024",
+            ],
+        );
+        admin(
+            &cluster,
+            &[
+                "reshard",
+                "--slots",
+                "0-5460",
+                "--to-shard",
+                "1",
+                "--batch-slots",
+                "1024",
+            ],
+        );
+        eprintln!("round {round} done after {:?}", started.elapsed());
+    }
+    let (acked, errors) = writer.finish();
+    assert!(errors.is_empty(), "client errors: {errors:?}");
+    assert_eq!(acked.len(), 300);
+    for (key, value) in &acked {
+        let v: Option<i64> = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+        assert_eq!(v, Some(*value), "{key}: last acknowledged value lost");
+    }
+    check(&mut c, &expect);
+    assert_eq!(total_keys(&cluster), 900);
+}
+
+#[test]
+fn a_migration_finishes_when_leaders_are_killed_during_it() {
+    let mut cluster = Cluster::start_with(3, &["--shards", "3"]);
+    let mut c = cluster_client(&cluster);
+    let expect = load(&mut c, 4000);
+    // Start a migration and kill -9 the system leader (node 1 at start,
+    // also shard 1's leader: the source) while it runs.
+    let id: i64 = redis::cmd("CLUSTER")
+        .arg("MIGRATESLOTS")
+        .arg("SLOTSRANGE")
+        .arg(0)
+        .arg(4000)
+        .arg("SHARD")
+        .arg(2)
+        .query(&mut cluster.nodes[1].conn())
+        .unwrap();
+    assert!(id >= 1);
+    cluster.nodes[0].kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.nodes[0].respawn();
+    cluster.nodes[0].wait_ready();
+    cluster.wait_until("the migration finished", Duration::from_secs(60), || {
+        let v: Value = redis::cmd("CLUSTER")
+            .arg("GETSLOTMIGRATIONS")
+            .query(&mut cluster.nodes[1].conn())
+            .unwrap();
+        let text = format!("{v:?}");
+        text.contains("completed") || text.contains("aborted")
+    });
+    cluster.wait_cluster_ok(Duration::from_secs(30));
+    let o = owners(&cluster, 2);
+    let moved = o[..=4000].iter().all(|g| *g == 2);
+    let stayed = o[..=4000].iter().all(|g| *g == 1);
+    assert!(
+        moved || stayed,
+        "slots split between shards after the migration"
+    );
+    let mut c = cluster_client(&cluster);
+    check(&mut c, &expect);
+    assert_eq!(total_keys(&cluster), 4000, "{}", cluster.logs());
+}
