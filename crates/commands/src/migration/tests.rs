@@ -384,7 +384,10 @@ fn a_migration_moves_values_ttls_and_counts_and_drops_the_source() {
                 argv(&["SET", &frozen_key, "x"]),
             ],
         };
-        assert_eq!(w.apply(SOURCE, LATER, vec![tx]), vec![tryagain_frozen.clone()]);
+        assert_eq!(
+            w.apply(SOURCE, LATER, vec![tx]),
+            vec![tryagain_frozen.clone()]
+        );
         // FLUSHALL during a migration, on either side.
         assert_eq!(w.run(SOURCE, LATER, &["FLUSHALL"]), tryagain(None));
         assert_eq!(w.run(TARGET, LATER, &["FLUSHDB"]), tryagain(None));
@@ -783,4 +786,28 @@ fn the_copy_is_every_record_of_the_slots_in_storage_order() {
         manifest(&mut w.kv, SOURCE, &slots).unwrap(),
         copy::manifest(expected, limits).unwrap()
     );
+}
+
+proptest::proptest! {
+    /// Whatever bytes an entry carries as a step and an initial table,
+    /// apply replies with an error (or ignores it) and changes nothing.
+    #[test]
+    fn arbitrary_steps_change_nothing(
+        step in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        initial in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        system in proptest::prelude::any::<bool>(),
+    ) {
+        let mut w = World::new();
+        let kv = w.kv.clone();
+        let write = if system {
+            Write::System(SystemWrite::Step(Bytes::from(step)))
+        } else {
+            Write::Migration { step: Bytes::from(step), initial: Bytes::from(initial) }
+        };
+        let group = if system { SYSTEM_GROUP } else { SOURCE };
+        let reply = w.apply(group, NOW, vec![write]);
+        proptest::prop_assert!(matches!(&reply[..], [Frame::Error(_)]), "{:?}", reply);
+        proptest::prop_assert_eq!(&w.kv, &kv);
+        proptest::prop_assert_eq!(w.state(group).table, None);
+    }
 }
