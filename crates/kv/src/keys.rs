@@ -446,6 +446,48 @@ mod tests {
     }
 
     #[test]
+    fn slot_records_parse_without_their_group_and_only_where_they_belong() {
+        let slot = crc16_slot(b"k");
+        for (raw, meta) in [
+            (meta_key(7, b"k"), true),
+            (subkey(7, b"k", b"field"), false),
+            (score_key(7, b"k", 1.5, b"member"), false),
+        ] {
+            let parsed = parse_slot_record(&raw[4..]).unwrap();
+            assert_eq!(
+                parsed,
+                SlotRecordKey {
+                    slot,
+                    key: b"k",
+                    meta
+                }
+            );
+            let (start, end) = slots_between(7, slot, slot);
+            assert!(start <= raw && raw < end);
+        }
+        // Another slot's prefix, a wrong in-slot hash, a length past the
+        // end, an unknown tag, the expiry index: not slot records.
+        let mut moved = meta_key(7, b"k")[4..].to_vec();
+        moved[..2].copy_from_slice(&(slot ^ 1).to_be_bytes());
+        let mut bad_hash = meta_key(7, b"k")[4..].to_vec();
+        bad_hash[3] ^= 1;
+        let mut long = subkey(7, b"k", b"")[4..].to_vec();
+        long[6] = 9;
+        let mut tag = subkey(7, b"k", b"")[4..].to_vec();
+        tag[2] = 3;
+        for raw in [
+            moved,
+            bad_hash,
+            long,
+            tag,
+            expiry_key(7, 1, b"k")[4..].to_vec(),
+            vec![],
+        ] {
+            assert_eq!(parse_slot_record(&raw), None, "{raw:?}");
+        }
+    }
+
+    #[test]
     fn fnv_is_the_documented_function() {
         // FNV-1a 32 test vectors.
         assert_eq!(key_hash(b""), 0x811c_9dc5);

@@ -787,3 +787,27 @@ fn the_copy_is_every_record_of_the_slots_in_storage_order() {
         copy::manifest(expected, limits).unwrap()
     );
 }
+
+proptest::proptest! {
+    /// Whatever bytes an entry carries as a step and an initial table,
+    /// apply replies with an error (or ignores it) and changes nothing.
+    #[test]
+    fn arbitrary_steps_change_nothing(
+        step in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        initial in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        system in proptest::prelude::any::<bool>(),
+    ) {
+        let mut w = World::new();
+        let kv = w.kv.clone();
+        let write = if system {
+            Write::System(SystemWrite::Step(Bytes::from(step)))
+        } else {
+            Write::Migration { step: Bytes::from(step), initial: Bytes::from(initial) }
+        };
+        let group = if system { SYSTEM_GROUP } else { SOURCE };
+        let reply = w.apply(group, NOW, vec![write]);
+        proptest::prop_assert!(matches!(&reply[..], [Frame::Error(_)]), "{:?}", reply);
+        proptest::prop_assert_eq!(&w.kv, &kv);
+        proptest::prop_assert_eq!(w.state(group).table, None);
+    }
+}
