@@ -145,9 +145,11 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
     /// Writes a record copied from another group's slot (a migration
     /// chunk's entry): `key` is its storage key without the group prefix
     /// (`slot | tag | …`, see [`keys::parse_slot_record`]), `value` is
-    /// stored as it is (its modification index included). What this
-    /// group derives from a metadata record follows, as if the key had
-    /// been written here: the key count and the expiry index. A key that
+    /// stored as it is, except that a metadata record's modification index
+    /// becomes this write's (an index of this group's log, as `WATCH`
+    /// compares them). What this group derives from a metadata record
+    /// follows, as if the key had been written here: the key count and
+    /// the expiry index. A key that
     /// does not parse, or metadata that does not decode, is
     /// [`KvError::Corrupt`] (the caller checks a chunk before applying it).
     pub fn import_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
@@ -156,9 +158,13 @@ impl<'a, K: RawKv + ?Sized> Keyspace<'a, K> {
         let mut full = self.group.to_be_bytes().to_vec();
         full.extend_from_slice(key);
         if parsed.meta {
-            let record = Record::decode(Bytes::copy_from_slice(value))?;
+            let mut record = Record::decode(Bytes::copy_from_slice(value))?;
             let old = self.raw_record(&full)?;
             self.index_change(parsed.key, old.as_ref(), record.expire_at_ms)?;
+            // Modification indexes are this group's log indexes: the
+            // source's would be compared with this log's by `WATCH`.
+            record.mod_index = self.mod_index;
+            return self.kv.put(full, record.encode());
         }
         self.kv.put(full, value.to_vec())
     }

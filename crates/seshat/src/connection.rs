@@ -307,6 +307,7 @@ impl<S: ClientStream> Connection<S> {
             },
             Route::Server(ServerCmd::Unwatch) => {
                 self.state.watches.clear();
+                self.state.watched_groups.clear();
                 self.reply(name, started, Frame::ok()).await
             }
             Route::Server(
@@ -596,6 +597,7 @@ impl<S: ClientStream> Connection<S> {
             Route::Server(ServerCmd::Discard) => {
                 self.state.multi = None;
                 self.state.watches.clear();
+                self.state.watched_groups.clear();
                 Frame::ok()
             }
             Route::Server(ServerCmd::Multi) => Frame::error("ERR MULTI calls can not be nested"),
@@ -655,6 +657,7 @@ impl<S: ClientStream> Connection<S> {
         let name = "exec";
         let multi = self.state.multi.take().unwrap_or_default();
         let watches = std::mem::take(&mut self.state.watches);
+        let watched_groups = std::mem::take(&mut self.state.watched_groups);
         if multi.dirty {
             return self
                 .reply(
@@ -722,6 +725,11 @@ impl<S: ClientStream> Connection<S> {
                 return self.reply(name, started, frame).await;
             }
         };
+        if watched_groups.iter().any(|g| *g != node.group) {
+            // The watched keys' slot moved to another shard since WATCH:
+            // their modification indexes belong to the other group's log.
+            return self.reply(name, started, Frame::NullArray).await;
+        }
         let write = Write::Transaction {
             watches,
             commands: commands_out,
@@ -777,6 +785,9 @@ impl<S: ClientStream> Connection<S> {
         {
             Ok(watches) => {
                 self.state.watches.extend(watches);
+                if !self.state.watched_groups.contains(&node.group) {
+                    self.state.watched_groups.push(node.group);
+                }
                 Frame::ok()
             }
             Err(e) => e.to_frame(&self.shared.settings, self.state.tls),

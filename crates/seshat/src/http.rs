@@ -242,6 +242,53 @@ fn group_metrics(out: &mut String, shared: &Shared) {
 }
 
 /// The whole `/metrics` page.
+/// Resharding: migrations in progress (as this node's system replica has
+/// applied them) and what this node's coordinator did.
+fn render_migrations(shared: &Shared, id: u64, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let active = shared
+        .groups
+        .system_table()
+        .map_or(0, |t| t.active().count());
+    gauge(
+        out,
+        "migrations_in_progress",
+        "Slot migrations recorded and not finished.",
+        id,
+        active,
+    );
+    let p = &shared.progress;
+    counter(
+        out,
+        "migration_steps_total",
+        "Migration steps this node's coordinator proposed.",
+        id,
+        p.steps.load(Relaxed),
+    );
+    counter(
+        out,
+        "migration_chunks_total",
+        "Chunks this node's coordinator copied.",
+        id,
+        p.chunks.load(Relaxed),
+    );
+    counter(
+        out,
+        "migration_entries_total",
+        "Entries this node's coordinator copied.",
+        id,
+        p.entries.load(Relaxed),
+    );
+    let (_, _, _, max) = p.freeze_summary();
+    gauge(
+        out,
+        "migration_freeze_max_milliseconds",
+        "Longest freeze of a slot batch (Freeze to ImportCommit) among the last 1024 this node coordinated.",
+        id,
+        max,
+    );
+}
+
 pub fn render_metrics(shared: &Shared) -> String {
     let node = shared.groups.first();
     let id = shared.settings.node_id;
@@ -430,6 +477,7 @@ pub fn render_metrics(shared: &Shared) -> String {
     );
     shared.requests.render(id, &mut out);
     crate::metrics::render_stages(id, &mut out);
+    render_migrations(shared, id, &mut out);
     let (entries, writes) = seshat_common::stages::entries_and_writes();
     counter(
         &mut out,

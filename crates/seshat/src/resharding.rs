@@ -71,7 +71,16 @@ pub struct Progress {
     pub chunks: std::sync::atomic::AtomicU64,
     /// Entries copied by this node's coordinator.
     pub entries: std::sync::atomic::AtomicU64,
+    /// When this node's coordinator saw each migration's `Freeze` applied.
+    frozen_at: Mutex<HashMap<MigrationId, std::time::Instant>>,
+    /// How long writes to a migration's slots waited, `Freeze` to
+    /// `ImportCommit` as this node's coordinator saw them (the latest
+    /// [`MAX_FREEZES_KEPT`], in ms).
+    freezes: Mutex<std::collections::VecDeque<u64>>,
 }
+
+/// Freeze durations kept for `INFO`.
+const MAX_FREEZES_KEPT: usize = 1024;
 
 impl Progress {
     fn note(&self, id: MigrationId, what: String) {
@@ -88,6 +97,50 @@ impl Progress {
     fn forget_except(&self, active: &[MigrationId]) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.retain(|id, _| active.contains(id));
+        let mut frozen = self.frozen_at.lock().unwrap_or_else(|p| p.into_inner());
+        frozen.retain(|id, _| active.contains(id));
+    }
+
+    /// Notes a group step that changed its group: the start and the end
+    /// of a freeze.
+    fn step_taken(&self, step: &GroupStep) {
+        let id = step.migration().id;
+        let mut frozen = self.frozen_at.lock().unwrap_or_else(|p| p.into_inner());
+        match step {
+            GroupStep::Freeze(_) => {
+                frozen.insert(id, std::time::Instant::now());
+            }
+            GroupStep::ImportCommit(..) | GroupStep::Abort(_) => {
+                if let Some(at) = frozen.remove(&id) {
+                    let ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let mut freezes = self.freezes.lock().unwrap_or_else(|p| p.into_inner());
+                    if freezes.len() == MAX_FREEZES_KEPT {
+                        freezes.pop_front();
+                    }
+                    freezes.push_back(ms);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The freeze durations measured (ms): count, p50, p99, max.
+    pub fn freeze_summary(&self) -> (usize, u64, u64, u64) {
+        let freezes = self.freezes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sorted: Vec<u64> = freezes.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |q: usize| {
+            sorted
+                .get((sorted.len() * q / 100).min(sorted.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        (
+            sorted.len(),
+            at(50),
+            at(99),
+            sorted.last().copied().unwrap_or(0),
+        )
     }
 }
 
@@ -98,7 +151,14 @@ struct Caches {
     manifests: HashMap<MigrationId, Manifest>,
     /// Where the last chunk sent ended: (its seq, its last storage key).
     resume: HashMap<MigrationId, (u64, Bytes)>,
+    /// When this coordinator first saw each migration's source frozen.
+    frozen_seen: HashMap<MigrationId, std::time::Instant>,
 }
+
+/// A freeze that lasts longer than this (the target unreachable, a copy
+/// far larger than a batch should be) is aborted while it still can be:
+/// before the hand-off the source keeps the slots and serves them again.
+pub const MAX_FREEZE: Duration = Duration::from_secs(30);
 
 /// Drives the migrations in progress while this node leads the system
 /// group (see the module docs). Ends when the server stops.
@@ -130,6 +190,7 @@ async fn coordinate_once(shared: &Shared, caches: &mut Caches) -> bool {
     let ids: Vec<MigrationId> = active.iter().map(|m| m.migration.id).collect();
     caches.manifests.retain(|id, _| ids.contains(id));
     caches.resume.retain(|id, _| ids.contains(id));
+    caches.frozen_seen.retain(|id, _| ids.contains(id));
     shared.progress.forget_except(&ids);
     let mut progressed = false;
     for record in &active {
@@ -173,6 +234,30 @@ async fn drive(
         target,
         manifest: caches.manifests.get(&m.id).copied(),
     };
+    if source == GroupView::Frozen {
+        let since = *caches
+            .frozen_seen
+            .entry(m.id)
+            .or_insert_with(std::time::Instant::now);
+        let asked = matches!(
+            record.status,
+            Status::Active {
+                abort_requested: true
+            }
+        );
+        if !asked && since.elapsed() > MAX_FREEZE {
+            tracing::warn!(
+                migration = m.id,
+                "slots frozen for over {} s: aborting the migration",
+                MAX_FREEZE.as_secs()
+            );
+            let reply = propose_system(shared, &SystemStep::Abort(m.id)).await?;
+            return Ok(Some(format!(
+                "abort after a long freeze: {}",
+                describe(&reply)
+            )));
+        }
+    }
     match next_step(&obs) {
         Next::System(step) => {
             let reply = propose_system(shared, &step).await?;
@@ -183,6 +268,9 @@ async fn drive(
             let group = step.group();
             let initial = SlotTable::new(group, table.map().clone()).encode();
             let reply = propose_group(shared, group, step.encode(), initial).await?;
+            if matches!(&reply, Frame::Simple(s) if s.as_ref() == b"CHANGED") {
+                shared.progress.step_taken(&step);
+            }
             Ok(Some(format!(
                 "{name} on group {group}: {}",
                 describe(&reply)
@@ -828,9 +916,12 @@ pub fn info(shared: &Shared) -> String {
     let table = shared.groups.system_table();
     let active = table.as_ref().map_or(0, |t| t.active().count());
     let last = table.as_ref().map_or(0, |t| t.last_id());
+    let (freezes, p50, p99, max) = shared.progress.freeze_summary();
     format!(
         "migrations_in_progress:{active}\r\nmigrations_last_id:{last}\r\n\
-         migration_steps_coordinated:{}\r\nmigration_chunks_copied:{}\r\nmigration_entries_copied:{}\r\n",
+         migration_steps_coordinated:{}\r\nmigration_chunks_copied:{}\r\nmigration_entries_copied:{}\r\n\
+         migration_freezes_measured:{freezes}\r\nmigration_freeze_ms_p50:{p50}\r\n\
+         migration_freeze_ms_p99:{p99}\r\nmigration_freeze_ms_max:{max}\r\n",
         shared.progress.steps.load(Relaxed),
         shared.progress.chunks.load(Relaxed),
         shared.progress.entries.load(Relaxed),

@@ -40,6 +40,11 @@ pub struct ClientState {
     pub multi: Option<Multi>,
     /// Keys `WATCH`ed, with what was observed, until `EXEC`/`UNWATCH`.
     pub watches: Vec<Watch>,
+    /// The groups `watches` were read from. Modification indexes are
+    /// indexes of one group's log: an `EXEC` that lands on another group
+    /// (the slot moved between shards since the `WATCH`) cannot compare
+    /// them and aborts.
+    pub watched_groups: Vec<u32>,
     /// Logged in: connected while no password was set, or `AUTH`
     /// succeeded. Never taken back (as in Redis, a later password or a
     /// failed `AUTH` leaves it).
@@ -69,6 +74,7 @@ impl ClientState {
             read_confirmed: false,
             confirmed_group: None,
             asking: false,
+            watched_groups: Vec::new(),
             multi: None,
             watches: Vec::new(),
             authenticated,

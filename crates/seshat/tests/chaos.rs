@@ -564,6 +564,148 @@ fn chaos_16_five_nodes_three_replicas_per_group() {
     });
 }
 
+/// The migration nemesis: a thread that keeps moving slot ranges between
+/// shards (`CLUSTER MIGRATESLOTS` sent to whichever node answers), each
+/// move waited for until it completes or aborts, while the faults happen.
+struct Migrations {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u32, u32)>>,
+}
+
+impl Migrations {
+    /// Moves `slots` (first, last) back and forth between shards `a` and
+    /// `b` of the cluster at `addrs`.
+    fn start(addrs: Vec<String>, slots: (u16, u16), a: u32, b: u32) -> Migrations {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut completed, mut aborted) = (0u32, 0u32);
+            let mut to = b;
+            let mut turn = 0usize;
+            let mut call = |args: &[String]| -> Option<redis::Value> {
+                turn += 1;
+                let addr = format!("redis://{}/", addrs[turn % addrs.len()]);
+                let mut c = redis::Client::open(addr)
+                    .ok()?
+                    .get_connection_with_timeout(Duration::from_secs(2))
+                    .ok()?;
+                c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                let mut cmd = redis::cmd("CLUSTER");
+                for a in args {
+                    cmd.arg(a);
+                }
+                cmd.query::<redis::Value>(&mut c)
+                    .map_err(|e| e.to_string())
+                    .ok()
+            };
+            while !stopping.load(Ordering::Acquire) {
+                let request: Vec<String> = [
+                    "MIGRATESLOTS".to_string(),
+                    "SLOTSRANGE".to_string(),
+                    slots.0.to_string(),
+                    slots.1.to_string(),
+                    "SHARD".to_string(),
+                    to.to_string(),
+                ]
+                .to_vec();
+                let Some(redis::Value::Int(id)) = call(&request) else {
+                    // Refused (the slots are already there: an earlier
+                    // request went through) or unreachable: try the other
+                    // way after a pause.
+                    to = if to == a { b } else { a };
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                };
+                // Wait for it to end, whatever the faults (the nemesis
+                // stops only between migrations).
+                let deadline = Instant::now() + Duration::from_secs(90);
+                let outcome = loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let status = call(&["GETSLOTMIGRATIONS".to_string()]);
+                    match status.and_then(|v| migration_state(&v, id)).as_deref() {
+                        Some("completed") => break Some(true),
+                        Some("aborted") => break Some(false),
+                        _ if Instant::now() > deadline => break None,
+                        _ => {}
+                    }
+                };
+                match outcome {
+                    Some(true) => {
+                        completed += 1;
+                        to = if to == a { b } else { a };
+                    }
+                    Some(false) => aborted += 1,
+                    None => panic!("migration {id} neither completed nor aborted within 90 s"),
+                }
+            }
+            (completed, aborted)
+        });
+        Migrations {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops after the migration in progress ends: (completed, aborted).
+    fn stop(mut self) -> (u32, u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.handle
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or((0, 0))
+    }
+}
+
+/// The `state` of migration `id` in a `CLUSTER GETSLOTMIGRATIONS` reply.
+fn migration_state(reply: &redis::Value, id: i64) -> Option<String> {
+    let redis::Value::Array(entries) = reply else {
+        return None;
+    };
+    entries.iter().find_map(|e| {
+        let fields: Vec<&redis::Value> = match e {
+            redis::Value::Array(f) => f.iter().collect(),
+            redis::Value::Map(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => return None,
+        };
+        let get = |name: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|kv| matches!(kv[0], redis::Value::BulkString(k) if k == name))
+                .and_then(|kv| kv.get(1).copied())
+        };
+        match (get(b"id"), get(b"state")) {
+            (Some(redis::Value::Int(n)), Some(redis::Value::BulkString(s))) if *n == id => {
+                Some(String::from_utf8_lossy(s).into_owned())
+            }
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn chaos_17_slots_move_between_shards_during_faults() {
+    scenario_with("migrations", 17, 3, &["--shards", "3"], |c| {
+        let moves = Migrations::start(c.addrs(), (0, 3000), 1, 2);
+        std::thread::sleep(Duration::from_secs(3));
+        c.node(1).kill9();
+        std::thread::sleep(Duration::from_secs(2));
+        c.node(1).restart();
+        std::thread::sleep(Duration::from_secs(3));
+        c.net.partition(&[&[2], &[1, 3]]);
+        std::thread::sleep(Duration::from_secs(3));
+        c.net.heal();
+        std::thread::sleep(Duration::from_secs(2));
+        c.node(3).pause(true);
+        std::thread::sleep(Duration::from_secs(2));
+        c.node(3).pause(false);
+        std::thread::sleep(Duration::from_secs(2));
+        let (completed, aborted) = moves.stop();
+        eprintln!("migrations: {completed} completed, {aborted} aborted during the faults");
+        assert!(completed > 0, "no migration completed");
+    });
+}
+
 #[test]
 fn chaos_14_pipelining_clients_reconnect_through_faults() {
     scenario_full("pipelines", 14, 3, &[], 3, |c| {

@@ -207,6 +207,21 @@ fn slots_move_to_another_shard_and_back_with_every_key() {
         "only {moved_keys} keys in the moved slots"
     );
 
+    // A WATCH taken on shard 1 before the move: the EXEC after it must
+    // not run (its modification index is of shard 1's log).
+    let watched = expect
+        .iter()
+        .find(|(k, v)| crc16_slot(k.as_bytes()) < 3000 && v.starts_with("string"))
+        .map(|(k, _)| k.clone())
+        .unwrap();
+    let mut watcher = cluster
+        .nodes
+        .iter()
+        .map(|n| common::Raw::connect(n.port))
+        .find_map(|mut r| {
+            (r.call(&["WATCH", &watched]) == seshat_protocol_resp::Frame::ok()).then_some(r)
+        })
+        .expect("some node serves WATCH on shard 1");
     let out = admin(
         &cluster,
         &[
@@ -232,12 +247,22 @@ fn slots_move_to_another_shard_and_back_with_every_key() {
     }
     check(&mut c, &expect);
     assert_eq!(total_keys(&cluster), 2000, "{}", cluster.logs());
+    assert_eq!(watcher.call(&["MULTI"]), seshat_protocol_resp::Frame::ok());
+    watcher.call(&["SET", &watched, "from-a-stale-watch"]);
+    match watcher.call(&["EXEC"]) {
+        seshat_protocol_resp::Frame::Null | seshat_protocol_resp::Frame::NullArray => {}
+        seshat_protocol_resp::Frame::Error(e) if e.starts_with(b"MOVED") => {}
+        other => panic!("EXEC after the watched key moved: {other:?}"),
+    }
+    let now: Option<String> = redis::cmd("GET").arg(&watched).query(&mut c).unwrap();
+    assert_ne!(now.as_deref(), Some("from-a-stale-watch"));
 
     // A plain client asking shard 1's leader for a moved key is sent to
     // shard 2's leader.
     let key = expect
-        .keys()
-        .find(|k| crc16_slot(k.as_bytes()) < 3000)
+        .iter()
+        .find(|(k, v)| crc16_slot(k.as_bytes()) < 3000 && v.starts_with("string"))
+        .map(|(k, _)| k)
         .unwrap();
     let slot = crc16_slot(key.as_bytes());
     let mut redirects = 0;
@@ -396,44 +421,111 @@ fn writes_during_back_and_forth_migrations_are_all_kept() {
     assert_eq!(total_keys(&cluster), 900);
 }
 
+/// The index of the node that leads group `g`, as node `i` reports it.
+fn leader_of_group(cluster: &Cluster, g: u32) -> Option<usize> {
+    let n = cluster.nodes.iter().position(|n| n.is_running())?;
+    let line = cluster.nodes[n].info_field(&format!("raft_group_{g}"))?;
+    let leader: u64 = line
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("leader="))?
+        .parse()
+        .ok()?;
+    cluster.nodes.iter().position(|n| n.node_id == leader)
+}
+
+/// The state of migration `id` as a running node reports it.
+fn migration_state(cluster: &Cluster, id: i64) -> Option<String> {
+    let node = cluster.nodes.iter().find(|n| n.is_running())?;
+    let v: Value = redis::cmd("CLUSTER")
+        .arg("GETSLOTMIGRATIONS")
+        .query(&mut node.conn())
+        .ok()?;
+    let Value::Array(entries) = v else {
+        return None;
+    };
+    for e in entries {
+        let fields: Vec<Value> = match e {
+            Value::Array(f) => f,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => continue,
+        };
+        let get = |name: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|kv| matches!(&kv[0], Value::BulkString(k) if k == name))
+                .map(|kv| kv[1].clone())
+        };
+        if get(b"id") == Some(Value::Int(id)) {
+            if let Some(Value::BulkString(s)) = get(b"state") {
+                return Some(String::from_utf8_lossy(&s).into_owned());
+            }
+        }
+    }
+    None
+}
+
 #[test]
-fn a_migration_finishes_when_leaders_are_killed_during_it() {
+fn migrations_finish_when_the_system_source_or_target_leader_is_killed() {
     let mut cluster = Cluster::start_with(3, &["--shards", "3"]);
     let mut c = cluster_client(&cluster);
-    let expect = load(&mut c, 4000);
-    // Start a migration and kill -9 the system leader (node 1 at start,
-    // also shard 1's leader: the source) while it runs.
-    let id: i64 = redis::cmd("CLUSTER")
-        .arg("MIGRATESLOTS")
-        .arg("SLOTSRANGE")
-        .arg(0)
-        .arg(4000)
-        .arg("SHARD")
-        .arg(2)
-        .query(&mut cluster.nodes[1].conn())
-        .unwrap();
-    assert!(id >= 1);
-    cluster.nodes[0].kill9();
-    std::thread::sleep(Duration::from_secs(2));
-    cluster.nodes[0].respawn();
-    cluster.nodes[0].wait_ready();
-    cluster.wait_until("the migration finished", Duration::from_secs(60), || {
-        let v: Value = redis::cmd("CLUSTER")
-            .arg("GETSLOTMIGRATIONS")
-            .query(&mut cluster.nodes[1].conn())
-            .unwrap();
-        let text = format!("{v:?}");
-        text.contains("completed") || text.contains("aborted")
-    });
-    cluster.wait_cluster_ok(Duration::from_secs(30));
-    let o = owners(&cluster, 2);
-    let moved = o[..=4000].iter().all(|g| *g == 2);
-    let stayed = o[..=4000].iter().all(|g| *g == 1);
-    assert!(
-        moved || stayed,
-        "slots split between shards after the migration"
-    );
-    let mut c = cluster_client(&cluster);
-    check(&mut c, &expect);
-    assert_eq!(total_keys(&cluster), 4000, "{}", cluster.logs());
+    let expect = load(&mut c, 3000);
+    // Each round moves slots 0..=2999 between shards 1 and 2 and kill -9s
+    // one role's leader a little after the migration was recorded (the
+    // delays reach into the copy and past the hand-off), then restarts it.
+    let roles = ["system", "source", "target", "system", "source", "target"];
+    let mut at = (1u32, 2u32);
+    for (round, role) in roles.iter().enumerate() {
+        let (source, target) = at;
+        let group = match *role {
+            "system" => 0,
+            "source" => source,
+            _ => target,
+        };
+        let victim = leader_of_group(&cluster, group).expect("a leader");
+        let any = (victim + 1) % 3;
+        let id: i64 = redis::cmd("CLUSTER")
+            .arg("MIGRATESLOTS")
+            .arg("SLOTSRANGE")
+            .arg(0)
+            .arg(2999)
+            .arg("SHARD")
+            .arg(target)
+            .query(&mut cluster.nodes[any].conn())
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", cluster.logs()));
+        std::thread::sleep(Duration::from_millis(15 * round as u64));
+        let at_kill = migration_state(&cluster, id);
+        cluster.nodes[victim].kill9();
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.nodes[victim].respawn();
+        cluster.nodes[victim].wait_ready();
+        let mut state = None;
+        cluster.wait_until(
+            &format!("round {round}: migration {id} finished"),
+            Duration::from_secs(60),
+            || {
+                state = migration_state(&cluster, id);
+                matches!(state.as_deref(), Some("completed" | "aborted"))
+            },
+        );
+        cluster.wait_cluster_ok(Duration::from_secs(30));
+        let o = owners(&cluster, victim);
+        let moved = o[..3000].iter().all(|g| *g == target);
+        let stayed = o[..3000].iter().all(|g| *g == source);
+        assert!(
+            (state.as_deref() == Some("completed") && moved) || (state.as_deref() == Some("aborted") && stayed),
+            "round {round} ({role} leader killed): {state:?}, slots moved: {moved}, stayed: {stayed}"
+        );
+        eprintln!(
+            "round {round}: {role} leader (node {}) killed while the migration was {at_kill:?}; it ended {state:?}",
+            victim + 1
+        );
+        if moved {
+            at = (target, source);
+        }
+        let mut c = cluster_client(&cluster);
+        check(&mut c, &expect);
+        cluster.wait_until("keys counted once", Duration::from_secs(10), || {
+            total_keys(&cluster) == 3000
+        });
+    }
 }
