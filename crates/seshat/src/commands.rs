@@ -28,23 +28,57 @@ pub enum Outcome {
     Close(Frame),
 }
 
+/// Longest a command waits for its slot's migration step to pass
+/// ([`route_patiently`]) before it is answered `-TRYAGAIN`.
+pub const MAX_TRYAGAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The replica a data command runs on here and the slot it routes by
 /// (see [`Groups::slot_for`](crate::groups::Groups::slot_for) and
-/// [`Groups::serve`](crate::groups::Groups::serve)); `asking`: the
-/// client sent `ASKING` before this command.
-pub fn route<'a>(
+/// [`Groups::serve`](crate::groups::Groups::serve); `asking`: the client
+/// sent `ASKING` before this command), waiting while the slot is frozen
+/// for a migration (or its
+/// new shard has not committed the copy yet) — up to
+/// [`MAX_TRYAGAIN_WAIT`], re-routing every few milliseconds — so a
+/// client sees a slower reply (then served, or redirected with `ASK` or
+/// `MOVED`) instead of a `-TRYAGAIN` it must retry. Cluster clients give
+/// up after a few hundred milliseconds of `TRYAGAIN` (redis-py: 16 tries,
+/// the first half without a pause); a freeze lasts about as long.
+pub async fn route_patiently<'a>(
     decl: &Decl,
     args: &[Bytes],
     shared: &'a Shared,
     asking: bool,
 ) -> Result<(&'a Arc<Node>, u16), ServeError> {
     let slot = shared.groups.slot_for(decl, args)?;
-    let access = if decl.route() == Route::Write {
+    let node = serve_patiently(shared, slot, access_of(decl), asking).await?;
+    Ok((node, slot))
+}
+
+/// [`Groups::serve`](crate::groups::Groups::serve), waiting while the
+/// slot is frozen (see [`route_patiently`]).
+pub async fn serve_patiently(
+    shared: &Shared,
+    slot: u16,
+    access: seshat_migration::Access,
+    asking: bool,
+) -> Result<&Arc<Node>, ServeError> {
+    let started = std::time::Instant::now();
+    loop {
+        match shared.groups.serve(slot, access, asking) {
+            Err(ServeError::TryAgain(_)) if started.elapsed() < MAX_TRYAGAIN_WAIT => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn access_of(decl: &Decl) -> seshat_migration::Access {
+    if decl.route() == Route::Write {
         seshat_migration::Access::Write
     } else {
         seshat_migration::Access::Read
-    };
-    Ok((shared.groups.serve(slot, access, asking)?, slot))
+    }
 }
 
 /// The size limits on a write's arguments: every key at most
@@ -94,7 +128,7 @@ pub async fn run_data(
     if shared.groups.fans_out(decl) {
         return run_keyless(decl, args, shared, client.tls).await;
     }
-    let (node, slot) = match route(decl, &args, shared, client.asking) {
+    let (node, slot) = match route_patiently(decl, &args, shared, client.asking).await {
         Ok(routed) => routed,
         Err(e) => return e.to_frame(&shared.settings, client.tls),
     };

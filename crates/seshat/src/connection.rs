@@ -338,7 +338,7 @@ impl<S: ClientStream> Connection<S> {
                 self.forward(decl, &args, started).await
             }
             Route::Write => {
-                let (node, slot) = match self.route(decl, &args) {
+                let (node, slot) = match self.route(decl, &args).await {
                     Ok(routed) => routed,
                     Err(frame) => return self.reply(name, started, frame).await,
                 };
@@ -356,8 +356,11 @@ impl<S: ClientStream> Connection<S> {
 
     /// The replica a data command runs on here and its slot, or the error
     /// reply in this client's form (a TLS client is sent to TLS ports).
-    fn route(&self, decl: &Decl, args: &[Bytes]) -> Result<(Arc<Node>, u16), Frame> {
-        commands::route(decl, args, &self.shared, self.state.asking)
+    /// Waits while the slot is frozen for a migration
+    /// ([`commands::route_patiently`]).
+    async fn route(&self, decl: &Decl, args: &[Bytes]) -> Result<(Arc<Node>, u16), Frame> {
+        commands::route_patiently(decl, args, &self.shared, self.state.asking)
+            .await
             .map(|(node, slot)| (node.clone(), slot))
             .map_err(|e| e.to_frame(&self.shared.settings, self.state.tls))
     }
@@ -466,7 +469,7 @@ impl<S: ClientStream> Connection<S> {
         args: &[Bytes],
         started: Instant,
     ) -> Result<Flow, CodecError> {
-        let (node, slot) = match self.route(decl, args) {
+        let (node, slot) = match self.route(decl, args).await {
             Ok(routed) => routed,
             Err(frame) => return self.reply(decl.name, started, frame).await,
         };
@@ -714,10 +717,13 @@ impl<S: ClientStream> Connection<S> {
                 .reply(name, started, Frame::error(crate::groups::CROSSSLOT))
                 .await;
         }
-        let serving =
-            self.shared
-                .groups
-                .serve(slot, seshat_migration::Access::Write, self.state.asking);
+        let serving = commands::serve_patiently(
+            &self.shared,
+            slot,
+            seshat_migration::Access::Write,
+            self.state.asking,
+        )
+        .await;
         let node = match serving {
             Ok(node) => node.clone(),
             Err(e) => {
@@ -764,7 +770,7 @@ impl<S: ClientStream> Connection<S> {
             .cloned()
             .collect();
         self.drain_writes().await?;
-        let (node, slot) = match self.route(decl, args) {
+        let (node, slot) = match self.route(decl, args).await {
             Ok(routed) => routed,
             Err(frame) => return self.reply(decl.name, started, frame).await,
         };

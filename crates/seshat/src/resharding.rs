@@ -199,7 +199,7 @@ async fn coordinate_once(shared: &Shared, caches: &mut Caches) -> bool {
             Ok(Some(step)) => {
                 // A step the group had already taken changes nothing: the
                 // next look waits a tick, so a lagging view cannot spin.
-                progressed |= !step.ends_with("IGNORED");
+                progressed |= step.ends_with("CHANGED") || step.starts_with("manifest");
                 shared
                     .progress
                     .steps
@@ -225,101 +225,173 @@ async fn drive(
     record: &seshat_migration::SystemMigration,
     caches: &mut Caches,
 ) -> Result<Option<String>, String> {
-    let m = &record.migration;
-    let source = group_view(shared, m.source, m.id).await?;
-    let target = group_view(shared, m.target, m.id).await?;
-    let obs = Observation {
-        record,
-        source,
-        target,
-        manifest: caches.manifests.get(&m.id).copied(),
-    };
-    if source == GroupView::Frozen {
-        let since = *caches
-            .frozen_seen
-            .entry(m.id)
-            .or_insert_with(std::time::Instant::now);
-        let asked = matches!(
-            record.status,
-            Status::Active {
-                abort_requested: true
+    let id = record.migration.id;
+    let mut record = record.clone();
+    let mut source = group_view(shared, record.migration.source, id).await?;
+    let mut target = group_view(shared, record.migration.target, id).await?;
+    let mut last = None;
+    // After a step a group applied (`CHANGED`), its new view is known
+    // without asking: take the next step at once, so a freeze costs the
+    // steps' own round trips and no observations between them. Anything
+    // else (`IGNORED`, a refusal, a system step) ends the run: the next
+    // round observes again.
+    for _ in 0..MAX_STEPS_PER_LOOK {
+        let m = record.migration.clone();
+        if let Some(abort) = abort_if_frozen_too_long(shared, &record, source, caches).await? {
+            return Ok(Some(abort));
+        }
+        let obs = Observation {
+            record: &record,
+            source,
+            target,
+            manifest: caches.manifests.get(&id).copied(),
+        };
+        match next_step(&obs) {
+            Next::System(step) => {
+                let reply = propose_system(shared, &step).await?;
+                last = Some(format!("system {step:?}: {}", describe(&reply)));
+                match shared
+                    .groups
+                    .system_table()
+                    .and_then(|t| t.migration(id).cloned())
+                {
+                    Some(r) if changed(&reply) => record = r,
+                    _ => break,
+                }
             }
-        );
-        if !asked && since.elapsed() > MAX_FREEZE {
-            tracing::warn!(
-                migration = m.id,
-                "slots frozen for over {} s: aborting the migration",
-                MAX_FREEZE.as_secs()
-            );
-            let reply = propose_system(shared, &SystemStep::Abort(m.id)).await?;
-            return Ok(Some(format!(
-                "abort after a long freeze: {}",
-                describe(&reply)
-            )));
-        }
-    }
-    match next_step(&obs) {
-        Next::System(step) => {
-            let reply = propose_system(shared, &step).await?;
-            Ok(Some(format!("system {step:?}: {}", describe(&reply))))
-        }
-        Next::Group(step) => {
-            let name = step.name();
-            let group = step.group();
-            let initial = SlotTable::new(group, table.map().clone()).encode();
-            let reply = propose_group(shared, group, step.encode(), initial).await?;
-            if matches!(&reply, Frame::Simple(s) if s.as_ref() == b"CHANGED") {
+            Next::Group(step) => {
+                let name = step.name();
+                let group = step.group();
+                let initial = SlotTable::new(group, table.map().clone()).encode();
+                let reply = propose_group(shared, group, step.encode(), initial).await?;
+                last = Some(format!("{name} on group {group}: {}", describe(&reply)));
+                if !changed(&reply) {
+                    break;
+                }
                 shared.progress.step_taken(&step);
+                let Some(view) = view_after(&step) else {
+                    break;
+                };
+                if group == m.source {
+                    source = view;
+                } else {
+                    target = view;
+                }
             }
-            Ok(Some(format!(
-                "{name} on group {group}: {}",
-                describe(&reply)
-            )))
-        }
-        Next::NeedManifest => {
-            let manifest = peer_manifest(shared, m.source, m.id).await?;
-            caches.manifests.insert(m.id, manifest);
-            Ok(Some(format!(
-                "manifest: {} chunks, {} entries",
-                manifest.chunks, manifest.entries
-            )))
-        }
-        Next::SendChunk { seq } => {
-            let resume = caches
-                .resume
-                .get(&m.id)
-                .filter(|(s, _)| s + 1 == seq)
-                .cloned();
-            let Some((step, last_key)) = peer_chunk(shared, m.source, m.id, seq, resume).await?
-            else {
-                return Err(format!("source has no chunk {seq}"));
-            };
-            let entries = match GroupStep::decode(&step) {
-                Ok(GroupStep::ImportChunk(_, chunk)) => chunk.entries.len(),
-                _ => return Err("source sent something other than a chunk".into()),
-            };
-            let initial = SlotTable::new(m.target, table.map().clone()).encode();
-            let reply = propose_group(shared, m.target, step.to_vec(), initial).await?;
-            caches.resume.insert(m.id, (seq, last_key));
-            shared
-                .progress
-                .chunks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            shared.progress.entries.fetch_add(
-                u64::try_from(entries).unwrap_or(u64::MAX),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            Ok(Some(format!(
-                "chunk {seq} ({entries} entries): {}",
-                describe(&reply)
-            )))
-        }
-        Next::Stuck(why) => {
-            tracing::warn!(migration = m.id, why, "migration stuck");
-            shared.progress.note(m.id, format!("stuck: {why}"));
-            Ok(None)
+            Next::NeedManifest => {
+                let manifest = peer_manifest(shared, m.source, id).await?;
+                caches.manifests.insert(id, manifest);
+                last = Some(format!(
+                    "manifest: {} chunks, {} entries",
+                    manifest.chunks, manifest.entries
+                ));
+            }
+            Next::SendChunk { seq } => {
+                let resume = caches
+                    .resume
+                    .get(&id)
+                    .filter(|(s, _)| s + 1 == seq)
+                    .cloned();
+                let Some((step, last_key)) = peer_chunk(shared, m.source, id, seq, resume).await?
+                else {
+                    return Err(format!("source has no chunk {seq}"));
+                };
+                let chunk = match GroupStep::decode(&step) {
+                    Ok(GroupStep::ImportChunk(_, chunk)) => chunk,
+                    _ => return Err("source sent something other than a chunk".into()),
+                };
+                let initial = SlotTable::new(m.target, table.map().clone()).encode();
+                let reply = propose_group(shared, m.target, step.to_vec(), initial).await?;
+                caches.resume.insert(id, (seq, last_key));
+                let entries = chunk.entries.len();
+                shared
+                    .progress
+                    .chunks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.progress.entries.fetch_add(
+                    u64::try_from(entries).unwrap_or(u64::MAX),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                last = Some(format!(
+                    "chunk {seq} ({entries} entries): {}",
+                    describe(&reply)
+                ));
+                match target {
+                    GroupView::Importing(mut received) if changed(&reply) => {
+                        received.add(&chunk);
+                        target = GroupView::Importing(received);
+                    }
+                    _ => break,
+                }
+            }
+            Next::Stuck(why) => {
+                tracing::warn!(migration = id, why, "migration stuck");
+                shared.progress.note(id, format!("stuck: {why}"));
+                return Ok(None);
+            }
         }
     }
+    Ok(last)
+}
+
+/// Most steps taken on one observation (a bound, not a target: a batch
+/// normally takes a handful).
+const MAX_STEPS_PER_LOOK: usize = 64;
+
+fn changed(reply: &Frame) -> bool {
+    matches!(reply, Frame::Simple(s) if s.as_ref() == b"CHANGED")
+}
+
+/// What a group's view becomes once `step` changed it (`None`: observe
+/// it again; chunks are sent by [`Next::SendChunk`], which adds each to
+/// the target's view itself).
+fn view_after(step: &GroupStep) -> Option<GroupView> {
+    Some(match step {
+        GroupStep::Freeze(_) => GroupView::Frozen,
+        GroupStep::HandOff(_) => GroupView::HandedOff,
+        GroupStep::ImportStart(_) => GroupView::Importing(Manifest::default()),
+        GroupStep::ImportChunk(..) => return None,
+        GroupStep::ImportCommit(..) | GroupStep::Drop(_) => GroupView::Finished(Outcome::Completed),
+        GroupStep::Abort(_) | GroupStep::ImportAbort(_) => GroupView::Finished(Outcome::Aborted),
+    })
+}
+
+/// Proposes the abort of a migration whose source this coordinator has
+/// seen frozen for longer than [`MAX_FREEZE`] (and not yet asked to
+/// abort); what it did, if it did.
+async fn abort_if_frozen_too_long(
+    shared: &Shared,
+    record: &seshat_migration::SystemMigration,
+    source: GroupView,
+    caches: &mut Caches,
+) -> Result<Option<String>, String> {
+    if source != GroupView::Frozen {
+        return Ok(None);
+    }
+    let id = record.migration.id;
+    let since = *caches
+        .frozen_seen
+        .entry(id)
+        .or_insert_with(std::time::Instant::now);
+    let asked = matches!(
+        record.status,
+        Status::Active {
+            abort_requested: true
+        }
+    );
+    if asked || since.elapsed() <= MAX_FREEZE {
+        return Ok(None);
+    }
+    tracing::warn!(
+        migration = id,
+        "slots frozen for over {} s: aborting the migration",
+        MAX_FREEZE.as_secs()
+    );
+    let reply = propose_system(shared, &SystemStep::Abort(id)).await?;
+    Ok(Some(format!(
+        "abort after a long freeze: {}",
+        describe(&reply)
+    )))
 }
 
 fn describe(frame: &Frame) -> String {

@@ -529,3 +529,41 @@ fn migrations_finish_when_the_system_source_or_target_leader_is_killed() {
         });
     }
 }
+
+#[test]
+fn five_nodes_move_slots_between_groups_held_on_different_nodes() {
+    // Five shards on three replicas each: shard 1 on nodes 1-3, shard 4
+    // on nodes 4, 5 and 1. The coordinator reaches leaders on other
+    // nodes over the Raft port.
+    let cluster = Cluster::start_with(5, &["--shards", "5"]);
+    let mut c = cluster_client(&cluster);
+    let expect = load(&mut c, 1500);
+    let first = owners(&cluster, 0);
+    let (lo, hi) = (0usize, 3275usize);
+    assert!(first[lo..=hi].iter().all(|g| *g == 1));
+    // To shard 4, then from shard 4 to shard 3 (nodes 3, 4, 5).
+    for to in [4u32, 3] {
+        let out = admin(
+            &cluster,
+            &[
+                "reshard",
+                "--slots",
+                &format!("{lo}-{hi}"),
+                "--to-shard",
+                &to.to_string(),
+            ],
+        );
+        assert!(out.contains("completed"), "{out}");
+        for i in 0..5 {
+            cluster.wait_until(
+                "every node routes the new map",
+                Duration::from_secs(10),
+                || owners(&cluster, i)[lo..=hi].iter().all(|g| *g == to),
+            );
+        }
+        check(&mut c, &expect);
+        cluster.wait_until("keys counted once", Duration::from_secs(10), || {
+            total_keys(&cluster) == 1500
+        });
+    }
+}
