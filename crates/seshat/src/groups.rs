@@ -251,9 +251,13 @@ impl Groups {
     /// The group the slot map gives `slot` to: the system group's map as
     /// applied here, or the layout's before the bootstrap record has.
     pub fn slot_owner(&self, slot: u16) -> u32 {
-        self.system_table()
-            .and_then(|t| t.map().owner(slot))
-            .unwrap_or_else(|| self.layout.group_of(slot).id)
+        let recorded = self
+            .system()
+            .system_table
+            .borrow()
+            .as_deref()
+            .and_then(|t| t.map().owner(slot));
+        recorded.unwrap_or_else(|| self.layout.group_of(slot).id)
     }
 
     /// Runs `f` on the slot map routing follows (see [`Self::slot_owner`]).
@@ -302,7 +306,13 @@ impl Groups {
         let Some(node) = self.get(group) else {
             return Err(self.redirect(slot, group, false));
         };
-        match node.table().map(|t| t.decide(slot, access, asking)) {
+        // Borrowed, not cloned: this runs for every keyed command.
+        let decision = node
+            .slot_table
+            .borrow()
+            .as_deref()
+            .map(|t| t.decide(slot, access, asking));
+        match decision {
             None | Some(Decision::Serve) => Ok(node),
             Some(Decision::TryAgain) => Err(ServeError::TryAgain(slot)),
             Some(Decision::Ask(to)) => Err(self.redirect(slot, to, true)),
