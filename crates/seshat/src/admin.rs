@@ -59,9 +59,16 @@ pub fn run(args: &AdminArgs) -> anyhow::Result<()> {
         } => {
             let mut conn = Conn::open(connect)?;
             let owners = conn.owners()?;
-            let plan = rebalance_plan(&owners);
+            let counts = conn.key_counts(connect, &owners)?;
+            let total: u64 = counts.iter().sum();
+            let plan = if total == 0 {
+                // No keys: even out the slots instead.
+                rebalance_plan(&owners)
+            } else {
+                rebalance_by_keys(&owners, &counts)
+            };
             if plan.is_empty() {
-                println!("already balanced");
+                println!("already balanced ({total} keys)");
                 return Ok(());
             }
             for (target, slots) in plan {
@@ -225,6 +232,69 @@ fn rebalance_plan(owners: &[u32]) -> Vec<(u32, Vec<(u16, u32)>)> {
     plan
 }
 
+/// What to move where so every shard holds about as many keys as the
+/// others: per target, the slots (with their current owner) it takes.
+/// Slots are taken from the top of each shard holding more than its share
+/// and given to the shard furthest below its share, as long as the move
+/// brings both closer to the share, until every shard is within 1% of it.
+fn rebalance_by_keys(owners: &[u32], counts: &[u64]) -> Vec<(u32, Vec<(u16, u32)>)> {
+    let shards = owners.iter().copied().max().unwrap_or(0);
+    let n = usize::try_from(shards).unwrap_or(0);
+    if n < 2 {
+        return Vec::new();
+    }
+    let total: u64 = counts.iter().sum();
+    let share = total / u64::try_from(n).unwrap_or(1);
+    let mut keys = vec![0u64; n + 1];
+    let mut held: Vec<Vec<u16>> = vec![Vec::new(); n + 1];
+    for (slot, &g) in (0u16..).zip(owners) {
+        let g = usize::try_from(g).unwrap_or(0);
+        if g == 0 || g > n {
+            continue;
+        }
+        keys[g] += counts.get(usize::from(slot)).copied().unwrap_or(0);
+        held[g].push(slot);
+    }
+    // Within 1% of the share is balanced enough: moving slots costs
+    // freezes.
+    let tolerance = share / 100;
+    let gap = |have: u64| have.abs_diff(share);
+    let mut moves: std::collections::BTreeMap<u32, Vec<(u16, u32)>> = Default::default();
+    for g in 1..=n {
+        // From the highest slot down.
+        while let Some(&slot) = held[g].last() {
+            if keys[g] <= share + tolerance {
+                break;
+            }
+            let Some(d) = (1..=n)
+                .filter(|d| keys[*d] + tolerance < share)
+                .min_by_key(|d| keys[*d])
+            else {
+                break;
+            };
+            let k = counts.get(usize::from(slot)).copied().unwrap_or(0);
+            let before = gap(keys[g]).max(gap(keys[d]));
+            let after = gap(keys[g] - k).max(gap(keys[d] + k));
+            held[g].pop();
+            if k == 0 || after >= before {
+                // Empty, or too large to help: stays where it is.
+                continue;
+            }
+            keys[g] -= k;
+            keys[d] += k;
+            let (source, target) = (u32::try_from(g).unwrap_or(0), u32::try_from(d).unwrap_or(0));
+            moves.entry(target).or_default().push((slot, source));
+        }
+    }
+    moves
+        .into_iter()
+        .map(|(target, mut slots)| {
+            slots.sort_unstable_by_key(|(slot, source)| (*source, *slot));
+            (target, slots)
+        })
+        .collect()
+}
+
 /// One connection to a node.
 struct Conn {
     stream: TcpStream,
@@ -256,6 +326,10 @@ impl Conn {
             out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
         self.stream.write_all(out.as_bytes())?;
+        self.read_reply()
+    }
+
+    fn read_reply(&mut self) -> anyhow::Result<Frame> {
         let limits = DecodeLimits::default();
         loop {
             if let Some((frame, used)) = decode_frame(&self.buf, &limits)
@@ -317,6 +391,76 @@ impl Conn {
         Ok(owners)
     }
 
+    /// The number of keys in every slot, from `CLUSTER COUNTKEYSINSLOT`
+    /// sent (pipelined) to the master of each slot's shard as `CLUSTER
+    /// SHARDS` names it.
+    fn key_counts(&mut self, args: &ConnectArgs, owners: &[u32]) -> anyhow::Result<Vec<u64>> {
+        let masters = self.masters()?;
+        let mut counts = vec![0u64; owners.len()];
+        for (shard, (host, port)) in masters {
+            let mut conn = Conn::open(&ConnectArgs {
+                host,
+                port,
+                password: args.password.clone(),
+            })?;
+            let slots: Vec<u16> = (0u16..)
+                .zip(owners)
+                .filter(|(_, g)| **g == shard)
+                .map(|(s, _)| s)
+                .collect();
+            for batch in slots.chunks(512) {
+                let mut out = String::new();
+                for slot in batch {
+                    let slot = slot.to_string();
+                    out.push_str(&format!(
+                        "*3\r\n$7\r\nCLUSTER\r\n$15\r\nCOUNTKEYSINSLOT\r\n${}\r\n{slot}\r\n",
+                        slot.len()
+                    ));
+                }
+                conn.stream.write_all(out.as_bytes())?;
+                for slot in batch {
+                    match conn.read_reply()? {
+                        Frame::Integer(n) => {
+                            counts[usize::from(*slot)] = u64::try_from(n).unwrap_or(0);
+                        }
+                        other => {
+                            bail!("CLUSTER COUNTKEYSINSLOT {slot} on shard {shard}: {other:?}")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Each shard's master (client host and port), from `CLUSTER SHARDS`.
+    fn masters(&mut self) -> anyhow::Result<Vec<(u32, (String, u16))>> {
+        let reply = self.call(&["CLUSTER".into(), "SHARDS".into()])?;
+        let Frame::Array(shards) = reply else {
+            bail!("unexpected CLUSTER SHARDS reply {reply:?}");
+        };
+        let mut out = Vec::new();
+        for (g, shard) in (1u32..).zip(shards) {
+            let Some(Frame::Array(nodes)) = field(&shard, b"nodes") else {
+                bail!("shard {g} lists no nodes");
+            };
+            let master = nodes.iter().find(
+                |n| matches!(field(n, b"role"), Some(Frame::Bulk(r)) if r.as_ref() == b"master"),
+            );
+            let Some(master) = master else {
+                bail!("shard {g} has no master (no leader?): try again");
+            };
+            let (Some(Frame::Bulk(ip)), Some(Frame::Integer(port))) =
+                (field(master, b"ip"), field(master, b"port"))
+            else {
+                bail!("shard {g}'s master has no address");
+            };
+            let port = u16::try_from(port).map_err(|_| anyhow::anyhow!("bad port {port}"))?;
+            out.push((g, (String::from_utf8_lossy(&ip).into_owned(), port)));
+        }
+        Ok(out)
+    }
+
     /// Waits until migration `id` is finished; its outcome.
     fn wait_finished(&mut self, id: i64) -> anyhow::Result<String> {
         let deadline = Instant::now() + MIGRATION_WAIT;
@@ -333,6 +477,21 @@ impl Conn {
             "migration {id} did not finish within {} s",
             MIGRATION_WAIT.as_secs()
         )
+    }
+}
+
+/// Field `name` of a map reply (RESP3) or a flat key-value array (RESP2).
+fn field(entry: &Frame, name: &[u8]) -> Option<Frame> {
+    match entry {
+        Frame::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| matches!(k, Frame::Bulk(b) if b.as_ref() == name))
+            .map(|(_, v)| v.clone()),
+        Frame::Array(items) => items
+            .chunks(2)
+            .find(|kv| matches!(&kv[0], Frame::Bulk(b) if b.as_ref() == name))
+            .and_then(|kv| kv.get(1).cloned()),
+        _ => None,
     }
 }
 
@@ -386,6 +545,38 @@ mod tests {
             assert!((5461..=5462).contains(&n), "shard {g} holds {n}");
         }
         assert!(rebalance_plan(&after).is_empty());
+    }
+
+    #[test]
+    fn a_key_rebalance_plan_brings_every_shard_near_its_share() {
+        // Shard 1 holds 0..8191 with 10 keys each, shard 2 the rest with
+        // 1 key each.
+        let owners: Vec<u32> = (0..16384u32)
+            .map(|s| if s < 8192 { 1 } else { 2 })
+            .collect();
+        let counts: Vec<u64> = (0..16384u64)
+            .map(|s| if s < 8192 { 10 } else { 1 })
+            .collect();
+        let plan = rebalance_by_keys(&owners, &counts);
+        let mut after = owners.clone();
+        for (target, moves) in &plan {
+            for (slot, from) in moves {
+                assert_eq!(after[usize::from(*slot)], *from);
+                after[usize::from(*slot)] = *target;
+            }
+        }
+        let keys = |g: u32| -> u64 {
+            (0..16384usize)
+                .filter(|s| after[*s] == g)
+                .map(|s| counts[s])
+                .sum()
+        };
+        let (a, b) = (keys(1), keys(2));
+        assert_eq!(a + b, 90112);
+        assert!(a.abs_diff(b) <= 90112 / 100, "{a} vs {b}");
+        assert!(rebalance_by_keys(&after, &counts).is_empty());
+        // Balanced already, or one shard: nothing to do.
+        assert!(rebalance_by_keys(&vec![1; 16384], &counts).is_empty());
     }
 
     #[test]

@@ -232,6 +232,9 @@ pub fn nodes(groups: &Groups, tls: bool) -> String {
                 let _ = write!(slots, " {first}-{last}");
             }
         }
+        if m.id == me {
+            migrating_marks(groups, me, &mut slots);
+        }
         let _ = writeln!(
             out,
             "{} {}:{}@0 {flags} {master} 0 0 {} connected{slots}",
@@ -242,6 +245,33 @@ pub fn nodes(groups: &Groups, tls: bool) -> String {
         );
     }
     out
+}
+
+/// Redis's marks of slots in migration on the `myself` line of `CLUSTER
+/// NODES`: `[slot->-node]` for each slot this node's led group is giving
+/// away, `[slot-<-node]` for each one it is taking, naming the other
+/// group's leader.
+fn migrating_marks(groups: &Groups, me: u64, out: &mut String) {
+    let Some(table) = groups.system_table() else {
+        return;
+    };
+    for record in table.active() {
+        let m = &record.migration;
+        let (source, target) = (groups.leader_of(m.source), groups.leader_of(m.target));
+        let (arrow, other) = if source == Some(me) {
+            ("->-", target)
+        } else if target == Some(me) {
+            ("-<-", source)
+        } else {
+            continue;
+        };
+        let Some(other) = other else {
+            continue;
+        };
+        for slot in m.slots.slots() {
+            let _ = write!(out, " [{slot}{arrow}{}]", node_name(other));
+        }
+    }
 }
 
 /// `CLUSTER INFO`.

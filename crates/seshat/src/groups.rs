@@ -316,7 +316,20 @@ impl Groups {
             None | Some(Decision::Serve) => Ok(node),
             Some(Decision::TryAgain) => Err(ServeError::TryAgain(slot)),
             Some(Decision::Ask(to)) => Err(self.redirect(slot, to, true)),
-            Some(Decision::Moved(to)) => Err(self.redirect(slot, to, false)),
+            // This node's map lags the group's table (the flip has not
+            // applied here yet): serve from the new owner if it is here.
+            Some(Decision::Moved(to)) => match self.get(to) {
+                Some(owner)
+                    if owner
+                        .slot_table
+                        .borrow()
+                        .as_deref()
+                        .is_some_and(|t| t.decide(slot, access, asking) == Decision::Serve) =>
+                {
+                    Ok(owner)
+                }
+                _ => Err(self.redirect(slot, to, false)),
+            },
         }
     }
 

@@ -229,13 +229,17 @@ async fn drive(
     let mut record = record.clone();
     let mut source = group_view(shared, record.migration.source, id).await?;
     let mut target = group_view(shared, record.migration.target, id).await?;
-    let mut last = None;
+    let mut last: Option<String> = None;
     // After a step a group applied (`CHANGED`), its new view is known
     // without asking: take the next step at once, so a freeze costs the
     // steps' own round trips and no observations between them. Anything
     // else (`IGNORED`, a refusal, a system step) ends the run: the next
     // round observes again.
     for _ in 0..MAX_STEPS_PER_LOOK {
+        if let Some(step) = &last {
+            // Each step as it is taken (`CLUSTER GETSLOTMIGRATIONS`).
+            shared.progress.note(id, step.clone());
+        }
         let m = record.migration.clone();
         if let Some(abort) = abort_if_frozen_too_long(shared, &record, source, caches).await? {
             return Ok(Some(abort));

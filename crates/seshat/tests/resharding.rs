@@ -465,72 +465,6 @@ fn migration_state(cluster: &Cluster, id: i64) -> Option<String> {
 }
 
 #[test]
-fn migrations_finish_when_the_system_source_or_target_leader_is_killed() {
-    let mut cluster = Cluster::start_with(3, &["--shards", "3"]);
-    let mut c = cluster_client(&cluster);
-    let expect = load(&mut c, 3000);
-    // Each round moves slots 0..=2999 between shards 1 and 2 and kill -9s
-    // one role's leader a little after the migration was recorded (the
-    // delays reach into the copy and past the hand-off), then restarts it.
-    let roles = ["system", "source", "target", "system", "source", "target"];
-    let mut at = (1u32, 2u32);
-    for (round, role) in roles.iter().enumerate() {
-        let (source, target) = at;
-        let group = match *role {
-            "system" => 0,
-            "source" => source,
-            _ => target,
-        };
-        let victim = leader_of_group(&cluster, group).expect("a leader");
-        let any = (victim + 1) % 3;
-        let id: i64 = redis::cmd("CLUSTER")
-            .arg("MIGRATESLOTS")
-            .arg("SLOTSRANGE")
-            .arg(0)
-            .arg(2999)
-            .arg("SHARD")
-            .arg(target)
-            .query(&mut cluster.nodes[any].conn())
-            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", cluster.logs()));
-        std::thread::sleep(Duration::from_millis(15 * round as u64));
-        let at_kill = migration_state(&cluster, id);
-        cluster.nodes[victim].kill9();
-        std::thread::sleep(Duration::from_millis(500));
-        cluster.nodes[victim].respawn();
-        cluster.nodes[victim].wait_ready();
-        let mut state = None;
-        cluster.wait_until(
-            &format!("round {round}: migration {id} finished"),
-            Duration::from_secs(60),
-            || {
-                state = migration_state(&cluster, id);
-                matches!(state.as_deref(), Some("completed" | "aborted"))
-            },
-        );
-        cluster.wait_cluster_ok(Duration::from_secs(30));
-        let o = owners(&cluster, victim);
-        let moved = o[..3000].iter().all(|g| *g == target);
-        let stayed = o[..3000].iter().all(|g| *g == source);
-        assert!(
-            (state.as_deref() == Some("completed") && moved) || (state.as_deref() == Some("aborted") && stayed),
-            "round {round} ({role} leader killed): {state:?}, slots moved: {moved}, stayed: {stayed}"
-        );
-        eprintln!(
-            "round {round}: {role} leader (node {}) killed while the migration was {at_kill:?}; it ended {state:?}",
-            victim + 1
-        );
-        if moved {
-            at = (target, source);
-        }
-        let mut c = cluster_client(&cluster);
-        check(&mut c, &expect);
-        cluster.wait_until("keys counted once", Duration::from_secs(10), || {
-            total_keys(&cluster) == 3000
-        });
-    }
-}
-
-#[test]
 fn five_nodes_move_slots_between_groups_held_on_different_nodes() {
     // Five shards on three replicas each: shard 1 on nodes 1-3, shard 4
     // on nodes 4, 5 and 1. The coordinator reaches leaders on other
@@ -566,4 +500,187 @@ fn five_nodes_move_slots_between_groups_held_on_different_nodes() {
             total_keys(&cluster) == 1500
         });
     }
+}
+
+#[test]
+fn redis_py_cluster_writes_through_a_third_of_the_slots_moving_and_back() {
+    if !common::redis_py_available() {
+        eprintln!("SKIPPED: redis-py is not installed");
+        return;
+    }
+    let cluster = Cluster::start_with(3, &["--shards", "3"]);
+    let stop = tempfile::tempdir().unwrap();
+    let stop_file = stop.path().join("stop");
+    // Unique increasing values per key; afterwards every acknowledged
+    // value must read back. Errors are counted (redis-py retries MOVED,
+    // ASK and TRYAGAIN itself: anything it gives up on is an error).
+    let code = format!(
+        r#"
+import os, json
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
+rc = RedisCluster(host="127.0.0.1", port={port})
+acked, errors, rnd = {{}}, [], 0
+while not os.path.exists({stop:?}):
+    rnd += 1
+    for k in range(300):
+        key = f"py{{k}}"
+        try:
+            rc.set(key, rnd)
+            acked[key] = rnd
+        except RedisError as e:
+            errors.append(f"{{key}}: {{type(e).__name__}}: {{e}}")
+lost = [k for k, v in acked.items() if rc.get(k) != str(v).encode()]
+print(json.dumps({{"rounds": rnd, "acked": len(acked), "errors": errors[:5], "lost": lost[:5]}}))
+assert not errors and not lost and len(acked) == 300
+"#,
+        port = cluster.nodes[0].port,
+        stop = stop_file.display().to_string(),
+    );
+    let writer = Command::new("python3")
+        .args(["-c", &code])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    admin(
+        &cluster,
+        &["reshard", "--slots", "0-5460", "--to-shard", "2"],
+    );
+    admin(
+        &cluster,
+        &["reshard", "--slots", "0-5460", "--to-shard", "1"],
+    );
+    std::fs::write(&stop_file, b"").unwrap();
+    let out = writer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `last-step` of migration `id` as node `i`'s coordinator noted it.
+fn last_step(conn: &mut common::Raw, id: i64) -> Option<String> {
+    let seshat_protocol_resp::Frame::Array(entries) = conn.call(&["CLUSTER", "GETSLOTMIGRATIONS"])
+    else {
+        return None;
+    };
+    entries.into_iter().find_map(|e| {
+        let seshat_protocol_resp::Frame::Array(fields) = e else {
+            return None;
+        };
+        let get = |name: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|kv| matches!(&kv[0], seshat_protocol_resp::Frame::Bulk(k) if k.as_ref() == name))
+                .map(|kv| kv[1].clone())
+        };
+        match (get(b"id"), get(b"last-step")) {
+            (Some(seshat_protocol_resp::Frame::Integer(n)), Some(seshat_protocol_resp::Frame::Bulk(s)))
+                if n == id =>
+            {
+                Some(String::from_utf8_lossy(&s).into_owned())
+            }
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn a_kill_right_after_each_step_ends_every_migration_completed_or_aborted() {
+    let mut cluster = Cluster::start_with(3, &["--shards", "3"]);
+    let mut c = cluster_client(&cluster);
+    let expect = load(&mut c, 6000);
+    // Each round waits until the coordinator has taken `step`, then
+    // kill -9s the leader of one role's group (cycling), restarts it and
+    // checks the migration ended one way or the other with every key.
+    let steps = [
+        "ImportStart",
+        "Freeze",
+        "manifest",
+        "chunk 0 (",
+        "HandOff",
+        "ImportCommit",
+        "Flip",
+        "Drop",
+    ];
+    let roles = ["system", "source", "target"];
+    let mut at = (1u32, 2u32);
+    let mut hit = 0;
+    for (round, step) in steps.iter().chain(steps.iter()).enumerate() {
+        let role = roles[round % 3];
+        let (source, target) = at;
+        let system = leader_of_group(&cluster, 0).expect("a system leader");
+        let group = match role {
+            "system" => 0,
+            "source" => source,
+            _ => target,
+        };
+        let victim = leader_of_group(&cluster, group).expect("a leader");
+        let mut watcher = common::Raw::connect(cluster.nodes[system].port);
+        let id = match watcher.call(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            "0",
+            "2999",
+            "SHARD",
+            &target.to_string(),
+        ]) {
+            seshat_protocol_resp::Frame::Integer(id) => id,
+            other => panic!("round {round}: {other:?}\n{}", cluster.logs()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen: Option<String> = None;
+        while Instant::now() < deadline {
+            match last_step(&mut watcher, id) {
+                Some(now) if now.contains(step) => {
+                    hit += 1;
+                    seen = Some(now);
+                    break;
+                }
+                Some(now) => seen = Some(now),
+                // No longer in progress: it finished before the step was seen.
+                None if seen.is_some() => break,
+                None => {}
+            }
+        }
+        cluster.nodes[victim].kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        cluster.nodes[victim].respawn();
+        cluster.nodes[victim].wait_ready();
+        let mut state = None;
+        cluster.wait_until(
+            &format!("round {round}: migration {id} finished"),
+            Duration::from_secs(60),
+            || {
+                state = migration_state(&cluster, id);
+                matches!(state.as_deref(), Some("completed" | "aborted"))
+            },
+        );
+        cluster.wait_cluster_ok(Duration::from_secs(30));
+        let o = owners(&cluster, victim);
+        let moved = o[..3000].iter().all(|g| *g == target);
+        let stayed = o[..3000].iter().all(|g| *g == source);
+        assert!(
+            (state.as_deref() == Some("completed") && moved) || (state.as_deref() == Some("aborted") && stayed),
+            "round {round}: {state:?} after killing the {role} leader at {seen:?}; moved {moved}, stayed {stayed}"
+        );
+        eprintln!("round {round}: killed the {role} leader after {seen:?}: {state:?}");
+        if moved {
+            at = (target, source);
+        }
+        let mut c = cluster_client(&cluster);
+        check(&mut c, &expect);
+        cluster.wait_until("keys counted once", Duration::from_secs(10), || {
+            total_keys(&cluster) == 6000
+        });
+    }
+    eprintln!(
+        "{hit} of {} kills landed right after the step they waited for",
+        steps.len() * 2
+    );
 }
