@@ -295,6 +295,38 @@ fn rebalance_by_keys(owners: &[u32], counts: &[u64]) -> Vec<(u32, Vec<(u16, u32)
         .collect()
 }
 
+/// Connections per shard master counting keys.
+const COUNT_CONNECTIONS_PER_MASTER: usize = 8;
+
+/// `CLUSTER COUNTKEYSINSLOT` for each of `slots` on one connection,
+/// pipelined.
+fn count_slots(
+    connect: &ConnectArgs,
+    shard: u32,
+    slots: &[u16],
+) -> anyhow::Result<Vec<(u16, u64)>> {
+    let mut conn = Conn::open(connect)?;
+    let mut out = Vec::with_capacity(slots.len());
+    for batch in slots.chunks(512) {
+        let mut request = String::new();
+        for slot in batch {
+            let slot = slot.to_string();
+            request.push_str(&format!(
+                "*3\r\n$7\r\nCLUSTER\r\n$15\r\nCOUNTKEYSINSLOT\r\n${}\r\n{slot}\r\n",
+                slot.len()
+            ));
+        }
+        conn.stream.write_all(request.as_bytes())?;
+        for slot in batch {
+            match conn.read_reply()? {
+                Frame::Integer(n) => out.push((*slot, u64::try_from(n).unwrap_or(0))),
+                other => bail!("CLUSTER COUNTKEYSINSLOT {slot} on shard {shard}: {other:?}"),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One connection to a node.
 struct Conn {
     stream: TcpStream,
@@ -396,38 +428,38 @@ impl Conn {
     /// SHARDS` names it.
     fn key_counts(&mut self, args: &ConnectArgs, owners: &[u32]) -> anyhow::Result<Vec<u64>> {
         let masters = self.masters()?;
-        let mut counts = vec![0u64; owners.len()];
+        // Each count is a linearizable read: several connections per
+        // master let their read barriers share rounds.
+        let mut work: Vec<(ConnectArgs, u32, Vec<u16>)> = Vec::new();
         for (shard, (host, port)) in masters {
-            let mut conn = Conn::open(&ConnectArgs {
-                host,
-                port,
-                password: args.password.clone(),
-            })?;
             let slots: Vec<u16> = (0u16..)
                 .zip(owners)
                 .filter(|(_, g)| **g == shard)
                 .map(|(s, _)| s)
                 .collect();
-            for batch in slots.chunks(512) {
-                let mut out = String::new();
-                for slot in batch {
-                    let slot = slot.to_string();
-                    out.push_str(&format!(
-                        "*3\r\n$7\r\nCLUSTER\r\n$15\r\nCOUNTKEYSINSLOT\r\n${}\r\n{slot}\r\n",
-                        slot.len()
-                    ));
-                }
-                conn.stream.write_all(out.as_bytes())?;
-                for slot in batch {
-                    match conn.read_reply()? {
-                        Frame::Integer(n) => {
-                            counts[usize::from(*slot)] = u64::try_from(n).unwrap_or(0);
-                        }
-                        other => {
-                            bail!("CLUSTER COUNTKEYSINSLOT {slot} on shard {shard}: {other:?}")
-                        }
-                    }
-                }
+            let per = slots.len().div_ceil(COUNT_CONNECTIONS_PER_MASTER).max(1);
+            for part in slots.chunks(per) {
+                let connect = ConnectArgs {
+                    host: host.clone(),
+                    port,
+                    password: args.password.clone(),
+                };
+                work.push((connect, shard, part.to_vec()));
+            }
+        }
+        let threads: Vec<_> = work
+            .into_iter()
+            .map(|(connect, shard, slots)| {
+                std::thread::spawn(move || count_slots(&connect, shard, &slots))
+            })
+            .collect();
+        let mut counts = vec![0u64; owners.len()];
+        for t in threads {
+            let found = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("a counting thread panicked"))??;
+            for (slot, n) in found {
+                counts[usize::from(slot)] = n;
             }
         }
         Ok(counts)

@@ -96,7 +96,7 @@ pub struct AdminArgs {
 }
 
 /// Where `seshat admin` connects.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// Any node's client host.
     #[arg(long, default_value = "127.0.0.1")]
