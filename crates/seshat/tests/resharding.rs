@@ -595,8 +595,8 @@ fn a_kill_right_after_each_step_ends_every_migration_completed_or_aborted() {
     let mut c = cluster_client(&cluster);
     let expect = load(&mut c, 6000);
     // Each round waits until the coordinator has taken `step`, then
-    // kill -9s the leader of one role's group (cycling), restarts it and
-    // checks the migration ended one way or the other with every key.
+    // kill -9s the leader of one role's group, restarts it and checks the
+    // migration ended one way or the other with every key.
     let steps = [
         "ImportStart",
         "Freeze",
@@ -610,8 +610,9 @@ fn a_kill_right_after_each_step_ends_every_migration_completed_or_aborted() {
     let roles = ["system", "source", "target"];
     let mut at = (1u32, 2u32);
     let mut hit = 0;
-    for (round, step) in steps.iter().chain(steps.iter()).enumerate() {
-        let role = roles[round % 3];
+    // Every (step, role) pair once.
+    for round in 0..steps.len() * roles.len() {
+        let (step, role) = (steps[round % steps.len()], roles[round / steps.len()]);
         let (source, target) = at;
         let system = leader_of_group(&cluster, 0).expect("a system leader");
         let group = match role {
@@ -681,6 +682,6 @@ fn a_kill_right_after_each_step_ends_every_migration_completed_or_aborted() {
     }
     eprintln!(
         "{hit} of {} kills landed right after the step they waited for",
-        steps.len() * 2
+        steps.len() * roles.len()
     );
 }
