@@ -128,32 +128,46 @@ pub async fn run_data(
     if shared.groups.fans_out(decl) {
         return run_keyless(decl, args, shared, client.tls).await;
     }
-    let (node, slot) = match route_patiently(decl, &args, shared, client.asking).await {
-        Ok(routed) => routed,
-        Err(e) => return e.to_frame(&shared.settings, client.tls),
-    };
-    match decl.route() {
-        Route::Write => {
-            let args = match prepare(decl, args, shared, node.now_ms()) {
-                Ok(a) => a,
-                Err(frame) => return frame,
-            };
-            node.write(Write::Command(args), slot)
+    let started = std::time::Instant::now();
+    loop {
+        let (node, slot) = match route_patiently(decl, &args, shared, client.asking).await {
+            Ok(routed) => routed,
+            Err(e) => return e.to_frame(&shared.settings, client.tls),
+        };
+        let frame = match decl.route() {
+            Route::Write => {
+                let prepared = match prepare(decl, args.clone(), shared, node.now_ms()) {
+                    Ok(a) => a,
+                    Err(frame) => return frame,
+                };
+                node.write(Write::Command(prepared), slot)
+                    .await
+                    .unwrap_or_else(|e| e.to_frame(&shared.settings, client.tls))
+            }
+            Route::Read => node
+                .read(
+                    decl,
+                    &args,
+                    slot,
+                    client.read_confirmed,
+                    Some(client.asking),
+                )
                 .await
-                .unwrap_or_else(error)
+                .unwrap_or_else(|e| e.to_frame(&shared.settings, client.tls)),
+            Route::Pure => run_pure(decl, &args),
+            Route::Server(_) => Frame::error("ERR internal error: not a data command"),
+        };
+        // Refused because the slot froze (or moved) between routing and
+        // apply: definite, nothing ran, so route it again — the client of
+        // a proxying node follows no redirect.
+        match &frame {
+            Frame::Error(e)
+                if e.starts_with(b"TRYAGAIN") && started.elapsed() < MAX_TRYAGAIN_WAIT =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            _ => return frame,
         }
-        Route::Read => node
-            .read(
-                decl,
-                &args,
-                slot,
-                client.read_confirmed,
-                Some(client.asking),
-            )
-            .await
-            .unwrap_or_else(error),
-        Route::Pure => run_pure(decl, &args),
-        Route::Server(_) => Frame::error("ERR internal error: not a data command"),
     }
 }
 

@@ -37,7 +37,7 @@ use tokio_util::codec::Framed;
 
 use crate::client_memory::{MeteredCodec, Registration};
 use crate::commands::{self, Outcome};
-use crate::node::{Node, PendingWrite};
+use crate::node::{Node, PendingWrite, ServeError};
 use crate::proxy::FollowerMode;
 use crate::session::{ClientState, Multi, MAX_QUEUED_COMMANDS};
 use crate::shared::Shared;
@@ -334,22 +334,27 @@ impl<S: ClientStream> Connection<S> {
                 };
                 self.reply(name, started, frame).await
             }
-            Route::Write | Route::Read if self.proxy_target().is_some() => {
-                self.forward(decl, &args, started).await
-            }
-            Route::Write => {
-                let (node, slot) = match self.route(decl, &args).await {
-                    Ok(routed) => routed,
-                    Err(frame) => return self.reply(name, started, frame).await,
+            Route::Write | Route::Read
+                if self.shared.settings.follower_mode == FollowerMode::Proxy
+                    && self.shared.groups.layout.is_sharded() =>
+            {
+                self.drain_writes().await?;
+                let frame = {
+                    let _in_flight = self.shared.requests.start();
+                    self.proxy_sharded(decl, args).await
                 };
-                match commands::prepare(decl, args, &self.shared, node.now_ms()) {
-                    Ok(args) => {
-                        self.propose(&node, Write::Command(args), slot, name, started)
+                self.reply(name, started, frame).await
+            }
+            Route::Write | Route::Read if self.proxy_target().is_some() => {
+                match self.proxy_target() {
+                    Some(addr) => self.forward(decl, &args, started, addr).await,
+                    None => {
+                        self.reply(name, started, Frame::error("CLUSTERDOWN no raft leader"))
                             .await
                     }
-                    Err(frame) => self.reply(name, started, frame).await,
                 }
             }
+            Route::Write => self.write_here(decl, args, started).await,
             Route::Read => self.read(decl, &args, started).await,
         }
     }
@@ -363,6 +368,85 @@ impl<S: ClientStream> Connection<S> {
             .await
             .map(|(node, slot)| (node.clone(), slot))
             .map_err(|e| e.to_frame(&self.shared.settings, self.state.tls))
+    }
+
+    /// A write proposed by this node's replica of its group.
+    async fn write_here(
+        &mut self,
+        decl: &'static Decl,
+        args: Vec<Bytes>,
+        started: Instant,
+    ) -> Result<Flow, CodecError> {
+        let name = decl.name;
+        let (node, slot) = match self.route(decl, &args).await {
+            Ok(routed) => routed,
+            Err(frame) => return self.reply(name, started, frame).await,
+        };
+        match commands::prepare(decl, args, &self.shared, node.now_ms()) {
+            Ok(args) => {
+                self.propose(&node, Write::Command(args), slot, name, started)
+                    .await
+            }
+            Err(frame) => self.reply(name, started, frame).await,
+        }
+    }
+
+    /// Proxy mode on a sharded cluster: runs a data command here if this
+    /// node leads the group serving its slot, else forwards it to that
+    /// group's leader, and routes it again when the answer is a redirect
+    /// (the slot moved between routing and apply, or the leader changed)
+    /// — a client of a proxying node follows none. While the slot is
+    /// frozen or handed off for a migration the command waits for the
+    /// move to pass; all of it for at most [`commands::MAX_TRYAGAIN_WAIT`].
+    async fn proxy_sharded(&self, decl: &'static Decl, args: Vec<Bytes>) -> Frame {
+        let groups = &self.shared.groups;
+        let to_frame = |e: ServeError| e.to_frame(&self.shared.settings, self.state.tls);
+        let slot = match groups.slot_for(decl, &args) {
+            Ok(slot) => slot,
+            Err(e) => return to_frame(e),
+        };
+        let access = if decl.route() == Route::Write {
+            seshat_migration::Access::Write
+        } else {
+            seshat_migration::Access::Read
+        };
+        let waiting = Instant::now();
+        let patient = || waiting.elapsed() < commands::MAX_TRYAGAIN_WAIT;
+        loop {
+            let leader = match groups.serve(slot, access, false) {
+                Ok(node) if node.raft.is_leader() => None,
+                Ok(node) => node.metrics().current_leader,
+                Err(ServeError::Moved { leader, .. }) => Some(leader),
+                Err(ServeError::Ask { .. } | ServeError::TryAgain(_)) if patient() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => return to_frame(e),
+            };
+            let member = leader.and_then(|l| self.shared.settings.initial_members.get(&l));
+            let frame = match member {
+                // Here (or no leader known: the normal path answers).
+                None => commands::run_data(decl, args.clone(), &self.state, &self.shared).await,
+                Some(m) => self
+                    .shared
+                    .proxy
+                    .forward(
+                        &m.raft_addr.to_string(),
+                        &args,
+                        self.state.version,
+                        decl.route() == Route::Write,
+                        self.shared.settings.request_timeout,
+                    )
+                    .await
+                    .unwrap_or_else(|e| Frame::error(e.to_string())),
+            };
+            let redirected = matches!(&frame, Frame::Error(e)
+                if e.starts_with(b"MOVED") || e.starts_with(b"ASK") || e.starts_with(b"TRYAGAIN"));
+            if !(redirected && patient()) {
+                return frame;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Whether this client's user may run `args`.
@@ -552,16 +636,8 @@ impl<S: ClientStream> Connection<S> {
         decl: &'static Decl,
         args: &[Bytes],
         started: Instant,
+        leader_raft_addr: String,
     ) -> Result<Flow, CodecError> {
-        let Some(leader_raft_addr) = self.proxy_target() else {
-            return self
-                .reply(
-                    decl.name,
-                    started,
-                    Frame::error("CLUSTERDOWN no raft leader"),
-                )
-                .await;
-        };
         // A write acknowledged by the leader through the proxy is not
         // applied here yet: a shared barrier taken earlier must not let a
         // later read skip its own (read-your-writes).
@@ -807,9 +883,9 @@ impl<S: ClientStream> Connection<S> {
         if self.shared.settings.follower_mode != FollowerMode::Proxy {
             return None;
         }
-        // Proxy mode forwards to the leader of the one data group; a
-        // sharded cluster redirects (each command's group has its own
-        // leader).
+        // The leader of the one data group (a sharded cluster forwards
+        // each command to its group's leader: `proxy_decision`; its
+        // transactions and `WATCH` are not forwarded).
         if self.shared.groups.layout.is_sharded() {
             return None;
         }

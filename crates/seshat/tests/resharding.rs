@@ -685,3 +685,58 @@ fn a_kill_right_after_each_step_ends_every_migration_completed_or_aborted() {
         steps.len() * roles.len()
     );
 }
+
+#[test]
+fn a_proxying_node_serves_a_plain_client_every_slot_while_slots_move() {
+    // `--follower-mode proxy` on a sharded cluster: a client that knows
+    // nothing of clusters writes and reads keys of every shard through one
+    // node, and keeps doing so while slots move.
+    let cluster = Cluster::start_with(3, &["--shards", "3", "--follower-mode", "proxy"]);
+    let mut plain = cluster.nodes[2].conn();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("p{i}"))
+            .arg(i)
+            .query(&mut plain)
+            .unwrap_or_else(|e| panic!("SET p{i}: {e}\n{}", cluster.logs()));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut c = cluster.nodes[1].conn();
+        std::thread::spawn(move || {
+            let mut round = 0i64;
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                for i in 0..300 {
+                    if let Err(e) = redis::cmd("SET")
+                        .arg(format!("p{i}"))
+                        .arg(round * 1000 + i)
+                        .query::<()>(&mut c)
+                    {
+                        errors.push(format!("p{i}: {e}"));
+                    }
+                }
+            }
+            (round, errors)
+        })
+    };
+    admin(
+        &cluster,
+        &["reshard", "--slots", "0-5460", "--to-shard", "3"],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (round, errors) = writer.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "plain client errors through the proxy: {errors:?}"
+    );
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("p{i}"))
+            .query(&mut plain)
+            .unwrap_or_else(|e| panic!("GET p{i}: {e}"));
+        assert_eq!(v, round * 1000 + i, "p{i}");
+    }
+}
