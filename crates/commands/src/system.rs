@@ -50,7 +50,42 @@ pub fn apply<K: RawKv + ?Sized>(
             Ok(Frame::Integer(1))
         }
         SystemWrite::Step(step) => crate::migration::apply_system_step(db, step),
+        SystemWrite::NodeBooted { node, instance } => {
+            let name = node_record(*node);
+            match db.system_record(&name)? {
+                None => {
+                    db.put_system_record(&name, &instance.to_be_bytes())?;
+                    Ok(Frame::Integer(1))
+                }
+                Some(v) if v.as_ref() == instance.to_be_bytes() => Ok(Frame::Integer(0)),
+                Some(_) => Ok(Frame::error(format!(
+                    "ERR node {node} first started with another data directory: a node whose \
+                     data was lost cannot rejoin under its old id"
+                ))),
+            }
+        }
     }
+}
+
+/// The name of node `node`'s boot record (the random id of the data
+/// directory it first started with, 8 bytes big-endian).
+pub fn node_record(node: u64) -> Vec<u8> {
+    format!("node/{node}").into_bytes()
+}
+
+/// The data directory node `node` first started with, as recorded.
+pub fn node_instance<K: RawKv + ?Sized>(
+    db: &mut Keyspace<'_, K>,
+    node: u64,
+) -> Result<Option<u64>, KvError> {
+    let Some(v) = db.system_record(&node_record(node))? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = v
+        .as_ref()
+        .try_into()
+        .map_err(|_| KvError::Corrupt(format!("boot record of node {node} is not 8 bytes")))?;
+    Ok(Some(u64::from_be_bytes(bytes)))
 }
 
 /// The recorded layout and system table, if the bootstrap has applied.
@@ -100,6 +135,26 @@ mod tests {
         assert_eq!(db.counts(), Counts::default());
         db.clear().unwrap();
         assert!(records(&mut db).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_node_keeps_the_data_directory_it_first_started_with() {
+        let mut kv = MemKv::default();
+        let mut db = Keyspace::new(&mut kv, SYSTEM_GROUP, 0, 1, Counts::default());
+        assert_eq!(node_instance(&mut db, 2).unwrap(), None);
+        let boot = |instance| SystemWrite::NodeBooted { node: 2, instance };
+        assert_eq!(apply(&mut db, &boot(77)).unwrap(), Frame::Integer(1));
+        assert_eq!(apply(&mut db, &boot(77)).unwrap(), Frame::Integer(0));
+        assert!(matches!(
+            apply(&mut db, &boot(78)).unwrap(),
+            Frame::Error(_)
+        ));
+        assert_eq!(node_instance(&mut db, 2).unwrap(), Some(77));
+        assert_eq!(node_instance(&mut db, 3).unwrap(), None);
+        // Not keys, and FLUSHALL spares them.
+        assert_eq!(db.counts(), Counts::default());
+        db.clear().unwrap();
+        assert_eq!(node_instance(&mut db, 2).unwrap(), Some(77));
     }
 
     #[test]

@@ -77,6 +77,16 @@ pub enum SystemWrite {
     /// `SystemStep::encode` wrote it): record, abort, flip or finish a
     /// migration.
     Step(Bytes),
+    /// Node `node` started for the first time with the data directory
+    /// `instance`. The first record of a node stays: a node whose data
+    /// directory was lost comes back with another instance, and is
+    /// refused (it must not vote again under its old id).
+    NodeBooted {
+        /// The node id.
+        node: u64,
+        /// Its data directory's random id.
+        instance: u64,
+    },
 }
 
 /// A change to the ACL users.
@@ -159,6 +169,7 @@ impl Write {
                 cluster.len() + slots.len() + 16
             }
             Write::System(SystemWrite::Step(step)) => step.len() + 8,
+            Write::System(SystemWrite::NodeBooted { .. }) => 24,
             Write::Migration { step, initial } => step.len() + initial.len() + 16,
         }
     }

@@ -227,6 +227,12 @@ fn write_to_pb(write: &Write) -> pb::Write {
         Write::System(SystemWrite::Step(step)) => {
             Kind::SystemStep(pb::SystemStep { step: step.clone() })
         }
+        Write::System(SystemWrite::NodeBooted { node, instance }) => {
+            Kind::NodeBooted(pb::NodeBooted {
+                node: *node,
+                instance: *instance,
+            })
+        }
         Write::Migration { step, initial } => Kind::Migration(pb::MigrationStep {
             step: step.clone(),
             initial: initial.clone(),
@@ -299,6 +305,10 @@ fn write_from_pb(write: pb::Write) -> Result<Write, CodecError> {
             slots: b.slots,
         }),
         Kind::SystemStep(s) => Write::System(SystemWrite::Step(s.step)),
+        Kind::NodeBooted(b) => Write::System(SystemWrite::NodeBooted {
+            node: b.node,
+            instance: b.instance,
+        }),
         Kind::Migration(m) => Write::Migration {
             step: m.step,
             initial: m.initial,
@@ -436,6 +446,9 @@ mod tests {
                 bytes
                     .clone()
                     .prop_map(|step| Write::System(SystemWrite::Step(step))),
+                (any::<u64>(), any::<u64>()).prop_map(|(node, instance)| Write::System(
+                    SystemWrite::NodeBooted { node, instance }
+                )),
                 (bytes.clone(), bytes.clone())
                     .prop_map(|(step, initial)| Write::Migration { step, initial }),
                 prop::collection::vec((bytes.clone(), prop::collection::vec(bytes, 0..3)), 0..3)

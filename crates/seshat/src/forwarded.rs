@@ -45,6 +45,21 @@ impl ForwardHandler for LeaderExecutor {
             resp::encode(&frame, ProtocolVersion::Resp2, &mut out);
             return out.freeze();
         }
+        if args
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(crate::boot::INTERNAL.as_bytes()))
+        {
+            // A peer's boot-record query (never a client's command, as above).
+            let shared = self.shared.clone();
+            let frame = self
+                .client_runtime
+                .spawn(async move { crate::boot::serve_internal(&shared, &args).await })
+                .await
+                .unwrap_or_else(|e| Frame::error(format!("ERR peer operation failed: {e}")));
+            let mut out = BytesMut::new();
+            resp::encode(&frame, ProtocolVersion::Resp2, &mut out);
+            return out.freeze();
+        }
         let frame = match seshat_commands::resolve(&args) {
             Err(e) => e.into_frame(),
             Ok(decl) => match decl.route() {

@@ -47,6 +47,8 @@ pub struct Groups {
     /// The layout's slot map: the bootstrap split, which routing follows
     /// until the system group's table has applied here.
     layout_map: seshat_migration::SlotMap,
+    /// This data directory's random id (see [`crate::boot`]).
+    pub instance: u64,
     /// This node's replica of each group, in group id order: the system
     /// group first.
     nodes: Vec<Arc<Node>>,
@@ -82,6 +84,13 @@ impl Groups {
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let store = node_storage.store().clone();
         let members: Vec<u64> = settings.initial_members.keys().copied().collect();
+        let fresh = !Layout::is_recorded(&store)?;
+        let instance = crate::boot::instance(&store)?;
+        if fresh && members.len() > 1 {
+            // Before any group runs: a lost data directory must not vote.
+            let proxy = crate::proxy::Proxy::new(peer_tls.clone());
+            crate::boot::check_new_directory(&settings, &proxy, instance).await?;
+        }
         let layout = Layout::open(&store, &members, settings.shards, settings.replicas)?;
         let layout_map = layout.slot_map()?;
         let mut held: Vec<(u32, Vec<u64>, u64)> = vec![(
@@ -120,6 +129,7 @@ impl Groups {
             store,
             layout,
             layout_map,
+            instance,
             nodes,
             remote: RwLock::default(),
             layout_conflict: std::sync::OnceLock::new(),
@@ -408,6 +418,20 @@ impl Groups {
         let mut view = seshat_raft::state_machine::ReadView::new(&self.store, SYSTEM_GROUP);
         let mut db = seshat_kv::Keyspace::new(&mut view, SYSTEM_GROUP, 0, 0, Counts::default());
         seshat_commands::system::records(&mut db)
+    }
+
+    /// The data directory the system group recorded node `node` first
+    /// started with, as this node's replica has applied it.
+    pub fn node_instance(&self, node: u64) -> Result<Option<u64>, seshat_kv::KvError> {
+        let mut view = seshat_raft::state_machine::ReadView::new(&self.store, SYSTEM_GROUP);
+        let mut db = seshat_kv::Keyspace::new(&mut view, SYSTEM_GROUP, 0, 0, Counts::default());
+        seshat_commands::system::node_instance(&mut db, node)
+    }
+
+    /// Stops serving data commands for `why` (the node's groups disagree
+    /// with the cluster's records).
+    pub fn refuse(&self, why: String) {
+        let _ = self.layout_conflict.set(why);
     }
 
     /// Why this node's layout differs from the cluster's, if the system

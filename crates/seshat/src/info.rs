@@ -163,6 +163,12 @@ fn cluster(out: &mut String, shared: &Shared) {
             "ok"
         }
     );
+    let booted = matches!(groups.node_instance(shared.settings.node_id), Ok(Some(i)) if i == groups.instance);
+    let _ = write!(
+        out,
+        "cluster_boot_recorded:{}\r\n",
+        if booted { "yes" } else { "no" }
+    );
     out.push_str(&crate::resharding::info(shared));
 }
 

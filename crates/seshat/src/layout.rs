@@ -221,6 +221,15 @@ impl Layout {
         Layout::bootstrap(&members, shards, replicas)
     }
 
+    /// Whether `store` holds a recorded layout (the data directory was
+    /// used before).
+    pub fn is_recorded(store: &Store) -> anyhow::Result<bool> {
+        Ok(store
+            .get(Cf::SystemData, KEY_LAYOUT)
+            .map_err(|e| anyhow::anyhow!("cannot read the recorded layout: {e}"))?
+            .is_some())
+    }
+
     /// The layout this node runs: the one its data directory recorded at
     /// its first start, checked against the flags; on a first start, the
     /// flags' layout, recorded. `shards` and `replicas` are `None` when

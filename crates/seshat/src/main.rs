@@ -6,6 +6,7 @@
 mod acl;
 mod admin;
 mod auth;
+mod boot;
 mod client_memory;
 mod cluster;
 mod commands;
@@ -261,6 +262,10 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         tokio::spawn(reload_tls_on_sighup(context));
     }
     tokio::spawn(resharding::run_coordinator(Arc::downgrade(&shared)));
+    tokio::spawn(boot::run_boot_record(
+        Arc::downgrade(&shared),
+        shared.groups.instance,
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = seshat_raft::grpc_server::RaftGrpc::new(

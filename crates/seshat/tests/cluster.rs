@@ -480,3 +480,35 @@ fn the_redis_crate_cluster_client_follows_moved() {
         assert_eq!(v, i);
     }
 }
+
+#[test]
+fn a_node_whose_data_directory_was_lost_cannot_rejoin_under_its_old_id() {
+    let mut cluster = Cluster::start(3);
+    common::set(
+        &cluster,
+        cluster.wait_for_leader(Duration::from_secs(30)),
+        "k",
+        "v",
+    );
+    // Every node records the data directory it first started with.
+    cluster.wait_until("node 3's boot recorded", Duration::from_secs(30), || {
+        redis::cmd("INFO")
+            .arg("cluster")
+            .query::<String>(&mut cluster.nodes[2].conn())
+            .is_ok_and(|i| i.contains("cluster_boot_recorded:yes"))
+    });
+    // Node 3 loses its disk and comes back with an empty directory.
+    assert!(cluster.nodes[2].terminate().success());
+    std::fs::remove_dir_all(cluster.nodes[2].data_dir()).unwrap();
+    cluster.nodes[2].respawn();
+    let status = cluster.nodes[2].wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = cluster.nodes[2].log();
+    assert!(
+        log.contains("started before with another data directory"),
+        "{log}"
+    );
+    // The others go on serving.
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    assert_eq!(common::get(&cluster, leader, "k").as_deref(), Some("v"));
+}
