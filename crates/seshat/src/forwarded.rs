@@ -28,32 +28,26 @@ impl ForwardHandler for LeaderExecutor {
     async fn forward(&self, args: Vec<Bytes>, protover: u32) -> Bytes {
         let version =
             ProtocolVersion::from_protover(i64::from(protover)).unwrap_or(ProtocolVersion::Resp2);
-        if args
-            .first()
-            .is_some_and(|a| a.eq_ignore_ascii_case(crate::resharding::INTERNAL.as_bytes()))
-        {
-            // A peer's resharding operation: never a client's command
-            // (a follower resolves a client's command before forwarding
-            // it, and this name is not in the command table).
+        // A peer's internal operation (resharding, boot records): never a
+        // client's command, since a follower resolves a client's command
+        // against the command table before forwarding it, and these names
+        // are not in it.
+        let internal = args.first().and_then(|name| {
+            [crate::resharding::INTERNAL, crate::boot::INTERNAL]
+                .into_iter()
+                .find(|i| name.eq_ignore_ascii_case(i.as_bytes()))
+        });
+        if let Some(internal) = internal {
             let shared = self.shared.clone();
             let frame = self
                 .client_runtime
-                .spawn(async move { crate::resharding::serve_internal(&shared, &args).await })
-                .await
-                .unwrap_or_else(|e| Frame::error(format!("ERR peer operation failed: {e}")));
-            let mut out = BytesMut::new();
-            resp::encode(&frame, ProtocolVersion::Resp2, &mut out);
-            return out.freeze();
-        }
-        if args
-            .first()
-            .is_some_and(|a| a.eq_ignore_ascii_case(crate::boot::INTERNAL.as_bytes()))
-        {
-            // A peer's boot-record query (never a client's command, as above).
-            let shared = self.shared.clone();
-            let frame = self
-                .client_runtime
-                .spawn(async move { crate::boot::serve_internal(&shared, &args).await })
+                .spawn(async move {
+                    if internal == crate::boot::INTERNAL {
+                        crate::boot::serve_internal(&shared, &args).await
+                    } else {
+                        crate::resharding::serve_internal(&shared, &args).await
+                    }
+                })
                 .await
                 .unwrap_or_else(|e| Frame::error(format!("ERR peer operation failed: {e}")));
             let mut out = BytesMut::new();

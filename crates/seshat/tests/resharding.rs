@@ -25,14 +25,7 @@ fn cluster_client(cluster: &Cluster) -> redis::cluster::ClusterConnection {
         .filter(|n| n.is_running())
         .map(|n| format!("redis://127.0.0.1:{}", n.port))
         .collect();
-    redis::cluster::ClusterClient::builder(seeds)
-        .retries(40)
-        .connection_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-        .get_connection()
-        .unwrap()
+    common::cluster_client(seeds)
 }
 
 /// The owner (shard number, from 1) of every slot, as `CLUSTER SHARDS` on
@@ -384,30 +377,18 @@ fn writes_during_back_and_forth_migrations_are_all_kept() {
     let writer = Writer::start(&cluster, 300);
     let started = Instant::now();
     for round in 0..2 {
-        admin(
-            &cluster,
-            &[
+        for to in ["3", "1"] {
+            let args = [
                 "reshard",
                 "--slots",
                 "0-5460",
                 "--to-shard",
-                "3",
+                to,
                 "--batch-slots",
                 "1024",
-            ],
-        );
-        admin(
-            &cluster,
-            &[
-                "reshard",
-                "--slots",
-                "0-5460",
-                "--to-shard",
-                "1",
-                "--batch-slots",
-                "1024",
-            ],
-        );
+            ];
+            admin(&cluster, &args);
+        }
         eprintln!("round {round} done after {:?}", started.elapsed());
     }
     let (acked, errors) = writer.finish();

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Server};
+use common::{cluster_client, Cluster, Server};
 use redis::{RedisError, Value};
 
 /// Waits until `CLUSTER INFO` on every running node says every slot is
@@ -549,19 +549,6 @@ fn acl_users_apply_on_every_node_of_a_sharded_cluster() {
             .unwrap();
         assert_eq!(v, i);
     }
-}
-
-/// A `redis` crate cluster connection seeded with `seeds`, patient
-/// enough for elections.
-fn cluster_client(seeds: Vec<String>) -> redis::cluster::ClusterConnection {
-    redis::cluster::ClusterClient::builder(seeds)
-        .retries(30)
-        .connection_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-        .get_connection()
-        .unwrap()
 }
 
 /// `SET key value`, retried for up to a minute while groups elect.

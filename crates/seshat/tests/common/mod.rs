@@ -750,3 +750,16 @@ impl Raw {
 pub fn error(text: &str) -> seshat_protocol_resp::Frame {
     seshat_protocol_resp::Frame::error(bytes::Bytes::copy_from_slice(text.as_bytes()))
 }
+
+/// A `redis` crate cluster client seeded with `seeds` (`redis://…` URLs),
+/// retrying redirects and elections.
+pub fn cluster_client(seeds: Vec<String>) -> redis::cluster::ClusterConnection {
+    redis::cluster::ClusterClient::builder(seeds)
+        .retries(40)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
