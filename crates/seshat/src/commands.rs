@@ -149,7 +149,7 @@ pub async fn run_data(
                     decl,
                     &args,
                     slot,
-                    client.read_confirmed,
+                    client.confirmed(node.group),
                     Some(client.asking),
                 )
                 .await
