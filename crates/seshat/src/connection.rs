@@ -339,6 +339,11 @@ impl<S: ClientStream> Connection<S> {
                     && self.shared.groups.layout.is_sharded() =>
             {
                 self.drain_writes().await?;
+                // As in `forward`: a write acknowledged by another node is
+                // not applied here yet, so no earlier shared barrier may
+                // let a later read skip its own.
+                self.covered = 0;
+                self.state.read_confirmed = false;
                 let frame = {
                     let _in_flight = self.shared.requests.start();
                     self.proxy_sharded(decl, args).await
