@@ -210,11 +210,42 @@ pub async fn run_keyless(
     for (first, node) in &led {
         match node.read(decl, &args, *first, false, None).await {
             Ok(Frame::Error(e)) => return Frame::Error(e),
-            Ok(frame) => replies.push(frame),
+            Ok(frame) => replies.push(served_keys_only(node, decl.name, frame)),
             Err(e) => return to_frame(e),
         }
     }
     merge_keyless(decl.name, replies)
+}
+
+/// A group's `KEYS`, `SCAN` or `RANDOMKEY` reply without the keys it is
+/// importing (copied in, the copy not committed yet): until the commit
+/// the source lists them, so a key is never missing from the masters'
+/// replies taken together. From the commit to the source's drop both
+/// list it (listed twice, never lost). Other replies, and those of a
+/// group that never took part in a migration, are left alone.
+fn served_keys_only(node: &Node, name: &str, frame: Frame) -> Frame {
+    let Some(table) = node.table() else {
+        return frame;
+    };
+    let serves = |key: &[u8]| {
+        !matches!(
+            table.decide(
+                seshat_common::crc16_slot(key),
+                seshat_migration::Access::Read,
+                false,
+            ),
+            seshat_migration::Decision::Moved(_)
+        )
+    };
+    match (name, frame) {
+        ("keys", Frame::Array(keys)) => Frame::Array(
+            keys.into_iter()
+                .filter(|k| !matches!(k, Frame::Bulk(b) if !serves(b)))
+                .collect(),
+        ),
+        ("randomkey", Frame::Bulk(key)) if !serves(&key) => Frame::Null,
+        (_, frame) => frame,
+    }
 }
 
 /// Merges the led groups' replies to one keyless read.
@@ -287,6 +318,9 @@ async fn scan_led(
     let Frame::Array(mut parts) = reply else {
         return reply;
     };
+    if let Some(keys) = parts.get_mut(1) {
+        *keys = served_keys_only(node, "keys", std::mem::replace(keys, Frame::Null));
+    }
     let done = matches!(parts.first(), Some(Frame::Bulk(c)) if c.as_ref() == b"0");
     if let (true, Some((next, _))) = (done, led.get(at + 1)) {
         parts[0] = Frame::bulk((u64::from(*next) << 32).to_string());
