@@ -4,9 +4,10 @@
 //! - `seshat admin reshard --slots A-B … --to-shard G`: moves the slots to
 //!   data group G in batches of `--batch-slots` (each batch one migration,
 //!   so each freeze covers only its batch), waiting for each to finish.
-//! - `seshat admin rebalance`: moves slots from the shards holding more
-//!   than an even share to those holding fewer, until every shard holds
-//!   16384 / shards slots (±1).
+//! - `seshat admin rebalance`: counts the keys of every slot and moves
+//!   slots from the shards holding more than an even share of the keys to
+//!   those holding fewer, until every shard is within 1% of it (on an
+//!   empty cluster: 16384 / shards slots each, ±1).
 //!
 //! Both are resumable: they read the cluster's slot map from `CLUSTER
 //! SHARDS` first and only move what is not where it should be, so running
