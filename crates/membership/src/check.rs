@@ -25,7 +25,8 @@ use crate::{Action, ClusterView, NodeState, SYSTEM_GROUP};
 /// - `RemoveVoter`: no voter, or not the leader of a group with a leader,
 ///   not joint, such that the voters on nodes not dead stay a majority,
 ///   the voters on eligible nodes stay at least the target, and a voter
-///   on a dead or Decommissioning node leaves at least the floor.
+///   on a dead or Decommissioning node leaves at least the floor (unless
+///   a voter on a Removed node is still to go).
 /// - `RemoveLearner`: always (learners do not count for quorum).
 /// - `Drop`: a data group with a leader whose membership does not
 ///   include the node.
@@ -73,7 +74,9 @@ pub fn admissible(action: &Action, view: &ClusterView) -> bool {
                 .saturating_sub(usize::from(ctx.is_eligible(node)));
             let floor_ok = match ctx.unfit(node) {
                 None | Some(Unfit::Removed) => true,
-                Some(Unfit::Dead | Unfit::Decommissioning) => g.voters.len() > ctx.floor(g),
+                Some(Unfit::Dead | Unfit::Decommissioning) => {
+                    g.voters.len() > ctx.floor(g) || ctx.below_floor_ok(g)
+                }
             };
             !voter(node)
                 || (leader.is_some_and(|l| l != node)

@@ -123,6 +123,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether a voter of `g` on a dead or Decommissioning node may be
+    /// removed although the group would shrink below its floor: when a
+    /// voter on a Removed node is still to go. That voter counts for the
+    /// quorum until its node is shut down, and removing it may need the
+    /// dead one gone first to keep a live majority.
+    pub fn below_floor_ok(&self, g: &GroupView) -> bool {
+        g.voters
+            .iter()
+            .any(|v| self.unfit(*v) == Some(Unfit::Removed))
+    }
+
     /// Voters of `g` on eligible nodes.
     pub fn eligible_voters(&self, g: &GroupView) -> usize {
         g.voters.iter().filter(|v| self.is_eligible(**v)).count()

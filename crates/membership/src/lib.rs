@@ -54,7 +54,10 @@
 //!    Decommissioning node is kept when its removal would leave fewer
 //!    voters than the *floor* = min(replication factor, nodes not
 //!    Removed): with no eligible replacement, a dead voter costs nothing
-//!    (its quorum is the same with or without it) and may come back.
+//!    (its quorum is the same with or without it) and may come back —
+//!    unless a voter on a Removed node is still to go: that one counts
+//!    for the quorum until its node is shut down, and removing it may
+//!    need the dead one gone first.
 //!    No removal ever leaves the non-dead voters short of a majority of
 //!    the new voter set (the new configuration must be able to commit);
 //!    if the voter to remove leads the group, leadership is transferred

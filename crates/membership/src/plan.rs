@@ -25,7 +25,9 @@ pub fn plan(view: &ClusterView) -> Vec<Action> {
     let mut idle = Vec::new();
     for g in &groups {
         match data_step(&ctx, g) {
-            Step::Blocked { joint } => in_flight |= joint,
+            // A leaderless group's learner still counts: its move goes
+            // on as soon as a leader is observed.
+            Step::Blocked { joint } => in_flight |= joint || !g.learners.is_empty(),
             Step::Carry(action) => {
                 in_flight = true;
                 out.extend(action);
@@ -66,7 +68,7 @@ pub fn plan(view: &ClusterView) -> Vec<Action> {
 /// What one data group needs this call.
 enum Step {
     /// Nothing can be planned: no leader, or a joint configuration (a
-    /// move in flight).
+    /// move in flight, as is a learner of a leaderless group).
     Blocked { joint: bool },
     /// A move in flight goes on: this action, or wait for a learner.
     Carry(Option<Action>),
@@ -126,11 +128,12 @@ fn shrink(ctx: &Ctx<'_>, g: &GroupView, leader: NodeId, eligible_too: bool) -> O
     let mut candidates = Vec::new();
     if have >= target {
         let floor = ctx.floor(g);
+        let below_floor_ok = ctx.below_floor_ok(g);
         let mut unfit: Vec<(Unfit, Reverse<NodeId>)> = g
             .voters
             .iter()
             .filter_map(|&v| ctx.unfit(v).map(|u| (u, Reverse(v))))
-            .filter(|(u, _)| *u == Unfit::Removed || g.voters.len() > floor)
+            .filter(|(u, _)| *u == Unfit::Removed || below_floor_ok || g.voters.len() > floor)
             .collect();
         unfit.sort();
         candidates.extend(unfit.into_iter().map(|(_, Reverse(v))| v));

@@ -479,3 +479,31 @@ fn late_actions_are_refused_once_unsafe() {
     // The leader is never removed directly.
     assert!(!admissible(&RemoveVoter { group: 1, node: 1 }, &view));
 }
+
+#[test]
+fn a_dead_voter_goes_below_the_floor_when_a_removed_one_needs_it_gone() {
+    // System voters {1..5}: 1 and 2 dead, 3 Removed but running. Only
+    // 4 and 5 are eligible (target 2), the floor is 5 (nodes not
+    // Removed: 1, 2, 4, 5, 6 with 6 Decommissioning). Removing 3 now
+    // would leave 2 live of 4: the dead 2 goes first, then 3.
+    let mut view = cluster(6);
+    kill(&mut view, 1);
+    kill(&mut view, 2);
+    set(&mut view, 3, NodeState::Removed);
+    set(&mut view, 6, NodeState::Decommissioning);
+    grp(&mut view, SYSTEM_GROUP).leader = Some(4);
+    grp(&mut view, SYSTEM_GROUP).learners.clear();
+    let mark = MarkRemoved { node: 6 };
+    assert_eq!(
+        planned(&view),
+        vec![RemoveVoter { group: 0, node: 2 }, mark]
+    );
+    grp(&mut view, SYSTEM_GROUP).voters.remove(&2);
+    assert_eq!(
+        planned(&view),
+        vec![RemoveVoter { group: 0, node: 3 }, mark]
+    );
+    grp(&mut view, SYSTEM_GROUP).voters.remove(&3);
+    // {1, 4, 5}: the dead 1 stays (nothing can replace it).
+    assert_eq!(planned(&view), vec![mark]);
+}
