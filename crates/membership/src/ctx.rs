@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     leads: BTreeMap<NodeId, usize>,
     /// Nodes whose state is not Removed.
     not_removed: usize,
+    /// Nodes whose state is Decommissioning.
+    decommissioning: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -40,6 +42,10 @@ impl<'a> Ctx<'a> {
         let not_removed = nodes
             .values()
             .filter(|n| n.state != NodeState::Removed)
+            .count();
+        let decommissioning = nodes
+            .values()
+            .filter(|n| n.state == NodeState::Decommissioning)
             .count();
         let mut load = BTreeMap::new();
         let mut leads = BTreeMap::new();
@@ -58,6 +64,7 @@ impl<'a> Ctx<'a> {
             load,
             leads,
             not_removed,
+            decommissioning,
         }
     }
 
@@ -117,7 +124,7 @@ impl<'a> Ctx<'a> {
     /// node not Removed were eligible.
     pub fn floor(&self, g: &GroupView) -> usize {
         if g.id == SYSTEM_GROUP {
-            system_size(self.not_removed)
+            system_floor(self.not_removed, self.decommissioning)
         } else {
             self.view.replication_factor.min(self.not_removed).max(1)
         }
@@ -169,6 +176,14 @@ impl<'a> Ctx<'a> {
 }
 
 /// The system group's voter count for `nodes` eligible nodes.
+/// The system group's floor: the size it would have without the
+/// decommissioning nodes (an operator asked for them to go, and the
+/// system group shrinks from 5 to 3 voters for it), but never below the
+/// 3 (or fewer nodes) that tolerate a failure.
+pub(crate) fn system_floor(not_removed: usize, decommissioning: usize) -> usize {
+    system_size(not_removed - decommissioning.min(not_removed)).max(not_removed.clamp(1, 3))
+}
+
 fn system_size(nodes: usize) -> usize {
     if nodes >= 5 {
         5

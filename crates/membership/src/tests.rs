@@ -507,3 +507,23 @@ fn a_dead_voter_goes_below_the_floor_when_a_removed_one_needs_it_gone() {
     // {1, 4, 5}: the dead 1 stays (nothing can replace it).
     assert_eq!(planned(&view), vec![mark]);
 }
+
+#[test]
+fn a_decommissioned_system_voter_leaves_while_three_voters_stay() {
+    // Five nodes, five system voters, node 2 decommissioning: the system
+    // group shrinks to four (the operator asked; three would do).
+    let mut view = cluster(5);
+    set(&mut view, 2, NodeState::Decommissioning);
+    assert_eq!(
+        about(&plan(&view), SYSTEM_GROUP),
+        [RemoveVoter {
+            group: SYSTEM_GROUP,
+            node: 2
+        }]
+    );
+    // Three nodes: the decommissioning voter stays until a node joins
+    // (two voters would not survive a failure).
+    let mut view = cluster(3);
+    set(&mut view, 2, NodeState::Decommissioning);
+    assert_eq!(about(&plan(&view), SYSTEM_GROUP), []);
+}

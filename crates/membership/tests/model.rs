@@ -236,8 +236,15 @@ impl Model {
             .values()
             .filter(|n| n.state != NodeState::Removed)
             .count();
+        let decommissioning = self
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Decommissioning)
+            .count();
         if g == SYSTEM_GROUP {
-            system_size(alive)
+            // Decommissioning nodes may leave the system group as long as
+            // it keeps the 3 (or fewer nodes) that tolerate a failure.
+            system_size(alive - decommissioning).max(alive.clamp(1, 3))
         } else {
             self.rf.min(alive).max(1)
         }
