@@ -38,6 +38,7 @@ mod decl;
 mod exec;
 pub mod families;
 pub mod introspect;
+pub mod members;
 pub mod migration;
 mod reply;
 pub mod system;

@@ -50,6 +50,7 @@ pub fn apply<K: RawKv + ?Sized>(
             Ok(Frame::Integer(1))
         }
         SystemWrite::Step(step) => crate::migration::apply_system_step(db, step),
+        SystemWrite::Member(op) => crate::members::apply(db, op),
         SystemWrite::NodeBooted { node, instance } => {
             let name = node_record(*node);
             match db.system_record(&name)? {

@@ -87,6 +87,10 @@ pub enum SystemWrite {
         /// Its data directory's random id.
         instance: u64,
     },
+    /// A change to the cluster's node directory (an encoded
+    /// `seshat_commands::members::MemberOp`): a node joins, records its
+    /// addresses, or changes state.
+    Member(Bytes),
 }
 
 /// A change to the ACL users.
@@ -170,6 +174,7 @@ impl Write {
             }
             Write::System(SystemWrite::Step(step)) => step.len() + 8,
             Write::System(SystemWrite::NodeBooted { .. }) => 24,
+            Write::System(SystemWrite::Member(op)) => op.len() + 8,
             Write::Migration { step, initial } => step.len() + initial.len() + 16,
         }
     }

@@ -233,6 +233,7 @@ fn write_to_pb(write: &Write) -> pb::Write {
                 instance: *instance,
             })
         }
+        Write::System(SystemWrite::Member(op)) => Kind::Member(pb::MemberChange { op: op.clone() }),
         Write::Migration { step, initial } => Kind::Migration(pb::MigrationStep {
             step: step.clone(),
             initial: initial.clone(),
@@ -309,6 +310,7 @@ fn write_from_pb(write: pb::Write) -> Result<Write, CodecError> {
             node: b.node,
             instance: b.instance,
         }),
+        Kind::Member(m) => Write::System(SystemWrite::Member(m.op)),
         Kind::Migration(m) => Write::Migration {
             step: m.step,
             initial: m.initial,
@@ -449,6 +451,9 @@ mod tests {
                 (any::<u64>(), any::<u64>()).prop_map(|(node, instance)| Write::System(
                     SystemWrite::NodeBooted { node, instance }
                 )),
+                bytes
+                    .clone()
+                    .prop_map(|op| Write::System(SystemWrite::Member(op))),
                 (bytes.clone(), bytes.clone())
                     .prop_map(|(step, initial)| Write::Migration { step, initial }),
                 prop::collection::vec((bytes.clone(), prop::collection::vec(bytes, 0..3)), 0..3)

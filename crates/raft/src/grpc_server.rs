@@ -183,6 +183,7 @@ impl RaftGrpc {
                     group: g.group,
                     term: m.current_term,
                     leader: m.current_leader,
+                    voters: m.membership_config.membership().voter_ids().collect(),
                 }
             })
             .collect()
@@ -263,7 +264,30 @@ fn accept_vote(
         .local_view()
         .check_sender("vote request", &req.vote)
         .map_err(bad_request)?;
+    check_candidate_is_voter(&group.raft, req.vote.leader_id.node_id)?;
     Ok(req)
+}
+
+/// A replica that knows a membership votes only for its voters: a replica
+/// removed from the group (a node that was down while it was replaced,
+/// restarted with its old data) can neither win an election nor raise
+/// the term of the members it left. A voter added by an entry this
+/// replica has not received yet is refused too, which costs at most that
+/// one vote: the candidate's own log then holds more than this replica's,
+/// so the other voters decide.
+fn check_candidate_is_voter(raft: &Raft, candidate: u64) -> Result<(), Status> {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let membership = m.membership_config.membership();
+    let mut voters = membership.voter_ids().peekable();
+    if voters.peek().is_none() || membership.voter_ids().any(|v| v == candidate) {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "node {candidate} is not a voter of this group (its voters: {:?})",
+        membership.voter_ids().collect::<Vec<_>>()
+    )))
 }
 
 /// The reply stream of a pipelined append.

@@ -67,7 +67,9 @@ pub mod pb {
 /// the recorded layout names the replication factor and places replicas.
 /// 6: log entries carry migration steps (data groups) and system table
 /// steps (system group); a data group may hold a `slot-table` record.
-pub const DATA_FORMAT_VERSION: u32 = 6;
+/// 7: log entries carry node directory changes (system group); a node
+/// records the groups it hosts, and a removed replica leaves its vote.
+pub const DATA_FORMAT_VERSION: u32 = 7;
 /// Key of the node's format version in `data_raft_state` (a node-level
 /// record: group keys start with a zero byte, see [`layout`]).
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";

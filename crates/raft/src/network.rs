@@ -252,9 +252,15 @@ fn network(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
 fn status_error(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
     let msg = format!("node {target}: {s}");
     match s.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            unreachable(msg)
-        }
+        // Not there, or another node's replica answers at that address (a
+        // group not served, a replica dropped, a node replaced by a new
+        // one on the same address): as unreachable as a down peer, so
+        // openraft backs off instead of retrying in a tight loop.
+        tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled
+        | tonic::Code::NotFound
+        | tonic::Code::FailedPrecondition => unreachable(msg),
         _ => network(msg),
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use seshat_storage::Store;
 
-use crate::layout::{GroupId, GroupLayout};
+use crate::layout::{GroupId, GroupLayout, StateName};
 use crate::log_store::{LogStore, NodeLog};
 use crate::state_machine::{StateMachine, StorageConfig};
 
@@ -100,6 +100,44 @@ impl NodeStorage {
         self.log.forget(group);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.remove(&group);
+    }
+
+    /// Deletes this node's replica of `group`: its log, its data, its
+    /// snapshots and every Raft state record **but the vote**, in one
+    /// synced batch. The vote stays as the replica's tombstone: if the
+    /// group ever takes a replica on this node again, the new one starts
+    /// from the term and vote the old one promised, so it can never vote
+    /// twice in one term (the reason openraft warns against reusing a
+    /// node id). The group must be closed ([`Self::close_group`]) and its
+    /// Raft shut down; a group still open is refused.
+    pub fn destroy_group(&self, group: GroupId) -> io::Result<()> {
+        let layout = GroupLayout::new(group)?;
+        {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            if open.contains(&group) {
+                return Err(io::Error::other(format!(
+                    "group {group} is still open on this node"
+                )));
+            }
+        }
+        let mut batch = seshat_storage::Batch::default();
+        batch.delete_range(layout.log_cf(), &layout.log_key(0), &layout.log_end());
+        let (from, to) = layout.data_range();
+        batch.delete_range(layout.data_cf(), &from, &to);
+        for name in [
+            StateName::LastPurged,
+            StateName::Committed,
+            StateName::Applied,
+            StateName::Installing,
+        ] {
+            batch.delete(layout.state_cf(), &layout.state_key(name));
+        }
+        self.store.write(batch, true).map_err(io::Error::other)?;
+        let dir = self.config.group_snapshot_dir(layout);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The groups open now.
