@@ -210,6 +210,12 @@ pub enum ServerCmd {
     ClusterGetSlotMigrations,
     /// `CLUSTER CANCELSLOTMIGRATIONS`
     ClusterCancelSlotMigrations,
+    /// `CLUSTER MEMBERS`
+    ClusterMembers,
+    /// `CLUSTER DECOMMISSION id`
+    ClusterDecommission,
+    /// `CLUSTER FORGET id`
+    ClusterForget,
     /// `READONLY`
     ReadOnly,
     /// `READWRITE`

@@ -12,6 +12,12 @@
 //! Both are resumable: they read the cluster's slot map from `CLUSTER
 //! SHARDS` first and only move what is not where it should be, so running
 //! one again after an interruption finishes the job.
+//!
+//! - `seshat admin nodes`: the cluster's nodes (`CLUSTER MEMBERS`) with
+//!   their replicas and leaderships (`CLUSTER SHARDS`).
+//! - `seshat admin decommission ID` / `remove ID` / `replace ID`: sets
+//!   the node's state (`CLUSTER DECOMMISSION`, `CLUSTER FORGET`) and waits
+//!   until the rebalancer has moved its replicas away.
 
 use std::io::{Read, Write as _};
 use std::net::TcpStream;
@@ -77,7 +83,93 @@ pub fn run(args: &AdminArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AdminCommand::Nodes { connect } => {
+            let mut conn = Conn::open(connect)?;
+            let members = conn.members()?;
+            println!("id  state            raft-addr              client-addr            replicas  leads");
+            for m in &members {
+                println!(
+                    "{:<3} {:<16} {:<22} {:<22} {:<9} {}",
+                    m.id, m.state, m.raft, m.client, m.replicas, m.leads
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::Decommission {
+            connect,
+            id,
+            no_wait,
+        } => change_state(connect, "DECOMMISSION", *id, *no_wait),
+        AdminCommand::Remove {
+            connect,
+            id,
+            no_wait,
+        }
+        | AdminCommand::Replace {
+            connect,
+            id,
+            no_wait,
+        } => change_state(connect, "FORGET", *id, *no_wait),
     }
+}
+
+/// Longest `decommission`/`remove` waits for the replicas to move.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(1800);
+
+/// Sets node `id`'s state (`CLUSTER DECOMMISSION` or `FORGET`), then,
+/// unless `no_wait`, waits until no shard lists it and (decommission) it
+/// is removed, printing progress.
+fn change_state(connect: &ConnectArgs, sub: &str, id: u64, no_wait: bool) -> anyhow::Result<()> {
+    let mut conn = Conn::open(connect)?;
+    match conn.call(&["CLUSTER".into(), sub.into(), id.to_string()])? {
+        Frame::Error(e) => bail!("{}", String::from_utf8_lossy(&e)),
+        _ => println!(
+            "node {id}: {}",
+            if sub == "FORGET" {
+                "removed"
+            } else {
+                "decommissioning"
+            }
+        ),
+    }
+    if no_wait {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let (state, held) = conn
+            .members()?
+            .into_iter()
+            .find(|m| m.id == id)
+            .map(|m| (m.state, m.replicas))
+            .unwrap_or_default();
+        if held != last {
+            println!(
+                "node {id}: {state}, replicas left: {held} ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            last = held;
+        }
+        if held == 0 && state == "removed" {
+            println!("node {id} holds nothing and is removed: it can be stopped");
+            return Ok(());
+        }
+        if started.elapsed() > MEMBERSHIP_WAIT {
+            bail!("node {id} still holds {held} replicas after {MEMBERSHIP_WAIT:?} (is there a node to move them to?)");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One node of `CLUSTER MEMBERS`.
+struct MemberRow {
+    id: u64,
+    state: String,
+    raft: String,
+    client: String,
+    replicas: usize,
+    leads: usize,
 }
 
 /// Moves `moves` (slot, current owner) to `target`, one migration per
@@ -335,6 +427,41 @@ struct Conn {
 }
 
 impl Conn {
+    /// `CLUSTER MEMBERS`.
+    fn members(&mut self) -> anyhow::Result<Vec<MemberRow>> {
+        let reply = self.call(&["CLUSTER".into(), "MEMBERS".into()])?;
+        let Frame::Array(nodes) = reply else {
+            bail!("unexpected CLUSTER MEMBERS reply {reply:?}");
+        };
+        let text = |f: &Frame| match f {
+            Frame::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            Frame::Integer(i) => i.to_string(),
+            other => format!("{other:?}"),
+        };
+        Ok(nodes
+            .iter()
+            .filter_map(|n| {
+                let Frame::Array(fields) = n else { return None };
+                let field = |name: &str| {
+                    fields
+                        .chunks(2)
+                        .find(|kv| text(&kv[0]) == name)
+                        .and_then(|kv| kv.get(1))
+                        .map(text)
+                        .unwrap_or_default()
+                };
+                Some(MemberRow {
+                    id: field("id").parse().ok()?,
+                    state: field("state"),
+                    raft: field("raft-addr"),
+                    client: field("client-addr"),
+                    replicas: field("replicas").parse().unwrap_or(0),
+                    leads: field("leads").parse().unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
     fn open(args: &ConnectArgs) -> anyhow::Result<Conn> {
         let addr = format!("{}:{}", args.host, args.port);
         let stream =

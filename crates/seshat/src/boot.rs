@@ -118,11 +118,62 @@ pub async fn check_new_directory(
     Ok(())
 }
 
+/// Refuses to start a node the cluster removed, as any reachable peer (a
+/// member the flags name, or the member `--join` names) knows it: its
+/// replicas were made again elsewhere, and it must neither serve nor
+/// take part in any group again.
+pub async fn check_not_removed(settings: &Settings, proxy: &Proxy) -> anyhow::Result<()> {
+    let me = settings.node_id;
+    let args = [
+        Bytes::from_static(INTERNAL.as_bytes()),
+        Bytes::from_static(b"STATE"),
+        Bytes::from(me.to_string()),
+    ];
+    let mut peers: Vec<String> = settings
+        .initial_members
+        .iter()
+        .filter(|(id, _)| **id != me)
+        .map(|(_, m)| m.raft_addr.to_string())
+        .collect();
+    peers.extend(settings.join.clone());
+    let asks = peers.iter().map(|addr| {
+        let args = &args;
+        async move { (addr, proxy.call(addr, args, ASK_TIMEOUT, 1024).await) }
+    });
+    for (peer, answer) in futures::future::join_all(asks).await {
+        if let Ok(Frame::Bulk(state)) = answer {
+            if state.as_ref() == b"removed" {
+                anyhow::bail!(
+                    "node {me} was removed from the cluster (the member at {peer} says so): it                      may not run again. To use this machine again, start a new node with an                      empty data directory and --join"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Serves a peer's [`INTERNAL`] command: `INSTANCE node` (the instance
-/// this node's system replica records for `node`, nil if none) or
+/// this node's system replica records for `node`, nil if none),
 /// `BOOTED node instance` (record it; this node must lead the system
-/// group).
+/// group), `STATE node` (its state in the directory, nil if unknown),
+/// `JOIN …` and `MEMBER op` ([`crate::membership`]).
 pub async fn serve_internal(shared: &Shared, args: &[Bytes]) -> Frame {
+    let sub = args.get(1).map(|a| a.to_ascii_uppercase());
+    match sub.as_deref() {
+        Some(b"JOIN") => return crate::membership::serve_join(shared, args).await,
+        Some(b"MEMBER") => return crate::membership::serve_member_op(shared, args).await,
+        Some(b"STATE") => {
+            let id = args
+                .get(2)
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .and_then(|t| t.parse::<u64>().ok());
+            return match id.and_then(|id| shared.groups.known_nodes().state(id)) {
+                Some(state) => Frame::bulk(state.name()),
+                None => Frame::Null,
+            };
+        }
+        _ => {}
+    }
     let text = |i: usize| args.get(i).and_then(|a| std::str::from_utf8(a).ok());
     let num = |i: usize| text(i).and_then(|t| t.parse::<u64>().ok());
     match (
@@ -177,7 +228,7 @@ pub async fn run_boot_record(shared: std::sync::Weak<Shared>, instance: u64) {
             record(&shared, me, instance).await
         } else {
             let leader = groups.leader_of(seshat_raft::layout::SYSTEM_GROUP);
-            let Some(member) = leader.and_then(|l| shared.settings.initial_members.get(&l)) else {
+            let Some(member) = leader.and_then(|l| groups.member(l)) else {
                 continue;
             };
             let args = [

@@ -61,14 +61,22 @@ struct View {
 
 fn view(groups: &Groups, tls: bool) -> View {
     let settings = &groups.settings;
-    let members = settings
-        .initial_members
+    let me = settings.node_id;
+    let members = groups
+        .known_nodes()
+        .nodes()
         .iter()
-        .map(|(id, m)| {
+        .filter(|(_, n)| n.state != seshat_commands::members::NodeState::Removed)
+        .map(|(id, n)| {
+            let tls_addr = if *id == me {
+                settings.tls_client_addr(me)
+            } else {
+                n.member.tls_addr
+            };
             let addr = tls
-                .then(|| settings.tls_client_addr(*id))
+                .then_some(tls_addr)
                 .flatten()
-                .unwrap_or(m.client_addr);
+                .unwrap_or(n.member.client_addr);
             (
                 *id,
                 Member {
@@ -91,8 +99,12 @@ fn view(groups: &Groups, tls: bool) -> View {
                 let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
                 (voters, m.last_applied.map_or(0, |l| l.index))
             }
-            // A group held elsewhere: its replicas as placed.
-            None => (g.replicas.clone(), 0),
+            // A group held elsewhere: its voters as its replicas report
+            // them, else as placed at bootstrap.
+            None => (
+                groups.voters_of(g.id).unwrap_or_else(|| g.replicas.clone()),
+                0,
+            ),
         };
         voters.sort_by_key(|id| (Some(*id) != leader, *id));
         shards.push(Shard {

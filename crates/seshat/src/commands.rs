@@ -43,12 +43,12 @@ pub const MAX_TRYAGAIN_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// `MOVED`) instead of a `-TRYAGAIN` it must retry. Cluster clients give
 /// up after a few hundred milliseconds of `TRYAGAIN` (redis-py: 16 tries,
 /// the first half without a pause); a freeze lasts about as long.
-pub async fn route_patiently<'a>(
+pub async fn route_patiently(
     decl: &Decl,
     args: &[Bytes],
-    shared: &'a Shared,
+    shared: &Shared,
     asking: bool,
-) -> Result<(&'a Arc<Node>, u16), ServeError> {
+) -> Result<(Arc<Node>, u16), ServeError> {
     let slot = shared.groups.slot_for(decl, args)?;
     let node = serve_patiently(shared, slot, access_of(decl), asking).await?;
     Ok((node, slot))
@@ -61,7 +61,7 @@ pub async fn serve_patiently(
     slot: u16,
     access: seshat_migration::Access,
     asking: bool,
-) -> Result<&Arc<Node>, ServeError> {
+) -> Result<Arc<Node>, ServeError> {
     let started = std::time::Instant::now();
     loop {
         match shared.groups.serve(slot, access, asking) {
@@ -291,7 +291,7 @@ async fn scan_led(
     decl: &'static Decl,
     args: Vec<Bytes>,
     shared: &Shared,
-    led: &[(u16, &Arc<Node>)],
+    led: &[(u16, Arc<Node>)],
     to_frame: impl Fn(ServeError) -> Frame,
 ) -> Frame {
     let Some(cursor) = args
@@ -391,7 +391,11 @@ pub fn execute_server(
         ServerCmd::ClusterInfo => Frame::verbatim_text(cluster::info(&shared.groups)),
         ServerCmd::ClusterSlots => cluster::slots(&shared.groups, client.tls),
         ServerCmd::ClusterGetSlotMigrations => crate::resharding::get_slot_migrations(shared),
-        ServerCmd::ClusterMigrateSlots | ServerCmd::ClusterCancelSlotMigrations => {
+        ServerCmd::ClusterMembers => crate::membership::members(shared),
+        ServerCmd::ClusterMigrateSlots
+        | ServerCmd::ClusterCancelSlotMigrations
+        | ServerCmd::ClusterDecommission
+        | ServerCmd::ClusterForget => {
             Frame::error("ERR internal error: slot migrations are run by the connection")
         }
         ServerCmd::ClusterShards => cluster::shards(&shared.groups, client.tls),
@@ -448,7 +452,7 @@ fn hello(args: &[Bytes], client: &mut ClientState, shared: &Shared) -> Outcome {
     if let Some(name) = hello.setname {
         client.name = if name.is_empty() { None } else { Some(name) };
     }
-    let role = if shared.groups.led().next().is_some() {
+    let role = if !shared.groups.led().is_empty() {
         "master"
     } else {
         "replica"

@@ -16,8 +16,11 @@ use seshat_common::{InvalidSetting, Limits, NodeId};
 
 use crate::auth::{protected_mode_refusal, PasswordDigest};
 
+/// Default `--dead-node-timeout`, seconds: a node unreachable this long is
+/// treated as gone and its replicas are made again elsewhere.
+pub const DEFAULT_DEAD_NODE_TIMEOUT_SECS: u64 = 300;
 /// Default client (RESP) address.
-pub const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:6379";
+const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:6379";
 /// Default internal Raft (gRPC) address.
 pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:7379";
 /// Default metrics/health HTTP address.
@@ -137,6 +140,51 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 256)]
         batch_slots: usize,
     },
+    /// List every node the cluster has had: id, state, addresses,
+    /// replicas and leaderships.
+    Nodes {
+        /// Where to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Move every replica off a node, then remove it from the cluster.
+    Decommission {
+        /// Where to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The node's id (see `seshat admin nodes`).
+        id: u64,
+        /// Return once the state is set instead of waiting until the node
+        /// holds nothing.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove a node that is gone for good: its replicas are made again
+    /// on the other nodes, and it may never run again.
+    Remove {
+        /// Where to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The node's id.
+        id: u64,
+        /// Return once the state is set instead of waiting for the
+        /// replicas to be made again.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Replace a dead node (its disk lost): the same as `remove`; start
+    /// the new machine with `--join` and the rebalancer gives it the
+    /// replicas.
+    Replace {
+        /// Where to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The dead node's id.
+        id: u64,
+        /// Return once the state is set.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 /// Flags of `seshat dev-cluster`.
@@ -169,6 +217,12 @@ pub struct DevClusterArgs {
     /// Replicas of each data group (see the node flag `--replicas`).
     #[arg(long)]
     pub replicas: Option<u32>,
+    /// Instead of a new cluster, start this many more nodes that join the
+    /// cluster another `dev-cluster` runs in `--dir` (through node 1's
+    /// Raft port); they take the next numbers after its `node-i`
+    /// directories, with the same port scheme.
+    #[arg(long, default_value_t = 0)]
+    pub add: u16,
     /// Extra flags passed to every node (e.g. `--log-level=debug`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -265,10 +319,16 @@ pub struct NodeArgs {
     /// or `proxy` (forward to the leader).
     #[arg(long, env = "SESHAT_FOLLOWER_MODE")]
     pub follower_mode: Option<crate::proxy::FollowerMode>,
-    /// Join an existing cluster through this member (reserved; not yet
-    /// supported).
+    /// Join a running cluster through this member's Raft address
+    /// (`host:port`). The cluster gives the node its id; needs an empty
+    /// data directory the first time, and is kept in it afterwards.
     #[arg(long, env = "SESHAT_JOIN")]
     pub join: Option<String>,
+    /// Seconds a node may be unreachable before the rebalancer makes its
+    /// replicas again on other nodes (0: never by itself; use `CLUSTER
+    /// FORGET`).
+    #[arg(long, env = "SESHAT_DEAD_NODE_TIMEOUT")]
+    pub dead_node_timeout: Option<u64>,
     /// Password clients must give (`AUTH password`, `HELLO 3 AUTH default
     /// password`) before any other command. Empty: none. Prefer the
     /// variable or the file: a flag shows in `ps`.
@@ -350,6 +410,7 @@ struct FileSettings {
     replicas: Option<u32>,
     follower_mode: Option<crate::proxy::FollowerMode>,
     join: Option<String>,
+    dead_node_timeout: Option<u64>,
     requirepass: Option<String>,
     aclfile: Option<PathBuf>,
     protected_mode: Option<YesNo>,
@@ -403,6 +464,12 @@ pub struct Settings {
     pub log_tail_entries: u64,
     /// Worker threads of the Raft runtime.
     pub raft_worker_threads: usize,
+    /// The member to join through (`--join`), when this node joins a
+    /// running cluster: `node_id` is then given by the cluster at start.
+    pub join: Option<String>,
+    /// How long a node may be unreachable before its replicas are made
+    /// again elsewhere (zero: never).
+    pub dead_node_timeout: Duration,
     /// The initial members (just this node when not given).
     pub initial_members: BTreeMap<NodeId, Member>,
     /// `--shards`, if given (see [`crate::layout`]).
@@ -603,10 +670,26 @@ impl Settings {
                     .unwrap_or_else(|| $default)
             };
         }
-        let node_id = pick!(node_id, 1);
-        if let Some(join) = args.join.clone().or(file.join.clone()) {
-            bail!(InvalidSetting::new("join", join, "joining a running cluster is not supported yet; start every initial node with the same --initial-members"));
+        let join = args.join.clone().or(file.join.clone());
+        if let Some(join) = &join {
+            if args.initial_members.is_some() || file.initial_members.is_some() {
+                bail!(InvalidSetting::new(
+                    "join",
+                    join,
+                    "cannot be given with --initial-members: a node either bootstraps a cluster or joins one"
+                ));
+            }
+            if args.node_id.is_some() || file.node_id.is_some() {
+                bail!(InvalidSetting::new(
+                    "join",
+                    join,
+                    "cannot be given with --node-id: the cluster gives a joining node its id"
+                ));
+            }
+            parse_addr("join", join)?;
         }
+        // A joining node's id is given by the cluster at start.
+        let node_id = if join.is_some() { 0 } else { pick!(node_id, 1) };
         let members = match args
             .initial_members
             .clone()
@@ -677,6 +760,11 @@ impl Settings {
             snapshot_every_entries: pick!(snapshot_every_entries, DEFAULT_SNAPSHOT_EVERY_ENTRIES),
             log_tail_entries: pick!(log_tail_entries, DEFAULT_LOG_TAIL_ENTRIES),
             raft_worker_threads: pick!(raft_worker_threads, DEFAULT_RAFT_WORKER_THREADS),
+            join,
+            dead_node_timeout: Duration::from_secs(pick!(
+                dead_node_timeout,
+                DEFAULT_DEAD_NODE_TIMEOUT_SECS
+            )),
             initial_members,
             shards: args.shards.or(file.shards),
             replicas: args.replicas.or(file.replicas),
@@ -702,7 +790,7 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.limits.validate()?;
-        if self.node_id == 0 {
+        if self.node_id == 0 && self.join.is_none() {
             bail!(InvalidSetting::new("node-id", 0, "node ids start at 1"));
         }
         if let Some(n) = self.shards {
@@ -1356,13 +1444,32 @@ mod tests {
     }
 
     #[test]
-    fn join_is_refused_until_supported() {
+    fn join_takes_a_raft_address_and_no_id_or_members() {
         let args = NodeArgs {
             join: Some("127.0.0.1:7379".into()),
             ..Default::default()
         };
-        let err = Settings::from_args(&args).unwrap_err().to_string();
-        assert!(err.contains("join"), "{err}");
+        let s = Settings::from_args(&args).unwrap();
+        assert_eq!(s.join.as_deref(), Some("127.0.0.1:7379"));
+        for bad in [
+            NodeArgs {
+                join: Some("nowhere".into()),
+                ..Default::default()
+            },
+            NodeArgs {
+                join: Some("127.0.0.1:7379".into()),
+                node_id: Some(4),
+                ..Default::default()
+            },
+            NodeArgs {
+                join: Some("127.0.0.1:7379".into()),
+                initial_members: Some("1=127.0.0.1:7379/127.0.0.1:6379".into()),
+                ..Default::default()
+            },
+        ] {
+            let err = Settings::from_args(&bad).unwrap_err().to_string();
+            assert!(err.contains("join"), "{err}");
+        }
     }
 
     #[test]

@@ -311,13 +311,29 @@ impl<S: ClientStream> Connection<S> {
                 self.reply(name, started, Frame::ok()).await
             }
             Route::Server(
-                cmd @ (ServerCmd::ClusterMigrateSlots | ServerCmd::ClusterCancelSlotMigrations),
+                cmd @ (ServerCmd::ClusterMigrateSlots
+                | ServerCmd::ClusterCancelSlotMigrations
+                | ServerCmd::ClusterDecommission
+                | ServerCmd::ClusterForget),
             ) => {
                 self.drain_writes().await?;
-                let frame = if cmd == ServerCmd::ClusterMigrateSlots {
-                    crate::resharding::migrate_slots(&self.shared, &args).await
-                } else {
-                    crate::resharding::cancel_slot_migrations(&self.shared).await
+                use seshat_commands::members::NodeState;
+                let frame = match cmd {
+                    ServerCmd::ClusterMigrateSlots => {
+                        crate::resharding::migrate_slots(&self.shared, &args).await
+                    }
+                    ServerCmd::ClusterDecommission => {
+                        crate::membership::set_state(
+                            &self.shared,
+                            &args,
+                            NodeState::Decommissioning,
+                        )
+                        .await
+                    }
+                    ServerCmd::ClusterForget => {
+                        crate::membership::set_state(&self.shared, &args, NodeState::Removed).await
+                    }
+                    _ => crate::resharding::cancel_slot_migrations(&self.shared).await,
                 };
                 self.reply(name, started, frame).await
             }
@@ -428,7 +444,7 @@ impl<S: ClientStream> Connection<S> {
                 }
                 Err(e) => return to_frame(e),
             };
-            let member = leader.and_then(|l| self.shared.settings.initial_members.get(&l));
+            let member = leader.and_then(|l| self.shared.groups.member(l));
             let frame = match member {
                 // Here (or no leader known: the normal path answers).
                 None => commands::run_data(decl, args.clone(), &self.state, &self.shared).await,

@@ -22,8 +22,55 @@ fn port(base: u16, i: u16, name: &str) -> anyhow::Result<u16> {
         .with_context(|| format!("{name} {base} + {} overflows the port range", i - 1))
 }
 
+/// How a launched node finds its cluster.
+#[derive(Clone)]
+enum Start {
+    /// A member of the cluster this launcher creates: every node's
+    /// `--initial-members`.
+    Initial(String),
+    /// A node joining a running cluster through this Raft address.
+    Join(String),
+}
+
+/// The node numbers `dev-cluster --add` starts: after the highest
+/// `node-i` directory under `dir`.
+fn added_nodes(args: &DevClusterArgs) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let mut highest = 0u16;
+    if let Ok(entries) = std::fs::read_dir(&args.dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(i) = name
+                .strip_prefix("node-")
+                .and_then(|n| n.parse::<u16>().ok())
+            {
+                highest = highest.max(i);
+            }
+        }
+    }
+    if highest == 0 {
+        bail!(
+            "no cluster in {}: start one with `seshat dev-cluster --dir {}` first",
+            args.dir.display(),
+            args.dir.display()
+        );
+    }
+    let last = highest + args.add;
+    if last > MAX_DEV_NODES {
+        bail!(
+            "invalid setting add = {}: at most {MAX_DEV_NODES} nodes in all",
+            args.add
+        );
+    }
+    Ok(highest + 1..=last)
+}
+
 /// Runs the launcher until interrupted.
 pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
+    if args.add > 0 {
+        let numbers = added_nodes(args)?;
+        let start = Start::Join(format!("127.0.0.1:{}", args.raft_port_base));
+        return launch(args, numbers, start);
+    }
     if args.nodes == 0 || args.nodes > MAX_DEV_NODES {
         bail!(
             "invalid setting nodes = {}: must be between 1 and {MAX_DEV_NODES}",
@@ -43,10 +90,19 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
             let _ = write!(members, "/127.0.0.1:{}", port(base, i, "tls-port-base")?);
         }
     }
+    launch(args, 1..=args.nodes, Start::Initial(members))
+}
+
+/// Starts nodes `numbers` and watches them until interrupted.
+fn launch(
+    args: &DevClusterArgs,
+    numbers: std::ops::RangeInclusive<u16>,
+    start: Start,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the seshat executable")?;
     let mut children: Vec<(u16, Child)> = Vec::new();
-    for i in 1..=args.nodes {
-        match spawn_node(&exe, args, i, &members) {
+    for i in numbers.clone() {
+        match spawn_node(&exe, args, i, &start) {
             Ok(child) => children.push((i, child)),
             Err(e) => {
                 stop_all(&mut children);
@@ -56,15 +112,22 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
     }
     let launcher = Launcher {
         exe,
-        members,
+        start,
         pid: std::process::id(),
     };
-    println!(
-        "seshat dev-cluster: {} nodes, files under {}",
-        args.nodes,
-        args.dir.display()
-    );
-    for i in 1..=args.nodes {
+    match &launcher.start {
+        Start::Initial(_) => println!(
+            "seshat dev-cluster: {} nodes, files under {}",
+            numbers.len(),
+            args.dir.display()
+        ),
+        Start::Join(via) => println!(
+            "seshat dev-cluster: {} more nodes joining the cluster at {via}, files under {}",
+            numbers.len(),
+            args.dir.display()
+        ),
+    }
+    for i in numbers {
         let tls = match args.tls_port_base {
             Some(base) => format!(", tls {}", port(base, i, "tls-port-base")?),
             None => String::new(),
@@ -90,11 +153,11 @@ pub fn run(args: &DevClusterArgs) -> anyhow::Result<()> {
 /// What restarting a node needs.
 struct Launcher {
     exe: std::path::PathBuf,
-    members: String,
+    start: Start,
     pid: u32,
 }
 
-fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyhow::Result<Child> {
+fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, start: &Start) -> anyhow::Result<Child> {
     let dir = args.dir.join(format!("node-{i}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = std::fs::OpenOptions::new()
@@ -103,9 +166,19 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
         .open(dir.join("seshat.log"))
         .with_context(|| format!("cannot open log in {}", dir.display()))?;
     let err_log = log.try_clone().context("cannot duplicate log handle")?;
-    let child = Command::new(exe)
-        .arg("--node-id")
-        .arg(i.to_string())
+    let mut command = Command::new(exe);
+    match start {
+        Start::Initial(members) => command
+            .arg("--node-id")
+            .arg(i.to_string())
+            .arg("--initial-members")
+            .arg(members),
+        Start::Join(via) => command.arg("--join").arg(via),
+    };
+    if let (Start::Join(_), Some(base)) = (start, args.tls_port_base) {
+        command.arg(format!("--tls-port={}", port(base, i, "tls-port-base")?));
+    }
+    let child = command
         .arg("--client-addr")
         .arg(format!(
             "127.0.0.1:{}",
@@ -123,8 +196,6 @@ fn spawn_node(exe: &Path, args: &DevClusterArgs, i: u16, members: &str) -> anyho
         ))
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .arg("--initial-members")
-        .arg(members)
         .args(args.shards.map(|n| format!("--shards={n}")))
         .args(args.replicas.map(|n| format!("--replicas={n}")))
         .args(&args.node_args)
@@ -210,7 +281,7 @@ fn restart_stopped(
     stopped: &mut Vec<u16>,
 ) {
     for i in std::mem::take(stopped) {
-        match spawn_node(&launcher.exe, args, i, &launcher.members) {
+        match spawn_node(&launcher.exe, args, i, &launcher.start) {
             Ok(child) => {
                 println!("node {i} restarted (pid {})", child.id());
                 children.push((i, child));

@@ -33,9 +33,13 @@ impl ForwardHandler for LeaderExecutor {
         // against the command table before forwarding it, and these names
         // are not in it.
         let internal = args.first().and_then(|name| {
-            [crate::resharding::INTERNAL, crate::boot::INTERNAL]
-                .into_iter()
-                .find(|i| name.eq_ignore_ascii_case(i.as_bytes()))
+            [
+                crate::resharding::INTERNAL,
+                crate::boot::INTERNAL,
+                crate::membership::INTERNAL,
+            ]
+            .into_iter()
+            .find(|i| name.eq_ignore_ascii_case(i.as_bytes()))
         });
         if let Some(internal) = internal {
             let shared = self.shared.clone();
@@ -44,6 +48,8 @@ impl ForwardHandler for LeaderExecutor {
                 .spawn(async move {
                     if internal == crate::boot::INTERNAL {
                         crate::boot::serve_internal(&shared, &args).await
+                    } else if internal == crate::membership::INTERNAL {
+                        crate::membership::serve_replica(&shared, &args).await
                     } else {
                         crate::resharding::serve_internal(&shared, &args).await
                     }

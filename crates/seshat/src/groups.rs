@@ -49,9 +49,22 @@ pub struct Groups {
     layout_map: seshat_migration::SlotMap,
     /// This data directory's random id (see [`crate::boot`]).
     pub instance: u64,
+    /// The node's storage, to open and delete replicas while it runs.
+    node_storage: seshat_raft::NodeStorage,
+    /// How peers are dialled (for replicas started while the node runs).
+    peer_tls: Option<PeerTls>,
+    /// The Raft port's registry of served groups, once it is built.
+    grpc: std::sync::OnceLock<seshat_raft::grpc_server::RaftGrpc>,
+    /// Opening and dropping replicas, one at a time.
+    replica_changes: tokio::sync::Mutex<()>,
+    /// This node's replica of the system group (every node holds one).
+    system: Arc<Node>,
     /// This node's replica of each group, in group id order: the system
-    /// group first.
-    nodes: Vec<Arc<Node>>,
+    /// group first. Replicas come and go as the rebalancer moves them.
+    nodes: RwLock<Vec<Arc<Node>>>,
+    /// Every node's addresses: the flags', then the system group's
+    /// directory as this node last read it ([`run_directory_refresh`]).
+    directory: RwLock<crate::membership::Known>,
     /// The leaders of the data groups this node holds no replica of, as
     /// its peers last reported them.
     remote: RwLock<HashMap<u32, RemoteLeader>>,
@@ -62,10 +75,12 @@ pub struct Groups {
 }
 
 /// A group's leader as a peer holding one of its replicas reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct RemoteLeader {
     term: u64,
     leader: Option<u64>,
+    /// The group's voters as the reporting replica knows them.
+    voters: Vec<u64>,
     /// When a peer last reported this term and leader.
     seen: Instant,
 }
@@ -83,85 +98,212 @@ impl Groups {
         let node_storage = seshat_raft::open_node_storage(&storage)
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let store = node_storage.store().clone();
-        let members: Vec<u64> = settings.initial_members.keys().copied().collect();
-        let fresh = !Layout::is_recorded(&store)?;
         let instance = crate::boot::instance(&store)?;
-        if fresh && members.len() > 1 {
-            // Before any group runs: a lost data directory must not vote.
-            let proxy = crate::proxy::Proxy::new(peer_tls.clone());
-            crate::boot::check_new_directory(&settings, &proxy, instance).await?;
-        }
-        let layout = Layout::open(&store, &members, settings.shards, settings.replicas)?;
+        let proxy = crate::proxy::Proxy::new(peer_tls.clone());
+        // A node started with --join gets its id, the cluster's layout
+        // and its members from the cluster (once; then from its data
+        // directory).
+        let (settings, layout) = match &settings.join {
+            Some(_) => {
+                let joined = crate::membership::join(&settings, &proxy, &store, instance).await?;
+                let layout = Layout::open_joined(&store, &joined.layout)?;
+                (Arc::new(joined.settings), layout)
+            }
+            None => {
+                let members: Vec<u64> = settings.initial_members.keys().copied().collect();
+                let fresh = !Layout::is_recorded(&store)?;
+                if fresh && members.len() > 1 {
+                    // Before any group runs: a lost data directory must not vote.
+                    crate::boot::check_new_directory(&settings, &proxy, instance).await?;
+                }
+                let layout = Layout::open(&store, &members, settings.shards, settings.replicas)?;
+                (settings, layout)
+            }
+        };
+        crate::boot::check_not_removed(&settings, &proxy).await?;
         let layout_map = layout.slot_map()?;
-        let mut held: Vec<(u32, Vec<u64>, u64)> = vec![(
-            SYSTEM_GROUP,
-            layout.members().to_vec(),
-            system_preferred_leader(&layout),
-        )];
-        held.extend(
-            layout
-                .groups_of(settings.node_id)
-                .map(|g| (g.id, g.replicas.clone(), g.preferred)),
-        );
+        let hosted = crate::membership::Hosted::open(&store, &layout, settings.node_id)?;
+        let directory = RwLock::new(crate::membership::Known::from_flags(&settings));
         let mut nodes = Vec::new();
-        for (group, replicas, preferred) in held {
-            let (log, sm) = node_storage
-                .open_group(group)
-                .with_context(|| format!("cannot open group {group}"))?;
+        for (group, initial) in hosted.groups() {
+            // Only a group this node has held since the cluster's start may
+            // be initialised by it (a replica added later joins a group
+            // that exists).
+            let (initializer, replicas) = match (group, initial) {
+                (SYSTEM_GROUP, true) => {
+                    (system_preferred_leader(&layout), layout.members().to_vec())
+                }
+                (g, true) => layout
+                    .group(g)
+                    .map_or((0, Vec::new()), |l| (l.preferred, l.replicas.clone())),
+                _ => (0, Vec::new()),
+            };
             nodes.push(
-                Node::start(
-                    settings.clone(),
-                    group,
-                    store.clone(),
-                    log,
-                    sm,
+                start_replica(
+                    &settings,
+                    &node_storage,
                     peer_tls.clone(),
+                    group,
                     Bootstrap {
-                        initializer: preferred,
+                        initializer,
                         replicas: &replicas,
                     },
                 )
                 .await?,
             );
         }
+        let system = nodes
+            .iter()
+            .find(|n| n.group == SYSTEM_GROUP)
+            .cloned()
+            .context("this node holds no replica of the system group")?;
         let groups = Arc::new(Groups {
             settings,
             store,
             layout,
             layout_map,
             instance,
-            nodes,
+            node_storage,
+            peer_tls: peer_tls.clone(),
+            grpc: std::sync::OnceLock::new(),
+            replica_changes: tokio::sync::Mutex::new(()),
+            system,
+            nodes: RwLock::new(nodes),
+            directory,
             remote: RwLock::default(),
             layout_conflict: std::sync::OnceLock::new(),
         });
         tokio::spawn(run_leader_balancer(Arc::downgrade(&groups)));
         tokio::spawn(run_metadata_check(Arc::downgrade(&groups)));
         tokio::spawn(run_leader_poller(Arc::downgrade(&groups), peer_tls));
+        tokio::spawn(crate::membership::run_directory_refresh(
+            Arc::downgrade(&groups),
+            crate::proxy::Proxy::new(groups.peer_tls.clone()),
+        ));
         Ok(groups)
     }
 
+    /// Hands the Raft port's group registry to the node, so replicas
+    /// opened or dropped later are served or no longer served.
+    pub fn attach_grpc(&self, grpc: seshat_raft::grpc_server::RaftGrpc) {
+        let _ = self.grpc.set(grpc);
+    }
+
+    /// Starts an empty replica of `group` on this node (recorded first,
+    /// so a restart reopens it), to receive the group's log as a learner.
+    /// A replica already here is left as it is. Returns whether one was
+    /// started.
+    pub async fn open_replica(&self, group: u32) -> anyhow::Result<bool> {
+        let _one = self.replica_changes.lock().await;
+        if self.get(group).is_some() {
+            return Ok(false);
+        }
+        if group == SYSTEM_GROUP || self.layout.group(group).is_none() {
+            anyhow::bail!("no data group {group} in this cluster");
+        }
+        crate::membership::Hosted::add(&self.store, group)?;
+        let node = start_replica(
+            &self.settings,
+            &self.node_storage,
+            self.peer_tls.clone(),
+            group,
+            Bootstrap {
+                initializer: 0,
+                replicas: &[],
+            },
+        )
+        .await?;
+        if let Some(grpc) = self.grpc.get() {
+            grpc.add_group(group, node.raft.clone())?;
+        }
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        nodes.push(node);
+        nodes.sort_by_key(|n| n.group);
+        tracing::info!(group, "opened a replica of the group");
+        Ok(true)
+    }
+
+    /// Deletes this node's replica of `group` (no longer a member of the
+    /// group): it stops serving it, shuts its Raft down and deletes its
+    /// log and data, keeping its vote ([`seshat_raft::NodeStorage::destroy_group`]).
+    /// Returns whether there was one.
+    pub async fn drop_replica(&self, group: u32) -> anyhow::Result<bool> {
+        let _one = self.replica_changes.lock().await;
+        if group == SYSTEM_GROUP {
+            anyhow::bail!("the system group's replica is never dropped");
+        }
+        let Some(node) = self.get(group) else {
+            return Ok(false);
+        };
+        // Forgotten first: a restart after this point does not reopen it.
+        crate::membership::Hosted::remove(&self.store, group)?;
+        if let Some(grpc) = self.grpc.get() {
+            grpc.remove_group(group);
+        }
+        {
+            let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+            nodes.retain(|n| n.group != group);
+        }
+        node.shutdown().await;
+        drop(node);
+        self.node_storage.close_group(group);
+        let storage = self.node_storage.clone();
+        tokio::task::spawn_blocking(move || storage.destroy_group(group))
+            .await
+            .context("the replica's deletion task failed")??;
+        tracing::info!(group, "dropped this node's replica of the group");
+        Ok(true)
+    }
+
+    /// Node `id`'s addresses as this node knows them.
+    pub fn member(&self, id: u64) -> Option<crate::config::Member> {
+        let known = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        known.member(id)
+    }
+
+    /// Every node this node knows of: id, addresses and state.
+    pub fn known_nodes(&self) -> crate::membership::Known {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes the system group's directory as read now.
+    pub fn set_directory(&self, known: crate::membership::Known) {
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = known;
+    }
+
     /// Every replica on this node, the system group's first.
-    pub fn all(&self) -> &[Arc<Node>] {
-        &self.nodes
+    pub fn all(&self) -> Vec<Arc<Node>> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The replicas of data groups on this node, in group id order.
-    pub fn data(&self) -> &[Arc<Node>] {
-        // `start` puts the system group first.
-        &self.nodes[1..]
+    pub fn data(&self) -> Vec<Arc<Node>> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        nodes
+            .iter()
+            .filter(|n| n.group != SYSTEM_GROUP)
+            .cloned()
+            .collect()
     }
 
     /// The replica whose figures stand for the node's (`INFO`, `ROLE`,
     /// the unlabelled metrics): the first data group's here, else the
     /// system group's.
-    pub fn first(&self) -> &Arc<Node> {
-        self.data().first().unwrap_or_else(|| self.system())
+    pub fn first(&self) -> Arc<Node> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        nodes
+            .iter()
+            .find(|n| n.group != SYSTEM_GROUP)
+            .unwrap_or(&self.system)
+            .clone()
     }
 
-    /// The replica of the system group (every initial member holds one).
+    /// The replica of the system group (every node holds one).
     pub fn system(&self) -> &Arc<Node> {
-        // `start` always starts it, first.
-        &self.nodes[0]
+        &self.system
     }
 
     /// The replica of the group that holds the ACL users: the system
@@ -186,6 +328,22 @@ impl Groups {
             .get(&group)
             .filter(|r| r.seen.elapsed() < REMOTE_LEADER_TTL)
             .and_then(|r| r.leader)
+    }
+
+    /// The voters of `group` as this node knows them: its replica's
+    /// membership, else what its peers last reported (`None` if neither).
+    pub fn voters_of(&self, group: u32) -> Option<Vec<u64>> {
+        if let Some(node) = self.get(group) {
+            use openraft::type_config::async_runtime::WatchReceiver;
+            let metrics = node.raft.metrics();
+            let m = metrics.borrow_watched();
+            return Some(m.membership_config.membership().voter_ids().collect());
+        }
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        remote
+            .get(&group)
+            .filter(|r| !r.voters.is_empty())
+            .map(|r| r.voters.clone())
     }
 
     /// The groups held elsewhere as last reported: id, term, leader and
@@ -213,11 +371,12 @@ impl Groups {
             let fresh = RemoteLeader {
                 term: r.term,
                 leader: r.leader,
+                voters: r.voters.clone(),
                 seen: now,
             };
             let current = remote
                 .get(&r.group)
-                .copied()
+                .cloned()
                 .filter(|e| e.seen.elapsed() < REMOTE_LEADER_TTL);
             if let Some(next) = merge_report(current, fresh) {
                 remote.insert(r.group, next);
@@ -226,13 +385,19 @@ impl Groups {
     }
 
     /// The replica of `group` on this node, if it holds one.
-    pub fn get(&self, group: u32) -> Option<&Arc<Node>> {
-        self.nodes.iter().find(|n| n.group == group)
+    pub fn get(&self, group: u32) -> Option<Arc<Node>> {
+        if group == SYSTEM_GROUP {
+            return Some(self.system.clone());
+        }
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        nodes.iter().find(|n| n.group == group).cloned()
     }
 
     /// The data group replicas this node leads.
-    pub fn led(&self) -> impl Iterator<Item = &Arc<Node>> {
-        self.data().iter().filter(|n| n.raft.is_leader())
+    pub fn led(&self) -> Vec<Arc<Node>> {
+        let mut led = self.data();
+        led.retain(|n| n.raft.is_leader());
+        led
     }
 
     /// The keys `DBSIZE` and `INFO keyspace` count: every key of an
@@ -244,6 +409,7 @@ impl Groups {
             return self.first().counts();
         }
         self.led()
+            .iter()
             .map(|n| n.counts())
             .fold(Counts::default(), |a, b| Counts {
                 keys: a.keys + b.keys,
@@ -294,7 +460,7 @@ impl Groups {
         slot: u16,
         access: seshat_migration::Access,
         asking: bool,
-    ) -> Result<&Arc<Node>, ServeError> {
+    ) -> Result<Arc<Node>, ServeError> {
         use seshat_migration::Decision;
         if let Some(why) = self.layout_conflict.get() {
             return Err(ServeError::Stopped(why.clone()));
@@ -347,7 +513,7 @@ impl Groups {
     /// knows it, or `CLUSTERDOWN` when it knows none.
     pub fn redirect(&self, slot: u16, group: u32, ask: bool) -> ServeError {
         let leader = self.leader_of(group);
-        let member = leader.and_then(|l| self.settings.initial_members.get(&l));
+        let member = leader.and_then(|l| self.member(l));
         match (leader, member) {
             (Some(leader), Some(m)) => {
                 let addr = m.client_addr.to_string();
@@ -374,14 +540,15 @@ impl Groups {
 
     /// The data groups this node leads that own slots, each with its
     /// first slot, in slot order.
-    pub fn led_by_slot(&self) -> Vec<(u16, &Arc<Node>)> {
+    pub fn led_by_slot(&self) -> Vec<(u16, Arc<Node>)> {
         let runs = self.with_slot_map(seshat_migration::SlotMap::runs);
         let mut first: HashMap<u32, u16> = HashMap::new();
         for (start, _, group) in runs {
             first.entry(group).or_insert(start);
         }
-        let mut led: Vec<(u16, &Arc<Node>)> = self
+        let mut led: Vec<(u16, Arc<Node>)> = self
             .led()
+            .into_iter()
             .filter_map(|n| first.get(&n.group).map(|s| (*s, n)))
             .collect();
         led.sort_by_key(|(slot, _)| *slot);
@@ -405,7 +572,7 @@ impl Groups {
     /// The time reads judge expiry against (see [`Node::now_ms`]): this
     /// node's clock, never behind any group's last applied entry.
     pub fn now_ms(&self) -> u64 {
-        let applied = self.nodes.iter().map(|n| n.applied_now_ms()).max();
+        let applied = self.all().iter().map(|n| n.applied_now_ms()).max();
         crate::node::wall_clock_ms().max(applied.unwrap_or(0))
     }
 
@@ -470,36 +637,78 @@ impl Groups {
 
     /// Why some group's Raft core stopped, if one has.
     pub fn core_problem(&self) -> Option<String> {
-        self.nodes
+        self.all()
             .iter()
             .find_map(|n| n.core_problem().map(|p| format!("group {}: {p}", n.group)))
     }
 
     /// Why some group's tasks stopped, if they have.
     pub fn task_problem(&self) -> Option<String> {
-        self.nodes
+        self.all()
             .iter()
             .find_map(|n| n.task_problem().map(|p| format!("group {}: {p}", n.group)))
     }
 
     /// Waits until any group's Raft core stops and returns why.
     pub async fn core_stopped(&self) -> String {
-        let waits = self.nodes.iter().map(|n| {
-            let group = n.group;
-            Box::pin(async move { format!("group {group}: {}", n.core_stopped().await) })
+        // Replicas come and go: the system group's (which never leaves) is
+        // waited on, the others are looked at every few hundred ms (a
+        // dropped replica is shut down on purpose and no longer listed).
+        let system = Box::pin(self.system.core_stopped());
+        let data = Box::pin(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(problem) = self.core_problem() {
+                    return problem;
+                }
+            }
         });
-        futures::future::select_all(waits).await.0
+        match futures::future::select(system, data).await {
+            futures::future::Either::Left((reason, _)) => {
+                format!("group {SYSTEM_GROUP}: {reason}")
+            }
+            futures::future::Either::Right((problem, _)) => problem,
+        }
     }
 
     /// Hands over the leadership of every group this node leads.
     pub async fn hand_over_leadership(&self) {
-        futures::future::join_all(self.nodes.iter().map(|n| n.hand_over_leadership())).await;
+        let nodes = self.all();
+        futures::future::join_all(nodes.iter().map(|n| n.hand_over_leadership())).await;
     }
 
     /// Stops every group's Raft.
     pub async fn shutdown(&self) {
-        futures::future::join_all(self.nodes.iter().map(|n| n.shutdown())).await;
+        let nodes = self.all();
+        futures::future::join_all(nodes.iter().map(|n| n.shutdown())).await;
     }
+}
+
+/// Opens `group`'s storage on this node and starts its replica.
+async fn start_replica(
+    settings: &Arc<Settings>,
+    node_storage: &seshat_raft::NodeStorage,
+    peer_tls: Option<PeerTls>,
+    group: u32,
+    bootstrap: Bootstrap<'_>,
+) -> anyhow::Result<Arc<Node>> {
+    let (log, sm) = node_storage
+        .open_group(group)
+        .with_context(|| format!("cannot open group {group}"))?;
+    let started = Node::start(
+        settings.clone(),
+        group,
+        node_storage.store().clone(),
+        log,
+        sm,
+        peer_tls,
+        bootstrap,
+    )
+    .await;
+    if started.is_err() {
+        node_storage.close_group(group);
+    }
+    started
 }
 
 /// What a node keeps of a group held elsewhere after a peer's `report`,
@@ -518,6 +727,12 @@ fn merge_report(current: Option<RemoteLeader>, report: RemoteLeader) -> Option<R
         // The same term: refreshed, keeping a leader learnt before.
         Some(e) if report.term == e.term => Some(RemoteLeader {
             leader: report.leader.or(e.leader),
+            // The leader's report knows the latest membership.
+            voters: if report.leader.is_some() || e.voters.is_empty() {
+                report.voters
+            } else {
+                e.voters
+            },
             ..report
         }),
         // Nothing known, a stale report or a later term.
@@ -611,50 +826,54 @@ fn system_preferred_leader(layout: &Layout) -> u64 {
 }
 
 /// Learns the leaders of the data groups this node holds no replica of:
-/// every [`LEADER_POLL_INTERVAL`] it asks each peer holding one of them
-/// (the `Leaders` RPC of the Raft port) which node leads the groups it
-/// holds, and keeps the answer of the latest term. A node holding every
-/// group has nothing to learn and the task ends.
+/// every [`LEADER_POLL_INTERVAL`] it asks each peer it knows (the `Leaders`
+/// RPC of the Raft port) which node leads the groups it holds, and keeps
+/// the answer of the latest term. Peers come from the node directory, so
+/// nodes that joined since the start are asked too, and replicas that
+/// moved are found where they are now.
 pub async fn run_leader_poller(groups: std::sync::Weak<Groups>, tls: Option<PeerTls>) {
     use seshat_raft::pb::raft_service_client::RaftServiceClient;
-    let peers: Vec<(u64, String)> = {
-        let Some(groups) = groups.upgrade() else {
-            return;
-        };
-        let mut peers: Vec<u64> = groups
-            .layout
-            .groups()
-            .iter()
-            .filter(|g| groups.get(g.id).is_none())
-            .flat_map(|g| g.replicas.iter().copied())
-            .collect();
-        peers.sort_unstable();
-        peers.dedup();
-        peers
-            .into_iter()
-            .filter_map(|id| {
-                let m = groups.settings.initial_members.get(&id)?;
-                Some((id, m.raft_addr.to_string()))
-            })
-            .collect()
-    };
-    if peers.is_empty() {
-        return;
-    }
-    let mut clients = Vec::new();
-    for (id, addr) in &peers {
-        match seshat_raft::peer_tls::peer_endpoint(addr, tls.as_ref()) {
-            Ok(endpoint) => clients.push(RaftServiceClient::new(endpoint.connect_lazy())),
-            Err(e) => {
-                tracing::warn!(peer = id, %addr, error = %e, "cannot ask this peer for leaders")
-            }
-        }
-    }
+    type Client = RaftServiceClient<tonic::transport::Channel>;
+    let mut clients: HashMap<String, Client> = HashMap::new();
     let mut tick = tokio::time::interval(LEADER_POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let asks = clients.iter().map(|c| {
+        let peers: Vec<String> = {
+            let Some(groups) = groups.upgrade() else {
+                return;
+            };
+            let held_everywhere = groups
+                .layout
+                .groups()
+                .iter()
+                .all(|g| groups.get(g.id).is_some());
+            if held_everywhere {
+                continue;
+            }
+            let me = groups.settings.node_id;
+            groups
+                .known_nodes()
+                .peers(me)
+                .map(|m| m.raft_addr.to_string())
+                .collect()
+        };
+        clients.retain(|addr, _| peers.contains(addr));
+        for addr in &peers {
+            if clients.contains_key(addr) {
+                continue;
+            }
+            match seshat_raft::peer_tls::peer_endpoint(addr, tls.as_ref()) {
+                Ok(endpoint) => {
+                    clients.insert(
+                        addr.to_string(),
+                        RaftServiceClient::new(endpoint.connect_lazy()),
+                    );
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "cannot ask this peer for leaders"),
+            }
+        }
+        let asks = clients.values().map(|c| {
             let mut c = c.clone();
             async move {
                 tokio::time::timeout(
@@ -692,7 +911,11 @@ fn balance_target(groups: &Groups, group: u32) -> Option<u64> {
     if !groups.layout.is_sharded() {
         return None;
     }
-    preferred_leader(&groups.layout, group)
+    // A node being decommissioned (or removed) is no leader to hand to:
+    // the rebalancer moves leaderships off it.
+    preferred_leader(&groups.layout, group).filter(|p| {
+        groups.known_nodes().state(*p) == Some(seshat_commands::members::NodeState::Active)
+    })
 }
 
 /// Leader balancing: a node that leads a group whose target leader
@@ -766,6 +989,7 @@ mod tests {
         let r = |term, leader| RemoteLeader {
             term,
             leader,
+            voters: Vec::new(),
             seen: at,
         };
         // Nothing known yet: taken as it is, even without a leader.

@@ -242,6 +242,47 @@ fn group_metrics(out: &mut String, shared: &Shared) {
 }
 
 /// The whole `/metrics` page.
+/// Membership: the nodes by state and what this node's rebalancer did.
+fn render_membership(shared: &Shared, id: u64, out: &mut String) {
+    use seshat_commands::members::NodeState;
+    use std::sync::atomic::Ordering::Relaxed;
+    let known = shared.groups.known_nodes();
+    for state in [
+        NodeState::Active,
+        NodeState::Decommissioning,
+        NodeState::Removed,
+    ] {
+        let count = known.nodes().values().filter(|n| n.state == state).count();
+        let _ = writeln!(
+            out,
+            "cluster_nodes{{node_id=\"{id}\",state=\"{}\"}} {count}",
+            state.name()
+        );
+    }
+    let p = &shared.membership;
+    counter(
+        out,
+        "rebalancer_actions_total",
+        "Replica moves' steps (open, learner, promote, remove, transfer, drop) this node's rebalancer carried out.",
+        id,
+        p.actions.load(Relaxed),
+    );
+    counter(
+        out,
+        "rebalancer_failures_total",
+        "Rebalancer steps that failed (retried at its next round).",
+        id,
+        p.failures.load(Relaxed),
+    );
+    gauge(
+        out,
+        "rebalancer_moves_in_flight",
+        "Groups with a membership change in progress, at the rebalancer's last round.",
+        id,
+        p.in_flight.load(Relaxed),
+    );
+}
+
 /// Resharding: migrations in progress (as this node's system replica has
 /// applied them) and what this node's coordinator did.
 fn render_migrations(shared: &Shared, id: u64, out: &mut String) {
@@ -478,6 +519,7 @@ pub fn render_metrics(shared: &Shared) -> String {
     shared.requests.render(id, &mut out);
     crate::metrics::render_stages(id, &mut out);
     render_migrations(shared, id, &mut out);
+    render_membership(shared, id, &mut out);
     let (entries, writes) = seshat_common::stages::entries_and_writes();
     counter(
         &mut out,

@@ -170,6 +170,7 @@ fn cluster(out: &mut String, shared: &Shared) {
         if booted { "yes" } else { "no" }
     );
     out.push_str(&crate::resharding::info(shared));
+    out.push_str(&crate::membership::info(shared));
 }
 
 fn replication(out: &mut String, shared: &Shared) {
@@ -283,6 +284,18 @@ fn raft(out: &mut String, shared: &Shared) {
             m.local_committed.map_or(0, |l| l.index),
             m.last_applied.map_or(0, |l| l.index),
             node.counts().keys,
+        );
+        let voters: Vec<String> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|v| v.to_string())
+            .collect();
+        let _ = write!(
+            out,
+            "raft_group_{}_voters:{}\r\n",
+            node.group,
+            voters.join(",")
         );
     }
     for (group, term, leader, age) in shared.groups.remote_leaders() {

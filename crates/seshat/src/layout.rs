@@ -161,6 +161,11 @@ impl Layout {
         &self.groups
     }
 
+    /// The replication factor the cluster was bootstrapped with.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
+    }
+
     /// The cluster's initial members, ascending.
     pub fn members(&self) -> &[u64] {
         &self.members
@@ -219,6 +224,26 @@ impl Layout {
             .map(|id| id.parse().map_err(|_| bad()))
             .collect::<Result<Vec<u64>, _>>()?;
         Layout::bootstrap(&members, shards, replicas)
+    }
+
+    /// The layout of a node that joined a running cluster: the cluster's
+    /// (`text`, its recorded form as the system group holds it), recorded
+    /// in the data directory on the first start; afterwards the recorded
+    /// one.
+    pub fn open_joined(store: &Store, text: &str) -> anyhow::Result<Layout> {
+        let recorded = store
+            .get(Cf::SystemData, KEY_LAYOUT)
+            .map_err(|e| anyhow::anyhow!("cannot read the recorded layout: {e}"))?;
+        if let Some(bytes) = recorded {
+            return Ok(Layout::from_record(&String::from_utf8_lossy(&bytes))?);
+        }
+        let layout = Layout::from_record(text)?;
+        let mut batch = Batch::default();
+        batch.put(Cf::SystemData, KEY_LAYOUT, layout.record().as_bytes());
+        store
+            .write(batch, true)
+            .map_err(|e| anyhow::anyhow!("cannot record the layout: {e}"))?;
+        Ok(layout)
     }
 
     /// Whether `store` holds a recorded layout (the data directory was

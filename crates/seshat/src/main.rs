@@ -20,6 +20,7 @@ mod http;
 mod https;
 mod info;
 mod layout;
+mod membership;
 mod metrics;
 mod node;
 mod proxy;
@@ -194,7 +195,9 @@ const LONE_VOTER_LEAD_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// serve at once: a follower's `MOVED` is useful.
 async fn wait_until_a_lone_voter_leads(groups: &Groups) {
     let members = &groups.settings.initial_members;
-    let alone = members.len() <= 1 && members.keys().all(|id| *id == groups.settings.node_id);
+    let alone = groups.settings.join.is_none()
+        && members.len() <= 1
+        && members.keys().all(|id| *id == groups.settings.node_id);
     if !alone {
         return;
     }
@@ -247,6 +250,8 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         .spawn(Groups::start(settings.clone(), peer_tls.clone()))
         .await
         .context("the node's start task failed")??;
+    // A node that joined has its id now.
+    let settings = node.settings.clone();
     let shared = Arc::new(Shared {
         settings: settings.clone(),
         groups: node.clone(),
@@ -254,6 +259,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         requests: metrics::RequestMetrics::default(),
         proxy: proxy::Proxy::new(peer_tls.clone()),
         progress: resharding::Progress::default(),
+        membership: membership::Progress::default(),
         client_memory: client_memory::ClientMemory::new(settings.maxmemory_clients),
         auth: auth::Auth::new(settings.requirepass, node.users_group().users.clone()),
         tls: tls_context.clone(),
@@ -262,6 +268,11 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         tokio::spawn(reload_tls_on_sighup(context));
     }
     tokio::spawn(resharding::run_coordinator(Arc::downgrade(&shared)));
+    tokio::spawn(membership::run_rebalancer(
+        Arc::downgrade(&shared),
+        settings.dead_node_timeout,
+    ));
+    tokio::spawn(membership::run_address_record(Arc::downgrade(&shared)));
     tokio::spawn(boot::run_boot_record(
         Arc::downgrade(&shared),
         shared.groups.instance,
@@ -278,6 +289,7 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
     for group in node.all() {
         grpc.add_group(group.group, group.raft.clone())?;
     }
+    node.attach_grpc(grpc.clone());
     let mut raft_stop = stop_rx.clone();
     let raft_server = raft_rt.spawn(async move {
         let listener = TcpListener::from_std(raft_listener)?;

@@ -42,6 +42,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// How peers are dialled (mutual TLS, when on).
+    pub fn peer_tls(&self) -> Option<&PeerTls> {
+        self.tls.as_ref()
+    }
+
     /// A proxy whose clients dial leaders with `tls` when given.
     pub fn new(tls: Option<PeerTls>) -> Proxy {
         Proxy {

@@ -513,7 +513,7 @@ async fn on_leader(shared: &Shared, group: u32, op: Op) -> Result<Frame, String>
     let groups = &shared.groups;
     if let Some(node) = groups.get(group) {
         if node.raft.is_leader() {
-            return accepted(run_op(shared, node, op).await);
+            return accepted(run_op(shared, &node, op).await);
         }
     }
     let leader = groups
@@ -590,7 +590,7 @@ pub async fn serve_internal(shared: &Shared, args: &[Bytes]) -> Frame {
     let Some(node) = shared.groups.get(group) else {
         return Frame::error(format!("ERR group {group} is not held by this node"));
     };
-    run_op(shared, node, op).await
+    run_op(shared, &node, op).await
 }
 
 /// Runs `op` on this node's replica of its group (which must lead it).
@@ -849,7 +849,7 @@ async fn system_step_anywhere(shared: &Shared, step: &SystemStep) -> Frame {
     let Some(leader) = groups.leader_of(seshat_raft::layout::SYSTEM_GROUP) else {
         return Frame::error("CLUSTERDOWN the system group has no leader");
     };
-    let Some(member) = shared.settings.initial_members.get(&leader) else {
+    let Some(member) = shared.groups.member(leader) else {
         return Frame::error("CLUSTERDOWN the system group's leader is unknown");
     };
     match shared

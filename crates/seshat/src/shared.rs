@@ -55,6 +55,8 @@ pub struct Shared {
     pub proxy: crate::proxy::Proxy,
     /// What this node's resharding coordinator has done.
     pub progress: crate::resharding::Progress,
+    /// What this node's rebalancer has done.
+    pub membership: crate::membership::Progress,
     /// Memory held for clients, against `maxmemory-clients`.
     pub client_memory: Arc<crate::client_memory::ClientMemory>,
     /// The password clients must give, and failed attempts.

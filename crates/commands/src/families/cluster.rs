@@ -48,6 +48,26 @@ const CLUSTER_SUBCOMMANDS: &[Decl] = &[
         Handler::Server(ServerCmd::ClusterCancelSlotMigrations),
     ),
     cl(
+        "cluster|decommission",
+        3,
+        Flags::ADMIN.with(Flags::STALE),
+        (
+            "Moves every replica off a node, then removes it from the cluster (Seshat).",
+            "7.0.0",
+        ),
+        Handler::Server(ServerCmd::ClusterDecommission),
+    ),
+    cl(
+        "cluster|forget",
+        3,
+        Flags::ADMIN.with(Flags::STALE),
+        (
+            "Removes a node for good; its replicas are made again on the others (Seshat: cluster-wide).",
+            "3.0.0",
+        ),
+        Handler::Server(ServerCmd::ClusterForget),
+    ),
+    cl(
         "cluster|getslotmigrations",
         2,
         STALE,
@@ -84,6 +104,16 @@ const CLUSTER_SUBCOMMANDS: &[Decl] = &[
         STALE,
         ("Returns the hash slot for a key.", "3.0.0"),
         data(keyslot),
+    ),
+    cl(
+        "cluster|members",
+        2,
+        STALE,
+        (
+            "Lists every node the cluster has had: id, state, addresses, leaderships (Seshat).",
+            "7.0.0",
+        ),
+        Handler::Server(ServerCmd::ClusterMembers),
     ),
     cl(
         "cluster|migrateslots",

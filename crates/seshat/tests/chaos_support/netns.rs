@@ -280,7 +280,13 @@ impl Drop for Net {
 
 /// A `seshat` process inside a node namespace.
 pub struct NodeProc {
+    /// The node's place (1-based): its namespace, address and directory.
     pub id: usize,
+    /// The id the cluster knows it by: `id` until it is replaced by a
+    /// node that joined on its address ([`NodeProc::rejoin`]).
+    pub node_id: usize,
+    /// The Raft address it joins through, once it has been replaced.
+    join: Option<String>,
     pub ip: String,
     pub ns: String,
     pub dir: PathBuf,
@@ -311,6 +317,8 @@ impl ChaosCluster {
         let mut nodes: Vec<NodeProc> = (1..=n)
             .map(|i| NodeProc {
                 id: i,
+                node_id: i,
+                join: None,
                 ip: net.ip(i),
                 ns: net.node_ns(i),
                 dir: tmp.path().join(format!("node-{i}")),
@@ -350,8 +358,8 @@ impl ChaosCluster {
             agreed = Some(id);
         }
         let id = agreed?;
-        let node = self.nodes.get(id - 1)?;
-        (node.info_field("raft_role").as_deref() == Some("Leader")).then_some(id)
+        let node = self.nodes.iter().find(|n| n.node_id == id)?;
+        (node.info_field("raft_role").as_deref() == Some("Leader")).then_some(node.id)
     }
 
     /// Waits for [`Self::leader`].
@@ -432,13 +440,18 @@ impl NodeProc {
         // rebuilding meanwhile does not change what restarted nodes run.
         let bin = std::env::var("SESHAT_CHAOS_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_seshat").to_string());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, &bin])
-            .args(["--node-id", &self.id.to_string()])
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns, &bin]);
+        match &self.join {
+            Some(via) => command.args(["--join", via]),
+            None => command
+                .args(["--node-id", &self.id.to_string()])
+                .args(["--initial-members", &self.members]),
+        };
+        let child = command
             .args(["--client-addr", &format!("{}:{CLIENT_PORT}", self.ip)])
             .args(["--raft-addr", &format!("{}:7379", self.ip)])
             .args(["--http-addr", &format!("{}:9090", self.ip)])
-            .args(["--initial-members", &self.members])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .args(["--request-timeout-ms", "2000"])
@@ -476,6 +489,48 @@ impl NodeProc {
         let extra: Vec<String> = self.extra.clone();
         let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
         self.spawn(&refs);
+    }
+
+    /// Replaces this node by a new one on the same address, as after a
+    /// dead disk: kill -9, delete its data directory, start it with an
+    /// empty one and `--join` through `via` (a Raft address). The cluster
+    /// gives it a new id (and removes the old one); waits until it
+    /// answers and learns that id.
+    pub fn rejoin(&mut self, via: &str) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        self.join = Some(via.to_string());
+        let extra: Vec<String> = self.extra.clone();
+        let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        self.spawn(&refs);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let id = redis::Client::open(format!("redis://{}:{CLIENT_PORT}/", self.ip))
+                .ok()
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)).ok())
+                .and_then(|mut c| {
+                    redis::cmd("CLUSTER")
+                        .arg("MYID")
+                        .query::<String>(&mut c)
+                        .ok()
+                })
+                .and_then(|name| usize::from_str_radix(&name, 16).ok());
+            if let Some(id) = id {
+                self.node_id = id;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not join again in time",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The node's Raft address.
+    pub fn raft_addr(&self) -> String {
+        format!("{}:7379", self.ip)
     }
 
     /// SIGSTOP / SIGCONT.

@@ -54,6 +54,9 @@ pub struct Server {
     pub extra_args: Vec<String>,
     /// `RLIMIT_NOFILE` (soft, hard) to run under, set by prlimit(1).
     pub nofile: Option<(u64, u64)>,
+    /// The Raft address it joins through (`--join`), for a node that
+    /// joined a running cluster.
+    pub join: Option<String>,
 }
 
 impl Server {
@@ -92,6 +95,7 @@ impl Server {
             _tmp: Some(tmp),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             nofile,
+            join: None,
         };
         s.spawn();
         s
@@ -123,6 +127,9 @@ impl Server {
                 .arg(self.node_id.to_string())
                 .arg("--initial-members")
                 .arg(members);
+        }
+        if let Some(join) = &self.join {
+            cmd.arg("--join").arg(join);
         }
         let child = cmd
             .arg("--client-addr")
@@ -533,6 +540,7 @@ impl Cluster {
                         .chain(only(i - 1))
                         .collect(),
                     nofile: None,
+                    join: None,
                 }
             })
             .collect();
@@ -566,6 +574,36 @@ impl Cluster {
             cluster.wait_for_leader(Duration::from_secs(30));
         }
         cluster
+    }
+
+    /// Starts a new node that joins the cluster through node `via`'s Raft
+    /// address (`--join`), waits until it answers and learns the id the
+    /// cluster gave it. Returns its index in `nodes`.
+    pub fn join(&mut self, via: usize, extra: &[&str]) -> usize {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            child: None,
+            node_id: 0,
+            initial_members: None,
+            port: free_port(),
+            raft_port: free_port(),
+            http_port: free_port(),
+            tls_port: None,
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            nofile: None,
+            join: Some(format!("127.0.0.1:{}", self.nodes[via].raft_port)),
+        };
+        s.spawn();
+        s.wait_ready();
+        let name: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut s.conn())
+            .expect("CLUSTER MYID");
+        s.node_id = u64::from_str_radix(&name, 16).expect("a node name is its id in hex");
+        self.nodes.push(s);
+        self.nodes.len() - 1
     }
 
     /// Polls `done` every 50 ms until it holds; after `timeout` fails
@@ -631,6 +669,16 @@ impl Cluster {
 
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
+        // Whole logs kept for a post-mortem when asked.
+        if let Ok(dir) = std::env::var("SESHAT_TEST_LOG_DIR") {
+            let _ = std::fs::create_dir_all(&dir);
+            for s in &self.nodes {
+                let _ = std::fs::write(
+                    format!("{dir}/{}-node-{}.log", std::process::id(), s.node_id),
+                    s.log(),
+                );
+            }
+        }
         self.nodes
             .iter()
             .map(|s| format!("---- node {} ----\n{}", s.node_id, tail(&s.log(), 40)))
