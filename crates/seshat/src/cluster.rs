@@ -106,6 +106,11 @@ fn view(groups: &Groups, tls: bool) -> View {
                 0,
             ),
         };
+        // Reports of a group held elsewhere may be older than its
+        // leader: the leader is always listed.
+        if let Some(l) = leader.filter(|l| !voters.contains(l)) {
+            voters.push(l);
+        }
         voters.sort_by_key(|id| (Some(*id) != leader, *id));
         shards.push(Shard {
             slots: runs
@@ -149,10 +154,19 @@ pub fn slots(groups: &Groups, tls: bool) -> Frame {
     ranges.sort_by_key(|(first, _, _)| *first);
     let entries = ranges
         .into_iter()
-        .map(|(first, last, s)| {
+        .filter_map(|(first, last, s)| {
+            // The leader first (even when the voters reported for a group
+            // held elsewhere are older than its leader), then the other
+            // voters; a range whose leader is no known member is left out
+            // rather than listed without a master (redis-py fails on one).
+            let others = s.voters.iter().copied().filter(|id| Some(*id) != s.leader);
+            let ids = s.leader.into_iter().chain(others).take(listed);
+            let nodes: Vec<&Member> = ids.filter_map(|id| v.members.get(&id)).collect();
+            if nodes.first().map(|m| Some(m.id)) != Some(s.leader) {
+                return None;
+            }
             let mut entry = slot_range((first, last)).to_vec();
-            let nodes = s.voters.iter().take(listed);
-            entry.extend(nodes.filter_map(|id| v.members.get(id)).map(|m| {
+            entry.extend(nodes.into_iter().map(|m| {
                 Frame::Array(vec![
                     Frame::bulk(m.host.clone()),
                     Frame::Integer(i64::from(m.port)),
@@ -160,7 +174,7 @@ pub fn slots(groups: &Groups, tls: bool) -> Frame {
                     Frame::Array(vec![]),
                 ])
             }));
-            Frame::Array(entry)
+            Some(Frame::Array(entry))
         })
         .collect();
     Frame::Array(entries)

@@ -72,6 +72,11 @@ pub struct Groups {
     /// group's records say so ([`run_metadata_check`]): it then serves no
     /// data command.
     layout_conflict: std::sync::OnceLock<String>,
+    /// Set once the cluster removed this node: it holds no replica and
+    /// redirects every data command (`MOVED` to the slot's leader as its
+    /// peers report it), so a client whose slot map still names it
+    /// follows the redirect instead of getting an error.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// A group's leader as a peer holding one of its replicas reported it.
@@ -172,6 +177,7 @@ impl Groups {
             directory,
             remote: RwLock::default(),
             layout_conflict: std::sync::OnceLock::new(),
+            removed: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(run_leader_balancer(Arc::downgrade(&groups)));
         tokio::spawn(run_metadata_check(Arc::downgrade(&groups)));
@@ -462,6 +468,9 @@ impl Groups {
         asking: bool,
     ) -> Result<Arc<Node>, ServeError> {
         use seshat_migration::Decision;
+        if self.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(self.redirect(slot, self.slot_owner(slot), false));
+        }
         if let Some(why) = self.layout_conflict.get() {
             return Err(ServeError::Stopped(why.clone()));
         }
@@ -598,6 +607,14 @@ impl Groups {
     /// Stops serving data commands for `why` (the node's groups disagree
     /// with the cluster's records).
     pub fn refuse(&self, why: String) {
+        let _ = self.layout_conflict.set(why);
+    }
+
+    /// The cluster removed this node: it redirects every data command from
+    /// now on, and reports `why` as unhealthy.
+    pub fn mark_removed(&self, why: String) {
+        self.removed
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = self.layout_conflict.set(why);
     }
 
@@ -911,11 +928,15 @@ fn balance_target(groups: &Groups, group: u32) -> Option<u64> {
     if !groups.layout.is_sharded() {
         return None;
     }
-    // A node being decommissioned (or removed) is no leader to hand to:
-    // the rebalancer moves leaderships off it.
-    preferred_leader(&groups.layout, group).filter(|p| {
-        groups.known_nodes().state(*p) == Some(seshat_commands::members::NodeState::Active)
-    })
+    // A group whose replicas have moved has no preferred leader any more:
+    // the rebalancer spreads its leadership (see `crate::membership`). Nor
+    // is a node being decommissioned (or removed) a leader to hand to.
+    let voters = groups.voters_of(group).unwrap_or_default();
+    preferred_leader(&groups.layout, group)
+        .filter(|_| groups.layout.placed_as_bootstrapped(group, &voters))
+        .filter(|p| {
+            groups.known_nodes().state(*p) == Some(seshat_commands::members::NodeState::Active)
+        })
 }
 
 /// Leader balancing: a node that leads a group whose target leader

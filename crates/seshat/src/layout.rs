@@ -161,6 +161,19 @@ impl Layout {
         &self.groups
     }
 
+    /// Whether data group `group`'s voters are still those it was placed
+    /// on at bootstrap (in any order): only then does its preferred leader
+    /// apply.
+    pub fn placed_as_bootstrapped(&self, group: u32, voters: &[u64]) -> bool {
+        let Some(g) = self.group(group) else {
+            return false;
+        };
+        let mut voters = voters.to_vec();
+        voters.sort_unstable();
+        voters.dedup();
+        voters == g.replicas
+    }
+
     /// The replication factor the cluster was bootstrapped with.
     pub fn replicas(&self) -> u32 {
         self.replicas

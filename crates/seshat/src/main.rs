@@ -127,6 +127,8 @@ fn fit_clients_to_open_file_limit(settings: &Settings) -> anyhow::Result<usize> 
 fn init_tracing(level: &str, format: config::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => tracing_subscriber::EnvFilter::try_new(v),
+        // openraft logs at warn unless the level names it.
+        _ if level.contains("openraft") => tracing_subscriber::EnvFilter::try_new(level),
         _ => tracing_subscriber::EnvFilter::try_new(format!("{level},openraft=warn")),
     }
     .with_context(|| format!("invalid setting log-level = {level}"))?;

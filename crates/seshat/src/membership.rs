@@ -227,7 +227,7 @@ pub async fn run_directory_refresh(groups: std::sync::Weak<Groups>, proxy: Proxy
                  add this machine again)"
             );
             tracing::error!("{why}");
-            groups.refuse(why);
+            groups.mark_removed(why);
             groups.shutdown().await;
             return;
         }
@@ -745,10 +745,15 @@ async fn leader_op(shared: &Shared, node: &Node, op: &str, target: u64) -> Frame
             node.raft.change_membership(change, false).await.map(|_| ())
         }
         "TRANSFER" => {
+            tracing::info!(
+                group = node.group,
+                to = target,
+                "handing the leadership over"
+            );
             return match node.raft.trigger().transfer_leader(target).await {
                 Ok(()) => Frame::ok(),
                 Err(e) => Frame::error(format!("TRYAGAIN {e}")),
-            }
+            };
         }
         _ => return Frame::error(format!("ERR {INTERNAL}: unknown operation {op}")),
     };
@@ -757,7 +762,20 @@ async fn leader_op(shared: &Shared, node: &Node, op: &str, target: u64) -> Frame
             tracing::info!(group = node.group, op, node = target, "membership changed");
             Frame::ok()
         }
-        Err(e) => Frame::error(format!("TRYAGAIN {e}")),
+        Err(e) => {
+            let m = node.metrics();
+            tracing::info!(
+                group = node.group,
+                op,
+                node = target,
+                error = %e,
+                state = ?m.state,
+                leader = ?m.current_leader,
+                vote = %m.vote,
+                "membership change refused"
+            );
+            Frame::error(format!("TRYAGAIN {e}"))
+        }
     }
 }
 
@@ -947,15 +965,22 @@ async fn rebalance_once(
             None => None,
         };
         let view = match status {
-            Some(s) => plan::GroupView {
-                id: g,
-                leader: Some(s.leader),
-                voters: s.voters,
-                joint: s.changing,
-                learners: s.learners,
-                preferred_leader: crate::groups::preferred_leader(&groups.layout, g),
-                hosts: hosts.remove(&g).unwrap_or_default(),
-            },
+            Some(s) => {
+                // Moved groups have no preferred leader: the planner
+                // spreads their leaders.
+                let voters: Vec<u64> = s.voters.iter().copied().collect();
+                let preferred = crate::groups::preferred_leader(&groups.layout, g)
+                    .filter(|_| groups.layout.placed_as_bootstrapped(g, &voters));
+                plan::GroupView {
+                    id: g,
+                    leader: Some(s.leader),
+                    voters: s.voters,
+                    joint: s.changing,
+                    learners: s.learners,
+                    preferred_leader: preferred,
+                    hosts: hosts.remove(&g).unwrap_or_default(),
+                }
+            }
             // No leader answered: nothing is planned for the group, but
             // its members (as the replica of the latest term reports them)
             // still count, so no node holding it is marked removed.

@@ -600,7 +600,7 @@ impl Node {
         });
         node.initialize_if_new(bootstrap.initializer, bootstrap.replicas)
             .await?;
-        tokio::spawn(log_role_changes(node.raft.clone()));
+        tokio::spawn(log_role_changes(node.raft.clone(), node.group));
         tokio::spawn(run_expiry_sweeper(Arc::downgrade(&node)));
         Ok(node)
     }
@@ -1058,7 +1058,7 @@ async fn watch_core(
 
 /// Logs leader, role and membership changes with node id and term, until
 /// Raft stops.
-async fn log_role_changes(raft: Raft) {
+async fn log_role_changes(raft: Raft, group: u32) {
     let mut rx = raft.metrics();
     let mut last: Option<(Option<u64>, openraft::ServerState, String)> = None;
     loop {
@@ -1069,6 +1069,7 @@ async fn log_role_changes(raft: Raft) {
             if last.as_ref() != Some(&current) {
                 tracing::info!(
                     node_id = m.id,
+                    group,
                     term = m.current_term,
                     leader = ?m.current_leader,
                     role = ?m.state,
