@@ -792,6 +792,17 @@ impl Model {
                 } else {
                     from.pop_back();
                 }
+                // The same list is a rotation: never empty in between, so
+                // it keeps its TTL (as Redis's LMOVE does).
+                if dst == key {
+                    if s(4) == "LEFT" {
+                        from.push_front(v.clone());
+                    } else {
+                        from.push_back(v.clone());
+                    }
+                    self.store(key, from);
+                    return Ok(bulk(&v));
+                }
                 self.store(key, from);
                 let mut to = self.list(dst)?;
                 if s(4) == "LEFT" {
