@@ -78,6 +78,9 @@ struct GroupService {
     /// Set when the group is removed: streams opened before (a leader's
     /// append and heartbeat streams live long) end at their next message.
     removed: std::sync::atomic::AtomicBool,
+    /// Added to a running group: grants no vote while its log is empty
+    /// (see [`RaftGrpc::add_group_with`]).
+    added: bool,
 }
 
 impl GroupService {
@@ -139,6 +142,22 @@ impl RaftGrpc {
     /// Serves `group` with `raft` from now on; its local replica id is
     /// `raft`'s node id.
     pub fn add_group(&self, group: GroupId, raft: Raft) -> Result<(), AddGroupError> {
+        self.add_group_with(group, raft, false)
+    }
+
+    /// [`Self::add_group`]; `added`: the replica was added to a running
+    /// group (not placed there when the group was created), so while its
+    /// log is empty it grants no vote. An empty replica may be one whose
+    /// node still appears caught up to the leader (its data was deleted
+    /// and it was added back under the same id); its vote could then
+    /// elect a candidate lacking committed entries. A bootstrap replica
+    /// must vote while empty: the group's first election needs it.
+    pub fn add_group_with(
+        &self,
+        group: GroupId,
+        raft: Raft,
+        added: bool,
+    ) -> Result<(), AddGroupError> {
         let layout = GroupLayout::new(group).map_err(|_| AddGroupError::BadGroupId(group))?;
         let service = GroupService {
             group,
@@ -148,6 +167,7 @@ impl RaftGrpc {
                 MAX_CONCURRENT_INCOMING_SNAPSHOTS,
             )),
             removed: std::sync::atomic::AtomicBool::new(false),
+            added,
         };
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         if groups.contains_key(&group) {
@@ -265,6 +285,21 @@ fn accept_vote(
         .check_sender("vote request", &req.vote)
         .map_err(bad_request)?;
     check_candidate_is_voter(&group.raft, req.vote.leader_id.node_id)?;
+    if group.added {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let empty = group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_log_index
+            .is_none();
+        if empty {
+            return Err(Status::failed_precondition(format!(
+                "replica of group {} has no log yet and grants no vote",
+                group.group
+            )));
+        }
+    }
     Ok(req)
 }
 

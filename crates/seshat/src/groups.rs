@@ -208,7 +208,7 @@ impl Groups {
             anyhow::bail!("no data group {group} in this cluster");
         }
         crate::membership::Hosted::add(&self.store, group)?;
-        let node = start_replica(
+        let started = start_replica(
             &self.settings,
             &self.node_storage,
             self.peer_tls.clone(),
@@ -218,9 +218,22 @@ impl Groups {
                 replicas: &[],
             },
         )
-        .await?;
+        .await;
+        let node = match started {
+            Ok(node) => node,
+            Err(e) => {
+                // Not reopened at the next start either.
+                let _ = crate::membership::Hosted::remove(&self.store, group);
+                return Err(e);
+            }
+        };
         if let Some(grpc) = self.grpc.get() {
-            grpc.add_group(group, node.raft.clone())?;
+            if let Err(e) = grpc.add_group_with(group, node.raft.clone(), true) {
+                node.shutdown().await;
+                self.node_storage.close_group(group);
+                let _ = crate::membership::Hosted::remove(&self.store, group);
+                return Err(e.into());
+            }
         }
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         nodes.push(node);

@@ -270,10 +270,6 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         tokio::spawn(reload_tls_on_sighup(context));
     }
     tokio::spawn(resharding::run_coordinator(Arc::downgrade(&shared)));
-    tokio::spawn(membership::run_rebalancer(
-        Arc::downgrade(&shared),
-        settings.dead_node_timeout,
-    ));
     tokio::spawn(membership::run_address_record(Arc::downgrade(&shared)));
     tokio::spawn(boot::run_boot_record(
         Arc::downgrade(&shared),
@@ -289,9 +285,14 @@ async fn serve(settings: Arc<Settings>, raft_rt: tokio::runtime::Handle) -> anyh
         client_runtime: tokio::runtime::Handle::current(),
     }));
     for group in node.all() {
-        grpc.add_group(group.group, group.raft.clone())?;
+        grpc.add_group_with(group.group, group.raft.clone(), group.added)?;
     }
     node.attach_grpc(grpc.clone());
+    // After the registry is attached: replicas it opens must be served.
+    tokio::spawn(membership::run_rebalancer(
+        Arc::downgrade(&shared),
+        settings.dead_node_timeout,
+    ));
     let mut raft_stop = stop_rx.clone();
     let raft_server = raft_rt.spawn(async move {
         let listener = TcpListener::from_std(raft_listener)?;

@@ -524,7 +524,40 @@ pub async fn serve_member_op(shared: &Shared, args: &[Bytes]) -> Frame {
     let Some(op) = args.get(2).and_then(|b| MemberOp::decode(b).ok()) else {
         return Frame::error("ERR unreadable member op");
     };
+    if let MemberOp::State {
+        node,
+        state: NodeState::Removed,
+    } = op
+    {
+        if let Some(why) = removal_refusal(shared, node) {
+            return Frame::error(why);
+        }
+    }
     member_write(&system, &op).await.unwrap_or_else(|e| e)
+}
+
+/// Why removing `node` must be refused, on the system group's leader: a
+/// removed node that still runs stops its replicas, so a removal that
+/// leaves some group without a majority of its voters on nodes not
+/// removed could never be repaired.
+fn removal_refusal(shared: &Shared, node: u64) -> Option<String> {
+    let dir = recorded_directory(&shared.groups).ok()?;
+    let removed =
+        |id: u64| id == node || dir.get(id).is_some_and(|n| n.state == NodeState::Removed);
+    let mut groups: Vec<u32> = vec![SYSTEM_GROUP];
+    groups.extend(shared.groups.layout.groups().iter().map(|g| g.id));
+    for g in groups {
+        let voters = shared.groups.voters_of(g).unwrap_or_default();
+        let staying = voters.iter().filter(|v| !removed(**v)).count();
+        if !voters.is_empty() && staying * 2 <= voters.len() {
+            return Some(format!(
+                "ERR removing node {node} would leave group {g} without a majority ({staying} of \
+                 its {} voters on nodes not removed): bring nodes back or add nodes first",
+                voters.len()
+            ));
+        }
+    }
+    None
 }
 
 /// Proposes `op` on the system group's leader, wherever it is.
@@ -588,9 +621,20 @@ pub struct GroupStatus {
     pub learners: BTreeMap<u64, bool>,
     /// A membership change is in a joint config or not yet committed.
     pub changing: bool,
+    /// The membership is joint and applied: a change whose leader stopped
+    /// between its two steps, which nobody will finish but a `FINISH`.
+    pub stuck_joint: bool,
+    /// The log index of the membership the status describes (what a
+    /// `DROP` is fenced with).
+    pub membership_index: u64,
 }
 
-fn status_of(node: &Node) -> Result<GroupStatus, String> {
+async fn status_of(node: &Node) -> Result<GroupStatus, String> {
+    // Only a leader that a majority still follows answers: a deposed one
+    // must not describe a membership that has moved on.
+    node.read_barrier(0)
+        .await
+        .map_err(|e| format!("TRYAGAIN {e}"))?;
     let m = node.metrics();
     if m.current_leader != Some(m.id) {
         return Err(format!(
@@ -613,13 +657,15 @@ fn status_of(node: &Node) -> Result<GroupStatus, String> {
         })
         .collect();
     let committed = m.membership_config.log_id().as_ref().map(|l| l.index);
-    let changing = membership.get_joint_config().len() > 1
-        || committed.is_some_and(|c| m.last_applied.as_ref().is_none_or(|a| a.index < c));
+    let joint = membership.get_joint_config().len() > 1;
+    let applied = committed.is_none_or(|c| m.last_applied.as_ref().is_some_and(|a| a.index >= c));
     Ok(GroupStatus {
         leader: m.id,
         voters,
         learners,
-        changing,
+        changing: joint || !applied,
+        stuck_joint: joint && applied,
+        membership_index: committed.unwrap_or(0),
     })
 }
 
@@ -636,6 +682,8 @@ fn status_to_frame(s: &GroupStatus) -> Frame {
         ids(&mut s.learners.iter().filter(|(_, c)| **c).map(|(l, _)| *l)),
         ids(&mut s.learners.iter().filter(|(_, c)| !**c).map(|(l, _)| *l)),
         Frame::Integer(i64::from(s.changing)),
+        Frame::Integer(i64::from(s.stuck_joint)),
+        Frame::Integer(i64::try_from(s.membership_index).unwrap_or(i64::MAX)),
     ])
 }
 
@@ -651,7 +699,8 @@ fn status_from_frame(f: &Frame) -> Option<GroupStatus> {
             _ => None,
         }
     };
-    let [leader, voters, caught_up, behind, changing] = &items[..] else {
+    let [leader, voters, caught_up, behind, changing, stuck_joint, membership_index] = &items[..]
+    else {
         return None;
     };
     let mut learners: BTreeMap<u64, bool> =
@@ -662,6 +711,8 @@ fn status_from_frame(f: &Frame) -> Option<GroupStatus> {
         voters: ids(voters)?.into_iter().collect(),
         learners,
         changing: int(changing)? != 0,
+        stuck_joint: int(stuck_joint)? != 0,
+        membership_index: int(membership_index)?,
     })
 }
 
@@ -685,18 +736,36 @@ pub async fn serve_replica(shared: &Shared, args: &[Bytes]) -> Frame {
             Ok(_) => Frame::ok(),
             Err(e) => Frame::error(format!("ERR cannot open a replica of group {group}: {e:#}")),
         },
-        "DROP" => match groups.drop_replica(group).await {
-            Ok(_) => Frame::ok(),
-            Err(e) => Frame::error(format!(
-                "ERR cannot drop the replica of group {group}: {e:#}"
-            )),
-        },
+        "DROP" => {
+            // Fenced by the membership the leader described: a replica that
+            // has seen a newer one (it was added back since) is kept.
+            let fence = target.unwrap_or(0);
+            if let Some(node) = groups.get(group) {
+                let seen = node
+                    .metrics()
+                    .membership_config
+                    .log_id()
+                    .as_ref()
+                    .map_or(0, |l| l.index);
+                if seen > fence {
+                    return Frame::error(format!(
+                        "TRYAGAIN this replica of group {group} has seen membership {seen}, newer than {fence}"
+                    ));
+                }
+            }
+            match groups.drop_replica(group).await {
+                Ok(_) => Frame::ok(),
+                Err(e) => Frame::error(format!(
+                    "ERR cannot drop the replica of group {group}: {e:#}"
+                )),
+            }
+        }
         _ => {
             let Some(node) = groups.get(group) else {
                 return Frame::error(format!("TRYAGAIN group {group} is not held by this node"));
             };
             if op == "STATUS" {
-                return match status_of(&node) {
+                return match status_of(&node).await {
                     Ok(s) => status_to_frame(&s),
                     Err(e) => Frame::error(e),
                 };
@@ -729,6 +798,13 @@ async fn leader_op(shared: &Shared, node: &Node, op: &str, target: u64) -> Frame
             };
             node.raft.add_learner(target, addr, false).await.map(|_| ())
         }
+        // A joint configuration left by a leader that stopped between the
+        // two steps: the empty change is openraft's own second step.
+        "FINISH" => node
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::new()), false)
+            .await
+            .map(|_| ()),
         "PROMOTE" => node
             .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([target])), false)
@@ -898,6 +974,14 @@ async fn rebalance_once(
         .read_barrier(0)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let term = groups.system().metrics().current_term;
+    // Every action is carried out only while this node still leads the
+    // system group in the term it observed in: a deposed leader's round
+    // stops at once, so two rebalancers never act on one view.
+    let still_leading = || {
+        let m = groups.system().metrics();
+        m.current_leader == Some(me) && m.current_term == term
+    };
     let dir = recorded_directory(groups)?;
     let known = Known::with_directory(&shared.settings, &dir);
     // Ask every node that is not removed which replicas it holds.
@@ -964,6 +1048,12 @@ async fn rebalance_once(
             }
             None => None,
         };
+        if let Some(s) = status.as_ref().filter(|s| s.stuck_joint) {
+            // openraft leaves a joint configuration as it is when its
+            // leader stops between the two steps; nothing else finishes it.
+            let reply = replica_call(shared, s.leader, replica_args("FINISH", g, Some(0))).await;
+            tracing::info!(group = g, reply = ?reply, "finishing a joint configuration left behind");
+        }
         let view = match status {
             Some(s) => {
                 // Moved groups have no preferred leader: the planner
@@ -1021,6 +1111,9 @@ async fn rebalance_once(
         // Earlier actions of this round changed the group: its membership
         // is looked at again, and the action is carried out only if it is
         // still safe (quorum, replication, one learner at a time).
+        if !still_leading() {
+            return Ok(());
+        }
         if let Some(g) = action.group() {
             refresh_group(shared, &mut view, g).await;
         }
@@ -1143,10 +1236,20 @@ async fn execute(
             let leader = leader_of(group)?;
             let reply = replica_call(shared, leader, replica_args("STATUS", group, None)).await;
             let status = status_from_frame(&reply).context("no status from the leader")?;
-            if status.voters.contains(&node) || status.learners.contains_key(&node) {
-                anyhow::bail!("node {node} is a member of group {group} again");
+            if status.voters.contains(&node)
+                || status.learners.contains_key(&node)
+                || status.changing
+            {
+                anyhow::bail!("node {node} is a member of group {group} again, or it is changing");
             }
-            frame_ok(replica_call(shared, node, replica_args("DROP", group, None)).await)
+            frame_ok(
+                replica_call(
+                    shared,
+                    node,
+                    replica_args("DROP", group, Some(status.membership_index)),
+                )
+                .await,
+            )
         }
         Action::MarkRemoved { node } => frame_ok(
             member_op_anywhere(
@@ -1271,6 +1374,8 @@ mod tests {
             voters: BTreeSet::from([1, 2, 3]),
             learners: BTreeMap::from([(4, true), (5, false)]),
             changing: true,
+            stuck_joint: true,
+            membership_index: 42,
         };
         assert_eq!(status_from_frame(&status_to_frame(&s)), Some(s));
         assert_eq!(status_from_frame(&Frame::Integer(1)), None);

@@ -129,6 +129,9 @@ const PROPOSAL_QUEUE: usize = 4 * MAX_BATCH_WRITES;
 pub struct Node {
     /// The group.
     pub group: u32,
+    /// Added to the group while it ran (not placed at bootstrap): grants
+    /// no vote while its log is empty (`RaftGrpc::add_group_with`).
+    pub added: bool,
     /// The Raft handle.
     pub raft: Raft,
     /// The node's database.
@@ -585,6 +588,7 @@ impl Node {
         ));
         let node = Arc::new(Node {
             group,
+            added: bootstrap.initializer == 0,
             raft,
             store,
             users,

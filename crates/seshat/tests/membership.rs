@@ -342,6 +342,18 @@ fn a_node_whose_disk_died_is_replaced_by_a_new_one() {
     // Full replication again: any one node may go.
     cluster.nodes[0].kill9();
     check_keys(&cluster, 500);
+    // Forgetting the dead node is fine; forgetting a second one would
+    // leave the groups without a majority for good, and is refused.
+    let forget = |id: u64| {
+        redis::cmd("CLUSTER")
+            .arg("FORGET")
+            .arg(id)
+            .query::<String>(&mut cluster.nodes[1].conn())
+    };
+    assert_eq!(forget(1).unwrap(), "OK");
+    let refused = forget(2).unwrap_err().to_string();
+    assert!(refused.contains("without a majority"), "{refused}");
+    check_keys(&cluster, 500);
 }
 
 #[test]
