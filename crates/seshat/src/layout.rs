@@ -251,12 +251,17 @@ impl Layout {
             return Ok(Layout::from_record(&String::from_utf8_lossy(&bytes))?);
         }
         let layout = Layout::from_record(text)?;
+        layout.write_record(store)?;
+        Ok(layout)
+    }
+
+    /// Records this layout in the data directory (synced).
+    fn write_record(&self, store: &Store) -> anyhow::Result<()> {
         let mut batch = Batch::default();
-        batch.put(Cf::SystemData, KEY_LAYOUT, layout.record().as_bytes());
+        batch.put(Cf::SystemData, KEY_LAYOUT, self.record().as_bytes());
         store
             .write(batch, true)
-            .map_err(|e| anyhow::anyhow!("cannot record the layout: {e}"))?;
-        Ok(layout)
+            .map_err(|e| anyhow::anyhow!("cannot record the layout: {e}"))
     }
 
     /// Whether `store` holds a recorded layout (the data directory was
@@ -325,11 +330,7 @@ impl Layout {
             MAX_REPLICAS
         });
         let layout = Layout::bootstrap(members, shards, replicas)?;
-        let mut batch = Batch::default();
-        batch.put(Cf::SystemData, KEY_LAYOUT, layout.record().as_bytes());
-        store
-            .write(batch, true)
-            .map_err(|e| anyhow::anyhow!("cannot record the layout: {e}"))?;
+        layout.write_record(store)?;
         Ok(layout)
     }
 }
