@@ -122,19 +122,12 @@ impl Timeouts {
     }
 }
 
-/// When a peer may be tried again, shared by the clients of one peer.
-type RetryAt = Arc<Mutex<Option<Instant>>>;
-
 /// Creates clients for the peers of one Raft group.
 #[derive(Debug, Clone)]
 pub struct Network {
     group: GroupId,
     timeouts: Timeouts,
     tls: Option<PeerTls>,
-    /// When each peer may be tried again (see [`UNREACHABLE_RETRY`]),
-    /// shared by every client of it, so a client made anew after an error
-    /// waits too.
-    retry_at: Arc<Mutex<std::collections::HashMap<u64, RetryAt>>>,
 }
 
 impl Network {
@@ -144,14 +137,12 @@ impl Network {
             group,
             timeouts: Timeouts::default(),
             tls: None,
-            retry_at: Arc::default(),
         }
     }
 
-    /// The same network for `group` (its own peers' retry times).
+    /// The same network for `group`.
     pub fn with_group(mut self, group: GroupId) -> Self {
         self.group = group;
-        self.retry_at = Arc::default();
         self
     }
 
@@ -190,17 +181,7 @@ pub struct PeerClient {
     heartbeats: Option<HeartbeatStream>,
     /// The heartbeat stream being opened.
     opening: Option<OpeningHeartbeats>,
-    /// No new append stream or RPC before this instant: the peer was
-    /// unreachable a moment ago ([`UNREACHABLE_RETRY`]).
-    retry_at: RetryAt,
 }
-
-/// How long a replica waits after finding a peer unreachable before it
-/// opens another append stream or sends another RPC to it. openraft's own
-/// backoff does not cover a stream that fails as it opens: without this, a
-/// leader with writes to replicate retried a dead peer tens of thousands
-/// of times a second (each logged), starving its own heartbeats.
-pub const UNREACHABLE_RETRY: Duration = Duration::from_millis(200);
 
 /// Heartbeats to one peer go over one long-lived `stream_append` stream.
 ///
@@ -249,11 +230,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             for_heartbeats: false,
             heartbeats: None,
             opening: None,
-            retry_at: self
-                .retry_at
-                .lock()
-                .map(|mut m| m.entry(target).or_default().clone())
-                .unwrap_or_default(),
         }
     }
 
@@ -279,7 +255,7 @@ fn status_error(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
         // Not there, or another node's replica answers at that address (a
         // group not served, a replica dropped, a node replaced by a new
         // one on the same address): as unreachable as a down peer, so
-        // openraft backs off instead of retrying in a tight loop.
+        // openraft backs off instead of retrying at once.
         tonic::Code::Unavailable
         | tonic::Code::DeadlineExceeded
         | tonic::Code::Cancelled
@@ -294,24 +270,6 @@ fn decode_error(target: u64, e: CodecError) -> RPCError<TypeConfig> {
 }
 
 impl PeerClient {
-    /// Waits out [`UNREACHABLE_RETRY`] after the last unreachable answer.
-    async fn wait_retry(&mut self) {
-        let at = self.retry_at.lock().ok().and_then(|mut r| r.take());
-        if let Some(at) = at {
-            tokio::time::sleep_until(at.into()).await;
-        }
-    }
-
-    /// Notes `result`: an unreachable peer is not tried again before
-    /// [`UNREACHABLE_RETRY`].
-    fn note<T>(&mut self, result: &Result<T, RPCError<TypeConfig>>) {
-        if let Err(RPCError::Unreachable(_)) = result {
-            if let Ok(mut r) = self.retry_at.lock() {
-                *r = Some(Instant::now() + UNREACHABLE_RETRY);
-            }
-        }
-    }
-
     fn client(&mut self) -> Result<GroupClient, RPCError<TypeConfig>> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
@@ -338,19 +296,16 @@ impl PeerClient {
         F: FnOnce(GroupClient) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.wait_retry().await;
         let client = self.client()?;
         let deadline = option.hard_ttl().min(self.timeouts.rpc);
-        let result = match tokio::time::timeout(deadline, f(client)).await {
+        match tokio::time::timeout(deadline, f(client)).await {
             Err(_) => Err(unreachable(format!(
                 "node {} did not answer within {deadline:?}",
                 self.target
             ))),
             Ok(Err(s)) => Err(status_error(self.target, s)),
             Ok(Ok(r)) => Ok(r.into_inner()),
-        };
-        self.note(&result);
-        result
+        }
     }
 
     /// Sends one heartbeat on the peer's heartbeat stream (opening it if
@@ -524,7 +479,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             }
             let target = self.target;
             let timeouts = self.timeouts;
-            self.wait_retry().await;
             let mut client = self.client()?;
             // Replies come in request order: the oldest request in flight
             // is the one a reply answers.
@@ -538,15 +492,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 req
             });
             let setup = option.soft_ttl().min(timeouts.rpc);
-            let opened = match tokio::time::timeout(setup, client.stream_append(requests)).await {
-                Err(_) => Err(unreachable(format!(
-                    "node {target}: no stream within {setup:?}"
-                ))),
-                Ok(Err(s)) => Err(status_error(target, s)),
-                Ok(Ok(r)) => Ok(r.into_inner()),
+            let replies = match tokio::time::timeout(setup, client.stream_append(requests)).await {
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "node {target}: no stream within {setup:?}"
+                    )))
+                }
+                Ok(Err(s)) => return Err(status_error(target, s)),
+                Ok(Ok(r)) => r.into_inner(),
             };
-            self.note(&opened);
-            let replies = opened?;
             // Each reply must come within `Timeouts::append_reply` of the
             // bytes in flight (a stuck stream is reported instead of
             // waiting forever; a slow link that keeps moving is not).
