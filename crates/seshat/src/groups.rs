@@ -604,17 +604,24 @@ impl Groups {
     pub fn system_records(
         &self,
     ) -> Result<Option<(Bytes, seshat_migration::SystemTable)>, seshat_kv::KvError> {
-        let mut view = seshat_raft::state_machine::ReadView::new(&self.store, SYSTEM_GROUP);
-        let mut db = seshat_kv::Keyspace::new(&mut view, SYSTEM_GROUP, 0, 0, Counts::default());
-        seshat_commands::system::records(&mut db)
+        self.read_system(seshat_commands::system::records)
     }
 
     /// The data directory the system group recorded node `node` first
     /// started with, as this node's replica has applied it.
     pub fn node_instance(&self, node: u64) -> Result<Option<u64>, seshat_kv::KvError> {
+        self.read_system(|db| seshat_commands::system::node_instance(db, node))
+    }
+
+    /// Runs `read` on the system group's records as this node's replica
+    /// has applied them.
+    pub fn read_system<'s, R>(
+        &'s self,
+        read: impl FnOnce(&mut seshat_kv::Keyspace<'_, seshat_raft::state_machine::ReadView<'s>>) -> R,
+    ) -> R {
         let mut view = seshat_raft::state_machine::ReadView::new(&self.store, SYSTEM_GROUP);
         let mut db = seshat_kv::Keyspace::new(&mut view, SYSTEM_GROUP, 0, 0, Counts::default());
-        seshat_commands::system::node_instance(&mut db, node)
+        read(&mut db)
     }
 
     /// Stops serving data commands for `why` (the node's groups disagree

@@ -157,10 +157,7 @@ impl Known {
 
 /// The directory as this node's system replica has applied it.
 pub fn recorded_directory(groups: &Groups) -> Result<Directory, seshat_kv::KvError> {
-    let mut view = seshat_raft::state_machine::ReadView::new(&groups.store, SYSTEM_GROUP);
-    let mut db =
-        seshat_kv::Keyspace::new(&mut view, SYSTEM_GROUP, 0, 0, seshat_kv::Counts::default());
-    seshat_commands::members::directory(&mut db)
+    groups.read_system(seshat_commands::members::directory)
 }
 
 /// How often a node asks its peers whether the cluster removed it.
@@ -1194,42 +1191,27 @@ async fn execute(
             .and_then(|g| g.leader)
             .context("no leader observed")
     };
+    let leader_call = |group: u32, op: &'static str, node: u64| async move {
+        frame_ok(
+            replica_call(
+                shared,
+                leader_of(group)?,
+                replica_args(op, group, Some(node)),
+            )
+            .await,
+        )
+    };
     match *action {
         Action::Open { group, node } => {
             frame_ok(replica_call(shared, node, replica_args("OPEN", group, None)).await)
         }
-        Action::AddLearner { group, node } => frame_ok(
-            replica_call(
-                shared,
-                leader_of(group)?,
-                replica_args("LEARN", group, Some(node)),
-            )
-            .await,
-        ),
-        Action::Promote { group, node } => frame_ok(
-            replica_call(
-                shared,
-                leader_of(group)?,
-                replica_args("PROMOTE", group, Some(node)),
-            )
-            .await,
-        ),
-        Action::TransferLeader { group, to } => frame_ok(
-            replica_call(
-                shared,
-                leader_of(group)?,
-                replica_args("TRANSFER", group, Some(to)),
-            )
-            .await,
-        ),
-        Action::RemoveVoter { group, node } | Action::RemoveLearner { group, node } => frame_ok(
-            replica_call(
-                shared,
-                leader_of(group)?,
-                replica_args("REMOVE", group, Some(node)),
-            )
-            .await,
-        ),
+        // The membership operations, at the group's leader.
+        Action::AddLearner { group, node } => leader_call(group, "LEARN", node).await,
+        Action::Promote { group, node } => leader_call(group, "PROMOTE", node).await,
+        Action::TransferLeader { group, to } => leader_call(group, "TRANSFER", to).await,
+        Action::RemoveVoter { group, node } | Action::RemoveLearner { group, node } => {
+            leader_call(group, "REMOVE", node).await
+        }
         Action::Drop { group, node } => {
             // Looked at again right before: only a replica its group's
             // leader does not count is deleted.
