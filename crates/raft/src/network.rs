@@ -477,6 +477,18 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     Box::pin(futures::stream::once(std::future::ready(result))) as BoxStream<'s, _>
                 );
             }
+            // The first request before the connection: openraft sleeps
+            // out its replication backoff while producing a request, so a
+            // peer that refuses connections is retried at the backoff's
+            // pace (200 ms growing to 1 s), not as fast as the leader's
+            // core loops (tens of thousands of attempts a second, each
+            // logged, under write load). A session with nothing to send
+            // ends without a connection.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+            };
+            let input = futures::stream::once(std::future::ready(first)).chain(input);
             let target = self.target;
             let timeouts = self.timeouts;
             let mut client = self.client()?;

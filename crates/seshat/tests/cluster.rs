@@ -186,6 +186,51 @@ fn five_nodes_survive_two_failures() {
     let _: () = redis::cmd("SET").arg("six").arg("6").query(&mut c).unwrap();
 }
 
+/// A leader with writes to replicate retries a dead follower at the pace
+/// of its replication backoff (200 ms growing to 1 s), not once per turn of
+/// its core: it once reopened the stream as fast as the connection was
+/// refused, tens of thousands of times a second under write load, each
+/// attempt logged, until the two cores were busy with it.
+#[test]
+fn a_dead_follower_is_retried_with_backoff_under_write_load() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    cluster.nodes[follower].kill9();
+    const FAILURE: &str = "ReplicationCore recv RPCError";
+    let before = cluster.nodes[leader].log().matches(FAILURE).count();
+    // Four writers for three seconds: every write is replicated to the
+    // live follower and offered to the dead one.
+    let stop = Instant::now() + Duration::from_secs(3);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let mut c = cluster.nodes[leader].conn();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < stop {
+                    let _: () = redis::cmd("SET")
+                        .arg(format!("w{w}-{n}"))
+                        .arg(n)
+                        .query(&mut c)
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let writes: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let failures = cluster.nodes[leader].log().matches(FAILURE).count() - before;
+    // The backoff allows about a dozen attempts in 3 s; the tight loop made
+    // one per core turn (thousands here). The bound leaves room for both
+    // of the leader's groups and a slow machine.
+    assert!(
+        failures <= 100,
+        "{failures} failed replication attempts to the dead follower during {writes} writes"
+    );
+    assert!(writes > 0);
+}
+
 #[test]
 fn without_a_majority_writes_are_never_acknowledged_and_reads_fail() {
     let mut cluster = Cluster::start_with(3, &["--request-timeout-ms", "3000"]);
