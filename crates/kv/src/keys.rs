@@ -111,6 +111,26 @@ pub fn parse_meta_key(group: u32, raw: &[u8]) -> Option<MetaKey<'_>> {
     })
 }
 
+/// Whether `raw` is the metadata key of a user key, of any group: the
+/// records a node's key cache keeps (a `SET` reads and writes one, a `GET`
+/// reads one).
+pub fn is_meta_key(raw: &[u8]) -> bool {
+    raw.len() >= META_HEADER_BYTES
+        && raw[6] == TAG_META
+        && u16::from_be_bytes([raw[4], raw[5]]) < CLUSTER_SLOTS
+}
+
+/// Whether the range `[from, to)` may hold a metadata key. A range whose
+/// bounds share group, slot and a tag other than [`TAG_META`] (a composite
+/// value's elements, its scores) holds none: every key between them has
+/// the same first seven bytes.
+pub fn range_may_hold_meta(from: &[u8], to: &[u8]) -> bool {
+    match (from.get(..7), to.get(..7)) {
+        (Some(a), Some(b)) => a != b || a[6] == TAG_META,
+        _ => true,
+    }
+}
+
 /// The first metadata key at or after in-slot position (`slot`, `hash`).
 pub fn meta_position(group: u32, slot: u16, hash: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(META_HEADER_BYTES);
@@ -360,6 +380,31 @@ pub fn slots_range(group: u32) -> (Vec<u8>, Vec<u8>) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_cache_rules_know_metadata_keys_and_element_ranges() {
+        let meta = meta_key(3, b"user");
+        assert!(is_meta_key(&meta));
+        assert!(!is_meta_key(&subkey(3, b"user", b"field")));
+        assert!(!is_meta_key(&expiry_key(3, 42, b"user")));
+        assert!(!is_meta_key(&user_key(3, b"alice")));
+        assert!(!is_meta_key(&system_key(3, b"slot-table")));
+        // A composite value's elements and scores: no metadata inside.
+        for prefix in [subkey_prefix(3, b"user"), score_prefix(3, b"user")] {
+            let end = prefix_end(&prefix).unwrap();
+            assert!(!range_may_hold_meta(&prefix, &end));
+        }
+        // Slots, whole groups, FLUSHALL's ranges: they may.
+        let (from, to) = slots_between(3, 10, 20);
+        assert!(range_may_hold_meta(&from, &to));
+        let (from, to) = group_range(3);
+        assert!(range_may_hold_meta(&from, &to));
+        for (from, to) in flushable_ranges(3) {
+            assert!(range_may_hold_meta(&from, &to));
+        }
+        let end = meta_slot_end(3, 7);
+        assert!(range_may_hold_meta(&meta_position(3, 7, 0), &end));
+    }
 
     #[test]
     fn meta_key_round_trips_and_sorts_by_slot_then_hash() {

@@ -26,7 +26,7 @@ use seshat_kv::keys;
 use seshat_kv::{Keyspace, KvError, RawKv};
 use seshat_migration::{SlotTable, SystemTable};
 use seshat_protocol_resp::Frame;
-use seshat_storage::{Batch, Cf, DbSnapshot, Store, StoreOptions};
+use seshat_storage::{Batch, Cf, DbSnapshot, KeyCacheRules, Store, StoreOptions};
 
 use crate::codec::{self, RECORD_VERSION};
 use crate::layout::{GroupId, GroupLayout, StateName};
@@ -37,6 +37,15 @@ use crate::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// Most entries applied in one write batch; bounds batch memory.
 pub const MAX_ENTRIES_PER_APPLY_BATCH: usize = 4096;
+
+/// The key cache keeps the metadata records of user keys: what a `SET`
+/// reads (its key's old record) and writes, and what a `GET` reads.
+/// Composite values' elements stay out, so deleting one (a range delete of
+/// its elements) never has to search the cache.
+pub const KEY_CACHE_RULES: KeyCacheRules = KeyCacheRules {
+    cacheable: seshat_kv::keys::is_meta_key,
+    range_may_hold: seshat_kv::keys::range_may_hold_meta,
+};
 
 /// Where a node keeps its files and how RocksDB is tuned.
 #[derive(Debug, Clone)]
@@ -54,7 +63,10 @@ impl StorageConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
-            store_options: StoreOptions::default(),
+            store_options: StoreOptions {
+                key_cache_rules: Some(KEY_CACHE_RULES),
+                ..StoreOptions::default()
+            },
             log_cache: CacheBudget::default(),
         }
     }
@@ -215,7 +227,7 @@ impl<'a> ReadView<'a> {
     /// data groups).
     pub fn new(store: &'a Store, group: GroupId) -> Self {
         Self {
-            view: store.snapshot(),
+            view: store.snapshot_for(&group.to_be_bytes()),
             cf: crate::layout::data_cf(group),
         }
     }
@@ -223,11 +235,7 @@ impl<'a> ReadView<'a> {
 
 impl RawKv for ReadView<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        Ok(self
-            .view
-            .get(self.cf, key)
-            .map_err(kv_error)?
-            .map(Bytes::from))
+        self.view.get_bytes(self.cf, key).map_err(kv_error)
     }
 
     fn put(&mut self, _: Vec<u8>, _: Vec<u8>) -> Result<(), KvError> {
@@ -523,11 +531,7 @@ impl RawKv for ApplyBatch<'_> {
         if let Some(v) = self.read.get(key) {
             return Ok(v.clone());
         }
-        let value = self
-            .store
-            .get(self.cf, key)
-            .map_err(kv_error)?
-            .map(Bytes::from);
+        let value = self.store.get_bytes(self.cf, key).map_err(kv_error)?;
         self.read.insert(key.to_vec(), value.clone());
         Ok(value)
     }

@@ -264,6 +264,12 @@ pub struct NodeArgs {
     /// past it the largest clients are disconnected. `0`: no bound.
     #[arg(long, env = "SESHAT_MAXMEMORY_CLIENTS")]
     pub maxmemory_clients: Option<String>,
+    /// Memory for the key cache, e.g. `64mb`: the newest records of
+    /// recently read or written keys, so a `GET` or a `SET`'s look at its
+    /// key's old record is a hash lookup instead of a RocksDB search.
+    /// `0`: off.
+    #[arg(long, env = "SESHAT_KEY_CACHE_BYTES")]
+    pub key_cache_bytes: Option<String>,
     /// Close a client after this many seconds without a byte read or
     /// written (Redis's `timeout`). `0`: never.
     #[arg(long, env = "SESHAT_TIMEOUT")]
@@ -394,6 +400,7 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     max_clients: Option<usize>,
     maxmemory_clients: Option<String>,
+    key_cache_bytes: Option<String>,
     timeout: Option<u64>,
     tcp_keepalive: Option<u64>,
     max_key_bytes: Option<usize>,
@@ -446,6 +453,8 @@ pub struct Settings {
     pub max_clients: usize,
     /// Bound on memory held for clients, bytes (0: none).
     pub maxmemory_clients: usize,
+    /// Key cache budget, bytes (0: off).
+    pub key_cache_bytes: usize,
     /// Idle client timeout (zero: never).
     pub client_timeout: Duration,
     /// TCP keepalive idle time on client sockets (zero: off).
@@ -741,6 +750,14 @@ impl Settings {
             {
                 Some(text) => parse_bytes("maxmemory-clients", &text)?,
                 None => crate::client_memory::DEFAULT_MAXMEMORY_CLIENTS,
+            },
+            key_cache_bytes: match args
+                .key_cache_bytes
+                .clone()
+                .or(file.key_cache_bytes.clone())
+            {
+                Some(text) => parse_bytes("key-cache-bytes", &text)?,
+                None => seshat_storage::DEFAULT_KEY_CACHE_BYTES,
             },
             client_timeout: Duration::from_secs(pick!(timeout, 0)),
             tcp_keepalive: Duration::from_secs(pick!(tcp_keepalive, DEFAULT_TCP_KEEPALIVE_SECS)),

@@ -99,7 +99,8 @@ impl Groups {
     ) -> anyhow::Result<Arc<Groups>> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
-        let storage = StorageConfig::new(settings.data_dir.clone());
+        let mut storage = StorageConfig::new(settings.data_dir.clone());
+        storage.store_options.key_cache_bytes = settings.key_cache_bytes;
         let node_storage = seshat_raft::open_node_storage(&storage)
             .with_context(|| format!("cannot open storage in {}", settings.data_dir.display()))?;
         let store = node_storage.store().clone();

@@ -325,6 +325,13 @@ fn storage(out: &mut String, shared: &Shared) {
         store.disk_size_bytes(),
         if store.poison_reason().is_none() { 1 } else { 0 },
     );
+    let cache = store.key_cache_stats().unwrap_or_default();
+    let _ = write!(
+        out,
+        "key_cache_max_bytes:{}\r\nkey_cache_bytes:{}\r\nkey_cache_entries:{}\r\n\
+         key_cache_hits:{}\r\nkey_cache_misses:{}\r\n",
+        cache.max_bytes, cache.bytes, cache.entries, cache.hits, cache.misses,
+    );
 }
 
 fn keyspace(out: &mut String, shared: &Shared) {

@@ -22,9 +22,11 @@
 //! # Ok::<(), seshat_storage::StorageError>(())
 //! ```
 
+mod key_cache;
 mod store;
 
+pub use key_cache::{KeyCache, KeyCacheRules, KeyCacheStats};
 pub use store::{
-    Batch, Cf, DbSnapshot, KeyValue, StorageError, Store, StoreOptions, DEFAULT_MAX_OPEN_FILES,
-    MIN_MAX_OPEN_FILES, ROCKSDB_EXTRA_FILES,
+    Batch, Cf, DbSnapshot, KeyValue, StorageError, Store, StoreOptions, DEFAULT_KEY_CACHE_BYTES,
+    DEFAULT_MAX_OPEN_FILES, MIN_MAX_OPEN_FILES, ROCKSDB_EXTRA_FILES,
 };

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::key_cache::{KeyCache, KeyCacheRules, KeyCacheStats, ReadMark};
+use bytes::Bytes;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
@@ -90,12 +92,19 @@ pub struct StoreOptions {
     /// less ten (RocksDB's own allowance for the WAL, MANIFEST, LOG, …),
     /// closing the least recently used table files beyond.
     pub max_open_files: usize,
+    /// Budget of the key cache of [`Cf::DataKv`] ([`crate::KeyCache`]),
+    /// in bytes; 0 turns it off.
+    pub key_cache_bytes: usize,
+    /// Which keys the key cache holds; without rules there is no cache.
+    pub key_cache_rules: Option<KeyCacheRules>,
 }
 
 /// Default block cache: bounded so several nodes fit on one small machine.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Default memtable size.
 pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Default key cache budget (see [`StoreOptions::key_cache_bytes`]).
+pub const DEFAULT_KEY_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Default cap on RocksDB's open files. Table files grow to 64 MiB, so
 /// 256 keeps some 16 GiB of tables open; a larger database reopens table
 /// files as it reads them (slower, never failing).
@@ -114,6 +123,8 @@ impl Default for StoreOptions {
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
+            key_cache_bytes: DEFAULT_KEY_CACHE_BYTES,
+            key_cache_rules: None,
         }
     }
 }
@@ -195,12 +206,20 @@ struct Inner {
     path: PathBuf,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
+    /// The cache of [`Cf::DataKv`]'s point reads, if on.
+    key_cache: Option<KeyCache>,
 }
+
+/// The family the key cache serves.
+const CACHED_CF: Cf = Cf::DataKv;
 
 /// A consistent read-only view of the whole database at one instant.
 pub struct DbSnapshot<'a> {
     store: &'a Store,
     snap: rocksdb::Snapshot<'a>,
+    /// Noted before the snapshot was taken: cached records of that key
+    /// group are the snapshot's while no write of the group has begun.
+    mark: Option<ReadMark>,
 }
 
 impl Store {
@@ -261,6 +280,10 @@ impl Store {
                 path: path.to_path_buf(),
                 poisoned: AtomicBool::new(false),
                 poison_reason: Mutex::new(None),
+                key_cache: options
+                    .key_cache_rules
+                    .filter(|_| options.key_cache_bytes > 0)
+                    .map(|rules| KeyCache::new(options.key_cache_bytes, rules)),
             }),
         })
     }
@@ -320,19 +343,97 @@ impl Store {
     pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
         self.check_healthy()?;
         let mut wb = WriteBatch::default();
-        for op in batch.ops {
+        // The key groups whose cached records this batch changes.
+        let mut groups: Vec<usize> = Vec::new();
+        for op in &batch.ops {
             match op {
-                BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(cf)?, k, v),
-                BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(cf)?, k),
-                BatchOp::DeleteRange(cf, from, to) => wb.delete_range_cf(self.cf(cf)?, from, to),
+                BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(*cf)?, k, v),
+                BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(*cf)?, k),
+                BatchOp::DeleteRange(cf, from, to) => wb.delete_range_cf(self.cf(*cf)?, from, to),
             }
+            if let (Some(_), BatchOp::Put(CACHED_CF, k, _) | BatchOp::Delete(CACHED_CF, k)) =
+                (&self.inner.key_cache, op)
+            {
+                let slot = KeyCache::group_slot(k);
+                if !groups.contains(&slot) {
+                    groups.push(slot);
+                }
+            }
+            if let (Some(_), BatchOp::DeleteRange(CACHED_CF, from, _)) = (&self.inner.key_cache, op)
+            {
+                // A range may span groups: every group it starts or ends
+                // in, and (when it spans more) all of them.
+                let slot = KeyCache::group_slot(from);
+                if !groups.contains(&slot) {
+                    groups.push(slot);
+                }
+            }
+        }
+        let spans_groups = batch.ops.iter().any(|op| {
+            matches!(op, BatchOp::DeleteRange(CACHED_CF, from, to)
+                if from.get(..4) != to.get(..4))
+        });
+        if spans_groups && self.inner.key_cache.is_some() {
+            groups = (0..crate::key_cache::GROUP_SLOTS).collect();
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
+        let Some(cache) = &self.inner.key_cache else {
+            return self
+                .inner
+                .db
+                .write_opt(wb, &opts)
+                .map_err(|e| self.failed("write", e));
+        };
+        cache.begin_write(&groups);
+        let written = self.inner.db.write_opt(wb, &opts);
+        match &written {
+            Ok(()) => {
+                for op in batch.ops {
+                    match op {
+                        BatchOp::Put(CACHED_CF, k, v) => cache.written(k, Some(Bytes::from(v))),
+                        BatchOp::Delete(CACHED_CF, k) => cache.written(k, None),
+                        BatchOp::DeleteRange(CACHED_CF, from, to) => cache.cleared(&from, &to),
+                        _ => {}
+                    }
+                }
+            }
+            // What reached RocksDB is unknown: forget everything.
+            Err(_) => cache.clear(),
+        }
+        cache.end_write(&groups);
+        written.map_err(|e| self.failed("write", e))
+    }
+
+    /// The key cache's figures, if it is on.
+    pub fn key_cache_stats(&self) -> Option<KeyCacheStats> {
+        self.inner.key_cache.as_ref().map(KeyCache::stats)
+    }
+
+    /// Reads one key, sharing the stored bytes where it can (a cached
+    /// record is not copied).
+    pub fn get_bytes(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        let cache = match &self.inner.key_cache {
+            Some(c) if cf == CACHED_CF && c.cacheable(key) => c,
+            _ => return Ok(self.get_uncached(cf, key)?.map(Bytes::from)),
+        };
+        let Some(mark) = cache.mark(key) else {
+            return Ok(self.get_uncached(cf, key)?.map(Bytes::from));
+        };
+        if let Some(found) = cache.lookup(key, mark) {
+            return Ok(found);
+        }
+        let value = self.get_uncached(cf, key)?.map(Bytes::from);
+        cache.fill(key, value.clone(), mark);
+        Ok(value)
+    }
+
+    fn get_uncached(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner
             .db
-            .write_opt(wb, &opts)
-            .map_err(|e| self.failed("write", e))
+            .get_pinned_cf(self.cf(cf)?, key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| StorageError::rocks("read", e))
     }
 
     /// Fsyncs everything written so far to the WAL. Many writers can share
@@ -347,15 +448,17 @@ impl Store {
 
     /// Reads one key.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner
-            .db
-            .get_pinned_cf(self.cf(cf)?, key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| StorageError::rocks("read", e))
+        if self.inner.key_cache.is_some() && cf == CACHED_CF {
+            return Ok(self.get_bytes(cf, key)?.map(|b| b.to_vec()));
+        }
+        self.get_uncached(cf, key)
     }
 
     /// Whether `key` exists, without copying its value out.
     pub fn contains(&self, cf: Cf, key: &[u8]) -> Result<bool, StorageError> {
+        if self.inner.key_cache.is_some() && cf == CACHED_CF {
+            return Ok(self.get_bytes(cf, key)?.is_some());
+        }
         self.inner
             .db
             .get_pinned_cf(self.cf(cf)?, key)
@@ -430,6 +533,25 @@ impl Store {
         DbSnapshot {
             store: self,
             snap: self.inner.db.snapshot(),
+            mark: None,
+        }
+    }
+
+    /// A point-in-time view of the whole database whose point reads of
+    /// [`Cf::DataKv`] keys in the key group of `group_prefix` (the first
+    /// four bytes of its keys) may be answered by the key cache.
+    pub fn snapshot_for(&self, group_prefix: &[u8]) -> DbSnapshot<'_> {
+        // The mark comes first: if no write of the group begins between
+        // it and a lookup, the cache holds what the snapshot does.
+        let mark = self
+            .inner
+            .key_cache
+            .as_ref()
+            .and_then(|c| c.mark(group_prefix));
+        DbSnapshot {
+            store: self,
+            snap: self.inner.db.snapshot(),
+            mark,
         }
     }
 
@@ -483,6 +605,30 @@ impl DbSnapshot<'_> {
         self.snap
             .get_cf(self.store.cf(cf)?, key)
             .map_err(|e| StorageError::rocks("read", e))
+    }
+
+    /// [`DbSnapshot::get`], answered by the key cache when it holds the
+    /// snapshot's record (see [`Store::snapshot_for`]).
+    pub fn get_bytes(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        let cached = match (&self.store.inner.key_cache, self.mark) {
+            (Some(c), Some(mark))
+                if cf == CACHED_CF
+                    && c.cacheable(key)
+                    && KeyCache::group_slot(key) == KeyCache::group_slot_of_mark(mark) =>
+            {
+                Some((c, mark))
+            }
+            _ => None,
+        };
+        let Some((cache, mark)) = cached else {
+            return Ok(self.get(cf, key)?.map(Bytes::from));
+        };
+        if let Some(found) = cache.lookup(key, mark) {
+            return Ok(found);
+        }
+        let value = self.get(cf, key)?.map(Bytes::from);
+        cache.fill(key, value.clone(), mark);
+        Ok(value)
     }
 
     /// Visits the entries of `cf` in `[from, to)` in descending key order
@@ -543,6 +689,130 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         (dir, store)
+    }
+
+    fn keys_of_group(k: &[u8]) -> bool {
+        // Test rules: keys of at least four bytes are cacheable, but for
+        // those ending in `-uncached`.
+        k.len() >= 4 && !k.ends_with(b"-uncached")
+    }
+    fn any_range(_: &[u8], _: &[u8]) -> bool {
+        true
+    }
+
+    fn open_cached() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            key_cache_rules: Some(KeyCacheRules {
+                cacheable: keys_of_group,
+                range_may_hold: any_range,
+            }),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &options).unwrap();
+        (dir, store)
+    }
+
+    fn gk(group: u32, name: &str) -> Vec<u8> {
+        let mut k = group.to_be_bytes().to_vec();
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+
+    #[test]
+    fn the_key_cache_follows_puts_deletes_and_range_deletes() {
+        let (_dir, store) = open_cached();
+        let (a, b, c) = (gk(1, "a"), gk(1, "b"), gk(1, "c"));
+        assert_eq!(store.get_bytes(Cf::DataKv, &a).unwrap(), None);
+        let mut batch = Batch::default();
+        batch.put(Cf::DataKv, &a, b"1");
+        batch.put(Cf::DataKv, &b, b"2");
+        batch.put(Cf::DataKv, &c, b"3");
+        store.write(batch, false).unwrap();
+        // The negative entry cached by the first read was replaced.
+        assert_eq!(store.get(Cf::DataKv, &a).unwrap(), Some(b"1".to_vec()));
+        let mut batch = Batch::default();
+        batch.delete(Cf::DataKv, &a);
+        batch.delete_range(Cf::DataKv, &b, &c);
+        batch.put(Cf::DataKv, &c, b"4");
+        store.write(batch, false).unwrap();
+        assert_eq!(store.get(Cf::DataKv, &a).unwrap(), None);
+        assert_eq!(store.get(Cf::DataKv, &b).unwrap(), None);
+        assert_eq!(store.get(Cf::DataKv, &c).unwrap(), Some(b"4".to_vec()));
+        // A range delete after a put in the same batch wins.
+        let mut batch = Batch::default();
+        batch.put(Cf::DataKv, &b, b"5");
+        batch.delete_range(Cf::DataKv, &a, &gk(1, "z"));
+        store.write(batch, false).unwrap();
+        for k in [&a, &b, &c] {
+            assert_eq!(store.get_bytes(Cf::DataKv, k).unwrap(), None);
+            let view = store.snapshot_for(&1u32.to_be_bytes());
+            assert_eq!(view.get_bytes(Cf::DataKv, k).unwrap(), None);
+        }
+        let stats = store.key_cache_stats().unwrap();
+        assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+    }
+
+    /// Readers on other threads never see a value older than a write that
+    /// completed before they began, and one view's reads (cached or not)
+    /// are of one state: every batch writes the same number to `a`
+    /// (cached) and `b` (never cached: read from the view's snapshot), and
+    /// a view must read the same from both.
+    #[test]
+    fn cached_reads_are_never_stale_and_views_stay_consistent() {
+        use std::sync::atomic::AtomicU64;
+        let (_dir, store) = open_cached();
+        let (a, b) = (gk(7, "a"), gk(7, "b-uncached"));
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|r| {
+                let (store, done, stop) = (store.clone(), done.clone(), stop.clone());
+                let (a, b) = (a.clone(), b.clone());
+                std::thread::spawn(move || {
+                    let num = |v: Option<Bytes>| {
+                        v.map_or(0, |v| {
+                            std::str::from_utf8(&v).unwrap().parse::<u64>().unwrap()
+                        })
+                    };
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        let floor = done.load(Ordering::SeqCst);
+                        let (x, y) = if r == 0 {
+                            let x = num(store.get_bytes(Cf::DataKv, &a).unwrap());
+                            (x, x)
+                        } else {
+                            let view = store.snapshot_for(&7u32.to_be_bytes());
+                            // Half the views read b first.
+                            if reads.is_multiple_of(2) {
+                                let x = num(view.get_bytes(Cf::DataKv, &a).unwrap());
+                                (x, num(view.get_bytes(Cf::DataKv, &b).unwrap()))
+                            } else {
+                                let y = num(view.get_bytes(Cf::DataKv, &b).unwrap());
+                                (num(view.get_bytes(Cf::DataKv, &a).unwrap()), y)
+                            }
+                        };
+                        assert!(x >= floor, "stale read: {x} after write {floor} completed");
+                        assert_eq!(x, y, "one view read two states");
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for n in 1..=20_000u64 {
+            let mut batch = Batch::default();
+            batch.put(Cf::DataKv, &a, n.to_string().as_bytes());
+            batch.put(Cf::DataKv, &b, n.to_string().as_bytes());
+            // Other groups' writes interleave.
+            batch.put(Cf::DataKv, &gk(8, "other"), b"x");
+            store.write(batch, false).unwrap();
+            done.store(n, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::SeqCst);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
     }
 
     #[test]
