@@ -54,6 +54,19 @@ pub async fn route_patiently(
     Ok((node, slot))
 }
 
+/// How long a command has waited out `TRYAGAIN`: the clock starts at the
+/// first refusal, so a command never refused reads no clock for it.
+#[derive(Default)]
+pub struct Patience(Option<std::time::Instant>);
+
+impl Patience {
+    /// Whether the command may wait and try again (within
+    /// [`MAX_TRYAGAIN_WAIT`] of its first refusal).
+    pub fn lasts(&mut self) -> bool {
+        self.0.get_or_insert_with(std::time::Instant::now).elapsed() < MAX_TRYAGAIN_WAIT
+    }
+}
+
 /// [`Groups::serve`](crate::groups::Groups::serve), waiting while the
 /// slot is frozen (see [`route_patiently`]).
 pub async fn serve_patiently(
@@ -62,10 +75,10 @@ pub async fn serve_patiently(
     access: seshat_migration::Access,
     asking: bool,
 ) -> Result<Arc<Node>, ServeError> {
-    let started = std::time::Instant::now();
+    let mut patience = Patience::default();
     loop {
         match shared.groups.serve(slot, access, asking) {
-            Err(ServeError::TryAgain(_)) if started.elapsed() < MAX_TRYAGAIN_WAIT => {
+            Err(ServeError::TryAgain(_)) if patience.lasts() => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             other => return other,
@@ -128,7 +141,7 @@ pub async fn run_data(
     if shared.groups.fans_out(decl) {
         return run_keyless(decl, args, shared, client.tls).await;
     }
-    let started = std::time::Instant::now();
+    let mut patience = Patience::default();
     loop {
         let (node, slot) = match route_patiently(decl, &args, shared, client.asking).await {
             Ok(routed) => routed,
@@ -161,9 +174,7 @@ pub async fn run_data(
         // apply: definite, nothing ran, so route it again — the client of
         // a proxying node follows no redirect.
         match &frame {
-            Frame::Error(e)
-                if e.starts_with(b"TRYAGAIN") && started.elapsed() < MAX_TRYAGAIN_WAIT =>
-            {
+            Frame::Error(e) if e.starts_with(b"TRYAGAIN") && patience.lasts() => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             _ => return frame,

@@ -431,14 +431,13 @@ impl<S: ClientStream> Connection<S> {
         } else {
             seshat_migration::Access::Read
         };
-        let waiting = Instant::now();
-        let patient = || waiting.elapsed() < commands::MAX_TRYAGAIN_WAIT;
+        let mut patience = commands::Patience::default();
         loop {
             let leader = match groups.serve(slot, access, false) {
                 Ok(node) if node.raft.is_leader() => None,
                 Ok(node) => node.metrics().current_leader,
                 Err(ServeError::Moved { leader, .. }) => Some(leader),
-                Err(ServeError::Ask { .. } | ServeError::TryAgain(_)) if patient() => {
+                Err(ServeError::Ask { .. } | ServeError::TryAgain(_)) if patience.lasts() => {
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     continue;
                 }
@@ -463,7 +462,7 @@ impl<S: ClientStream> Connection<S> {
             };
             let redirected = matches!(&frame, Frame::Error(e)
                 if e.starts_with(b"MOVED") || e.starts_with(b"ASK") || e.starts_with(b"TRYAGAIN"));
-            if !(redirected && patient()) {
+            if !(redirected && patience.lasts()) {
                 return frame;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

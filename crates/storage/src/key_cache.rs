@@ -30,7 +30,7 @@
 //! the table.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -61,46 +61,18 @@ struct GroupClock {
     ended: AtomicU64,
 }
 
+/// The tables' hash: fast on short keys, seeded per process (keys are
+/// chosen by clients).
+type Hash = foldhash::fast::RandomState;
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Box<[u8]>, Option<Bytes>, Fixed>,
+    map: HashMap<Box<[u8]>, Option<Bytes>, Hash>,
     bytes: usize,
     hits: u64,
     misses: u64,
     /// Which eighth of the entries the next eviction drops.
     evict_round: usize,
-}
-
-/// A deterministic hasher (FNV-1a, 64 bits): keys are short, and the map
-/// is not exposed to chosen collisions beyond what RocksDB's own
-/// structures are.
-#[derive(Default, Clone, Copy)]
-struct Fixed;
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-impl BuildHasher for Fixed {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-fn hash(key: &[u8]) -> u64 {
-    let mut h = Fixed.build_hasher();
-    h.write(key);
-    h.finish()
 }
 
 /// What a reader noted when it started (see the module documentation).
@@ -129,6 +101,8 @@ pub struct KeyCacheStats {
 pub struct KeyCache {
     rules: KeyCacheRules,
     shards: Vec<Mutex<Shard>>,
+    /// Picks a key's shard.
+    hash: Hash,
     clocks: Vec<GroupClock>,
     shard_budget: usize,
     max_bytes: usize,
@@ -140,6 +114,7 @@ impl KeyCache {
         Self {
             rules,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hash: Hash::default(),
             clocks: (0..GROUP_SLOTS).map(|_| GroupClock::default()).collect(),
             shard_budget: max_bytes / SHARDS,
             max_bytes,
@@ -160,7 +135,7 @@ impl KeyCache {
     }
 
     fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard> {
-        let i = (hash(key) >> 32) as usize % SHARDS;
+        let i = (self.hash.hash_one(key) >> 32) as usize % SHARDS;
         match self.shards[i].lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
