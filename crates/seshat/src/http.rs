@@ -408,6 +408,28 @@ pub fn render_metrics(shared: &Shared) -> String {
         id,
         node.sm_stats.key_count.load(Ordering::Acquire),
     );
+    let cache = node.store.key_cache_stats().unwrap_or_default();
+    gauge(
+        &mut out,
+        "key_cache_bytes",
+        "Bytes held by the key cache (keys, values, per-entry overhead).",
+        id,
+        cache.bytes,
+    );
+    counter(
+        &mut out,
+        "key_cache_hits_total",
+        "Point reads answered by the key cache.",
+        id,
+        cache.hits,
+    );
+    counter(
+        &mut out,
+        "key_cache_misses_total",
+        "Point reads of cacheable keys that went to RocksDB.",
+        id,
+        cache.misses,
+    );
     group_metrics(&mut out, shared);
     let healthy = cluster_nodes_healthy(&m, shared.settings.election_timeout_ms.1);
     gauge(

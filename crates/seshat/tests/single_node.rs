@@ -665,3 +665,72 @@ fn a_first_start_logs_no_warning() {
         warnings.join("\n")
     );
 }
+
+fn storage_info(c: &mut redis::Connection, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("storage").query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The key cache answers repeated reads, follows overwrites, deletes and
+/// FLUSHALL, and can be turned off.
+#[test]
+fn the_key_cache_serves_reads_and_follows_every_change() {
+    let server = Server::start_with(&["--key-cache-bytes", "1mb"]);
+    let mut c = server.conn();
+    assert_eq!(storage_info(&mut c, "key_cache_max_bytes"), 1024 * 1024);
+    let _: () = redis::cmd("SET").arg("k").arg("v1").query(&mut c).unwrap();
+    let hits = storage_info(&mut c, "key_cache_hits");
+    for _ in 0..3 {
+        let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+        assert_eq!(v, "v1");
+    }
+    assert!(storage_info(&mut c, "key_cache_hits") >= hits + 3);
+    assert!(storage_info(&mut c, "key_cache_entries") >= 1);
+    let _: () = redis::cmd("SET").arg("k").arg("v2").query(&mut c).unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, "v2");
+    let _: () = redis::cmd("DEL").arg("k").query(&mut c).unwrap();
+    let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, None);
+    let _: () = redis::cmd("SET").arg("k").arg("v3").query(&mut c).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, None);
+    let t: String = redis::cmd("TYPE").arg("h").query(&mut c).unwrap();
+    assert_eq!(t, "none");
+    // Many more keys than 1 MiB holds: the budget holds, values stay right.
+    for i in 0..20_000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(format!("value:{i}"))
+            .query(&mut c)
+            .unwrap();
+    }
+    assert!(storage_info(&mut c, "key_cache_bytes") <= 1024 * 1024);
+    for i in (0..20_000).step_by(997) {
+        let v: String = redis::cmd("GET")
+            .arg(format!("key:{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, format!("value:{i}"));
+    }
+    drop(c);
+    let off = Server::start_with(&["--key-cache-bytes", "0"]);
+    let mut c = off.conn();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, "v");
+    assert_eq!(storage_info(&mut c, "key_cache_max_bytes"), 0);
+    assert_eq!(storage_info(&mut c, "key_cache_hits"), 0);
+}
