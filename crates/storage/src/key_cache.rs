@@ -13,7 +13,9 @@
 //! group (the first four bytes of the key: Seshat's Raft group) make a
 //! lookup safe without holding a lock across the RocksDB read:
 //! `begun` goes up before a write of that group reaches RocksDB, `ended`
-//! after the cache was updated. A reader notes `begun` when it starts,
+//! after the cache was updated (writers of one group hold its lock from
+//! before `begun` to after `ended`, so the cache takes their effects in
+//! RocksDB's order). A reader notes `begun` when it starts,
 //! and only if no write of the group is in progress (`begun == ended`):
 //!
 //! - a cached entry is used only if `begun` is still the noted value after
@@ -25,9 +27,10 @@
 //!   later updates the entry under the same lock, after the insert.
 //!
 //! Memory is bounded: each shard holds at most its share of the byte
-//! budget (keys, values and a fixed overhead per entry); beyond, about an
-//! eighth of the shard's entries are dropped, picked by their position in
-//! the table.
+//! budget (keys, values and a fixed overhead per entry; a record larger
+//! than a sixteenth of the share is not kept); beyond, about an eighth of
+//! the shard's entries are dropped, picked by their position in the table,
+//! until it fits.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -40,6 +43,8 @@ use bytes::Bytes;
 const SHARDS: usize = 16;
 /// Counter pairs for key groups (a key's group picks one by its id).
 pub(crate) const GROUP_SLOTS: usize = 64;
+/// Largest entry kept, as a share of a shard's budget (1/16).
+const LARGEST_ENTRY_SHARE: usize = 16;
 /// Bytes charged per entry beyond its key and value: the table slot,
 /// the boxed key's and the value's headers.
 pub const ENTRY_OVERHEAD_BYTES: usize = 64;
@@ -59,6 +64,26 @@ pub struct KeyCacheRules {
 struct GroupClock {
     begun: AtomicU64,
     ended: AtomicU64,
+    /// Held from before a write reaches RocksDB until the cache has its
+    /// effect: two writers of one group (none today: a group has one
+    /// state machine) update the cache in RocksDB's order.
+    writer: Mutex<()>,
+}
+
+/// A write in progress (see [`KeyCache::begin_write`]); dropping it ends
+/// the write.
+pub struct WriteGuard<'a> {
+    cache: &'a KeyCache,
+    slots: Vec<usize>,
+    _held: Vec<std::sync::MutexGuard<'a, ()>>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        for &slot in &self.slots {
+            self.cache.clocks[slot].ended.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The tables' hash: fast on short keys, seeded per process (keys are
@@ -158,18 +183,31 @@ impl KeyCache {
     /// The cached record of `key` (`Some(None)`: known absent), if it is
     /// cached and no write of its group began since `mark`.
     pub fn lookup(&self, key: &[u8], mark: ReadMark) -> Option<Option<Bytes>> {
-        let found = {
-            let mut shard = self.shard(key);
-            let found = shard.map.get(key).cloned();
-            if found.is_some() {
-                shard.hits += 1;
-            } else {
-                shard.misses += 1;
-            }
-            found
-        };
-        let found = found?;
-        self.unchanged(mark).then_some(found)
+        let mut shard = self.shard(key);
+        let found = shard.map.get(key).cloned().filter(|_| self.unchanged(mark));
+        if found.is_some() {
+            shard.hits += 1;
+        } else {
+            shard.misses += 1;
+        }
+        found
+    }
+
+    /// The record of `key`: the cached one if no write of its group began
+    /// since `mark`, else what `read` (a RocksDB read made after `mark`)
+    /// returns, which is then kept on the same condition.
+    pub fn read_through<E>(
+        &self,
+        key: &[u8],
+        mark: ReadMark,
+        read: impl FnOnce() -> Result<Option<Bytes>, E>,
+    ) -> Result<Option<Bytes>, E> {
+        if let Some(found) = self.lookup(key, mark) {
+            return Ok(found);
+        }
+        let value = read()?;
+        self.fill(key, value.clone(), mark);
+        Ok(value)
     }
 
     /// Keeps `value`, read from RocksDB after `mark`, unless a write of
@@ -187,7 +225,9 @@ impl KeyCache {
 
     fn put_locked(&self, shard: &mut Shard, key: Box<[u8]>, value: Option<Bytes>) {
         let cost = key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
-        if cost > self.shard_budget {
+        // Large records are not kept: a shard then always holds enough
+        // entries for an eviction pass to bring it under its budget.
+        if cost > self.shard_budget / LARGEST_ENTRY_SHARE {
             if let Some(old) = shard.map.remove(&key) {
                 shard.bytes -= charge(&key, &old);
             }
@@ -197,11 +237,12 @@ impl KeyCache {
             shard.bytes -= charge(&key, &old);
         }
         shard.bytes += cost;
-        if shard.bytes > self.shard_budget {
+        while shard.bytes > self.shard_budget && !shard.map.is_empty() {
             Self::evict(shard);
         }
     }
 
+    /// Drops about an eighth of the shard's entries (at least one).
     fn evict(shard: &mut Shard) {
         let round = shard.evict_round;
         shard.evict_round = (round + 1) % 8;
@@ -215,22 +256,41 @@ impl KeyCache {
             }
             keep
         });
+        if freed == 0 {
+            let first = shard.map.keys().next().cloned();
+            if let Some(k) = first {
+                if let Some(v) = shard.map.remove(&k) {
+                    freed += charge(&k, &v);
+                }
+            }
+        }
         shard.bytes -= freed;
     }
 
-    /// A write of the keys of `groups` (first four bytes) is about to
-    /// reach RocksDB; [`KeyCache::end_write`] with the same groups must
-    /// follow.
-    pub fn begin_write(&self, groups: &[usize]) {
-        for &slot in groups {
-            self.clocks[slot].begun.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// The end of a write begun with [`KeyCache::begin_write`].
-    pub fn end_write(&self, groups: &[usize]) {
-        for &slot in groups {
-            self.clocks[slot].ended.fetch_add(1, Ordering::SeqCst);
+    /// A write of the keys of the groups in counter slots `slots` is
+    /// about to reach RocksDB: the cache must have its effect before the
+    /// returned guard is dropped. Writers of the same groups wait for
+    /// each other.
+    pub fn begin_write(&self, slots: &[usize]) -> WriteGuard<'_> {
+        let mut slots = slots.to_vec();
+        // One order for every writer: no two wait for each other's locks.
+        slots.sort_unstable();
+        slots.dedup();
+        let held = slots
+            .iter()
+            .map(|&slot| {
+                let guard = match self.clocks[slot].writer.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                self.clocks[slot].begun.fetch_add(1, Ordering::SeqCst);
+                guard
+            })
+            .collect();
+        WriteGuard {
+            cache: self,
+            slots,
+            _held: held,
         }
     }
 
@@ -342,20 +402,19 @@ mod tests {
         let k = key(1, "a");
         let mark = cache.mark(&k).unwrap();
         let slot = KeyCache::group_slot(&k);
-        cache.begin_write(&[slot]);
+        let write = cache.begin_write(&[slot]);
         // A read that started before the write must not cache what it read.
         cache.fill(&k, Some(Bytes::from_static(b"old")), mark);
         assert!(cache.mark(&k).is_none(), "no reads through while writing");
         cache.written(k.clone(), Some(Bytes::from_static(b"new")));
-        cache.end_write(&[slot]);
+        drop(write);
         let mark = cache.mark(&k).unwrap();
         assert_eq!(
             cache.lookup(&k, mark),
             Some(Some(Bytes::from_static(b"new")))
         );
         // A lookup whose group was written since its mark is not used.
-        cache.begin_write(&[slot]);
-        cache.end_write(&[slot]);
+        drop(cache.begin_write(&[slot]));
         assert_eq!(cache.lookup(&k, mark), None);
     }
 
@@ -364,7 +423,7 @@ mod tests {
         let cache = KeyCache::new(1 << 20, RULES);
         let a = key(1, "a");
         let b = key(2, "b");
-        cache.begin_write(&[KeyCache::group_slot(&a)]);
+        let _write = cache.begin_write(&[KeyCache::group_slot(&a)]);
         let mark = cache.mark(&b).unwrap();
         cache.fill(&b, None, mark);
         assert_eq!(cache.lookup(&b, mark), Some(None));
@@ -393,11 +452,21 @@ mod tests {
         let s = cache.stats();
         assert!(s.bytes <= budget as u64, "{s:?}");
         assert!(s.entries > 0);
-        // Too big for a shard: not kept, and an older copy is dropped.
+        // Too big to keep: not kept, and an older copy is dropped.
         let k = key(1, "big");
         cache.written(k.clone(), Some(Bytes::from_static(b"small")));
-        cache.written(k.clone(), Some(Bytes::from(vec![0u8; budget])));
+        cache.written(k.clone(), Some(Bytes::from(vec![0u8; budget / 64])));
         let mark = cache.mark(&k).unwrap();
         assert_eq!(cache.lookup(&k, mark), None);
+        // Entries as large as allowed: the budget still holds.
+        let cache = KeyCache::new(budget, RULES);
+        let largest = budget / SHARDS / LARGEST_ENTRY_SHARE - ENTRY_OVERHEAD_BYTES - 16;
+        for i in 0..1000 {
+            cache.written(
+                key(1, &format!("k{i:06}")),
+                Some(Bytes::from(vec![0u8; largest])),
+            );
+            assert!(cache.stats().bytes <= budget as u64);
+        }
     }
 }

@@ -343,38 +343,12 @@ impl Store {
     pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
         self.check_healthy()?;
         let mut wb = WriteBatch::default();
-        // The key groups whose cached records this batch changes.
-        let mut groups: Vec<usize> = Vec::new();
         for op in &batch.ops {
             match op {
                 BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(*cf)?, k, v),
                 BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(*cf)?, k),
                 BatchOp::DeleteRange(cf, from, to) => wb.delete_range_cf(self.cf(*cf)?, from, to),
             }
-            if let (Some(_), BatchOp::Put(CACHED_CF, k, _) | BatchOp::Delete(CACHED_CF, k)) =
-                (&self.inner.key_cache, op)
-            {
-                let slot = KeyCache::group_slot(k);
-                if !groups.contains(&slot) {
-                    groups.push(slot);
-                }
-            }
-            if let (Some(_), BatchOp::DeleteRange(CACHED_CF, from, _)) = (&self.inner.key_cache, op)
-            {
-                // A range may span groups: every group it starts or ends
-                // in, and (when it spans more) all of them.
-                let slot = KeyCache::group_slot(from);
-                if !groups.contains(&slot) {
-                    groups.push(slot);
-                }
-            }
-        }
-        let spans_groups = batch.ops.iter().any(|op| {
-            matches!(op, BatchOp::DeleteRange(CACHED_CF, from, to)
-                if from.get(..4) != to.get(..4))
-        });
-        if spans_groups && self.inner.key_cache.is_some() {
-            groups = (0..crate::key_cache::GROUP_SLOTS).collect();
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
@@ -385,7 +359,7 @@ impl Store {
                 .write_opt(wb, &opts)
                 .map_err(|e| self.failed("write", e));
         };
-        cache.begin_write(&groups);
+        let writing = cache.begin_write(&cached_groups(&batch));
         let written = self.inner.db.write_opt(wb, &opts);
         match &written {
             Ok(()) => {
@@ -401,7 +375,7 @@ impl Store {
             // What reached RocksDB is unknown: forget everything.
             Err(_) => cache.clear(),
         }
-        cache.end_write(&groups);
+        drop(writing);
         written.map_err(|e| self.failed("write", e))
     }
 
@@ -413,19 +387,14 @@ impl Store {
     /// Reads one key, sharing the stored bytes where it can (a cached
     /// record is not copied).
     pub fn get_bytes(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        let cache = match &self.inner.key_cache {
-            Some(c) if cf == CACHED_CF && c.cacheable(key) => c,
-            _ => return Ok(self.get_uncached(cf, key)?.map(Bytes::from)),
-        };
-        let Some(mark) = cache.mark(key) else {
-            return Ok(self.get_uncached(cf, key)?.map(Bytes::from));
-        };
-        if let Some(found) = cache.lookup(key, mark) {
-            return Ok(found);
+        let read = || Ok(self.get_uncached(cf, key)?.map(Bytes::from));
+        match &self.inner.key_cache {
+            Some(cache) if cf == CACHED_CF && cache.cacheable(key) => match cache.mark(key) {
+                Some(mark) => cache.read_through(key, mark, read),
+                None => read(),
+            },
+            _ => read(),
         }
-        let value = self.get_uncached(cf, key)?.map(Bytes::from);
-        cache.fill(key, value.clone(), mark);
-        Ok(value)
     }
 
     fn get_uncached(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -599,6 +568,31 @@ fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
+/// The key-group counter slots whose cached records `batch` may change:
+/// the group of each key put or deleted in [`CACHED_CF`] and of each
+/// range delete's start, or every slot when a range delete may reach past
+/// its start's group (bounds shorter than a group id, or in two groups).
+fn cached_groups(batch: &Batch) -> Vec<usize> {
+    let mut slots = Vec::new();
+    for op in &batch.ops {
+        let key = match op {
+            BatchOp::Put(CACHED_CF, k, _) | BatchOp::Delete(CACHED_CF, k) => k,
+            BatchOp::DeleteRange(CACHED_CF, from, to) => {
+                if from.len() < 4 || from.get(..4) != to.get(..4) {
+                    return (0..crate::key_cache::GROUP_SLOTS).collect();
+                }
+                from
+            }
+            _ => continue,
+        };
+        let slot = KeyCache::group_slot(key);
+        if !slots.contains(&slot) {
+            slots.push(slot);
+        }
+    }
+    slots
+}
+
 impl DbSnapshot<'_> {
     /// Reads one key as of the snapshot.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -610,25 +604,17 @@ impl DbSnapshot<'_> {
     /// [`DbSnapshot::get`], answered by the key cache when it holds the
     /// snapshot's record (see [`Store::snapshot_for`]).
     pub fn get_bytes(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        let cached = match (&self.store.inner.key_cache, self.mark) {
-            (Some(c), Some(mark))
+        let read = || Ok(self.get(cf, key)?.map(Bytes::from));
+        match (&self.store.inner.key_cache, self.mark) {
+            (Some(cache), Some(mark))
                 if cf == CACHED_CF
-                    && c.cacheable(key)
+                    && cache.cacheable(key)
                     && KeyCache::group_slot(key) == KeyCache::group_slot_of_mark(mark) =>
             {
-                Some((c, mark))
+                cache.read_through(key, mark, read)
             }
-            _ => None,
-        };
-        let Some((cache, mark)) = cached else {
-            return Ok(self.get(cf, key)?.map(Bytes::from));
-        };
-        if let Some(found) = cache.lookup(key, mark) {
-            return Ok(found);
+            _ => read(),
         }
-        let value = self.get(cf, key)?.map(Bytes::from);
-        cache.fill(key, value.clone(), mark);
-        Ok(value)
     }
 
     /// Visits the entries of `cf` in `[from, to)` in descending key order
@@ -804,7 +790,7 @@ mod tests {
             let mut batch = Batch::default();
             batch.put(Cf::DataKv, &a, n.to_string().as_bytes());
             batch.put(Cf::DataKv, &b, n.to_string().as_bytes());
-            // Other groups' writes interleave.
+            // A batch with a key of another group too.
             batch.put(Cf::DataKv, &gk(8, "other"), b"x");
             store.write(batch, false).unwrap();
             done.store(n, Ordering::SeqCst);
