@@ -31,8 +31,8 @@
 #      stage_seconds metrics, read before and after the run), plus the
 #      machine and date, on stdout; progress goes to stderr.
 # Every process and temp dir it starts is removed on exit, failure or Ctrl-C.
-# After the build, the run takes under a minute and is cut off after
-# BENCH_TIME_LIMIT seconds.
+# After the build, the run takes about 4.5 minutes on a 2-core machine and
+# is cut off after BENCH_TIME_LIMIT seconds.
 #
 # Settings (environment):
 #   SESHAT_BIN              seshat binary to use; skips `make build`
