@@ -679,6 +679,15 @@ impl Settings {
                     .unwrap_or_else(|| $default)
             };
         }
+        // A size flag (`512mb`, `0`, …), parsed, or its default.
+        macro_rules! pick_bytes {
+            ($field:ident, $name:literal, $default:expr) => {
+                match args.$field.clone().or(file.$field.clone()) {
+                    Some(text) => parse_bytes($name, &text)?,
+                    None => $default,
+                }
+            };
+        }
         let join = args.join.clone().or(file.join.clone());
         if let Some(join) = &join {
             if args.initial_members.is_some() || file.initial_members.is_some() {
@@ -743,22 +752,16 @@ impl Settings {
             log_level: pick!(log_level, "info".into()),
             log_format: pick!(log_format, LogFormat::Text),
             max_clients: pick!(max_clients, DEFAULT_MAX_CLIENTS),
-            maxmemory_clients: match args
-                .maxmemory_clients
-                .clone()
-                .or(file.maxmemory_clients.clone())
-            {
-                Some(text) => parse_bytes("maxmemory-clients", &text)?,
-                None => crate::client_memory::DEFAULT_MAXMEMORY_CLIENTS,
-            },
-            key_cache_bytes: match args
-                .key_cache_bytes
-                .clone()
-                .or(file.key_cache_bytes.clone())
-            {
-                Some(text) => parse_bytes("key-cache-bytes", &text)?,
-                None => seshat_storage::DEFAULT_KEY_CACHE_BYTES,
-            },
+            maxmemory_clients: pick_bytes!(
+                maxmemory_clients,
+                "maxmemory-clients",
+                crate::client_memory::DEFAULT_MAXMEMORY_CLIENTS
+            ),
+            key_cache_bytes: pick_bytes!(
+                key_cache_bytes,
+                "key-cache-bytes",
+                seshat_storage::DEFAULT_KEY_CACHE_BYTES
+            ),
             client_timeout: Duration::from_secs(pick!(timeout, 0)),
             tcp_keepalive: Duration::from_secs(pick!(tcp_keepalive, DEFAULT_TCP_KEEPALIVE_SECS)),
             limits: Limits {

@@ -23,7 +23,7 @@ use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Server};
+use common::{info_number, Cluster, Server};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -49,17 +49,6 @@ fn leadership(cluster: &Cluster) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// A field of `INFO <section>`.
-fn info(conn: &mut redis::Connection, section: &str, field: &str) -> u64 {
-    let text: String = redis::cmd("INFO").arg(section).query(conn).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Peak resident memory of a process, bytes.
@@ -153,8 +142,8 @@ fn unfinished_big_requests_cannot_grow_client_memory_past_the_bound() {
             _ => {}
         }
     }
-    let evicted = info(&mut probe, "stats", "evicted_clients");
-    let held = info(&mut probe, "clients", "mem_clients_normal");
+    let evicted = info_number(&mut probe, "stats", "evicted_clients");
+    let held = info_number(&mut probe, "clients", "mem_clients_normal");
     let peak = peak_rss(pid);
     eprintln!(
         "{CLIENTS} clients × {} MiB: evicted {evicted}, closed {closed}, held {held} B, peak RSS {} MiB (at start {} MiB), {probes} probes served",
@@ -333,7 +322,7 @@ fn a_client_that_never_reads_its_replies_is_closed_after_the_timeout() {
     loop {
         // The probe connection itself must stay active to be counted.
         let mut probe = server.conn();
-        let connected = info(&mut probe, "clients", "connected_clients");
+        let connected = info_number(&mut probe, "clients", "connected_clients");
         if connected == 1 {
             break;
         }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 
-use common::{raw_roundtrip, read_available, read_exact_timeout, Server};
+use common::{info_number, raw_roundtrip, read_available, read_exact_timeout, Server};
 use redis::{RedisError, Value};
 
 #[test]
@@ -666,31 +666,24 @@ fn a_first_start_logs_no_warning() {
     );
 }
 
-fn storage_info(c: &mut redis::Connection, name: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("storage").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {info}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// The key cache answers repeated reads, follows overwrites, deletes and
 /// FLUSHALL, and can be turned off.
 #[test]
 fn the_key_cache_serves_reads_and_follows_every_change() {
     let server = Server::start_with(&["--key-cache-bytes", "1mb"]);
     let mut c = server.conn();
-    assert_eq!(storage_info(&mut c, "key_cache_max_bytes"), 1024 * 1024);
+    assert_eq!(
+        info_number(&mut c, "storage", "key_cache_max_bytes"),
+        1024 * 1024
+    );
     let _: () = redis::cmd("SET").arg("k").arg("v1").query(&mut c).unwrap();
-    let hits = storage_info(&mut c, "key_cache_hits");
+    let hits = info_number(&mut c, "storage", "key_cache_hits");
     for _ in 0..3 {
         let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
         assert_eq!(v, "v1");
     }
-    assert!(storage_info(&mut c, "key_cache_hits") >= hits + 3);
-    assert!(storage_info(&mut c, "key_cache_entries") >= 1);
+    assert!(info_number(&mut c, "storage", "key_cache_hits") >= hits + 3);
+    assert!(info_number(&mut c, "storage", "key_cache_entries") >= 1);
     let _: () = redis::cmd("SET").arg("k").arg("v2").query(&mut c).unwrap();
     let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
     assert_eq!(v, "v2");
@@ -717,7 +710,7 @@ fn the_key_cache_serves_reads_and_follows_every_change() {
             .query(&mut c)
             .unwrap();
     }
-    assert!(storage_info(&mut c, "key_cache_bytes") <= 1024 * 1024);
+    assert!(info_number(&mut c, "storage", "key_cache_bytes") <= 1024 * 1024);
     for i in (0..20_000).step_by(997) {
         let v: String = redis::cmd("GET")
             .arg(format!("key:{i}"))
@@ -731,6 +724,6 @@ fn the_key_cache_serves_reads_and_follows_every_change() {
     let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
     let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
     assert_eq!(v, "v");
-    assert_eq!(storage_info(&mut c, "key_cache_max_bytes"), 0);
-    assert_eq!(storage_info(&mut c, "key_cache_hits"), 0);
+    assert_eq!(info_number(&mut c, "storage", "key_cache_max_bytes"), 0);
+    assert_eq!(info_number(&mut c, "storage", "key_cache_hits"), 0);
 }

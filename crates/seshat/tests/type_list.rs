@@ -212,22 +212,16 @@ fn lists_reach_a_lagging_replica_by_snapshot_and_survive_a_leader_kill() {
     assert_eq!(expected.len(), 89);
     // The leader purges the entries the follower missed while it is still
     // down (its retries back off; they must not keep the log in use).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let purged = cluster.nodes[leader]
-            .info_field("raft_last_purged_index")
-            .and_then(|p| p.parse::<u64>().ok())
-            .unwrap_or(0);
-        if purged >= 50 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the leader did not purge its log (last purged {purged})\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_until(
+        "the leader purges its log past index 50",
+        Duration::from_secs(30),
+        || {
+            cluster.nodes[leader]
+                .info_field("raft_last_purged_index")
+                .and_then(|p| p.parse::<u64>().ok())
+                .is_some_and(|p| p >= 50)
+        },
+    );
     cluster.nodes[lagger].restart();
     // Every replica reaches the same applied index with the same records.
     let deadline = Instant::now() + Duration::from_secs(60);

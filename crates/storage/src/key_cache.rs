@@ -107,6 +107,13 @@ pub struct ReadMark {
     begun: u64,
 }
 
+impl ReadMark {
+    /// The counter slot of the key group the mark was taken for.
+    pub fn group_slot(self) -> usize {
+        self.slot
+    }
+}
+
 /// Figures for INFO.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyCacheStats {
@@ -151,7 +158,8 @@ impl KeyCache {
         (self.rules.cacheable)(key)
     }
 
-    fn slot_of(key: &[u8]) -> usize {
+    /// The counter slot of `key`'s group (its first four bytes).
+    pub fn group_slot(key: &[u8]) -> usize {
         let group = key
             .get(..4)
             .and_then(|g| <[u8; 4]>::try_from(g).ok())
@@ -170,7 +178,7 @@ impl KeyCache {
     /// Notes the start of a read of `key`'s group; `None` while a write of
     /// that group is in progress (the read then bypasses the cache).
     pub fn mark(&self, key: &[u8]) -> Option<ReadMark> {
-        let slot = Self::slot_of(key);
+        let slot = Self::group_slot(key);
         let clock = &self.clocks[slot];
         let begun = clock.begun.load(Ordering::SeqCst);
         (clock.ended.load(Ordering::SeqCst) == begun).then_some(ReadMark { slot, begun })
@@ -292,16 +300,6 @@ impl KeyCache {
             slots,
             _held: held,
         }
-    }
-
-    /// The counter slot a mark was taken in.
-    pub fn group_slot_of_mark(mark: ReadMark) -> usize {
-        mark.slot
-    }
-
-    /// The counter slot of `key`'s group (for `begin_write`).
-    pub fn group_slot(key: &[u8]) -> usize {
-        Self::slot_of(key)
     }
 
     /// After a write reached RocksDB: `key` now holds `value`.

@@ -609,7 +609,7 @@ impl DbSnapshot<'_> {
             (Some(cache), Some(mark))
                 if cf == CACHED_CF
                     && cache.cacheable(key)
-                    && KeyCache::group_slot(key) == KeyCache::group_slot_of_mark(mark) =>
+                    && KeyCache::group_slot(key) == mark.group_slot() =>
             {
                 cache.read_through(key, mark, read)
             }

@@ -700,6 +700,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A numeric field of `INFO <section>` on `conn`.
+pub fn info_number(conn: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let text: String = redis::cmd("INFO").arg(section).query(conn).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Node `i`'s numeric `INFO raft` field.
 pub fn info_u64(cluster: &Cluster, i: usize, field: &str) -> u64 {
     cluster.nodes[i]
